@@ -1,0 +1,45 @@
+"""Helpers shared by backend workers (run inside the worker process; stdlib only at import)."""
+
+from __future__ import annotations
+
+import os
+import time
+from importlib.metadata import PackageNotFoundError, version
+
+
+def versions(*names: str) -> dict[str, str]:
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def parse_bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected a boolean, got {value!r}")
+
+
+def torch_threads() -> int:
+    """Threads for torch: the cores this process may use (one engine per process owns the machine)."""
+    return int(os.environ.get("BENCHCTL_THREADS") or len(os.sched_getaffinity(0)))
+
+
+def wait_until(ctx, t_s: float) -> None:
+    """Sleep until run time t_s (seconds since the run start) without drifting."""
+    delay = t_s - ctx.now()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def record(request: dict, **fields) -> dict:
+    """A record dict in benchctl.records.RequestRecord's layout (kept stdlib-only for the worker)."""
+    return {"request_id": request["request_id"], "prompt_tokens": len(request["prompt_token_ids"]),
+            "expected_output_tokens": request["output_len"], "arrival_s": request["arrival_s"], **fields}

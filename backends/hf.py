@@ -1,0 +1,177 @@
+"""HF transformers: the classic baseline (static batching with left padding), and its own continuous batching.
+
+Static mode runs `generate` on batches of `--batch-size` prompts in workload order. Every request gets
+exactly its workload output length: the batch runs to its longest request with EOS suppressed
+(`min_new_tokens`), and a request's tokens are timed at the step that produced them, so its latency
+is what a streaming user would see. Tokens computed past a request's length (and pad tokens) are the
+waste that static batching costs; `engine_stats` reports them.
+"""
+
+from __future__ import annotations
+
+import time
+
+from backends._common import record, torch_threads, versions
+from benchctl.backend import Backend, Capabilities
+
+BACKEND = Backend(
+    name="hf",
+    description="HF transformers generate(): static batching (left padding) or transformers' continuous batching",
+    worker="backends.hf:HFWorker",
+    requirements=("torch", "transformers"),
+    extra="hf",
+    capabilities=Capabilities(offline=True, per_token_times=True, batch_size=True, engine_stats=True),
+    engine_args={
+        "mode": "static (default) or continuous (transformers' paged continuous batching)",
+        "dtype": "float32 (default on CPU), float16 or bfloat16",
+        "temperature": "0 = greedy (default); > 0 samples",
+        "top_p": "nucleus sampling threshold (default 1.0)",
+        "top_k": "top-k sampling (default 0 = off)",
+        "attn_implementation": "sdpa (default) or eager",
+        "max_requests_per_batch": "continuous mode: requests per step (default 32)",
+        "num_blocks": "continuous mode: KV pages (default 512)",
+        "page_size": "continuous mode: tokens per KV page (default 64)",
+        "max_batch_tokens": "continuous mode: tokens per step (default 256)",
+        "max_model_len": "context length limit used to validate the workload",
+    },
+)
+
+
+class _StepClock:
+    """A StoppingCriteria that never stops: it timestamps every decoding step of `generate`."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.times: list[float] = []
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        self.times.append(self.ctx.now())
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+class HFWorker:
+    def load(self, model: dict, options: dict) -> dict:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        args = dict(options.get("engine_args") or {})
+        self.mode = args.pop("mode", "static")
+        if self.mode not in ("static", "continuous"):
+            raise ValueError(f"hf: mode must be static or continuous, got {self.mode!r}")
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype_name = args.pop("dtype", "float32" if self.device == "cpu" else "bfloat16")
+        torch.set_num_threads(torch_threads())
+        torch.manual_seed(int(options.get("seed") or 0))
+        self.temperature = float(args.pop("temperature", 0.0))
+        self.top_p = float(args.pop("top_p", 1.0))
+        self.top_k = int(args.pop("top_k", 0))
+        args.pop("max_model_len", None)
+        attn = args.pop("attn_implementation", "sdpa")
+        self.cb_options = {k: int(v) for k, v in args.items()}
+        self.batch_size = int(options.get("batch_size") or 16)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model["hf_dir"], dtype=getattr(torch, dtype_name), attn_implementation=attn).to(self.device).eval()
+        self.pad_id = self.model.config.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.model.generation_config.pad_token_id or 0
+        return {"engine": "hf-transformers", "versions": versions("transformers", "torch", "accelerate"),
+                "device": self.device, "dtype": dtype_name, "threads": torch.get_num_threads(),
+                "mode": self.mode, "batch_size": self.batch_size if self.mode == "static" else None,
+                "attn_implementation": attn, "sampling": self._sampling_desc()}
+
+    def _sampling_desc(self) -> dict:
+        return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}
+
+    def _generation_config(self, max_new_tokens: int):
+        from transformers import GenerationConfig
+
+        sample = self.temperature > 0
+        return GenerationConfig(
+            max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=sample,
+            temperature=self.temperature if sample else None, top_p=self.top_p if sample else None,
+            top_k=self.top_k if sample else None, pad_token_id=self.pad_id,
+            eos_token_id=self.model.generation_config.eos_token_id)
+
+    def run(self, requests: list[dict], ctx) -> dict:
+        if self.mode == "continuous":
+            return self._run_continuous(requests, ctx)
+        return self._run_static(requests, ctx)
+
+    def _run_static(self, requests: list[dict], ctx) -> dict:
+        import torch
+
+        computed = useful = 0
+        for i in range(0, len(requests), self.batch_size):
+            batch = requests[i:i + self.batch_size]
+            start = ctx.now()
+            longest_prompt = max(len(r["prompt_token_ids"]) for r in batch)
+            max_new = max(r["output_len"] for r in batch)
+            # (batch, longest_prompt) left-padded so every sequence ends at the same position
+            ids = torch.full((len(batch), longest_prompt), self.pad_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for row, r in enumerate(batch):
+                n = len(r["prompt_token_ids"])
+                ids[row, longest_prompt - n:] = torch.tensor(r["prompt_token_ids"])
+                mask[row, longest_prompt - n:] = 1
+            clock = _StepClock(ctx)
+            with torch.inference_mode():
+                out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                          generation_config=self._generation_config(max_new),
+                                          stopping_criteria=[clock])
+            generated = out[:, longest_prompt:].shape[1]
+            if generated != max_new or len(clock.times) != max_new:
+                raise RuntimeError(f"hf generate produced {generated} tokens ({len(clock.times)} steps), "
+                                   f"expected {max_new}")
+            computed += len(batch) * (longest_prompt + max_new)
+            for r in batch:
+                n_out = r["output_len"]
+                useful += len(r["prompt_token_ids"]) + n_out
+                times = clock.times[:n_out]
+                ctx.emit(record(r, output_tokens=n_out, start_s=start, first_token_s=times[0],
+                                finish_s=times[-1], token_times_s=times,
+                                extra={"batch_index": i // self.batch_size}))
+        return {"mode": "static", "batch_size": self.batch_size, "num_batches": -(-len(requests) // self.batch_size),
+                "token_slots_computed": computed, "token_slots_useful": useful,
+                "padding_waste_pct": 100.0 * (1 - useful / computed) if computed else 0.0}
+
+    def _run_continuous(self, requests: list[dict], ctx) -> dict:
+        from transformers import ContinuousBatchingConfig
+
+        defaults = {"page_size": 64, "num_blocks": 512, "max_batch_tokens": 256, "max_requests_per_batch": 32}
+        cb = {**defaults, **self.cb_options}
+        config = ContinuousBatchingConfig(use_cuda_graph=False, **cb)
+        manager = self.model.init_continuous_batching(generation_config=self._generation_config(1),
+                                                      continuous_batching_config=config)
+        # transformers stamps tokens with time.perf_counter; map them onto the run clock.
+        offset = time.perf_counter() - ctx.now()
+        by_id = {r["request_id"]: r for r in requests}
+        starts = {}
+        manager.start()
+        try:
+            for r in requests:  # all at t=0: this backend does not take arrivals
+                starts[r["request_id"]] = ctx.now()
+                manager.add_request(r["prompt_token_ids"], request_id=r["request_id"],
+                                    max_new_tokens=r["output_len"], eos_token_id=-1, record_timestamps=True)
+            remaining = set(by_id)
+            while remaining:
+                result = manager.get_result(timeout=1.0)
+                if result is None:
+                    if manager.background_thread_status.fatal_error is not None:
+                        raise RuntimeError(f"transformers continuous batching failed: "
+                                           f"{manager.background_thread_status.fatal_error}")
+                    continue
+                if not result.is_finished() or result.request_id not in remaining:
+                    continue
+                remaining.discard(result.request_id)
+                r = by_id[result.request_id]
+                times = [t - offset for t in (result.timestamps or [])]
+                n_out = len(result.generated_tokens)
+                ctx.emit(record(r, output_tokens=n_out, start_s=starts[r["request_id"]],
+                                first_token_s=times[0] if times else None,
+                                finish_s=times[-1] if times else ctx.now(), token_times_s=times or None,
+                                error=result.error))
+        finally:
+            manager.stop(block=True)
+        return {"mode": "continuous", **cb}

@@ -1,0 +1,111 @@
+"""benchctl's own reference engine (reference_engine/), driven step by step inside the worker.
+
+The worker owns the arrival clock: requests enter the engine when their precomputed arrival time is
+reached (and a --max-concurrency slot is free), and every engine step's new tokens are timestamped.
+"""
+
+from __future__ import annotations
+
+from backends._common import record, torch_threads, versions, wait_until
+from benchctl.backend import Backend, Capabilities
+
+ENGINE_ARGS = {
+    "max_num_seqs": "max sequences per step (default 64)",
+    "max_num_batched_tokens": "max tokens per step (default 2048)",
+    "max_model_len": "context limit (default: the model's)",
+    "block_size": "tokens per KV block (default 16)",
+    "kv_cache_bytes": "KV cache memory budget in bytes",
+    "kv_layout": "paged (default) or contiguous (each sequence reserves max_model_len slots)",
+    "enable_prefix_caching": "true/false",
+    "enable_chunked_prefill": "true/false",
+    "attention_backend": "auto (default), torch, triton or cuda",
+    "sampler": "batched (default) or per_seq",
+    "host_transfer": "coalesced (default) or per_seq",
+    "detokenize": "inline (default), thread or off",
+    "dtype": "auto (default: float32 on CPU), float32, float16, bfloat16",
+    "temperature": "0 = greedy (default)",
+    "top_p": "nucleus threshold (default 1.0)",
+    "top_k": "top-k (default 0 = off)",
+}
+
+BACKEND = Backend(
+    name="reference",
+    description="benchctl's paged-attention engine: block KV cache, continuous batching, batched sampler",
+    worker="backends.reference:ReferenceWorker",
+    requirements=("torch", "safetensors", "tokenizers"),
+    extra="reference",
+    capabilities=Capabilities(offline=True, per_token_times=True, arrivals=True, engine_stats=True),
+    engine_args=ENGINE_ARGS,
+)
+_SAMPLING_KEYS = ("temperature", "top_p", "top_k")
+
+
+def convert(value: str):
+    """--engine-arg values arrive as text: bool, int, float, else the string."""
+    low = value.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+class ReferenceWorker:
+    def load(self, model: dict, options: dict) -> dict:
+        import torch
+
+        from reference_engine import LLMEngine
+
+        torch.set_num_threads(torch_threads())
+        args = {k: convert(v) for k, v in (options.get("engine_args") or {}).items()}
+        self.sampling = {k: args.pop(k) for k in _SAMPLING_KEYS if k in args}
+        self.seed = int(options.get("seed") or 0)
+        self.engine = LLMEngine(model["hf_dir"], **args)
+        info = {"engine": "reference", "versions": versions("benchctl", "torch"), "threads": torch.get_num_threads(),
+                "sampling": self.sampling}
+        info.update(self.engine.info() if hasattr(self.engine, "info") else {})
+        return info
+
+    def run(self, requests: list[dict], ctx) -> dict:
+        from reference_engine import SamplingParams
+
+        engine, admission = self.engine, ctx.admission
+        by_id = {r["request_id"]: r for r in requests}
+        starts: dict[str, float] = {}
+        chunks: dict[str, list[tuple[float, int]]] = {}
+        while admission.pending() or engine.has_unfinished_requests():
+            for r in admission.due(ctx.now()):
+                params = SamplingParams(max_tokens=r["output_len"], ignore_eos=True,
+                                        seed=self.seed + len(starts), **self.sampling)
+                engine.add_request(r["request_id"], r["prompt_token_ids"], params)
+                starts[r["request_id"]] = ctx.now()
+                chunks[r["request_id"]] = []
+            if not engine.has_unfinished_requests():
+                next_arrival = admission.next_arrival_s()
+                if next_arrival is not None:
+                    wait_until(ctx, next_arrival)
+                continue
+            outputs = engine.step()
+            now = ctx.now()
+            for out in outputs:
+                new = len(out.new_token_ids) if out.new_token_ids is not None else 0
+                if new:
+                    chunks[out.request_id].append((now, new))
+                if out.finished:
+                    admission.finished()
+                    ctx.emit(self._record(by_id[out.request_id], out, starts, chunks, now))
+        return engine.stats_summary()
+
+    @staticmethod
+    def _record(request: dict, out, starts: dict, chunks: dict, now: float) -> dict:
+        times = [t for t, _ in chunks[out.request_id]]
+        counts = [n for _, n in chunks[out.request_id]]
+        return record(request, output_tokens=len(out.token_ids), start_s=starts[out.request_id],
+                      first_token_s=times[0] if times else None, finish_s=times[-1] if times else now,
+                      token_times_s=times or None, chunk_tokens=counts if any(n != 1 for n in counts) else None,
+                      error=out.error,
+                      extra={"num_cached_tokens": getattr(out, "num_cached_tokens", None),
+                             "finish_reason": out.finish_reason})

@@ -1,0 +1,95 @@
+"""The backend contract: what an engine adapter declares, and the registry that finds them.
+
+A backend is data, not code the harness runs: the harness reads its capabilities and requirements
+and starts `worker` ("module:Class") in a separate process. Third-party packages add backends through
+the entry-point group `benchctl.backends`, pointing at a `Backend` instance.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import shutil
+import sys
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+
+ENTRY_POINT_GROUP = "benchctl.backends"
+# Used when benchctl runs from a source tree that is not pip-installed (no entry-point metadata).
+_BUILTIN = {"hf": "backends.hf:BACKEND", "reference": "backends.reference:BACKEND"}
+
+
+class BackendError(ValueError):
+    """A backend the user chose is unknown or cannot run here (exit code 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    offline: bool = True  # runs a workload inside the worker (no server)
+    serving: bool = False  # has an OpenAI-compatible server benchctl can launch
+    per_token_times: bool = False  # records a time for every output token (ITL/TPOT measurable)
+    arrivals: bool = False  # accepts requests over time (finite --request-rate, --max-concurrency)
+    batch_size: bool = False  # honours --batch-size
+    needs_cuda: bool = False
+    engine_stats: bool = False  # reports KV-cache and step-time statistics
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    name: str
+    description: str
+    worker: str  # "module:Class" imported inside the worker process only
+    requirements: tuple[str, ...] = ()  # import names the worker needs
+    extra: str | None = None  # `pip install benchctl[extra]` provides the requirements
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    engine_args: dict[str, str] = field(default_factory=dict)  # accepted --engine-arg keys -> help
+
+    def unavailable_reason(self) -> str | None:
+        """None when this backend can run on this machine, else one line saying why not."""
+        missing = [m for m in self.requirements if importlib.util.find_spec(m) is None]
+        if missing:
+            hint = f" (pip install 'benchctl[{self.extra}]')" if self.extra else ""
+            return f"missing Python packages: {', '.join(missing)}{hint}"
+        if self.capabilities.needs_cuda and not cuda_present():
+            return "needs an NVIDIA GPU with CUDA; none found on this machine"
+        return None
+
+    def python(self) -> str:
+        """Interpreter that runs the worker."""
+        return sys.executable
+
+
+def cuda_present() -> bool:
+    return shutil.which("nvidia-smi") is not None and any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def _targets() -> dict[str, str]:
+    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return found or dict(_BUILTIN)
+
+
+def _load(target: str) -> Backend:
+    module_name, _, attr = target.partition(":")
+    backend = getattr(importlib.import_module(module_name), attr)
+    if not isinstance(backend, Backend):
+        raise TypeError(f"entry point {target} is not a benchctl Backend")
+    return backend
+
+
+def list_backends() -> dict[str, Backend | str]:
+    """Every registered backend; one that fails to import appears as the error text instead."""
+    found: dict[str, Backend | str] = {}
+    for name, target in sorted(_targets().items()):
+        try:
+            found[name] = _load(target)
+        except Exception as e:  # a broken third-party plugin must not hide the others
+            found[name] = f"cannot load {target}: {type(e).__name__}: {e}"
+    return found
+
+
+def get_backend(name: str) -> Backend:
+    targets = _targets()
+    if name not in targets:
+        raise BackendError(f"unknown backend {name!r}; available: {', '.join(sorted(targets))}")
+    return _load(targets[name])

@@ -1,0 +1,234 @@
+"""`benchctl`: run, backends, datasets, show, compare."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from benchctl import console as render
+from benchctl import store
+from benchctl.backend import BackendError, get_backend, list_backends
+from benchctl.models import DEFAULT_MODEL, ModelError, resolve_model
+from benchctl.runner import RunConfig, RunFailed, parse_engine_args, run_benchmark
+from benchctl.runner import Progress as RunProgress
+from benchctl.workload import DEFAULT_DATASET, WorkloadError, WorkloadOptions, load_tokenizer, resolve_dataset
+from benchctl.workload.sharegpt import load_conversations
+
+USER_ERRORS = (ModelError, WorkloadError, BackendError, store.RunNotFound)
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
+                  help="Benchmark LLM inference engines on one workload with one set of metric definitions.")
+out = Console()
+err = Console(stderr=True)
+
+
+class _RichProgress(RunProgress):
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar: Progress | None = None
+        self.task = None
+        self.output_tokens = 0
+
+    def stage(self, text: str) -> None:
+        if self.enabled:
+            err.print(f"[dim]·[/dim] {text}")
+
+    def start_requests(self, total: int) -> None:
+        if not self.enabled:
+            return
+        self.bar = Progress(TextColumn("requests"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[tokens]} output tokens"), TimeElapsedColumn(),
+                            console=err, transient=True)
+        self.task = self.bar.add_task("run", total=total, tokens=0)
+        self.bar.start()
+
+    def request_done(self, record: dict) -> None:
+        self.output_tokens += record.get("output_tokens") or 0
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, tokens=self.output_tokens)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _parse_goodput(items: list[str]) -> dict[str, float]:
+    slos = {}
+    for item in items:
+        key, sep, value = item.partition(":")
+        try:
+            if not sep or key not in ("ttft", "tpot", "e2el") or float(value) <= 0:
+                raise ValueError
+            slos[key] = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"expected ttft|tpot|e2el:MILLISECONDS, got {item!r}",
+                                     param_hint="--goodput") from None
+    return slos
+
+
+@app.command()
+def run(
+    backend: Annotated[str, typer.Option(help="Engine to benchmark (see `benchctl backends`).")] = "reference",
+    model: Annotated[str, typer.Option(help="Alias, GGUF file, or HF folder (config.json + safetensors).")] = DEFAULT_MODEL,
+    dataset: Annotated[str, typer.Option(help="Bundled name, a ShareGPT JSON path, sharegpt:PATH, or random.")] = DEFAULT_DATASET,
+    num_prompts: Annotated[int, typer.Option(help="Number of requests.")] = 32,
+    seed: Annotated[int, typer.Option(help="Seed for sampling prompts, lengths and arrivals.")] = 0,
+    mode: Annotated[str, typer.Option(help="offline (engine in a worker process) or serving.")] = "offline",
+    request_rate: Annotated[float, typer.Option(help="Requests per second; inf sends everything at t=0.")] = math.inf,
+    burstiness: Annotated[float, typer.Option(help="Gamma shape of inter-arrival gaps (1 = Poisson).")] = 1.0,
+    arrival: Annotated[str, typer.Option(help="Arrival process for a finite rate: poisson, gamma or constant.")] = "poisson",
+    max_concurrency: Annotated[Optional[int], typer.Option(help="Cap on requests in flight.")] = None,
+    random_input_len: Annotated[int, typer.Option(help="random dataset: mean input tokens.")] = 144,
+    random_output_len: Annotated[int, typer.Option(help="random dataset: mean output tokens.")] = 144,
+    random_range_ratio: Annotated[float, typer.Option(help="random dataset: lengths uniform in len*(1±ratio).")] = 0.0,
+    random_prefix_len: Annotated[int, typer.Option(help="random dataset: shared prefix tokens.")] = 0,
+    sharegpt_output_len: Annotated[Optional[int], typer.Option(help="Fixed output length for ShareGPT.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Static batch size (backends that batch statically).")] = None,
+    engine_arg: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE passed to the engine (repeatable).")] = None,
+    goodput: Annotated[Optional[list[str]], typer.Option(help="SLO for goodput, e.g. ttft:500 (ms; repeatable).")] = None,
+    output_dir: Annotated[Path, typer.Option(help="Where run folders are written.")] = Path("results"),
+    label: Annotated[Optional[str], typer.Option(help="Free-text label stored with the run.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print run.json to stdout instead of a table.")] = False,
+) -> None:
+    """Run a benchmark and write results/<run-id>/ (run.json, requests.jsonl, requests.parquet)."""
+    config = RunConfig(
+        backend=backend, model=model, mode=mode, batch_size=batch_size,
+        engine_args=parse_engine_args(engine_arg or []), output_dir=output_dir,
+        slos_ms=_parse_goodput(goodput or []), label=label,
+        workload=WorkloadOptions(
+            dataset=dataset, num_prompts=num_prompts, seed=seed, sharegpt_output_len=sharegpt_output_len,
+            random_input_len=random_input_len, random_output_len=random_output_len,
+            random_range_ratio=random_range_ratio, random_prefix_len=random_prefix_len,
+            request_rate=request_rate, burstiness=burstiness, arrival=arrival, max_concurrency=max_concurrency))
+    progress = _RichProgress(enabled=not json_out)
+    try:
+        run_dir = run_benchmark(config, progress)
+    except RunFailed as e:
+        progress.close()
+        err.print(f"[red]benchctl: run failed:[/red] {e}\nfinished records kept in {e.run_dir}")
+        if e.log_tail:
+            err.print(f"[dim]worker log (tail):\n{e.log_tail}[/dim]", markup=False)
+        raise typer.Exit(1) from None
+    progress.close()
+    _print_run(store.load_run(run_dir), json_out)
+    if not json_out:
+        err.print(f"results: {run_dir}")
+
+
+def _print_run(run: dict, json_out: bool) -> None:
+    if json_out:
+        typer.echo(json.dumps(run, indent=2))
+    else:
+        out.print(render.summary_table(run))
+
+
+@app.command()
+def show(run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run folder or run id.")],
+         output_dir: Annotated[Path, typer.Option(help="Where to look up run ids.")] = Path("results"),
+         json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show a finished (or failed) run's summary."""
+    _print_run(store.load_run(store.resolve_run(run_ref, output_dir)), json_out)
+
+
+@app.command()
+def compare(run_refs: Annotated[list[str], typer.Argument(metavar="RUN...", help="Two or more runs; the first is the baseline.")],
+            output_dir: Annotated[Path, typer.Option(help="Where to look up run ids.")] = Path("results"),
+            json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Side-by-side table of runs with ratios to the first."""
+    if len(run_refs) < 2:
+        raise typer.BadParameter("give at least two runs", param_hint="RUN...")
+    runs = [store.load_run(store.resolve_run(ref, output_dir)) for ref in run_refs]
+    if json_out:
+        typer.echo(json.dumps({"runs": [r["run_id"] for r in runs], "rows": render.compare_rows(runs)}, indent=2))
+    else:
+        out.print(render.compare_table(runs))
+
+
+@app.command()
+def backends(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List registered backends and whether they can run on this machine."""
+    found = list_backends()
+    rows = []
+    for name, b in found.items():
+        if isinstance(b, str):
+            rows.append({"name": name, "available": False, "reason": b, "description": "", "capabilities": [],
+                         "extra": None, "engine_args": {}})
+            continue
+        reason = b.unavailable_reason()
+        caps = [k for k, v in b.capabilities.__class__.__dataclass_fields__.items() if getattr(b.capabilities, k)]
+        rows.append({"name": name, "available": reason is None, "reason": reason, "description": b.description,
+                     "capabilities": caps, "extra": b.extra, "engine_args": b.engine_args})
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="benchctl backends")
+    for col in ("backend", "available", "capabilities", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], "yes" if r["available"] else f"no: {r['reason']}", ", ".join(r["capabilities"]),
+                      r["description"])
+    out.print(table)
+
+
+@app.command()
+def datasets(
+    dataset: Annotated[str, typer.Argument(help="Bundled name or ShareGPT JSON path.")] = DEFAULT_DATASET,
+    model: Annotated[str, typer.Option(help="Tokenizer of this model counts the tokens.")] = DEFAULT_MODEL,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Token-length statistics of a ShareGPT-format dataset under a model's tokenizer."""
+    from benchctl.workload import bundled_datasets, length_stats
+
+    kind, path = resolve_dataset(dataset)
+    if kind != "sharegpt":
+        raise WorkloadError("`benchctl datasets` describes ShareGPT files; random datasets have no file")
+    conversations = load_conversations(path)
+    tokenizer = load_tokenizer(str(resolve_model(model, progress=err.print).hf_dir))
+    pairs = [c["conversations"] for c in conversations if len(c["conversations"]) >= 2]
+    prompt_lens = [len(t) for t in tokenizer.encode_batch([p[0]["value"] for p in pairs])]
+    output_lens = [len(t) for t in tokenizer.encode_batch([p[1]["value"] for p in pairs])]
+    turns = [len(c["conversations"]) for c in conversations]
+    stats = {"path": str(path), "conversations": len(conversations), "pairs": len(pairs),
+             "turns": length_stats(turns), "prompt_tokens": length_stats(prompt_lens),
+             "output_tokens": length_stats(output_lens), "bundled": sorted(bundled_datasets())}
+    if json_out:
+        typer.echo(json.dumps(stats, indent=2))
+        return
+    table = Table(title=f"{path.name}: {len(conversations)} conversations, {len(pairs)} with >= 2 turns")
+    for col in ("", "mean", "p50", "p90", "p99", "max"):
+        table.add_column(col, justify="right")
+    for name in ("turns", "prompt_tokens", "output_tokens"):
+        s = stats[name]
+        table.add_row(name, *(render._num(s.get(k), 1) for k in ("mean", "p50", "p90", "p99", "max")))
+    out.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors are one line on stderr and exit code 2, never a traceback."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except USER_ERRORS as e:
+        err.print(f"benchctl: error: {e}", markup=False, highlight=False)
+        return 2
+    except click.UsageError as e:
+        err.print(f"benchctl: error: {e.format_message()}", markup=False, highlight=False)
+        return 2
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.Abort:
+        err.print("benchctl: aborted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Terminal rendering of results: every number next to the workload that produced it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from benchctl.envinfo import hardware_line
+from benchctl.metrics import LATENCY_METRICS, flat_metrics
+
+_LAT_LABEL = {"ttft_s": "TTFT", "tpot_s": "TPOT", "itl_s": "ITL", "e2el_s": "E2EL"}
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def workload_line(workload: dict) -> str:
+    inp, out = workload.get("input_tokens", {}), workload.get("output_tokens", {})
+    sched = workload.get("schedule", {})
+    rate = sched.get("request_rate")
+    rate_text = "all at t=0" if rate is None else f"{sched.get('kind')} {rate:g} req/s"
+    if sched.get("max_concurrency"):
+        rate_text += f", max concurrency {sched['max_concurrency']}"
+    return (f"{workload.get('num_requests')} requests from {workload.get('dataset')} (seed {workload.get('seed')}) · "
+            f"input tokens mean {_num(inp.get('mean'), 0)} p50 {_num(inp.get('p50'), 0)} p99 {_num(inp.get('p99'), 0)} · "
+            f"output tokens mean {_num(out.get('mean'), 0)} p50 {_num(out.get('p50'), 0)} "
+            f"p99 {_num(out.get('p99'), 0)} · {rate_text}")
+
+
+def engine_line(run: dict) -> str:
+    engine = run.get("engine", {})
+    cfg = run.get("config", {})
+    bits = [cfg.get("backend", "?")]
+    versions = engine.get("versions") or {}
+    bits += [f"{k} {v}" for k, v in versions.items()]
+    for key in ("device", "dtype", "mode", "batch_size", "threads", "attention_backend", "kv_layout"):
+        if engine.get(key) is not None:
+            bits.append(f"{key}={engine[key]}")
+    if cfg.get("engine_args"):
+        bits.append(" ".join(f"{k}={v}" for k, v in cfg["engine_args"].items()))
+    return " · ".join(bits)
+
+
+def summary_table(run: dict) -> Table:
+    s = run.get("summary", {})
+    title = f"{run.get('run_id')} — {run.get('status')}"
+    table = Table(title=title, caption=f"{workload_line(run.get('workload', {}))}\n{engine_line(run)}\n"
+                  f"{hardware_line(run.get('environment', {}).get('hardware', {}))}",
+                  caption_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [("requests completed / failed", f"{s.get('completed', 0)} / {s.get('failed', 0)}"),
+            ("duration (s)", _num(s.get("duration_s"))),
+            ("input / output tokens", f"{_num(s.get('total_input_tokens'))} / {_num(s.get('total_output_tokens'))}"),
+            ("request throughput (req/s)", _num(s.get("request_throughput"), 3)),
+            ("input tokens/s", _num(s.get("input_tok_s"))),
+            ("output tokens/s", _num(s.get("output_tok_s"))),
+            ("total tokens/s", _num(s.get("total_tok_s")))]
+    if "goodput_req_s" in s:
+        rows.append((f"goodput (req/s, SLOs {s.get('slos_ms')} ms)", _num(s["goodput_req_s"], 3)))
+    for label, value in rows:
+        table.add_row(label, value)
+    for name in LATENCY_METRICS:
+        stats = s.get(name) or {}
+        if stats.get("count"):
+            table.add_row(f"{_LAT_LABEL[name]} mean / p50 / p99 (ms)",
+                          " / ".join(_num(stats[k] * 1000) for k in ("mean", "median", "p99")))
+    stats = run.get("engine_stats") or {}
+    for key in ("padding_waste_pct", "kv_waste_pct", "peak_kv_blocks_used", "mean_batch_size", "preemptions"):
+        if stats.get(key) is not None:
+            table.add_row(f"engine: {key}", _num(stats[key]))
+    return table
+
+
+COMPARE_KEYS = ("request_throughput", "input_tok_s", "output_tok_s", "total_tok_s", "ttft_mean_ms", "ttft_p99_ms",
+                "tpot_mean_ms", "tpot_p99_ms", "itl_mean_ms", "itl_p99_ms", "e2el_mean_ms", "e2el_p99_ms")
+
+
+def compare_rows(runs: list[dict]) -> list[dict[str, Any]]:
+    """One row per metric: value per run and ratio to the first run (the baseline)."""
+    flats = [flat_metrics(r.get("summary", {})) for r in runs]
+    rows = []
+    for key in COMPARE_KEYS:
+        values = [f.get(key) for f in flats]
+        base = values[0]
+        ratios = [v / base if v is not None and base else None for v in values]
+        rows.append({"metric": key, "values": values, "ratios": ratios})
+    return rows
+
+
+def compare_table(runs: list[dict]) -> Table:
+    table = Table(title="benchctl compare (ratio to the first run)")
+    table.add_column("metric")
+    for r in runs:
+        cfg = r.get("config", {})
+        args = " ".join(f"{k}={v}" for k, v in (cfg.get("engine_args") or {}).items())
+        table.add_column(f"{r.get('run_id')}\n{cfg.get('backend')} {args}".strip(), justify="right")
+    for row in compare_rows(runs):
+        cells = [f"{_num(v)}" + (f" ({q:.2f}x)" if q is not None and i else "")
+                 for i, (v, q) in enumerate(zip(row["values"], row["ratios"]))]
+        table.add_row(row["metric"], *cells)
+    workloads = {workload_line(r.get("workload", {})) for r in runs}
+    hw = {hardware_line(r.get("environment", {}).get("hardware", {})) for r in runs}
+    note = "same workload" if len(workloads) == 1 else "DIFFERENT workloads"
+    table.caption = f"{note}: " + " | ".join(sorted(workloads)) + "\n" + " | ".join(sorted(hw))
+    table.caption_justify = "left"
+    return table
+
+
+def make_console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, width=None if not stderr else None)

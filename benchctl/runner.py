@@ -1,0 +1,195 @@
+"""Run one benchmark: workload -> backend worker -> records on disk -> metrics -> run.json.
+
+The runner never special-cases an engine: it reads the backend's capabilities, and the worker does
+the engine-specific work in its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchctl import envinfo, metrics, store
+from benchctl.backend import Backend, BackendError, get_backend
+from benchctl.models import ResolvedModel, resolve_model
+from benchctl.records import RecordWriter, RequestRecord
+from benchctl.workload import Workload, WorkloadError, WorkloadOptions, build_workload, load_tokenizer
+from benchctl.worker.host import WorkerDied, WorkerProcess
+
+
+class RunFailed(RuntimeError):
+    """The engine failed mid-run; finished records are on disk and run.json says `failed`."""
+
+    def __init__(self, message: str, run_dir: Path, log_tail: str = ""):
+        super().__init__(message)
+        self.run_dir = run_dir
+        self.log_tail = log_tail
+
+
+@dataclass(slots=True)
+class RunConfig:
+    backend: str = "reference"
+    model: str = "smollm2-135m"
+    mode: str = "offline"
+    workload: WorkloadOptions = field(default_factory=WorkloadOptions)
+    batch_size: int | None = None
+    engine_args: dict[str, str] = field(default_factory=dict)
+    output_dir: Path = Path("results")
+    slos_ms: dict[str, float] = field(default_factory=dict)
+    label: str | None = None
+
+
+class Progress:
+    """What the runner tells its caller; the CLI draws it with rich, tests ignore it."""
+
+    def stage(self, text: str) -> None: ...
+    def start_requests(self, total: int) -> None: ...
+    def request_done(self, record: dict) -> None: ...
+
+
+def parse_engine_args(pairs: list[str]) -> dict[str, str]:
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise BackendError(f"--engine-arg expects KEY=VALUE, got {pair!r}")
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
+def model_context_len(model: ResolvedModel) -> int | None:
+    config = json.loads((model.hf_dir / "config.json").read_text())
+    return config.get("max_position_embeddings")
+
+
+def check_backend(backend: Backend, config: RunConfig) -> None:
+    caps = backend.capabilities
+    if config.mode == "serving":
+        raise BackendError("--mode serving is not available in this version of benchctl; use --mode offline")
+    if config.mode != "offline":
+        raise BackendError(f"--mode must be offline or serving, got {config.mode!r}")
+    if not caps.offline:
+        raise BackendError(f"backend {backend.name!r} has no offline mode")
+    reason = backend.unavailable_reason()
+    if reason:
+        raise BackendError(f"backend {backend.name!r} is unavailable here: {reason}")
+    w = config.workload
+    if not caps.arrivals and (not math.isinf(w.request_rate) or w.max_concurrency is not None):
+        raise BackendError(f"backend {backend.name!r} runs a whole batch at once: it cannot honour "
+                           f"--request-rate or --max-concurrency in offline mode")
+    if config.batch_size is not None and (config.batch_size < 1 or not caps.batch_size):
+        raise BackendError(f"--batch-size must be >= 1 and supported by the backend "
+                           f"({backend.name!r} {'supports' if caps.batch_size else 'does not support'} it)")
+    unknown = sorted(set(config.engine_args) - set(backend.engine_args))
+    if unknown:
+        accepted = ", ".join(sorted(backend.engine_args)) or "none"
+        raise BackendError(f"backend {backend.name!r} does not accept engine arg(s) {', '.join(unknown)}; "
+                           f"accepted: {accepted}")
+
+
+def check_context(workload: Workload, context_len: int | None) -> None:
+    if context_len is None:
+        return
+    for r in workload.requests:
+        if r.prompt_len + r.output_len > context_len:
+            raise WorkloadError(f"request {r.request_id}: prompt ({r.prompt_len}) + output ({r.output_len}) "
+                                f"tokens exceed the model's context of {context_len}")
+
+
+def prepare(config: RunConfig, progress: Progress) -> tuple[Backend, ResolvedModel, Workload]:
+    """Everything that can fail because of user input happens here, before a run folder exists."""
+    backend = get_backend(config.backend)
+    check_backend(backend, config)
+    model = resolve_model(config.model, progress=progress.stage)
+    workload = build_workload(config.workload, load_tokenizer(str(model.hf_dir)))
+    context = int(config.engine_args.get("max_model_len", 0)) or model_context_len(model)
+    check_context(workload, context)
+    return backend, model, workload
+
+
+def run_benchmark(config: RunConfig, progress: Progress | None = None,
+                  on_record: Callable[[dict], None] | None = None) -> Path:
+    progress = progress or Progress()
+    backend, model, workload = prepare(config, progress)
+    run_dir = store.new_run_dir(Path(config.output_dir), backend.name)
+    run = {
+        "schema_version": store.SCHEMA_VERSION,
+        "run_id": run_dir.name,
+        "status": "running",
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "label": config.label,
+        "config": {"backend": backend.name, "model": model.to_json(), "mode": config.mode,
+                   "batch_size": config.batch_size, "engine_args": config.engine_args,
+                   "slos_ms": config.slos_ms, "workload_options": _jsonable(asdict(config.workload))},
+        "workload": workload.spec(),
+        "environment": envinfo.environment(),
+    }
+    store.write_json_atomic(run_dir / "run.json", store.clean_floats(run))
+    rows: list[dict] = []
+    expected = {r.request_id: r for r in workload.requests}
+    worker = WorkerProcess(backend.worker, python=backend.python(), log_path=run_dir / "worker.log")
+    try:
+        with RecordWriter(run_dir / "requests.jsonl") as writer:
+            progress.stage(f"loading {backend.name} engine")
+            t_load = time.monotonic()
+            options = {"batch_size": config.batch_size, "engine_args": config.engine_args,
+                       "seed": workload.seed}
+            ready = worker.request({"op": "load", "model": model.to_json(), "options": options}, "ready")
+            run["engine"] = {**ready["info"], "load_s": time.monotonic() - t_load}
+            store.write_json_atomic(run_dir / "run.json", store.clean_floats(run))
+            progress.start_requests(len(workload.requests))
+            worker.send({"op": "run", "requests": [r.to_wire() for r in workload.requests],
+                         "max_concurrency": workload.schedule.get("max_concurrency")})
+            for event in worker.events():
+                if event["event"] == "record":
+                    row = _finish_record(event["record"], expected)
+                    writer.append(row)
+                    rows.append(row)
+                    progress.request_done(row)
+                    if on_record:
+                        on_record(row)
+                elif event["event"] == "done":
+                    run["engine_stats"] = event.get("stats", {})
+                    break
+    except WorkerDied as e:
+        _finalize(run, run_dir, rows, config, status="failed", error=str(e))
+        raise RunFailed(f"{backend.name} worker failed: {e}", run_dir, e.log_tail) from None
+    except BaseException as e:
+        _finalize(run, run_dir, rows, config, status="failed", error=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        worker.close()
+    missing = sorted(set(expected) - {r["request_id"] for r in rows})
+    _finalize(run, run_dir, rows, config, status="completed" if not missing else "failed",
+              error=f"{len(missing)} requests never reported" if missing else None)
+    if missing:
+        raise RunFailed(f"{len(missing)} requests were never reported by the worker", run_dir)
+    return run_dir
+
+
+def _finish_record(raw: dict, expected: dict) -> dict:
+    """Validate a worker's record, then add the derived latencies (benchctl.metrics)."""
+    record = RequestRecord.from_dict(raw).to_dict()
+    if record["request_id"] not in expected:
+        raise WorkerDied(f"worker reported an unknown request {record['request_id']!r}")
+    return {**record, **metrics.request_latencies(record)}
+
+
+def _finalize(run: dict, run_dir: Path, rows: list[dict], config: RunConfig, status: str,
+              error: str | None) -> None:
+    run["status"] = status
+    run["error"] = error
+    run["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    run["summary"] = metrics.summarize(rows, slos_ms=config.slos_ms or None)
+    if rows:
+        store.write_parquet(rows, run_dir / "requests.parquet")
+    store.write_json_atomic(run_dir / "run.json", store.clean_floats(run))
+
+
+def _jsonable(value: Any) -> Any:
+    return store.clean_floats(json.loads(json.dumps(value, default=str)))

@@ -1,0 +1,93 @@
+"""results/<run-id>/: run.json (atomic), requests.jsonl (appended live), requests.parquet (at the end)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class RunNotFound(ValueError):
+    pass
+
+
+def new_run_dir(output_dir: Path, backend: str) -> Path:
+    """Create a fresh run folder; the random suffix and exclusive mkdir keep concurrent runs apart."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    while True:
+        path = output_dir / f"{stamp}-{backend}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, default=_json_default, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def clean_floats(value: Any) -> Any:
+    """NaN/inf -> None so run.json stays strict JSON."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: clean_floats(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_floats(v) for v in value]
+    return value
+
+
+def write_parquet(rows: list[dict], path: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    for column in ("extra",):  # nested dicts vary per engine: keep them as JSON text
+        if column in frame:
+            frame[column] = frame[column].map(lambda v: json.dumps(v) if v is not None else None)
+    frame.to_parquet(path, index=False)
+
+
+def resolve_run(ref: str, output_dir: Path) -> Path:
+    """A run folder path, or a run id (or unique id prefix) inside output_dir."""
+    path = Path(ref)
+    if (path / "run.json").is_file():
+        return path
+    candidates = sorted(p for p in output_dir.glob(f"{ref}*") if (p / "run.json").is_file())
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise RunNotFound(f"no run {ref!r} (no run.json there, nor in {output_dir})")
+    raise RunNotFound(f"run id {ref!r} is ambiguous: {', '.join(p.name for p in candidates[:5])}")
+
+
+def load_run(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / "run.json").read_text())
+    except json.JSONDecodeError as e:
+        raise RunNotFound(f"{path}/run.json is not valid JSON ({e})") from None

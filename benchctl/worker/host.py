@@ -1,0 +1,94 @@
+"""The harness's end of a backend worker: spawn, send commands, read events, notice death."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from benchctl.worker.protocol import decode, encode
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class WorkerDied(RuntimeError):
+    """The worker exited or reported a fatal error; `log_tail` holds the end of its stderr."""
+
+    def __init__(self, message: str, log_tail: str = ""):
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+class WorkerProcess:
+    def __init__(self, target: str, python: str = sys.executable, log_path: Path | None = None,
+                 env: dict[str, str] | None = None):
+        self.log_path = log_path
+        self._log: IO[bytes] = open(log_path, "ab") if log_path else open(os.devnull, "wb")
+        child_env = {**os.environ, **(env or {})}
+        # Another interpreter (an engine's own virtualenv) finds benchctl.worker and backends here.
+        child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH")) if p)
+        child_env.setdefault("PYTHONUNBUFFERED", "1")
+        self.proc = subprocess.Popen([python, "-m", "benchctl.worker", target], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._log, env=child_env,
+                                     start_new_session=True)
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self.proc.stdin.write(encode(message))
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise self._died("worker exited before it could receive a command") from None
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """Events until the stream ends; a `fatal` event or an early EOF raises WorkerDied."""
+        for line in self.proc.stdout:
+            event = decode(line)
+            if event.get("event") == "fatal":
+                raise self._died(event.get("error", "worker failed"), event.get("traceback", ""))
+            yield event
+        raise self._died("worker exited unexpectedly")
+
+    def request(self, message: dict[str, Any], expect: str) -> dict[str, Any]:
+        self.send(message)
+        for event in self.events():
+            if event.get("event") == expect:
+                return event
+        raise AssertionError("unreachable")
+
+    def _died(self, message: str, traceback_text: str = "") -> WorkerDied:
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._log.flush()
+        tail = traceback_text or self.log_tail()
+        suffix = f" (exit code {code})" if code not in (None, 0, 1) else ""
+        return WorkerDied(message + suffix, tail)
+
+    def log_tail(self, lines: int = 20) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def close(self, timeout_s: float = 30.0) -> int | None:
+        if self.proc.poll() is None:
+            try:
+                self.send({"op": "shutdown"})
+            except WorkerDied:
+                pass
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> "WorkerProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
