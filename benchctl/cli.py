@@ -224,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.Abort:
-        err.print("benchctl: aborted")
+    except (click.Abort, KeyboardInterrupt):
+        err.print("benchctl: interrupted; finished records are kept in the run folder")
         return 130
     return 0
 

@@ -133,6 +133,7 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None,
     rows: list[dict] = []
     expected = {r.request_id: r for r in workload.requests}
     worker = WorkerProcess(backend.worker, python=backend.python(), log_path=run_dir / "worker.log")
+    step_writer: RecordWriter | None = None
     try:
         with RecordWriter(run_dir / "requests.jsonl") as writer:
             progress.stage(f"loading {backend.name} engine")
@@ -153,17 +154,24 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None,
                     progress.request_done(row)
                     if on_record:
                         on_record(row)
+                elif event["event"] == "step":
+                    if step_writer is None:  # only engines that report steps get a steps.jsonl
+                        step_writer = RecordWriter(run_dir / "steps.jsonl")
+                    step_writer.append(event["step"])
                 elif event["event"] == "done":
                     run["engine_stats"] = event.get("stats", {})
                     break
     except WorkerDied as e:
         _finalize(run, run_dir, rows, config, status="failed", error=str(e))
         raise RunFailed(f"{backend.name} worker failed: {e}", run_dir, e.log_tail) from None
-    except BaseException as e:
+    except BaseException as e:  # Ctrl-C or a harness bug: stop the engine now, keep what was measured
+        worker.kill()
         _finalize(run, run_dir, rows, config, status="failed", error=f"{type(e).__name__}: {e}")
         raise
     finally:
         worker.close()
+        if step_writer is not None:
+            step_writer.close()
     missing = sorted(set(expected) - {r["request_id"] for r in rows})
     _finalize(run, run_dir, rows, config, status="completed" if not missing else "failed",
               error=f"{len(missing)} requests never reported" if missing else None)

@@ -30,6 +30,10 @@ class RunContext:
     def emit(self, record: dict) -> None:
         self._channel.send({"event": "record", "record": record})
 
+    def emit_step(self, step: dict) -> None:
+        """One engine step's statistics (batch, KV use, time split), for steps.jsonl."""
+        self._channel.send({"event": "step", "step": step})
+
 
 def _load_worker(target: str):
     module_name, _, attr = target.partition(":")

@@ -4,6 +4,7 @@ host -> worker (worker's stdin), one JSON object per line:
   {"op": "load", "model": {...}, "options": {...}}   -> {"event": "ready", "info": {...}}
   {"op": "run", "requests": [...], "max_concurrency": int|null}
         -> {"event": "record", "record": {...}} per finished request (as it finishes)
+        -> {"event": "step", "step": {...}}         per engine step, from engines that report them
         -> {"event": "done", "stats": {...}}        (engine statistics for the whole run)
   {"op": "shutdown"}                                  -> the worker exits 0
 worker -> host on any failure: {"event": "fatal", "error": "...", "traceback": "..."} and exit 1.
