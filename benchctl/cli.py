@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -17,18 +16,29 @@ from rich.table import Table
 from benchctl import console as render
 from benchctl import store
 from benchctl.backend import BackendError, get_backend, list_backends
+from benchctl.engines_cli import engines_app
 from benchctl.models import DEFAULT_MODEL, ModelError, resolve_model
+from benchctl.regress import GateInputError
 from benchctl.runner import RunConfig, RunFailed, parse_engine_args, run_benchmark
 from benchctl.runner import Progress as RunProgress
 from benchctl.workload import DEFAULT_DATASET, WorkloadError, WorkloadOptions, load_tokenizer, resolve_dataset
 from benchctl.workload.sharegpt import load_conversations
 
-USER_ERRORS = (ModelError, WorkloadError, BackendError, store.RunNotFound)
+# typer may vendor click: find its ClickException through typer's own BadParameter.
+_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+USER_ERRORS = (ModelError, WorkloadError, BackendError, store.RunNotFound, GateInputError)
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
                   help="Benchmark LLM inference engines on one workload with one set of metric definitions.")
-out = Console()
-err = Console(stderr=True)
+app.add_typer(engines_app, name="engines")
+# Without a terminal (CI logs, pipes) rich would wrap at 80 columns; tables read better wider.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def _error_line(text: str) -> None:
+    """One line, never wrapped: scripts grep for it."""
+    sys.stderr.write("benchctl: error: " + " ".join(text.split()) + "\n")
 
 
 class _RichProgress(RunProgress):
@@ -212,22 +222,64 @@ def datasets(
     out.print(table)
 
 
+@app.command()
+def regress(
+    baseline: Annotated[str, typer.Option(help="Baseline run folder, or a folder of repeated runs.")],
+    candidate: Annotated[str, typer.Option(help="Candidate run folder, or a folder of repeated runs.")],
+    metric: Annotated[Optional[list[str]], typer.Option(
+        help="Gate, e.g. output_tok_s:-5% or ttft_p99:+10% (repeatable).")] = None,
+    confidence: Annotated[float, typer.Option(help="Confidence of the bootstrap interval.")] = 0.95,
+    json_path: Annotated[Optional[Path], typer.Option("--json-out", help="Write the verdicts as JSON.")] = None,
+    markdown_path: Annotated[Optional[Path], typer.Option("--markdown-out", help="Write a Markdown summary.")] = None,
+) -> None:
+    """CI gate: exit 1 on a significant regression beyond a threshold, 0 otherwise, 2 on bad input."""
+    import os
+
+    from benchctl import regress as gate
+
+    if not 0.5 <= confidence < 1:
+        raise gate.GateInputError(f"--confidence must be in [0.5, 1), got {confidence}")
+    gates = [gate.parse_gate(m) for m in (metric or gate.DEFAULT_METRICS)]
+    result = gate.compare_sides(baseline, candidate, gates, confidence)
+    text = gate.markdown(result)
+    if json_path:
+        store.write_json_atomic(json_path, store.clean_floats(result))
+    if markdown_path:
+        markdown_path.write_text(text)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as f:
+            f.write(text)
+    table = Table(title="benchctl regress: " + ("REGRESSION" if result["regression"] else "pass"))
+    for col in ("metric", "threshold", "baseline", "candidate", "ratio", "CI", "p", "verdict"):
+        table.add_column(col, justify="right" if col not in ("metric", "verdict") else "left")
+    for v in result["verdicts"]:
+        verdict = "regression" if v["regression"] else ("improvement" if v["improvement"] else "no significant change")
+        table.add_row(v["metric"], f"{v['threshold_pct']:+.1f}%", f"{v['baseline_mean']:.4g}",
+                      f"{v['candidate_mean']:.4g}", f"{v['ratio']:.3f}", f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]",
+                      f"{v['p_value']:.3g}", verdict)
+    out.print(table)
+    for w in result["warnings"]:
+        err.print(f"warning: {w}")
+    if result["regression"]:
+        raise typer.Exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors are one line on stderr and exit code 2, never a traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # without standalone mode, typer.Exit comes back as a code
     except USER_ERRORS as e:
-        err.print(f"benchctl: error: {e}", markup=False, highlight=False)
+        _error_line(str(e))
         return 2
-    except click.UsageError as e:
-        err.print(f"benchctl: error: {e.format_message()}", markup=False, highlight=False)
+    except _CLICK_ERROR as e:  # bad option values, unknown options, missing arguments
+        _error_line(e.format_message())
         return 2
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return e.exit_code
-    except (click.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         err.print("benchctl: interrupted; finished records are kept in the run folder")
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
