@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -17,7 +18,9 @@ from pathlib import Path
 
 ENTRY_POINT_GROUP = "benchctl.backends"
 # Used when benchctl runs from a source tree that is not pip-installed (no entry-point metadata).
-_BUILTIN = {"hf": "backends.hf:BACKEND", "reference": "backends.reference:BACKEND"}
+_BUILTIN = {"hf": "backends.hf:BACKEND", "openai": "backends.openai:BACKEND", "reference": "backends.reference:BACKEND",
+            "vllm": "backends.vllm:BACKEND", "llamacpp": "backends.llamacpp:BACKEND",
+            "exllamav2": "backends.exllamav2:BACKEND"}
 
 
 class BackendError(ValueError):
@@ -36,6 +39,23 @@ class Capabilities:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerSpec:
+    """How serving mode launches the engine's own OpenAI-compatible server (benchctl.serving.launch).
+
+    `argv` is a template; placeholders: {python} (Backend.python()), {model_dir} (HF folder), {gguf_path},
+    {model_name} (the name clients send), {host}, {port}, {max_model_len}. Each --engine-arg KEY=VALUE not
+    consumed by a placeholder is appended as `engine_arg` formatted with {key}, {flag} (key with dashes), {value}.
+    """
+
+    argv: tuple[str, ...]
+    engine_arg: tuple[str, ...] = ("--{flag}", "{value}")
+    api_prefix: str = "/v1"  # OpenAI routes live under it
+    health_route: str = "/health"
+    metrics_route: str | None = "/metrics"  # Prometheus text format; None when the server has none
+    startup_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class Backend:
     name: str
     description: str
@@ -44,20 +64,39 @@ class Backend:
     extra: str | None = None  # `pip install benchctl[extra]` provides the requirements
     capabilities: Capabilities = field(default_factory=Capabilities)
     engine_args: dict[str, str] = field(default_factory=dict)  # accepted --engine-arg keys -> help
+    server: ServerSpec | None = None  # serving mode: how to launch the engine's OpenAI server
+    # A benchctl.engines environment (`benchctl engines install NAME`) whose interpreter runs the worker
+    # when the requirements are not importable in this one.
+    managed_env: str | None = None
 
     def unavailable_reason(self) -> str | None:
         """None when this backend can run on this machine, else one line saying why not."""
-        missing = [m for m in self.requirements if importlib.util.find_spec(m) is None]
-        if missing:
-            hint = f" (pip install 'benchctl[{self.extra}]')" if self.extra else ""
-            return f"missing Python packages: {', '.join(missing)}{hint}"
         if self.capabilities.needs_cuda and not cuda_present():
             return "needs an NVIDIA GPU with CUDA; none found on this machine"
+        missing = self._missing_here()
+        if missing and self.managed_env:
+            if self._managed_python() is None:
+                return f"not installed: run `benchctl engines install {self.managed_env}`"
+        elif missing:
+            hint = f" (pip install 'benchctl[{self.extra}]')" if self.extra else ""
+            return f"missing Python packages: {', '.join(missing)}{hint}"
         return None
 
     def python(self) -> str:
-        """Interpreter that runs the worker."""
+        """Interpreter that runs the worker: this one if it has the engine, else the managed environment's."""
+        if self.managed_env and self._missing_here():
+            return self._managed_python() or sys.executable
         return sys.executable
+
+    def _missing_here(self) -> list[str]:
+        # find_spec, not import: the harness never imports an engine.
+        return [m for m in self.requirements if importlib.util.find_spec(m) is None]
+
+    def _managed_python(self) -> str | None:
+        from benchctl import engines  # lazy: harness-side bookkeeping, not needed inside workers
+
+        env = engines.installed(self.managed_env) if self.managed_env else None
+        return str(env.python) if env else None
 
 
 def cuda_present() -> bool:
@@ -65,8 +104,14 @@ def cuda_present() -> bool:
 
 
 def _targets() -> dict[str, str]:
-    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    return found or dict(_BUILTIN)
+    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)} or dict(_BUILTIN)
+    # BENCHCTL_BACKENDS="name=module:attr,..." adds backends without packaging them (local plugins,
+    # and it travels with the environment to Ray workers).
+    for item in filter(None, os.environ.get("BENCHCTL_BACKENDS", "").split(",")):
+        name, sep, target = item.partition("=")
+        if sep and name.strip() and ":" in target:
+            found[name.strip()] = target.strip()
+    return found
 
 
 def _load(target: str) -> Backend:

@@ -14,19 +14,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from benchctl import console as render
+from benchctl import hwinfo
 from benchctl import store
 from benchctl.backend import BackendError, get_backend, list_backends
 from benchctl.engines_cli import engines_app
 from benchctl.models import DEFAULT_MODEL, ModelError, resolve_model
+from benchctl.metrics import flat_metrics
 from benchctl.regress import GateInputError
+from benchctl.report import report_command
+from benchctl.sweep import SweepSpecError
 from benchctl.runner import RunConfig, RunFailed, parse_engine_args, run_benchmark
 from benchctl.runner import Progress as RunProgress
+from benchctl.serving.commands import register_commands
 from benchctl.workload import DEFAULT_DATASET, WorkloadError, WorkloadOptions, load_tokenizer, resolve_dataset
 from benchctl.workload.sharegpt import load_conversations
 
 # typer may vendor click: find its ClickException through typer's own BadParameter.
 _CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-USER_ERRORS = (ModelError, WorkloadError, BackendError, store.RunNotFound, GateInputError)
+USER_ERRORS = (ModelError, WorkloadError, BackendError, store.RunNotFound, GateInputError, SweepSpecError)
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
                   help="Benchmark LLM inference engines on one workload with one set of metric definitions.")
@@ -107,13 +112,19 @@ def run(
     goodput: Annotated[Optional[list[str]], typer.Option(help="SLO for goodput, e.g. ttft:500 (ms; repeatable).")] = None,
     output_dir: Annotated[Path, typer.Option(help="Where run folders are written.")] = Path("results"),
     label: Annotated[Optional[str], typer.Option(help="Free-text label stored with the run.")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="serving: attach to this OpenAI-compatible server instead of launching one.")] = None,
+    endpoint: Annotated[str, typer.Option(help="serving: completions or chat.")] = "completions",
+    api_key: Annotated[Optional[str], typer.Option(envvar="OPENAI_API_KEY", show_envvar=False, help="serving: bearer token for the server (or $OPENAI_API_KEY).")] = None,
+    warmup_requests: Annotated[int, typer.Option(help="serving: requests sent before the run, excluded from metrics.")] = 0,
+    request_timeout: Annotated[float, typer.Option(help="serving: seconds a request may take before it counts as failed.")] = 600.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print run.json to stdout instead of a table.")] = False,
 ) -> None:
     """Run a benchmark and write results/<run-id>/ (run.json, requests.jsonl, requests.parquet)."""
     config = RunConfig(
         backend=backend, model=model, mode=mode, batch_size=batch_size,
         engine_args=parse_engine_args(engine_arg or []), output_dir=output_dir,
-        slos_ms=_parse_goodput(goodput or []), label=label,
+        slos_ms=_parse_goodput(goodput or []), label=label, base_url=base_url, endpoint=endpoint,
+        api_key=api_key, warmup_requests=warmup_requests, request_timeout_s=request_timeout,
         workload=WorkloadOptions(
             dataset=dataset, num_prompts=num_prompts, seed=seed, sharegpt_output_len=sharegpt_output_len,
             random_input_len=random_input_len, random_output_len=random_output_len,
@@ -262,6 +273,86 @@ def regress(
         err.print(f"warning: {w}")
     if result["regression"]:
         raise typer.Exit(1)
+
+
+@app.command()
+def sweep(
+    spec_file: Annotated[Optional[Path], typer.Argument(metavar="[SPEC.yaml]", help="Sweep spec (YAML); flags build one otherwise.")] = None,
+    backend: Annotated[Optional[list[str]], typer.Option(help="Backend(s) to sweep (repeatable).")] = None,
+    request_rate: Annotated[Optional[list[float]], typer.Option(help="Request rate(s) (repeatable; inf allowed).")] = None,
+    max_concurrency: Annotated[Optional[list[int]], typer.Option(help="Concurrency cap(s) (repeatable).")] = None,
+    engine_arg_grid: Annotated[Optional[list[str]], typer.Option(help="KEY=V1,V2 swept engine option (repeatable).")] = None,
+    engine_arg: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE fixed for every cell (repeatable).")] = None,
+    repetitions: Annotated[int, typer.Option(help="Runs per cell.")] = 1,
+    model: Annotated[str, typer.Option()] = DEFAULT_MODEL,
+    mode: Annotated[str, typer.Option()] = "offline",
+    dataset: Annotated[str, typer.Option()] = DEFAULT_DATASET,
+    num_prompts: Annotated[int, typer.Option()] = 32,
+    seed: Annotated[int, typer.Option()] = 0,
+    random_input_len: Annotated[int, typer.Option()] = 144,
+    random_output_len: Annotated[int, typer.Option()] = 144,
+    random_range_ratio: Annotated[float, typer.Option()] = 0.0,
+    goodput: Annotated[Optional[list[str]], typer.Option(help="SLO, e.g. ttft:500 (ms; repeatable).")] = None,
+    executor: Annotated[str, typer.Option(help="local (one cell at a time here) or ray (an existing cluster).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS or a local instance).")] = None,
+    num_cpus: Annotated[float, typer.Option(help="Ray: CPUs each cell requests.")] = 1.0,
+    num_gpus: Annotated[float, typer.Option(help="Ray: GPUs each cell requests.")] = 0.0,
+    saturate: Annotated[bool, typer.Option(help="Bisect for the highest rate whose goodput SLOs still hold.")] = False,
+    rate_low: Annotated[float, typer.Option(help="Saturation search: lowest rate (req/s).")] = 0.25,
+    rate_high: Annotated[float, typer.Option(help="Saturation search: highest rate (req/s).")] = 16.0,
+    target: Annotated[float, typer.Option(help="Saturation search: fraction of requests that must meet the SLOs.")] = 0.9,
+    output_dir: Annotated[Path, typer.Option(help="Where the sweep folder is written.")] = Path("results/sweeps"),
+) -> None:
+    """Run a matrix of benchmarks (or a saturation search); each cell is an ordinary run folder."""
+    from benchctl import sweep as sw
+
+    if spec_file is not None:
+        spec = sw.load_spec(spec_file)
+    else:
+        grid = {}
+        for item in engine_arg_grid or []:
+            key, sep, values = item.partition("=")
+            if not sep or not key:
+                raise sw.SweepSpecError(f"--engine-arg-grid expects KEY=V1,V2, got {item!r}")
+            grid[key] = values.split(",")
+        spec = sw.spec_from_dict({
+            "backends": backend or ["reference"], "request_rates": request_rate or [math.inf],
+            "max_concurrency": max_concurrency or [None], "engine_args": grid,
+            "fixed_engine_args": parse_engine_args(engine_arg or []), "repetitions": repetitions,
+            "model": model, "mode": mode, "slos_ms": _parse_goodput(goodput or []),
+            "workload": {"dataset": dataset, "num_prompts": num_prompts, "seed": seed,
+                         "random_input_len": random_input_len, "random_output_len": random_output_len,
+                         "random_range_ratio": random_range_ratio}}, "flags")
+    if saturate:
+        result = sw.saturate(spec, output_dir, rate_low, rate_high, target,
+                             on_probe=lambda r, a: err.print(f"rate {r:.3g} req/s: {a:.0%} of requests met the SLOs"))
+        rate = result.get("saturation_rate")
+        out.print(f"saturation rate: {rate:.3g} req/s" if rate else f"no saturation rate: {result.get('note')}")
+        err.print(f"sweep: {result['sweep_dir']}")
+        return
+    if executor not in ("local", "ray"):
+        raise sw.SweepSpecError(f"--executor must be local or ray, got {executor!r}")
+    runner = sw.LocalExecutor() if executor == "local" else sw.RayExecutor(ray_address, num_cpus, num_gpus)
+    total = len(sw.cells(spec))
+    sweep_dir = sw.run_sweep(spec, output_dir, runner, on_cell=lambda c, r: err.print(
+        f"[{c.index + 1}/{total}] {c.label()}: {r['status']} -> {r['run_dir'].name}"))
+    index = store.load_run_index(sweep_dir)
+    table = Table(title=f"sweep {sweep_dir.name}")
+    for col in ("cell", "status", "req/s", "output tok/s", "TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms"):
+        table.add_column(col)
+    for c in index["cells"]:
+        run = store.load_run(sweep_dir / c["run"])
+        f = flat_metrics(run.get("summary", {}))
+        table.add_row(c["label"], c["status"],
+                      *(render._num(f.get(k)) for k in ("request_throughput", "output_tok_s", "ttft_median_ms",
+                                                         "ttft_p99_ms", "tpot_median_ms")))
+    out.print(table)
+    err.print(f"sweep: {sweep_dir}")
+
+
+register_commands(app)  # serve, bench-client
+app.command("report")(report_command)
+app.command("hwinfo")(hwinfo.hwinfo_command)
 
 
 def main(argv: list[str] | None = None) -> int:

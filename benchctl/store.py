@@ -91,3 +91,11 @@ def load_run(path: Path) -> dict[str, Any]:
         return json.loads((path / "run.json").read_text())
     except json.JSONDecodeError as e:
         raise RunNotFound(f"{path}/run.json is not valid JSON ({e})") from None
+
+
+def load_run_index(path: Path) -> dict[str, Any]:
+    """A sweep folder's sweep.json."""
+    try:
+        return json.loads((path / "sweep.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise RunNotFound(f"{path}: no readable sweep.json ({e})") from None
