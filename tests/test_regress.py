@@ -106,3 +106,22 @@ def test_cli_exit_codes_and_outputs(tmp_path, monkeypatch, capsys):
     assert err.count("\n") == 1 and err.startswith("benchctl: error:") and "Traceback" not in err
     _run(tmp_path / "failed", "f-0", 100, 0.5, status="failed")
     assert main(args + [str(tmp_path / "failed")]) == 2
+
+
+def _trial_verdicts(slowdown: float, trials: int = 20, reps: int = 5, noise: float = 0.03) -> list[bool]:
+    rng = np.random.default_rng(42)
+    gate = regress.parse_gate("output_tok_s:-5%")
+    flagged = []
+    for _ in range(trials):
+        base = 100 * (1 + rng.normal(0, noise, reps))
+        cand = 100 * (1 - slowdown) * (1 + rng.normal(0, noise, reps))
+        flagged.append(regress.judge(gate, list(base), list(cand), 0.95).regression)
+    return flagged
+
+
+def test_no_false_alarm_when_identical_in_distribution():
+    assert sum(_trial_verdicts(0.0)) == 0
+
+
+def test_injected_15pct_slowdown_is_caught():
+    assert sum(_trial_verdicts(0.15)) == 20
