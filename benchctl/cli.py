@@ -81,7 +81,7 @@ def _parse_goodput(items: list[str]) -> dict[str, float]:
     for item in items:
         key, sep, value = item.partition(":")
         try:
-            if not sep or key not in ("ttft", "tpot", "e2el") or float(value) <= 0:
+            if not sep or key not in ("ttft", "tpot", "e2el") or not 0 < float(value) < math.inf:
                 raise ValueError
             slos[key] = float(value)
         except ValueError:

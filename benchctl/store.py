@@ -78,6 +78,8 @@ def resolve_run(ref: str, output_dir: Path) -> Path:
     path = Path(ref)
     if (path / "run.json").is_file():
         return path
+    if path.is_absolute() or len(path.parts) != 1:  # a path, not an id: nothing to look up
+        raise RunNotFound(f"no run at {ref!r} (no run.json there)")
     candidates = sorted(p for p in output_dir.glob(f"{ref}*") if (p / "run.json").is_file())
     if len(candidates) == 1:
         return candidates[0]

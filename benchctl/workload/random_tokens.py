@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from benchctl.workload.base import RequestSpec, WorkloadError
@@ -10,8 +12,8 @@ from benchctl.workload.tokenizer import Tokenizer
 
 def length_range(mean_len: int, range_ratio: float) -> tuple[int, int]:
     """Inclusive [low, high] for lengths uniform around `mean_len` (vLLM's range ratio)."""
-    low = max(1, int(round(mean_len * (1 - range_ratio))))
-    high = int(round(mean_len * (1 + range_ratio)))
+    low = max(1, math.ceil(mean_len * (1 - range_ratio) - 1e-9))
+    high = max(low, math.floor(mean_len * (1 + range_ratio) + 1e-9))
     return low, high
 
 

@@ -1,0 +1,48 @@
+"""Shared fixtures for the harness tests (workload, metrics, worker, runner, CLI, hf backend)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """The bundled model's converted folder in the user cache (converted once, outside the tests)."""
+    from benchctl.models import resolve_model
+
+    return resolve_model("smollm2-135m").hf_dir
+
+
+@pytest.fixture(scope="session")
+def tok(model_dir):
+    """The real SmolLM2 tokenizer: every token length in the workload tests is counted by it."""
+    from benchctl.workload import load_tokenizer
+
+    return load_tokenizer(str(model_dir))
+
+
+@pytest.fixture(scope="session")
+def text_of(tok):
+    """text_of(n, word) -> a text the real tokenizer counts as exactly n tokens ("cat cat cat ...")."""
+
+    def make(n: int, word: str = "hello") -> str:
+        text = " ".join([word] * n)
+        assert len(tok.encode(text)) == n, f"{word!r} x {n} is not {n} tokens"
+        return text
+
+    return make
+
+
+@pytest.fixture
+def write_json(tmp_path):
+    """Write a JSON value (or raw text) to tmp_path/name and return the path."""
+
+    def write(name: str, value, raw: bool = False) -> Path:
+        path = tmp_path / name
+        path.write_text(value if raw else json.dumps(value), encoding="utf-8")
+        return path
+
+    return write
