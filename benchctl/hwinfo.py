@@ -1,0 +1,180 @@
+"""`benchctl hwinfo`: what this machine can do, measured with torch, cached for reports.
+
+Two ceilings a decode step can hit: memory bandwidth (every step reads all weights plus the KV cache)
+and fp32 GEMM throughput (2 FLOPs per parameter per token). Both are measured here once and cached in
+`$BENCHCTL_CACHE_DIR/hwinfo.json`; the report reads the cache and never measures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from benchctl import store
+from benchctl.envinfo import hardware, hardware_line, package_versions
+from benchctl.models import cache_dir
+
+HWINFO_VERSION = 1
+DEFAULT_THREADS = 2
+BANDWIDTH_BYTES = 256 * 2**20  # well past any last-level cache, small enough for a shared machine
+GEMM_SIZE = 1536  # (n, n) @ (n, n): ~7 GFLOP per product
+
+
+def cache_path() -> Path:
+    return cache_dir() / "hwinfo.json"
+
+
+def _best_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up: page faults, thread pool start
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def measure_bandwidth(num_bytes: int | None = None, repeats: int = 5) -> dict[str, float]:
+    """Read bandwidth (sum over a large fp32 tensor) and copy bandwidth (read + write), GB/s = 1e9 B/s."""
+    import torch
+
+    num_bytes = num_bytes or BANDWIDTH_BYTES
+
+    src = torch.ones(num_bytes // 4, dtype=torch.float32)  # (n,)
+    dst = torch.empty_like(src)  # (n,)
+    read_s = _best_seconds(lambda: src.sum(), repeats)
+    copy_s = _best_seconds(lambda: dst.copy_(src), repeats)
+    return {"read_bandwidth_gb_s": num_bytes / read_s / 1e9,
+            "copy_bandwidth_gb_s": 2 * num_bytes / copy_s / 1e9,
+            "bandwidth_bytes": num_bytes}
+
+
+def measure_gemm(n: int | None = None, repeats: int = 3) -> dict[str, float]:
+    """fp32 (n, n) @ (n, n): 2 n^3 FLOPs per product."""
+    import torch
+
+    n = n or GEMM_SIZE
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen)  # (n, n)
+    b = torch.randn(n, n, generator=gen)  # (n, n)
+    out = torch.empty(n, n)  # (n, n)
+    seconds = _best_seconds(lambda: torch.mm(a, b, out=out), repeats)
+    return {"gemm_fp32_flop_s": 2 * n**3 / seconds, "gemm_size": n}
+
+
+def measure(threads: int = DEFAULT_THREADS) -> dict[str, Any]:
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        t0 = time.perf_counter()
+        result = {"hwinfo_version": HWINFO_VERSION,
+                  "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  "threads": threads, "hardware": hardware(), "packages": package_versions(("torch",)),
+                  **measure_bandwidth(), **measure_gemm()}
+        result["measure_s"] = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(previous)
+    return result
+
+
+def load_cached(path: Path | None = None) -> dict[str, Any] | None:
+    """The cached measurement, or None when there is none (or it is unreadable / from an older format)."""
+    path = path or cache_path()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and data.get("hwinfo_version") == HWINFO_VERSION else None
+
+
+def get(refresh: bool = False, threads: int = DEFAULT_THREADS) -> tuple[dict[str, Any], bool]:
+    """(result, measured_now): the cache unless `refresh` or there is none; a new measurement is cached."""
+    cached = None if refresh else load_cached()
+    if cached is not None:
+        return cached, False
+    result = measure(threads)
+    path = cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store.write_json_atomic(path, result)
+    return result, True
+
+
+# --- model size: parameters and weight bytes from the safetensors files -----------------------------
+
+def safetensors_files(hf_dir: Path) -> list[Path]:
+    return sorted(Path(hf_dir).glob("*.safetensors"))
+
+
+def weight_bytes(hf_dir: Path) -> int:
+    """Bytes of the model's weights: the safetensors files' sizes (headers are a few KB)."""
+    return sum(p.stat().st_size for p in safetensors_files(hf_dir))
+
+
+def parameter_count(hf_dir: Path) -> int:
+    """Number of parameters, from the tensor shapes in each safetensors header (no tensor is loaded)."""
+    total = 0
+    for path in safetensors_files(hf_dir):
+        with open(path, "rb") as f:
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(header_len))
+        for name, info in header.items():
+            if name != "__metadata__":
+                total += math.prod(info["shape"])
+    return total
+
+
+def compute_ceiling_tok_s(gemm_flop_s: float, num_parameters: int) -> float:
+    """Tokens/s if every token cost 2 FLOPs per parameter at the measured fp32 GEMM rate."""
+    return gemm_flop_s / (2 * num_parameters)
+
+
+# --- the command --------------------------------------------------------------------------------------
+
+def table(result: dict[str, Any], measured_now: bool) -> Table:
+    hw = result.get("hardware", {})
+    when = "measured now" if measured_now else f"cached from {result.get('measured_at')} (--refresh re-measures)"
+    t = Table(title="benchctl hwinfo", caption=f"{hardware_line(hw)}\n{when} · {cache_path()}",
+              caption_justify="left")
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    gpus = ", ".join(f"{g.get('name')} ({g.get('memory')})" for g in hw.get("gpus", [])) or "none"
+    rows = [("CPU", str(hw.get("cpu"))),
+            ("cores (usable / logical / physical)",
+             f"{hw.get('usable_cores')} / {hw.get('logical_cores')} / {hw.get('physical_cores')}"),
+            ("memory", f"{hw.get('memory_bytes', 0) / 2**30:.1f} GiB"),
+            ("vector extensions", " ".join(f for f in hw.get("cpu_flags", []) if f in
+                                           ("avx2", "avx512f", "avx512_bf16", "amx_tile", "fma")) or "—"),
+            ("GPUs", gpus),
+            ("torch", result.get("packages", {}).get("torch", "?")),
+            ("threads used", str(result.get("threads"))),
+            ("memory read bandwidth (sum)", f"{result['read_bandwidth_gb_s']:.1f} GB/s"),
+            ("memory copy bandwidth (read + write)", f"{result['copy_bandwidth_gb_s']:.1f} GB/s"),
+            (f"fp32 GEMM {result['gemm_size']}x{result['gemm_size']}",
+             f"{result['gemm_fp32_flop_s'] / 1e9:.1f} GFLOP/s")]
+    for label, value in rows:
+        t.add_row(label, value)
+    return t
+
+
+def hwinfo_command(
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    refresh: Annotated[bool, typer.Option(help="Measure again instead of showing the cached result.")] = False,
+) -> None:
+    """Measure memory bandwidth and fp32 GEMM FLOP/s with torch (a few seconds; cached for reports)."""
+    result, measured_now = get(refresh=refresh)
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        Console().print(table(result, measured_now))
