@@ -7,7 +7,7 @@ reached (and a --max-concurrency slot is free), and every engine step's new toke
 from __future__ import annotations
 
 from backends._common import record, torch_threads, versions, wait_until
-from benchctl.backend import Backend, Capabilities
+from benchctl.backend import Backend, Capabilities, ServerSpec
 
 ENGINE_ARGS = {
     "max_num_seqs": "max sequences per step (default 64)",
@@ -34,8 +34,12 @@ BACKEND = Backend(
     worker="backends.reference:ReferenceWorker",
     requirements=("torch", "safetensors", "tokenizers"),
     extra="reference",
-    capabilities=Capabilities(offline=True, per_token_times=True, arrivals=True, engine_stats=True),
+    capabilities=Capabilities(offline=True, serving=True, per_token_times=True, arrivals=True, engine_stats=True),
     engine_args=ENGINE_ARGS,
+    # serving mode: `benchctl serve` (benchctl.serving.reference_server) in the engine's interpreter
+    server=ServerSpec(argv=("{python}", "-m", "benchctl.cli", "serve", "--backend", "reference", "--model",
+                            "{model_dir}", "--model-name", "{model_name}", "--host", "{host}", "--port", "{port}"),
+                      engine_arg=("--engine-arg", "{key}={value}")),
 )
 _SAMPLING_KEYS = ("temperature", "top_p", "top_k")
 

@@ -49,6 +49,9 @@ class ServerSpec:
 
     argv: tuple[str, ...]
     engine_arg: tuple[str, ...] = ("--{flag}", "{value}")
+    engine_bool: tuple[str, str] | None = None  # (on, off) for true/false values, e.g. ("--{flag}", "--no-{flag}")
+    env_args: dict[str, str] = field(default_factory=dict)  # --engine-arg keys passed as environment variables
+    request_args: tuple[str, ...] = ()  # --engine-arg keys that are per-request settings (the load client's job)
     api_prefix: str = "/v1"  # OpenAI routes live under it
     health_route: str = "/health"
     metrics_route: str | None = "/metrics"  # Prometheus text format; None when the server has none

@@ -59,6 +59,15 @@ class RecordWriter:
         os.fsync(self._file.fileno())
         self.count += 1
 
+    def append_many(self, rows: list[dict[str, Any]]) -> None:
+        """Several rows, one fsync: a serving run finishes thousands of requests a second."""
+        if not rows:
+            return
+        self._file.write("".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.count += len(rows)
+
     def close(self) -> None:
         self._file.close()
 

@@ -1,7 +1,8 @@
-"""Run one benchmark: workload -> backend worker -> records on disk -> metrics -> run.json.
+"""Run one benchmark: workload -> backend worker (offline) or server (serving) -> records on disk -> metrics -> run.json.
 
-The runner never special-cases an engine: it reads the backend's capabilities, and the worker does
-the engine-specific work in its own process.
+The runner never special-cases an engine: it reads the backend's capabilities, and the worker (or the
+engine's own server, benchctl.serving) does the engine-specific work in its own process. Both modes share
+the run folder, the record path (RecordSink) and the finalisation.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,12 @@ class RunConfig:
     output_dir: Path = Path("results")
     slos_ms: dict[str, float] = field(default_factory=dict)
     label: str | None = None
+    # serving mode (benchctl.serving): attach to base_url, or launch the backend's server when None
+    base_url: str | None = None
+    endpoint: str = "completions"  # completions | chat
+    api_key: str | None = None
+    warmup_requests: int = 0
+    request_timeout_s: float = 600.0
 
 
 class Progress:
@@ -70,9 +77,14 @@ def model_context_len(model: ResolvedModel) -> int | None:
 def check_backend(backend: Backend, config: RunConfig) -> None:
     caps = backend.capabilities
     if config.mode == "serving":
-        raise BackendError("--mode serving is not available in this version of benchctl; use --mode offline")
+        from benchctl.serving.run import check_serving
+
+        check_serving(backend, config)
+        return
     if config.mode != "offline":
         raise BackendError(f"--mode must be offline or serving, got {config.mode!r}")
+    if config.base_url is not None:
+        raise BackendError("--base-url needs --mode serving")
     if not caps.offline:
         raise BackendError(f"backend {backend.name!r} has no offline mode")
     reason = backend.unavailable_reason()
@@ -85,11 +97,28 @@ def check_backend(backend: Backend, config: RunConfig) -> None:
     if config.batch_size is not None and (config.batch_size < 1 or not caps.batch_size):
         raise BackendError(f"--batch-size must be >= 1 and supported by the backend "
                            f"({backend.name!r} {'supports' if caps.batch_size else 'does not support'} it)")
+    check_engine_args(backend, config)
+
+
+def check_engine_args(backend: Backend, config: RunConfig) -> None:
     unknown = sorted(set(config.engine_args) - set(backend.engine_args))
     if unknown:
         accepted = ", ".join(sorted(backend.engine_args)) or "none"
         raise BackendError(f"backend {backend.name!r} does not accept engine arg(s) {', '.join(unknown)}; "
                            f"accepted: {accepted}")
+
+
+def _max_model_len(engine_args: dict[str, str]) -> int | None:
+    if "max_model_len" not in engine_args:
+        return None
+    try:
+        value = int(engine_args["max_model_len"])
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise BackendError(f"--engine-arg max_model_len must be a positive integer, got "
+                           f"{engine_args['max_model_len']!r}")
+    return value
 
 
 def check_context(workload: Workload, context_len: int | None) -> None:
@@ -107,7 +136,7 @@ def prepare(config: RunConfig, progress: Progress) -> tuple[Backend, ResolvedMod
     check_backend(backend, config)
     model = resolve_model(config.model, progress=progress.stage)
     workload = build_workload(config.workload, load_tokenizer(str(model.hf_dir)))
-    context = int(config.engine_args.get("max_model_len", 0)) or model_context_len(model)
+    context = _max_model_len(config.engine_args) or model_context_len(model)
     check_context(workload, context)
     return backend, model, workload
 
@@ -116,26 +145,17 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None,
                   on_record: Callable[[dict], None] | None = None) -> Path:
     progress = progress or Progress()
     backend, model, workload = prepare(config, progress)
-    run_dir = store.new_run_dir(Path(config.output_dir), backend.name)
-    run = {
-        "schema_version": store.SCHEMA_VERSION,
-        "run_id": run_dir.name,
-        "status": "running",
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "label": config.label,
-        "config": {"backend": backend.name, "model": model.to_json(), "mode": config.mode,
-                   "batch_size": config.batch_size, "engine_args": config.engine_args,
-                   "slos_ms": config.slos_ms, "workload_options": _jsonable(asdict(config.workload))},
-        "workload": workload.spec(),
-        "environment": envinfo.environment(),
-    }
-    store.write_json_atomic(run_dir / "run.json", store.clean_floats(run))
-    rows: list[dict] = []
+    if config.mode == "serving":
+        from benchctl.serving.run import run_serving
+
+        return run_serving(config, backend, model, workload, progress, on_record)
+    run_dir, run = start_run(config, backend, model, workload)
     expected = {r.request_id: r for r in workload.requests}
     worker = WorkerProcess(backend.worker, python=backend.python(), log_path=run_dir / "worker.log")
     step_writer: RecordWriter | None = None
+    sink = RecordSink(run_dir / "requests.jsonl", progress, on_record)
     try:
-        with RecordWriter(run_dir / "requests.jsonl") as writer:
+        with sink:
             progress.stage(f"loading {backend.name} engine")
             t_load = time.monotonic()
             options = {"batch_size": config.batch_size, "engine_args": config.engine_args,
@@ -148,12 +168,9 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None,
                          "max_concurrency": workload.schedule.get("max_concurrency")})
             for event in worker.events():
                 if event["event"] == "record":
-                    row = _finish_record(event["record"], expected)
-                    writer.append(row)
-                    rows.append(row)
-                    progress.request_done(row)
-                    if on_record:
-                        on_record(row)
+                    if event["record"].get("request_id") not in expected:
+                        raise WorkerDied(f"worker reported an unknown request {event['record'].get('request_id')!r}")
+                    sink.add(event["record"])
                 elif event["event"] == "step":
                     if step_writer is None:  # only engines that report steps get a steps.jsonl
                         step_writer = RecordWriter(run_dir / "steps.jsonl")
@@ -162,33 +179,90 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None,
                     run["engine_stats"] = event.get("stats", {})
                     break
     except WorkerDied as e:
-        _finalize(run, run_dir, rows, config, status="failed", error=str(e))
+        finalize(run, run_dir, sink.rows, config, status="failed", error=str(e))
         raise RunFailed(f"{backend.name} worker failed: {e}", run_dir, e.log_tail) from None
     except BaseException as e:  # Ctrl-C or a harness bug: stop the engine now, keep what was measured
         worker.kill()
-        _finalize(run, run_dir, rows, config, status="failed", error=f"{type(e).__name__}: {e}")
+        finalize(run, run_dir, sink.rows, config, status="failed", error=f"{type(e).__name__}: {e}")
         raise
     finally:
         worker.close()
         if step_writer is not None:
             step_writer.close()
+    rows = sink.rows
     missing = sorted(set(expected) - {r["request_id"] for r in rows})
-    _finalize(run, run_dir, rows, config, status="completed" if not missing else "failed",
-              error=f"{len(missing)} requests never reported" if missing else None)
+    finalize(run, run_dir, rows, config, status="completed" if not missing else "failed",
+             error=f"{len(missing)} requests never reported" if missing else None)
     if missing:
         raise RunFailed(f"{len(missing)} requests were never reported by the worker", run_dir)
     return run_dir
 
 
-def _finish_record(raw: dict, expected: dict) -> dict:
-    """Validate a worker's record, then add the derived latencies (benchctl.metrics)."""
-    record = RequestRecord.from_dict(raw).to_dict()
-    if record["request_id"] not in expected:
-        raise WorkerDied(f"worker reported an unknown request {record['request_id']!r}")
+def start_run(config: RunConfig, backend: Backend, model: ResolvedModel, workload: Workload,
+              extra_config: dict | None = None) -> tuple[Path, dict]:
+    """Create results/<run-id>/ and its first run.json (status `running`)."""
+    run_dir = store.new_run_dir(Path(config.output_dir), backend.name)
+    run = {
+        "schema_version": store.SCHEMA_VERSION,
+        "run_id": run_dir.name,
+        "status": "running",
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "label": config.label,
+        "config": {"backend": backend.name, "model": model.to_json(), "mode": config.mode,
+                   "batch_size": config.batch_size, "engine_args": config.engine_args,
+                   "slos_ms": config.slos_ms, "workload_options": _jsonable(asdict(config.workload)),
+                   **(extra_config or {})},
+        "workload": workload.spec(),
+        "environment": envinfo.environment(),
+    }
+    store.write_json_atomic(run_dir / "run.json", store.clean_floats(run))
+    return run_dir, run
+
+
+class RecordSink:
+    """Where every finished request goes, in both modes: validated, derived latencies added
+    (benchctl.metrics.request_latencies), appended to requests.jsonl, reported to the caller."""
+
+    def __init__(self, path: Path, progress: Progress, on_record: Callable[[dict], None] | None = None):
+        self.writer = RecordWriter(path)
+        self.progress = progress
+        self.on_record = on_record
+        self.rows: list[dict] = []
+
+    def add(self, raw: dict) -> dict:
+        return self.add_many([raw])[0]
+
+    def add_many(self, raws: list[dict]) -> list[dict]:
+        rows = [finish_record(raw) for raw in raws]
+        self.writer.append_many(rows)  # on disk before anyone is told
+        self.rows.extend(rows)
+        for row in rows:
+            self.progress.request_done(row)
+            if self.on_record:
+                self.on_record(row)
+        return rows
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def __enter__(self) -> "RecordSink":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(RequestRecord))
+
+
+def finish_record(raw: dict) -> dict:
+    """Validate a raw record (worker or load client), then add the derived latencies (benchctl.metrics)."""
+    parsed = RequestRecord.from_dict(raw)
+    record = {name: getattr(parsed, name) for name in _RECORD_FIELDS}  # shallow: asdict's deep copy costs ~3x
     return {**record, **metrics.request_latencies(record)}
 
 
-def _finalize(run: dict, run_dir: Path, rows: list[dict], config: RunConfig, status: str,
+def finalize(run: dict, run_dir: Path, rows: list[dict], config: RunConfig, status: str,
               error: str | None) -> None:
     run["status"] = status
     run["error"] = error

@@ -1,0 +1,245 @@
+"""The serving load client: a precomputed arrival schedule against any OpenAI-compatible server.
+
+Requests leave at absolute times `t0 + arrival_s` (never one sleep per gap: that drifts, vLLM #21104), subject
+to a --max-concurrency semaphore; `start_s` is taken when a request is actually sent, so a wait for a slot is
+`queue_s`, not TTFT. Each response is streamed and every SSE line is timestamped as it is read; the client
+records times and counts only, benchctl.metrics turns them into TTFT/TPOT/ITL/E2EL. Failures (HTTP status,
+timeout, connection, malformed stream) become records with `error` set; the run goes on.
+
+Everything here runs on one asyncio loop and must stay cheap per chunk: payloads are serialised before t0,
+records leave through `emit` (a queue put; the disk is another thread's job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+
+from benchctl.serving.stream import MalformedStream, StreamAccumulator
+from benchctl.workload import RequestSpec, Tokenizer
+
+ENDPOINTS = {"completions": "/completions", "chat": "/chat/completions"}
+
+
+@dataclass(slots=True)
+class ClientOptions:
+    base_url: str  # http://host:port or http://host:port/v1
+    model_name: str
+    endpoint: str = "completions"  # completions | chat
+    api_key: str | None = None
+    request_timeout_s: float = 600.0
+    max_concurrency: int | None = None
+    temperature: float = 0.0  # greedy, as vLLM's benchmark and benchctl's offline runs
+
+
+def run_event_loop(coro) -> None:
+    """asyncio.run, on uvloop when it is installed (less per-chunk overhead: the client must not be the bottleneck)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)
+
+
+def api_root(base_url: str) -> str:
+    """The URL the OpenAI routes hang off: `.../v1`, whether or not the user wrote it."""
+    base = base_url.rstrip("/")
+    return base if base.endswith("/v1") else base + "/v1"
+
+
+def server_root(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    return base.removesuffix("/v1")
+
+
+def build_payload(spec: RequestSpec, options: ClientOptions) -> bytes:
+    """The request body. `min_tokens` + `ignore_eos` (vLLM extensions, also honoured by benchctl's server) make
+    the output length the workload's; `continuous_usage_stats` lets servers that know it reveal tokens per chunk."""
+    body: dict = {"model": options.model_name, "max_tokens": spec.output_len, "min_tokens": spec.output_len,
+                  "ignore_eos": True, "temperature": options.temperature, "stream": True,
+                  "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
+    if options.endpoint == "chat":
+        body["messages"] = [{"role": "user", "content": spec.prompt}]
+        body["max_completion_tokens"] = spec.output_len
+    else:
+        body["prompt"] = spec.prompt
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class LoadClient:
+    def __init__(self, options: ClientOptions, tokenizer: Tokenizer | None = None):
+        if options.endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint must be one of {', '.join(ENDPOINTS)}, got {options.endpoint!r}")
+        self.options = options
+        self.tokenizer = tokenizer
+        self.url = api_root(options.base_url) + ENDPOINTS[options.endpoint]
+        self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if options.api_key:
+            self._headers["Authorization"] = f"Bearer {options.api_key}"
+        self._session: aiohttp.ClientSession | None = None
+        self._dispatcher: asyncio.Task | None = None
+        self.stop_reason: str | None = None
+        self.num_sent = 0
+        self.peak_in_flight = 0
+        self._in_flight = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+
+    async def open(self, connections: int) -> None:
+        # No more in flight than connections, or a request would wait inside aiohttp after its start_s.
+        connector = aiohttp.TCPConnector(limit=max(connections, 1), limit_per_host=0, ttl_dns_cache=None,
+                                         keepalive_timeout=60)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=self.options.request_timeout_s),
+            read_bufsize=1 << 16, auto_decompress=False)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def stop(self, reason: str) -> None:
+        """Send nothing more (the server is gone); unsent requests are recorded as failed with `reason`."""
+        self.stop_reason = reason
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+
+    async def list_models(self) -> list[str]:
+        """Model ids the server serves (GET /v1/models); raises aiohttp.ClientError when unreachable."""
+        async with self._session.get(api_root(self.options.base_url) + "/models", headers=self._headers,
+                                     timeout=aiohttp.ClientTimeout(total=30)) as resp:
+            if resp.status != 200:
+                raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status,
+                                                  message=(await resp.text())[:200])
+            data = await resp.json(content_type=None)
+        return [m["id"] for m in data.get("data", []) if isinstance(m, dict) and "id" in m]
+
+    async def warmup(self, requests: Sequence[RequestSpec], count: int) -> list[dict]:
+        """`count` requests (cycling through `requests`) sent at once before the run; records not kept."""
+        t0 = time.monotonic()
+        chosen = [requests[i % len(requests)] for i in range(count)]
+        return list(await asyncio.gather(*(self.send(r, build_payload(r, self.options), t0) for r in chosen)))
+
+    # -- the run ------------------------------------------------------------------------------------------------
+
+    async def run(self, requests: Sequence[RequestSpec], t0: float, emit: Callable[[dict], None]) -> None:
+        """Send every request at t0 + arrival_s (time.monotonic clock); `emit` each finished record."""
+        if self._session is None:
+            await self.open(self.options.max_concurrency or len(requests))
+        ordered = sorted(requests, key=lambda r: r.arrival_s)
+        self.num_sent = 0
+        payloads = [build_payload(r, self.options) for r in ordered]
+        tasks: set[asyncio.Task] = set()
+        self._dispatcher = asyncio.current_task()
+        sent = 0
+        try:
+            sent = await self._dispatch(ordered, payloads, t0, emit, tasks)
+        except asyncio.CancelledError:
+            if self.stop_reason is None:  # cancelled from outside (Ctrl-C): not ours to swallow
+                raise
+            sent = self.num_sent
+        finally:
+            self._dispatcher = None
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for spec in ordered[sent:]:
+            emit(self._record(spec, None, StreamAccumulator(self.options.endpoint), time.monotonic() - t0,
+                              self.stop_reason or "not sent", None))
+
+    async def _dispatch(self, ordered, payloads, t0, emit, tasks) -> int:
+        loop = asyncio.get_running_loop()
+        limit = self.options.max_concurrency
+        slots = asyncio.Semaphore(limit) if limit else None
+        for spec, payload in zip(ordered, payloads):
+            delay = t0 + spec.arrival_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if slots is not None:
+                await slots.acquire()
+            task = loop.create_task(self._one(spec, payload, t0, slots, emit))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            self.num_sent += 1
+        return self.num_sent
+
+    async def _one(self, spec: RequestSpec, payload: bytes, t0: float, slots: asyncio.Semaphore | None,
+                   emit: Callable[[dict], None]) -> None:
+        self._in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+        try:
+            record = await self.send(spec, payload, t0)
+        finally:
+            self._in_flight -= 1
+            if slots is not None:
+                slots.release()
+        emit(record)
+
+    async def send(self, spec: RequestSpec, payload: bytes, t0: float) -> dict:
+        """One streamed request; always returns a record (errors included)."""
+        acc = StreamAccumulator(self.options.endpoint)
+        headers = {**self._headers, "X-Request-Id": spec.request_id}
+        error: str | None = None
+        status: int | None = None
+        start_s = time.monotonic() - t0
+        try:
+            async with self._session.post(self.url, data=payload, headers=headers) as resp:
+                status = resp.status
+                if status != 200:
+                    body = (await resp.read())[:300].decode("utf-8", errors="replace")
+                    error = f"HTTP {status}: {body}"
+                else:
+                    # Read whatever has arrived (one syscall's worth), stamp it once, split it into lines:
+                    # lines that arrived together get the same time, and no per-line reads cost CPU.
+                    content, pending = resp.content, b""
+                    while data := await content.readany():
+                        t_s = time.monotonic() - t0
+                        *lines, pending = (pending + data).split(b"\n")
+                        for line in lines:
+                            if line and line != b"\r":  # blank lines only separate events
+                                acc.feed(line, t_s)
+                        if acc.done:
+                            break
+                    if pending and not acc.done:
+                        acc.feed(pending, time.monotonic() - t0)
+                    if not acc.done:
+                        error = "stream ended before 'data: [DONE]'"
+        except MalformedStream as e:
+            error = f"malformed stream: {e}"
+        except (asyncio.TimeoutError, TimeoutError):
+            error = f"timeout: no complete response within {self.options.request_timeout_s:g} s"
+        except aiohttp.ClientError as e:
+            error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        except ValueError as e:  # aiohttp: a line longer than its buffer
+            error = f"malformed stream: {e}"
+        return self._record(spec, start_s, acc, time.monotonic() - t0, error, status)
+
+    def _record(self, spec: RequestSpec, start_s: float | None, acc: StreamAccumulator, end_s: float,
+                error: str | None, status: int | None) -> dict:
+        output_tokens, source = acc.completion_tokens, "usage"
+        if output_tokens is None:
+            if error is None and self.tokenizer is not None:
+                output_tokens, source = len(self.tokenizer.encode(acc.text)), "retokenized"
+            else:
+                output_tokens, source = len(acc.token_times_s), "retokenized" if error is None else "usage"
+        times = acc.token_times_s
+        extra: dict = {"http_status": status}
+        if acc.finish_reason is not None:
+            extra["finish_reason"] = acc.finish_reason
+        if acc.usage and isinstance(acc.usage.get("prompt_tokens"), int):
+            extra["server_prompt_tokens"] = acc.usage["prompt_tokens"]
+        return {
+            "request_id": spec.request_id, "prompt_tokens": spec.prompt_len,
+            "expected_output_tokens": spec.output_len, "output_tokens": output_tokens,
+            "arrival_s": spec.arrival_s, "start_s": start_s,
+            "first_token_s": times[0] if times else None,
+            "finish_s": times[-1] if times and error is None else end_s,
+            "token_times_s": list(times) or None,
+            "chunk_tokens": acc.chunk_tokens(output_tokens) if error is None else None,
+            "error": error, "output_tokens_source": source, "extra": extra,
+        }

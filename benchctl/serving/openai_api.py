@@ -1,0 +1,184 @@
+"""The OpenAI wire format as the reference server speaks it: request validation, chat templates, response bodies.
+
+Pure functions over dicts (no HTTP, no engine), so every rule here is testable on its own. Field names and
+defaults follow OpenAI; `min_tokens`, `ignore_eos`, `top_k` and `stream_options.continuous_usage_stats` are
+vLLM's extensions, accepted because benchmark clients send them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class InvalidRequest(ValueError):
+    """A request the client got wrong: HTTP 400 with an OpenAI-style error body."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
+def error_body(message: str, kind: str = "invalid_request_error", param: str | None = None, code: int = 400) -> dict:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+@dataclass(slots=True)
+class ParsedRequest:
+    chat: bool
+    model: str | None
+    prompt: str | list[int] | None = None  # completions: text or token ids
+    messages: list[dict] | None = None  # chat
+    max_tokens: int | None = None  # None: up to the context limit (chat) / 16 (completions, as OpenAI)
+    sampling: dict = field(default_factory=dict)  # SamplingParams keyword arguments given by the client
+    stream: bool = False
+    include_usage: bool = False
+    continuous_usage: bool = False
+
+
+_NUMBER = (int, float)
+
+
+def _get(body: dict, key: str, kinds: tuple, default=None):
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) and bool not in kinds:
+        raise InvalidRequest(f"'{key}' must be {' or '.join(k.__name__ for k in kinds)}, got a boolean", key)
+    if not isinstance(value, kinds):
+        raise InvalidRequest(f"'{key}' must be {' or '.join(k.__name__ for k in kinds)}, "
+                             f"got {type(value).__name__}", key)
+    return value
+
+
+def parse_request(body: object, chat: bool) -> ParsedRequest:
+    """Validate a /v1/completions or /v1/chat/completions body; raises InvalidRequest."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    req = ParsedRequest(chat=chat, model=_get(body, "model", (str,)))
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise InvalidRequest("'messages' must be a non-empty list", "messages")
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+                raise InvalidRequest(f"messages[{i}] needs a string 'role'", "messages")
+            content = m.get("content")
+            if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
+                if not all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+                    raise InvalidRequest(f"messages[{i}]: only text content is supported", "messages")
+                m = {**m, "content": "".join(p.get("text", "") for p in content)}
+            elif not isinstance(content, str):
+                raise InvalidRequest(f"messages[{i}] needs string 'content'", "messages")
+            messages[i] = m
+        req.messages = messages
+        req.max_tokens = _get(body, "max_completion_tokens", (int,)) or _get(body, "max_tokens", (int,))
+    else:
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+            prompt = prompt[0]  # a batch of one
+        if isinstance(prompt, list):
+            if not prompt or not all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+                raise InvalidRequest("'prompt' must be a string or a list of token ids (one prompt per request)",
+                                     "prompt")
+        elif not isinstance(prompt, str) or not prompt:
+            raise InvalidRequest("'prompt' must be a non-empty string or a list of token ids", "prompt")
+        req.prompt = prompt
+        req.max_tokens = _get(body, "max_tokens", (int,), 16)
+        if body.get("echo"):
+            raise InvalidRequest("'echo' is not supported", "echo")
+    if req.max_tokens is not None and req.max_tokens < 1:
+        raise InvalidRequest(f"'max_tokens' must be >= 1, got {req.max_tokens}", "max_tokens")
+    for key in ("n", "best_of"):
+        if _get(body, key, (int,), 1) != 1:
+            raise InvalidRequest(f"'{key}' other than 1 is not supported", key)
+    if body.get("logprobs") not in (None, False) or body.get("top_logprobs") is not None:
+        raise InvalidRequest("logprobs are not supported", "logprobs")
+    sampling: dict = {}
+    for key, kinds in (("temperature", _NUMBER), ("top_p", _NUMBER), ("top_k", (int,)), ("seed", (int,)),
+                       ("min_tokens", (int,)), ("ignore_eos", (bool,))):
+        value = _get(body, key, kinds)
+        if value is not None:
+            sampling[key] = value
+    stop = body.get("stop")
+    if stop is not None:
+        if isinstance(stop, str):
+            stop = [stop]
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+            raise InvalidRequest("'stop' must be a string or a list of strings", "stop")
+        sampling["stop"] = stop
+    req.sampling = sampling
+    req.stream = _get(body, "stream", (bool,), False)
+    options = _get(body, "stream_options", (dict,), {})
+    if options and not req.stream:
+        raise InvalidRequest("'stream_options' needs 'stream': true", "stream_options")
+    req.include_usage = bool(_get(options, "include_usage", (bool,), False))
+    req.continuous_usage = bool(_get(options, "continuous_usage_stats", (bool,), False))
+    return req
+
+
+class ChatTemplate:
+    """The model folder's chat template (chat_template.jinja, else tokenizer_config.json), rendered with jinja2's
+    sandbox the way transformers does."""
+
+    def __init__(self, model_dir: Path):
+        import jinja2.sandbox
+
+        model_dir = Path(model_dir)
+        config = {}
+        if (model_dir / "tokenizer_config.json").is_file():
+            config = json.loads((model_dir / "tokenizer_config.json").read_text())
+        source = None
+        if (model_dir / "chat_template.jinja").is_file():
+            source = (model_dir / "chat_template.jinja").read_text()
+        elif isinstance(config.get("chat_template"), str):
+            source = config["chat_template"]
+        self.available = source is not None
+        env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = _raise_template_error
+        self._template = env.from_string(source) if source else None
+        self._special = {k: v for k, v in config.items() if k.endswith("_token") and isinstance(v, str)}
+
+    def render(self, messages: list[dict]) -> str:
+        if self._template is None:
+            raise InvalidRequest("this model has no chat template; use /v1/completions", "messages")
+        return self._template.render(messages=messages, add_generation_prompt=True, **self._special)
+
+
+def _raise_template_error(message: str) -> None:
+    raise InvalidRequest(f"chat template: {message}", "messages")
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def stream_chunk(request_id: str, model: str, chat: bool, text: str | None, finish_reason: str | None,
+                 created: int, usage_now: dict | None = None, role: bool = False) -> bytes:
+    """One `data: {...}` SSE event; text None with usage_now gives the usage-only final chunk."""
+    if text is None:
+        choices: list = []
+    elif chat:
+        delta = {"role": "assistant", "content": text} if role else {"content": text}
+        choices = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+    else:
+        choices = [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}]
+    chunk = {"id": request_id, "object": "chat.completion.chunk" if chat else "text_completion",
+             "created": created, "model": model, "choices": choices}
+    if usage_now is not None:
+        chunk["usage"] = usage_now
+    return b"data: " + json.dumps(chunk, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+
+
+def final_body(request_id: str, model: str, chat: bool, text: str, finish_reason: str | None,
+               usage_now: dict) -> dict:
+    if chat:
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                  "finish_reason": finish_reason}
+    else:
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+    return {"id": request_id, "object": "chat.completion" if chat else "text_completion",
+            "created": int(time.time()), "model": model, "choices": [choice], "usage": usage_now}

@@ -1,0 +1,259 @@
+"""`benchctl serve --backend reference`: the reference engine behind an OpenAI-compatible HTTP API.
+
+FastAPI + uvicorn on one asyncio loop; the engine steps on its own thread (reference_engine.StreamingEngine)
+and hands each request's outputs to that request's asyncio queue. Routes: POST /v1/completions and
+/v1/chat/completions (SSE streaming with usage, or one JSON body), GET /v1/models, /health, /metrics
+(Prometheus text). A client that disconnects aborts its request, which frees its KV blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import secrets
+import time
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+from benchctl.serving.openai_api import (
+    ChatTemplate,
+    InvalidRequest,
+    ParsedRequest,
+    error_body,
+    final_body,
+    parse_request,
+    stream_chunk,
+    usage,
+)
+
+SAMPLING_ENGINE_ARGS = ("temperature", "top_p", "top_k")  # --engine-arg defaults for requests that omit them
+
+
+class _SSEResponse(StreamingResponse):
+    """Closes its generator however the response ends, so the generator's `finally` (abort) always runs."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()
+
+
+class ServerState:
+    """The engine, the served name, and the counters /metrics reports beside the engine's own."""
+
+    def __init__(self, streaming_engine, model_name: str, model_dir: Path, defaults: dict, api_key: str | None):
+        self.se = streaming_engine
+        self.engine = streaming_engine.engine
+        self.model_name = model_name
+        self.defaults = defaults
+        self.api_key = api_key
+        self.chat_template = ChatTemplate(model_dir)
+        self.ids = itertools.count()
+        self.prefix = secrets.token_hex(4)
+        self.num_prompt_tokens = 0
+        self.num_finished = 0
+        self.num_aborted = 0
+
+    def new_id(self, chat: bool) -> str:
+        return f"{'chatcmpl' if chat else 'cmpl'}-{self.prefix}-{next(self.ids)}"
+
+    def metrics_text(self) -> str:
+        """Prometheus exposition; read from the event loop while the engine thread runs (gauges may be one step old)."""
+        bm, sched, stats = self.engine.block_manager, self.engine.scheduler, self.engine.stats
+        used, total = bm.num_used_blocks, bm.num_total_blocks
+        rows = [
+            ("kv_blocks_used", "gauge", "KV cache blocks held by sequences", used),
+            ("kv_blocks_total", "gauge", "KV cache blocks in the pool", total),
+            ("kv_cache_usage_perc", "gauge", "fraction of KV cache blocks in use (0-1)", used / total if total else 0.0),
+            ("num_requests_running", "gauge", "sequences in the running batch", len(sched.running)),
+            ("num_requests_waiting", "gauge", "sequences waiting for admission", len(sched.waiting)),
+            ("num_preemptions_total", "counter", "sequences preempted (recompute)", stats.num_preemptions),
+            ("prompt_tokens_total", "counter", "prompt tokens of admitted requests", self.num_prompt_tokens),
+            ("generation_tokens_total", "counter", "tokens generated", stats.num_generated_tokens),
+            ("request_success_total", "counter", "requests that finished", self.num_finished),
+            ("request_aborted_total", "counter", "requests aborted (client disconnects)", self.num_aborted),
+            ("num_steps_total", "counter", "engine steps", stats.num_steps),
+        ]
+        lines = []
+        for name, kind, help_text, value in rows:
+            full = f"reference_engine:{name}"
+            lines += [f"# HELP {full} {help_text}", f"# TYPE {full} {kind}", f'{full}{{model_name="{self.model_name}"}} {value}']
+        return "\n".join(lines) + "\n"
+
+
+def create_app(state: ServerState) -> FastAPI:
+    app = FastAPI(title="benchctl reference server", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def check_api_key(request: Request, call_next):
+        if (state.api_key and request.url.path.startswith("/v1/")
+                and request.headers.get("authorization") != f"Bearer {state.api_key}"):
+            return JSONResponse(error_body("invalid or missing API key", "authentication_error", code=401),
+                                status_code=401)
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health():
+        if not state.se._thread.is_alive():
+            return JSONResponse({"status": "engine loop stopped"}, status_code=503)
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def metrics():
+        return PlainTextResponse(state.metrics_text(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": state.model_name, "object": "model", "owned_by": "benchctl",
+                                            "max_model_len": state.engine.config.max_model_len}]}
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        return await _generate(state, request, chat=False)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        return await _generate(state, request, chat=True)
+
+    return app
+
+
+def _bad_request(e: InvalidRequest | ValueError) -> JSONResponse:
+    return JSONResponse(error_body(str(e), param=getattr(e, "param", None)), status_code=400)
+
+
+async def _generate(state: ServerState, request: Request, chat: bool):
+    from reference_engine import SamplingParams
+
+    try:
+        body = json.loads(await request.body())
+    except ValueError as e:
+        return _bad_request(InvalidRequest(f"malformed JSON: {e}"))
+    try:
+        req = parse_request(body, chat)
+        if req.model is not None and req.model != state.model_name:
+            return JSONResponse(error_body(f"model {req.model!r} does not exist; this server serves "
+                                           f"{state.model_name!r}", "not_found_error", "model", 404), status_code=404)
+        prompt_ids = _prompt_ids(state, req)
+        limit = state.engine.config.max_model_len
+        max_tokens = req.max_tokens if req.max_tokens is not None else limit - len(prompt_ids)
+        if len(prompt_ids) + max_tokens > limit:
+            raise InvalidRequest(f"this model's maximum context length is {limit} tokens; the request has "
+                                 f"{len(prompt_ids)} prompt tokens and asks for {max_tokens} more", "max_tokens")
+        params = SamplingParams(max_tokens=max_tokens, **{**state.defaults, **req.sampling})
+    except (InvalidRequest, ValueError, TypeError) as e:
+        return _bad_request(e)
+    request_id = state.new_id(chat)
+    state.num_prompt_tokens += len(prompt_ids)
+    stream = state.se.submit(request_id, prompt_ids, params, asyncio.get_running_loop())
+    if req.stream:
+        return _SSEResponse(_sse(state, stream, req, request_id, len(prompt_ids)), media_type="text/event-stream",
+                            headers={"Cache-Control": "no-cache", "X-Request-Id": request_id})
+    return await _complete(state, request, stream, req, request_id, len(prompt_ids))
+
+
+def _prompt_ids(state: ServerState, req: ParsedRequest) -> list[int]:
+    if req.chat:
+        text = state.chat_template.render(req.messages)
+    elif isinstance(req.prompt, list):
+        vocab = state.engine.model_config.vocab_size
+        if any(not 0 <= t < vocab for t in req.prompt):
+            raise InvalidRequest(f"token ids must be in [0, {vocab})", "prompt")
+        return list(req.prompt)
+    else:
+        text = req.prompt
+    ids = state.engine.tokenizer.encode(text).ids  # as LLMEngine.add_request tokenizes a text prompt
+    if not ids:
+        raise InvalidRequest("the prompt is empty after tokenization", "prompt")
+    return ids
+
+
+async def _sse(state: ServerState, stream, req: ParsedRequest, request_id: str, num_prompt: int):
+    created = int(time.time())
+    finished = False
+    first = True
+    try:
+        async for out in stream:
+            if out.error is not None and out.finish_reason != "abort":
+                yield b"data: " + json.dumps(error_body(out.error, "server_error", code=500)).encode() + b"\n\n"
+                finished = True
+                break
+            completion = out.outputs[0] if out.outputs else None
+            text = completion.text_delta if completion else ""
+            n_out = len(out.token_ids)
+            if out.new_token_ids or out.finished:
+                yield stream_chunk(request_id, state.model_name, req.chat, text,
+                                   out.finish_reason if out.finished else None, created,
+                                   usage(num_prompt, n_out) if req.continuous_usage else None,
+                                   role=req.chat and first)
+                first = False
+            if out.finished:
+                finished = True
+                state.num_finished += 1
+                if req.include_usage:
+                    yield stream_chunk(request_id, state.model_name, req.chat, None, None, created,
+                                       usage(num_prompt, n_out))
+                yield b"data: [DONE]\n\n"
+    except ValueError as e:  # the engine refused the request (raised on the stream)
+        yield b"data: " + json.dumps(error_body(str(e))).encode() + b"\n\n"
+        finished = True
+    finally:
+        if not finished:  # the client went away (or the server is stopping): free the request's blocks
+            state.se.abort(request_id)
+            state.num_aborted += 1
+
+
+async def _complete(state: ServerState, request: Request, stream, req: ParsedRequest, request_id: str,
+                    num_prompt: int):
+    async def watch_disconnect() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        state.se.abort(request_id)
+        state.num_aborted += 1
+
+    watcher = asyncio.create_task(watch_disconnect())
+    final = None
+    try:
+        async for out in stream:
+            final = out
+    except ValueError as e:
+        return _bad_request(e)
+    finally:
+        watcher.cancel()
+    if final is None or final.error is not None:  # an engine failure, or an abort after the client left
+        message = final.error if final is not None else "no output"
+        return JSONResponse(error_body(message, "server_error", code=500), status_code=500)
+    state.num_finished += 1
+    return final_body(request_id, state.model_name, req.chat, final.text, final.finish_reason,
+                      usage(num_prompt, len(final.token_ids)))
+
+
+def build_state(model_dir: Path, model_name: str, api_key: str | None, engine_args: dict[str, str]) -> ServerState:
+    import torch
+
+    from backends._common import torch_threads
+    from backends.reference import convert
+    from reference_engine import LLMEngine, StreamingEngine
+
+    torch.set_num_threads(torch_threads())
+    args = {k: convert(v) for k, v in engine_args.items()}
+    defaults = {k: args.pop(k) for k in SAMPLING_ENGINE_ARGS if k in args}
+    engine = LLMEngine(str(model_dir), **args)
+    engine.stats.keep_steps = False  # a server runs for long: counters only
+    return ServerState(StreamingEngine(engine), model_name, Path(model_dir), defaults, api_key)
+
+
+def serve_reference(model_dir: Path, model_name: str, host: str, port: int, api_key: str | None,
+                    engine_args: dict[str, str]) -> None:
+    import uvicorn
+
+    state = build_state(model_dir, model_name, api_key, engine_args)
+    try:
+        uvicorn.run(create_app(state), host=host, port=port, log_level="warning", access_log=False,
+                    timeout_graceful_shutdown=5)
+    finally:
+        state.se.close()

