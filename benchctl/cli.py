@@ -118,12 +118,13 @@ def run(
     warmup_requests: Annotated[int, typer.Option(help="serving: requests sent before the run, excluded from metrics.")] = 0,
     request_timeout: Annotated[float, typer.Option(help="serving: seconds a request may take before it counts as failed.")] = 600.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print run.json to stdout instead of a table.")] = False,
+    profile: Annotated[str, typer.Option(help="none, torch (torch.profiler trace) or nsys (Nsight Systems).")] = "none",
 ) -> None:
     """Run a benchmark and write results/<run-id>/ (run.json, requests.jsonl, requests.parquet)."""
     config = RunConfig(
         backend=backend, model=model, mode=mode, batch_size=batch_size,
         engine_args=parse_engine_args(engine_arg or []), output_dir=output_dir,
-        slos_ms=_parse_goodput(goodput or []), label=label, base_url=base_url, endpoint=endpoint,
+        slos_ms=_parse_goodput(goodput or []), label=label, profile=profile, base_url=base_url, endpoint=endpoint,
         api_key=api_key, warmup_requests=warmup_requests, request_timeout_s=request_timeout,
         workload=WorkloadOptions(
             dataset=dataset, num_prompts=num_prompts, seed=seed, sharegpt_output_len=sharegpt_output_len,

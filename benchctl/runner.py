@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from benchctl import envinfo, metrics, store
+from benchctl import envinfo, metrics, profile, store
 from benchctl.backend import Backend, BackendError, get_backend
 from benchctl.models import ResolvedModel, resolve_model
 from benchctl.records import RecordWriter, RequestRecord
@@ -49,6 +49,7 @@ class RunConfig:
     api_key: str | None = None
     warmup_requests: int = 0
     request_timeout_s: float = 600.0
+    profile: str = "none"  # none | torch | nsys (benchctl.profile)
 
 
 class Progress:
@@ -76,6 +77,9 @@ def model_context_len(model: ResolvedModel) -> int | None:
 
 def check_backend(backend: Backend, config: RunConfig) -> None:
     caps = backend.capabilities
+    profile.check_profile(config.profile)
+    if config.profile != "none" and config.mode != "offline":
+        raise BackendError("--profile profiles the engine's worker process: it needs --mode offline")
     if config.mode == "serving":
         from benchctl.serving.run import check_serving
 
@@ -151,7 +155,8 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None,
         return run_serving(config, backend, model, workload, progress, on_record)
     run_dir, run = start_run(config, backend, model, workload)
     expected = {r.request_id: r for r in workload.requests}
-    worker = WorkerProcess(backend.worker, python=backend.python(), log_path=run_dir / "worker.log")
+    worker = WorkerProcess(backend.worker, python=backend.python(), log_path=run_dir / "worker.log",
+                           prefix=profile.nsys_prefix(run_dir) if config.profile == "nsys" else None)
     step_writer: RecordWriter | None = None
     sink = RecordSink(run_dir / "requests.jsonl", progress, on_record)
     try:
@@ -165,7 +170,8 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None,
             store.write_json_atomic(run_dir / "run.json", store.clean_floats(run))
             progress.start_requests(len(workload.requests))
             worker.send({"op": "run", "requests": [r.to_wire() for r in workload.requests],
-                         "max_concurrency": workload.schedule.get("max_concurrency")})
+                         "max_concurrency": workload.schedule.get("max_concurrency"),
+                         "torch_trace": str(run_dir / TORCH_TRACE) if config.profile == "torch" else None})
             for event in worker.events():
                 if event["event"] == "record":
                     if event["record"].get("request_id") not in expected:
@@ -190,12 +196,30 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None,
         if step_writer is not None:
             step_writer.close()
     rows = sink.rows
+    if config.profile != "none":
+        run["profile"] = _profile_summary(config.profile, run_dir)
     missing = sorted(set(expected) - {r["request_id"] for r in rows})
     finalize(run, run_dir, rows, config, status="completed" if not missing else "failed",
              error=f"{len(missing)} requests never reported" if missing else None)
     if missing:
         raise RunFailed(f"{len(missing)} requests were never reported by the worker", run_dir)
     return run_dir
+
+
+TORCH_TRACE = "torch_trace.json"
+
+
+def _profile_summary(mode: str, run_dir: Path) -> dict:
+    """Summaries of the run's trace (full tables in profile_summary.json, headline numbers in run.json)."""
+    try:
+        if mode == "torch":
+            summary = profile.summarize_torch_trace(run_dir / TORCH_TRACE)
+        else:
+            summary = profile.summarize_nsys(run_dir)
+    except Exception as e:  # a broken trace must not lose the run's measurements
+        return {"mode": mode, "error": f"{type(e).__name__}: {e}"}
+    store.write_json_atomic(run_dir / "profile_summary.json", store.clean_floats(summary))
+    return {"mode": mode, **{k: v for k, v in summary.items() if not isinstance(v, (list, dict))}}
 
 
 def start_run(config: RunConfig, backend: Backend, model: ResolvedModel, workload: Workload,

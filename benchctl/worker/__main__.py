@@ -40,6 +40,19 @@ def _load_worker(target: str):
     return getattr(importlib.import_module(module_name), attr)()
 
 
+def _run_profiled(worker, requests: list[dict], ctx: RunContext, trace_path: str) -> dict:
+    """The same run under torch.profiler (CPU, and CUDA when present); the Chrome trace goes to trace_path."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities, record_shapes=False) as prof:
+        with record_function("worker.run"):
+            stats = worker.run(requests, ctx)
+    prof.export_chrome_trace(trace_path)
+    return stats
+
+
 def main(argv: list[str]) -> int:
     channel = Channel()
     try:
@@ -53,7 +66,11 @@ def main(argv: list[str]) -> int:
                 channel.send({"event": "ready", "protocol": PROTOCOL_VERSION, "info": info})
             elif op == "run":
                 ctx = RunContext(channel, message["requests"], message.get("max_concurrency"))
-                stats = worker.run(message["requests"], ctx)
+                trace_path = message.get("torch_trace")
+                if trace_path:
+                    stats = _run_profiled(worker, message["requests"], ctx, trace_path)
+                else:
+                    stats = worker.run(message["requests"], ctx)
                 channel.send({"event": "done", "stats": stats or {}, "duration_s": ctx.now()})
             elif op == "shutdown":
                 return 0

@@ -25,14 +25,15 @@ class WorkerDied(RuntimeError):
 
 class WorkerProcess:
     def __init__(self, target: str, python: str = sys.executable, log_path: Path | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, prefix: list[str] | None = None):
         self.log_path = log_path
         self._log: IO[bytes] = open(log_path, "ab") if log_path else open(os.devnull, "wb")
         child_env = {**os.environ, **(env or {})}
         # Another interpreter (an engine's own virtualenv) finds benchctl.worker and backends here.
         child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH")) if p)
         child_env.setdefault("PYTHONUNBUFFERED", "1")
-        self.proc = subprocess.Popen([python, "-m", "benchctl.worker", target], stdin=subprocess.PIPE,
+        # prefix: a wrapper such as `nsys profile ...` that runs the worker under a profiler
+        self.proc = subprocess.Popen([*(prefix or []), python, "-m", "benchctl.worker", target], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log, env=child_env,
                                      start_new_session=True)
 
