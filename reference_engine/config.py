@@ -1,0 +1,104 @@
+"""Engine options (`EngineConfig`) and the model's shape (`ModelConfig`, read from config.json)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+_CHOICES = {
+    "kv_layout": ("paged", "contiguous"),
+    "attention_backend": ("auto", "torch", "triton", "cuda"),
+    "dtype": ("auto", "float32", "float16", "bfloat16"),
+    "sampler": ("batched", "per_seq"),
+    "host_transfer": ("coalesced", "per_seq"),
+    "detokenize": ("inline", "thread", "off"),
+}
+
+
+@dataclass(slots=True)
+class ModelConfig:
+    """The few numbers of a Llama checkpoint the engine needs."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    rms_norm_eps: float
+    rope_theta: float
+    max_position_embeddings: int
+    tie_word_embeddings: bool
+    eos_token_ids: tuple[int, ...]
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path) -> ModelConfig:
+        raw = json.loads((Path(model_dir) / "config.json").read_text())
+        archs = raw.get("architectures") or []
+        if raw.get("model_type") not in ("llama", None) and "LlamaForCausalLM" not in archs:
+            raise ValueError(f"{model_dir}: only the Llama architecture is supported, got {raw.get('model_type')!r}")
+        # transformers 5.x moved rope_theta into rope_parameters; 4.x keeps it at the top level.
+        rope = raw.get("rope_parameters") or {}
+        theta = rope.get("rope_theta") or raw.get("rope_theta") or 10000.0
+        if rope.get("rope_type", "default") != "default" or raw.get("rope_scaling"):
+            raise ValueError(f"{model_dir}: only unscaled RoPE is supported")
+        num_heads = raw["num_attention_heads"]
+        eos = raw.get("eos_token_id")
+        eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
+        return cls(
+            hidden_size=raw["hidden_size"],
+            intermediate_size=raw["intermediate_size"],
+            num_layers=raw["num_hidden_layers"],
+            num_heads=num_heads,
+            num_kv_heads=raw.get("num_key_value_heads", num_heads),
+            head_dim=raw.get("head_dim") or raw["hidden_size"] // num_heads,
+            vocab_size=raw["vocab_size"],
+            rms_norm_eps=raw.get("rms_norm_eps", 1e-6),
+            rope_theta=float(theta),
+            max_position_embeddings=raw.get("max_position_embeddings", 2048),
+            tie_word_embeddings=raw.get("tie_word_embeddings", False),
+            eos_token_ids=eos_ids,
+        )
+
+
+@dataclass(slots=True)
+class EngineConfig:
+    """Everything `LLMEngine(model_dir, **options)` accepts, with its default."""
+
+    model_dir: str
+    device: str = "auto"  # "auto" -> cuda when available, else cpu
+    dtype: str = "auto"  # "auto" -> float32 on CPU, bfloat16 (or float16) on CUDA
+    max_model_len: int = 2048  # prompt + output tokens of one sequence
+    max_num_seqs: int = 64  # sequences in one step
+    max_num_batched_tokens: int = 512  # tokens in one step (prefill chunks + decodes)
+    enable_chunked_prefill: bool = True
+    block_size: int = 16  # tokens per KV block
+    kv_cache_bytes: int | None = None  # K and V of all layers; None -> kv_cache_memory_fraction
+    kv_cache_memory_fraction: float | None = None  # of free memory; None -> 0.05 on CPU, 0.8 on CUDA
+    kv_layout: str = "paged"  # "contiguous": each sequence reserves max_model_len slots up front
+    enable_prefix_caching: bool = True
+    watermark: float = 0.01  # fraction of blocks new prefills may not take, so decodes can grow
+    attention_backend: str = "auto"
+    sampler: str = "batched"
+    host_transfer: str = "coalesced"
+    detokenize: str = "inline"
+    seed: int = 0  # for requests without their own seed
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "block_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.enable_chunked_prefill and self.max_num_batched_tokens < self.max_model_len:
+            raise ValueError("without chunked prefill, max_num_batched_tokens must be >= max_model_len")
+        if self.kv_layout == "contiguous" and self.enable_prefix_caching:
+            # A contiguous reservation belongs to one sequence; there is nothing to share.
+            self.enable_prefix_caching = False
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "model_dir"]

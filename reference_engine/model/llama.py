@@ -1,0 +1,102 @@
+"""Llama in plain PyTorch: RMSNorm, RoPE, grouped-query attention over a paged KV cache, SwiGLU MLP.
+
+Weights load straight from a HF safetensors folder. q/k/v and gate/up projections are fused into one matrix each
+so a layer runs four GEMMs. Every activation is flat over the batch: (num_tokens, ...), no padding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+
+from reference_engine.attention import AttentionMetadata, AttentionOps, attention
+from reference_engine.config import ModelConfig
+
+
+def rope_cos_sin(head_dim: int, theta: float, max_positions: int, device: torch.device) -> torch.Tensor:
+    """(max_positions, 2, head_dim) fp32: cos and sin, laid out for rotate-half RoPE as in transformers."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim))
+    freqs = torch.arange(max_positions, device=device).float()[:, None] * inv_freq[None, :]  # (pos, head_dim/2)
+    emb = torch.cat((freqs, freqs), dim=-1)  # (pos, head_dim)
+    return torch.stack((emb.cos(), emb.sin()), dim=1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: (num_tokens, heads, head_dim); cos, sin: (num_tokens, 1, head_dim)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class LlamaLayer:
+    def __init__(self, cfg: ModelConfig, weights: dict[str, torch.Tensor]):
+        self.cfg = cfg
+        self.input_norm = weights["input_layernorm.weight"]  # (hidden,)
+        # (num_heads*head_dim + 2*num_kv_heads*head_dim, hidden)
+        self.qkv_proj = torch.cat([weights[f"self_attn.{n}_proj.weight"] for n in "qkv"])
+        self.o_proj = weights["self_attn.o_proj.weight"]  # (hidden, num_heads*head_dim)
+        self.post_attention_norm = weights["post_attention_layernorm.weight"]  # (hidden,)
+        # (2*intermediate, hidden)
+        self.gate_up_proj = torch.cat([weights["mlp.gate_proj.weight"], weights["mlp.up_proj.weight"]])
+        self.down_proj = weights["mlp.down_proj.weight"]  # (hidden, inter)
+
+    def forward(self, h: torch.Tensor, cos_sin: torch.Tensor, kv_cache: tuple[torch.Tensor, torch.Tensor],
+                meta: AttentionMetadata, ops: AttentionOps) -> torch.Tensor:
+        """h: (num_tokens, hidden); cos_sin: (num_tokens, 2, 1, head_dim). Returns (num_tokens, hidden)."""
+        cfg = self.cfg
+        n, nh, nkv, hd = h.shape[0], cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        x = ops.rms_norm(h, self.input_norm, cfg.rms_norm_eps)
+        qkv = F.linear(x, self.qkv_proj).view(n, nh + 2 * nkv, hd)
+        # q and k heads are contiguous, so RoPE rotates both in one go.
+        qk = apply_rope(qkv[:, :nh + nkv], cos_sin[:, 0], cos_sin[:, 1])  # (n, nh + nkv, hd)
+        q, k, v = qk[:, :nh], qk[:, nh:], qkv[:, nh + nkv:]
+        o = attention(q, k.contiguous(), v.contiguous(), kv_cache[0], kv_cache[1], meta, hd ** -0.5, ops)
+        h = h + F.linear(o.reshape(n, nh * hd), self.o_proj)
+        x = ops.rms_norm(h, self.post_attention_norm, cfg.rms_norm_eps)
+        return h + F.linear(ops.silu_and_mul(F.linear(x, self.gate_up_proj)), self.down_proj)
+
+
+class LlamaForCausalLM:
+    def __init__(self, cfg: ModelConfig, model_dir: str | Path, device: torch.device, dtype: torch.dtype,
+                 max_positions: int):
+        self.cfg = cfg
+        weights = load_safetensors(Path(model_dir), device, dtype)
+        self.embed_tokens = weights.pop("model.embed_tokens.weight")  # (vocab, hidden)
+        self.norm = weights.pop("model.norm.weight")  # (hidden,)
+        self.lm_head = weights.pop("lm_head.weight", None)  # (vocab, hidden)
+        if self.lm_head is None or cfg.tie_word_embeddings:
+            self.lm_head = self.embed_tokens
+        self.layers = []
+        for i in range(cfg.num_layers):
+            prefix = f"model.layers.{i}."
+            self.layers.append(LlamaLayer(cfg, {k[len(prefix):]: weights.pop(k) for k in list(weights)
+                                                if k.startswith(prefix)}))
+        self.cos_sin = rope_cos_sin(cfg.head_dim, cfg.rope_theta, max_positions, device)  # (pos, 2, head_dim) fp32
+
+    @torch.inference_mode()
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, logits_indices: torch.Tensor,
+                kv_caches: list[tuple[torch.Tensor, torch.Tensor]], meta: AttentionMetadata,
+                ops: AttentionOps) -> torch.Tensor:
+        """input_ids, positions: (num_tokens,) int64; logits_indices: (num_logits,) rows that need logits.
+        Returns (num_logits, vocab) fp32."""
+        h = F.embedding(input_ids, self.embed_tokens)  # (num_tokens, hidden)
+        cos_sin = self.cos_sin[positions].to(h.dtype).unsqueeze(2)  # (num_tokens, 2, 1, head_dim)
+        for layer, kv_cache in zip(self.layers, kv_caches):
+            h = layer.forward(h, cos_sin, kv_cache, meta, ops)
+        h = ops.rms_norm(h[logits_indices], self.norm, self.cfg.rms_norm_eps)  # (num_logits, hidden)
+        return F.linear(h, self.lm_head).float()
+
+
+def load_safetensors(model_dir: Path, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{model_dir}: no *.safetensors files")
+    weights = {}
+    for path in files:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for name in f.keys():
+                weights[name] = f.get_tensor(name).to(device=device, dtype=dtype)
+    return weights

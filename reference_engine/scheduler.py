@@ -1,0 +1,172 @@
+"""Continuous batching: which sequences run this step, and how many of their tokens.
+
+Each step first serves the running sequences in order (a decode token each, or the next chunk of a prefill),
+preempting from the back of the queue when blocks run out, then admits waiting sequences first-come first-served
+while the token budget, `max_num_seqs` and free blocks allow. Preemption is by recompute: the victim drops its
+blocks and goes back to the front of the waiting queue; its prompt and output are prefilled again later.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from reference_engine.block_manager import BlockManager
+from reference_engine.config import EngineConfig
+from reference_engine.sequence import Sequence, SequenceStatus
+
+
+@dataclass(slots=True)
+class ScheduledSeq:
+    seq: Sequence
+    start: int  # position of the first token computed this step
+    num_new_tokens: int
+
+    @property
+    def needs_sample(self) -> bool:
+        """True when this step computes the sequence's last token, so its logits give the next one."""
+        return self.start + self.num_new_tokens == self.seq.num_tokens
+
+
+@dataclass(slots=True)
+class SchedulerOutput:
+    scheduled: list[ScheduledSeq] = field(default_factory=list)
+    blocks_to_copy: list[tuple[int, int]] = field(default_factory=list)  # (src, dst), before the forward
+    preempted: list[Sequence] = field(default_factory=list)
+    failed: list[Sequence] = field(default_factory=list)  # finished with finish_reason "error"
+    num_prefix_hit_blocks: int = 0
+
+    @property
+    def num_batched_tokens(self) -> int:
+        return sum(s.num_new_tokens for s in self.scheduled)
+
+
+class Scheduler:
+    def __init__(self, config: EngineConfig, block_manager: BlockManager):
+        self.max_num_seqs = config.max_num_seqs
+        self.max_num_batched_tokens = config.max_num_batched_tokens
+        self.max_model_len = config.max_model_len
+        self.chunked_prefill = config.enable_chunked_prefill
+        self.forks_after_prefill = config.kv_layout == "paged"
+        self.block_manager = block_manager
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.num_preemptions = 0
+
+    def add(self, seq: Sequence) -> None:
+        seq.status = SequenceStatus.WAITING
+        self.waiting.append(seq)
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def schedule(self) -> SchedulerOutput:
+        out = SchedulerOutput()
+        budget = self.max_num_batched_tokens
+        bm = self.block_manager
+        i = 0
+        while i < len(self.running) and budget > 0:
+            seq = self.running[i]
+            num_new = seq.num_tokens - seq.num_computed_tokens
+            if num_new > budget:
+                if not self.chunked_prefill:
+                    i += 1
+                    continue
+                num_new = budget
+            while not bm.can_append(seq, num_new) and len(self.running) - 1 > i:
+                self._preempt(self.running.pop(), out)
+            if not bm.can_append(seq, num_new):
+                self.running.pop(i)
+                if i == 0 and not self.running:
+                    # Alone with every block free or evictable and still short: it can never fit.
+                    self._fail(seq, out, f"needs more than the {bm.num_total_blocks} KV blocks of the cache "
+                                         f"({seq.num_tokens} tokens)")
+                else:
+                    self._preempt(seq, out)
+                break
+            out.blocks_to_copy += bm.append_slots(seq, num_new)
+            out.scheduled.append(ScheduledSeq(seq, seq.num_computed_tokens, num_new))
+            seq.num_computed_tokens += num_new
+            budget -= num_new
+            i += 1
+
+        # vLLM's rule: no admissions in a step that preempted, or the victims would be re-admitted at once.
+        while self.waiting and budget > 0 and not out.preempted:
+            seq = self.waiting[0]
+            if error := self._never_fits(seq):
+                self.waiting.popleft()
+                self._fail(seq, out, error)
+                continue
+            if self.running and self._num_seq_slots(self.running) + self._num_seq_slots([seq]) > self.max_num_seqs:
+                break
+            num_cached = bm.num_cached_tokens(seq)
+            num_new = seq.num_tokens - num_cached
+            if num_new > budget:
+                if not self.chunked_prefill:
+                    break
+                num_new = budget
+            if not bm.can_allocate(seq, num_cached + num_new):
+                break
+            self.waiting.popleft()
+            bm.allocate(seq, num_new)
+            out.num_prefix_hit_blocks += seq.num_cached_tokens // bm.block_size
+            out.scheduled.append(ScheduledSeq(seq, seq.num_computed_tokens, num_new))
+            seq.num_computed_tokens += num_new
+            seq.status = SequenceStatus.RUNNING
+            self.running.append(seq)
+            budget -= num_new
+        return out
+
+    def _num_seq_slots(self, seqs: list[Sequence]) -> int:
+        """Sequences these will be: an unforked parallel-sampling request becomes n once its prompt is in."""
+        if not self.forks_after_prefill:
+            return len(seqs)
+        return sum(s.params.n if s.num_output_tokens == 0 else 1 for s in seqs)
+
+    def _never_fits(self, seq: Sequence) -> str | None:
+        if seq.num_tokens > self.max_model_len:
+            return f"prompt has {seq.num_tokens} tokens, more than max_model_len={self.max_model_len}"
+        needed = self.block_manager.blocks_needed(seq.num_tokens)
+        if needed > self.block_manager.num_total_blocks:
+            return (f"prompt needs {needed} KV blocks but the cache has {self.block_manager.num_total_blocks} "
+                    f"({seq.num_tokens} tokens)")
+        return None
+
+    def _preempt(self, seq: Sequence, out: SchedulerOutput) -> None:
+        self.block_manager.free(seq)
+        seq.num_computed_tokens = 0
+        seq.num_preemptions += 1
+        seq.status = SequenceStatus.WAITING
+        self.waiting.appendleft(seq)  # victims come from the back of running, so FCFS order is kept
+        self.num_preemptions += 1
+        out.preempted.append(seq)
+
+    def _fail(self, seq: Sequence, out: SchedulerOutput, error: str) -> None:
+        self.block_manager.free(seq)
+        seq.status = SequenceStatus.FINISHED
+        seq.finish_reason, seq.error = "error", error
+        out.failed.append(seq)
+
+    def fork(self, parent: Sequence, children: list[Sequence]) -> None:
+        """Parallel sampling: children share parent's blocks and run right behind it."""
+        for child in children:
+            self.block_manager.fork(parent, child)
+        at = self.running.index(parent) + 1
+        self.running[at:at] = children
+
+    def abort(self, seq: Sequence) -> None:
+        if seq.status is SequenceStatus.WAITING:
+            self.waiting.remove(seq)
+        elif seq.status is SequenceStatus.RUNNING:
+            self.running.remove(seq)
+        self.block_manager.free(seq)
+        seq.status = SequenceStatus.FINISHED
+        seq.finish_reason = seq.finish_reason or "abort"
+
+    def free_finished(self) -> None:
+        """Release the blocks of sequences the engine marked finished this step."""
+        if any(s.is_finished for s in self.running):
+            for seq in self.running:
+                if seq.is_finished:
+                    self.block_manager.free(seq)
+            self.running = [s for s in self.running if not s.is_finished]
