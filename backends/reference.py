@@ -6,13 +6,15 @@ reached (and a --max-concurrency slot is free), and every engine step's new toke
 
 from __future__ import annotations
 
-from backends._common import record, torch_threads, versions, wait_until
+from backends._common import convert, record, torch_threads, versions, wait_until
 from benchctl.backend import Backend, Capabilities, ServerSpec
 
 ENGINE_ARGS = {
     "max_num_seqs": "max sequences per step (default 64)",
-    "max_num_batched_tokens": "max tokens per step (default 2048)",
-    "max_model_len": "context limit (default: the model's)",
+    "max_num_batched_tokens": "max tokens per step (default 512)",
+    "max_model_len": "context limit per sequence (default 2048)",
+    "kv_cache_memory_fraction": "KV budget as a fraction of free memory when kv_cache_bytes is unset",
+    "watermark": "fraction of blocks kept free when admitting prefills (default 0.01)",
     "block_size": "tokens per KV block (default 16)",
     "kv_cache_bytes": "KV cache memory budget in bytes",
     "kv_layout": "paged (default) or contiguous (each sequence reserves max_model_len slots)",
@@ -44,19 +46,6 @@ BACKEND = Backend(
 _SAMPLING_KEYS = ("temperature", "top_p", "top_k")
 
 
-def convert(value: str):
-    """--engine-arg values arrive as text: bool, int, float, else the string."""
-    low = value.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
-
-
 class ReferenceWorker:
     def load(self, model: dict, options: dict) -> dict:
         import torch
@@ -75,18 +64,22 @@ class ReferenceWorker:
 
     def run(self, requests: list[dict], ctx) -> dict:
         from reference_engine import SamplingParams
+        from reference_engine.profiling import annotate
 
         engine, admission = self.engine, ctx.admission
+        engine.reset_stats()
+        self._preemptions = 0
         by_id = {r["request_id"]: r for r in requests}
         starts: dict[str, float] = {}
         chunks: dict[str, list[tuple[float, int]]] = {}
         while admission.pending() or engine.has_unfinished_requests():
-            for r in admission.due(ctx.now()):
-                params = SamplingParams(max_tokens=r["output_len"], ignore_eos=True,
-                                        seed=self.seed + len(starts), **self.sampling)
-                engine.add_request(r["request_id"], r["prompt_token_ids"], params)
-                starts[r["request_id"]] = ctx.now()
-                chunks[r["request_id"]] = []
+            with annotate("worker.admit"):
+                for r in admission.due(ctx.now()):
+                    params = SamplingParams(max_tokens=r["output_len"], ignore_eos=True,
+                                            seed=self.seed + len(starts), **self.sampling)
+                    engine.add_request(r["request_id"], r["prompt_token_ids"], params)
+                    starts[r["request_id"]] = ctx.now()
+                    chunks[r["request_id"]] = []
             if not engine.has_unfinished_requests():
                 next_arrival = admission.next_arrival_s()
                 if next_arrival is not None:
@@ -94,14 +87,34 @@ class ReferenceWorker:
                 continue
             outputs = engine.step()
             now = ctx.now()
-            for out in outputs:
-                new = len(out.new_token_ids) if out.new_token_ids is not None else 0
-                if new:
-                    chunks[out.request_id].append((now, new))
-                if out.finished:
-                    admission.finished()
-                    ctx.emit(self._record(by_id[out.request_id], out, starts, chunks, now))
+            with annotate("worker.emit"):
+                self._emit_step(ctx, now)
+                for out in outputs:
+                    new = len(out.new_token_ids) if out.new_token_ids is not None else 0
+                    if new:
+                        chunks[out.request_id].append((now, new))
+                    if out.finished:
+                        admission.finished()
+                        ctx.emit(self._record(by_id[out.request_id], out, starts, chunks, now))
         return engine.stats_summary()
+
+    def _emit_step(self, ctx, now: float) -> None:
+        """The engine's last step in steps.jsonl's layout (preemptions cumulative, times in seconds)."""
+        s = self.engine.stats.steps[-1] if self.engine.stats.steps else None
+        if s is None:
+            return
+        self._preemptions += s.num_preemptions
+        ctx.emit_step({
+            "t_s": now, "step": s.step, "num_running": s.num_running, "num_waiting": s.num_waiting,
+            "num_batched_tokens": s.num_decode_tokens + s.num_prefill_tokens,
+            "num_decode_seqs": s.num_decode_tokens, "num_prefill_tokens": s.num_prefill_tokens,
+            "num_scheduled_seqs": s.num_scheduled_seqs,
+            "num_prefill_seqs": s.num_scheduled_seqs - s.num_decode_tokens,
+            "kv_blocks_used": s.num_kv_blocks_used, "kv_blocks_total": s.num_kv_blocks_total,
+            "kv_slots_filled": s.num_token_slots_filled, "kv_slots_allocated": s.num_token_slots_allocated,
+            "preemptions": self._preemptions, "prefix_hit_blocks": s.num_prefix_hit_blocks,
+            "schedule_s": s.schedule_s, "forward_s": s.forward_s, "sample_s": s.sample_s,
+            "detokenize_s": s.detokenize_s})
 
     @staticmethod
     def _record(request: dict, out, starts: dict, chunks: dict, now: float) -> dict:

@@ -15,6 +15,7 @@ from reference_engine.block_manager import BlockManager
 from reference_engine.config import EngineConfig, ModelConfig
 from reference_engine.detokenizer import IncrementalDetokenizer, find_stop, load_tokenizer
 from reference_engine.model_runner import ModelRunner
+from reference_engine.profiling import annotate
 from reference_engine.sampler import Sampler
 from reference_engine.sampling_params import SamplingParams
 from reference_engine.scheduler import Scheduler, SchedulerOutput
@@ -112,31 +113,39 @@ class LLMEngine:
 
     def step(self) -> list[RequestOutput]:
         """One iteration: returns an output for every request that got tokens (or finished) in it."""
+        with annotate("engine.step"):
+            return self._step()
+
+    def _step(self) -> list[RequestOutput]:
         t0 = time.perf_counter()
-        sched = self.scheduler.schedule()
-        kv_used, kv_filled = self.block_manager.num_used_blocks, self.block_manager.num_filled_slots
+        with annotate("engine.schedule"):
+            sched = self.scheduler.schedule()
+            kv_used, kv_filled = self.block_manager.num_used_blocks, self.block_manager.num_filled_slots
         t1 = t2 = time.perf_counter()
         new_tokens: dict[int, list[int]] = {}
         touched: dict[str, Request] = {s.request_id: self.requests[s.request_id] for s in sched.failed}
         if sched.scheduled:
-            logits, seqs = self.runner.execute(sched)  # logits: (num_sampled, vocab)
+            with annotate("engine.forward"):
+                logits, seqs = self.runner.execute(sched)  # logits: (num_sampled, vocab)
             t2 = time.perf_counter()
-            logits, seqs = self._fork_new_parents(logits, seqs)
-            result = self.sampler(logits, seqs)
+            with annotate("engine.sample"):
+                logits, seqs = self._fork_new_parents(logits, seqs)
+                result = self.sampler(logits, seqs)
         t3 = time.perf_counter()
-        # Thread mode: the previous step's text must be done before these tokens land in the sequences.
-        ready = self._collect_detokenized()
-        if sched.scheduled:
-            for seq, token_id, logprobs in zip(seqs, result.token_ids, result.logprobs):
-                seq.token_ids.append(token_id)
-                if logprobs is not None:
-                    seq.logprobs.append(logprobs)
-                    seq.cumulative_logprob += logprobs[token_id]
-                new_tokens[seq.seq_id] = [token_id]
-                self._check_finished(seq, token_id)
-                touched[seq.request_id] = self.requests[seq.request_id]
-        outputs = self._postprocess(touched, new_tokens)
-        self.scheduler.free_finished()
+        with annotate("engine.detokenize"):
+            # Thread mode: the previous step's text must be done before these tokens land in the sequences.
+            ready = self._collect_detokenized()
+            if sched.scheduled:
+                for seq, token_id, logprobs in zip(seqs, result.token_ids, result.logprobs):
+                    seq.token_ids.append(token_id)
+                    if logprobs is not None:
+                        seq.logprobs.append(logprobs)
+                        seq.cumulative_logprob += logprobs[token_id]
+                    new_tokens[seq.seq_id] = [token_id]
+                    self._check_finished(seq, token_id)
+                    touched[seq.request_id] = self.requests[seq.request_id]
+            outputs = self._postprocess(touched, new_tokens)
+            self.scheduler.free_finished()
         t4 = time.perf_counter()
         self._record_stats(sched, len(new_tokens), kv_used, kv_filled, (t1 - t0, t2 - t1, t3 - t2, t4 - t3))
         pending, self._pending_outputs = self._pending_outputs, []

@@ -92,3 +92,23 @@ def test_torch_trace_summary_coverage_idle_and_self_time(tmp_path):
     assert ops["aten::linear"]["self_ms"] == pytest.approx(0.005)
     assert sum(o["self_share"] for o in s["top_operators"]) == pytest.approx(1.0)
     assert s["ranges"]["engine.step"]["count"] == 2
+
+
+@pytest.mark.slow
+def test_torch_profile_of_a_real_reference_run(tmp_path):
+    """--profile torch on the reference engine: the trace is JSON and the engine's ranges cover the run."""
+    from benchctl.cli import main
+
+    code = main(["run", "--backend", "reference", "--profile", "torch", "--dataset", "random", "--num-prompts", "4",
+                 "--random-input-len", "24", "--random-output-len", "6", "--output-dir", str(tmp_path), "--json"])
+    assert code == 0
+    (run_dir,) = tmp_path.iterdir()
+    run = json.loads((run_dir / "run.json").read_text())
+    trace = json.loads((run_dir / "torch_trace.json").read_text())
+    steps = (run_dir / "steps.jsonl").read_text().splitlines()
+    names = {e.get("name") for e in trace["traceEvents"]}
+    assert {"engine.step", "engine.forward", "engine.sample", "worker.run"} <= names
+    assert run["profile"]["num_steps"] == len(steps) > 0
+    assert run["profile"]["range_coverage"] >= 0.9
+    summary = json.loads((run_dir / "profile_summary.json").read_text())
+    assert any(op["name"] in ("aten::mm", "aten::addmm", "aten::linear") for op in summary["top_operators"][:5])
