@@ -22,6 +22,8 @@ from benchctl.backend import BackendError, cuda_present
 
 PROFILE_MODES = ("none", "torch", "nsys")
 STEP_RANGE = "engine.step"  # the range the reference engine opens around each step
+# Events that make the host wait for the device: scalar reads (.item()) and explicit synchronizations.
+SYNC_EVENTS = ("aten::_local_scalar_dense", "cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 NSYS_REPORTS = ("nvtx_sum", "cuda_gpu_kern_sum", "osrt_sum")
 
 
@@ -120,6 +122,9 @@ def summarize_torch_trace(path: Path, top: int = 25) -> dict[str, Any]:
             "range_coverage": _union_us(named) / span if span > 0 else 1.0,
             "idle_between_steps_fraction": 1 - step_time / span if span > 0 else 0.0,
             "ranges": _range_totals([e for e in annotations if e.get("name", "").startswith("engine.")]),
+            # .item()-style reads and device synchronizations per step (on CPU they cost little, on a GPU
+            # each one stalls the stream; a count that grows with the batch means per-sequence reads)
+            "host_syncs_per_step": sum(1 for e in events if e.get("name") in SYNC_EVENTS) / len(steps),
         })
     ops: dict[str, list[float]] = {}
     for e, self_us in _self_times([e for e in events if e.get("cat") in ("cpu_op", "kernel", "gpu_op")]):

@@ -82,15 +82,18 @@ def test_torch_trace_summary_coverage_idle_and_self_time(tmp_path):
         {"ph": "X", "cat": "cpu_op", "name": "aten::linear", "ts": 10, "dur": 20, "pid": 1, "tid": 1},
         {"ph": "X", "cat": "cpu_op", "name": "aten::addmm", "ts": 12, "dur": 15, "pid": 1, "tid": 1},
         {"ph": "X", "cat": "cpu_op", "name": "aten::addmm", "ts": 70, "dur": 15, "pid": 1, "tid": 1},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::_local_scalar_dense", "ts": 90, "dur": 1, "pid": 1, "tid": 1},
     ]
     s = profile.summarize_torch_trace(_trace(tmp_path, events))
     assert s["num_steps"] == 2 and s["window_s"] == pytest.approx(100e-6)
     assert s["idle_between_steps_fraction"] == pytest.approx(0.2)
     assert s["range_coverage"] == pytest.approx(0.9)  # steps (80) + admit (10) of 100
+    assert s["host_syncs_per_step"] == pytest.approx(0.5)
     ops = {o["name"]: o for o in s["top_operators"]}
     assert ops["aten::addmm"]["self_ms"] == pytest.approx(0.030) and ops["aten::addmm"]["calls"] == 2
     assert ops["aten::linear"]["self_ms"] == pytest.approx(0.005)
     assert sum(o["self_share"] for o in s["top_operators"]) == pytest.approx(1.0)
+    assert ops["aten::_local_scalar_dense"]["calls"] == 1
     assert s["ranges"]["engine.step"]["count"] == 2
 
 
