@@ -264,3 +264,23 @@ def test_render_html_escapes_run_text(runs_dir, model):
     (run_dir / "run.json").write_text(json.dumps(run))
     html = render_html([load(run_dir)], None)
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)" in html
+
+
+def test_profile_section_shows_the_trace_summary(runs_dir, model):
+    plain = make_run(runs_dir, "plain", model_dir=model)
+    profiled = make_run(runs_dir, "profiled", model_dir=model)
+    summary = {"num_steps": 12, "range_coverage": 0.97, "idle_between_steps_fraction": 0.02,
+               "host_syncs_per_step": 1.0,
+               "top_operators": [{"name": "aten::mm", "self_ms": 30.0, "calls": 90, "self_share": 0.75},
+                                 {"name": "aten::index_select", "self_ms": 10.0, "calls": 60, "self_share": 0.25}]}
+    (profiled / "profile_summary.json").write_text(json.dumps(summary))
+    assert "fig-profile-top-ops" not in figure_ids([load(plain)], None)
+    runs = [load(plain), load(profiled)]
+    assert "fig-profile-top-ops" in figure_ids(runs, None)
+    from benchctl.report import profiles
+
+    sec = profiles.section(runs)
+    caption, headline = sec.tables[0]
+    assert list(headline["range coverage"]) == [0.97] and list(headline["host syncs / step"]) == [1.0]
+    (_, fig), = sec.figures
+    assert list(fig.data[0].x) == [10.0, 30.0] and list(fig.data[0].y) == ["aten::index_select", "aten::mm"]
