@@ -196,8 +196,8 @@ def test_bundled_default_dataset_is_valid_and_big_enough(tok):
     assert DEFAULT_DATASET in bundled
     conversations = load_conversations(bundled[DEFAULT_DATASET])
     assert len(conversations) >= 200
-    w = build_workload(WorkloadOptions(), tok)  # the defaults: bundled sample, 32 prompts, seed 0
-    assert w.dataset == DEFAULT_DATASET and len(w.requests) == 32
+    w = build_workload(WorkloadOptions(), tok)  # the defaults: bundled sample, 16 prompts, seed 0
+    assert w.dataset == DEFAULT_DATASET and len(w.requests) == 16
     assert all(4 <= r.prompt_len <= 1024 and r.output_len >= 4 for r in w.requests)
 
 
