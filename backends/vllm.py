@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 from backends._common import convert, managed_env, record, versions
-from benchctl.backend import Backend, Capabilities
+from benchctl.backend import Backend, Capabilities, ServerSpec
 
 # --engine-arg keys that become environment variables before vLLM is imported
 _ENV_ARGS = {"kv_cache_space": "VLLM_CPU_KVCACHE_SPACE", "cpu_omp_threads_bind": "VLLM_CPU_OMP_THREADS_BIND"}
@@ -49,8 +49,16 @@ BACKEND = Backend(
     requirements=("vllm",),
     extra="vllm",
     managed_env="vllm",
-    capabilities=Capabilities(offline=True, per_token_times=False, engine_stats=True),
+    capabilities=Capabilities(offline=True, serving=True, per_token_times=False, engine_stats=True),
     engine_args=ENGINE_ARGS,
+    # serving mode: vLLM's own OpenAI server in the managed environment (`vllm serve` looks up package
+    # metadata named `vllm`, which vllm-cpu lacks, so the module is started directly)
+    server=ServerSpec(
+        argv=("{python}", "-m", "vllm.entrypoints.openai.api_server", "--model", "{model_dir}",
+              "--served-model-name", "{model_name}", "--host", "{host}", "--port", "{port}",
+              "--dtype", "float32", "--max-model-len", "{max_model_len}", "--enforce-eager"),
+        engine_bool=("--{flag}", "--no-{flag}"),
+        env_args=_ENV_ARGS, request_args=_SAMPLING_ARGS, startup_timeout_s=900.0),
 )
 DEFAULT_CPU_KV_CACHE_BYTES = 4 << 30
 NO_TOKEN_TIMES = "not provided: vLLM's RequestOutput.metrics keeps first/last token times only"
