@@ -35,13 +35,16 @@ class LlamaLayer:
     def __init__(self, cfg: ModelConfig, weights: dict[str, torch.Tensor]):
         self.cfg = cfg
         self.input_norm = weights["input_layernorm.weight"]  # (hidden,)
-        # (num_heads*head_dim + 2*num_kv_heads*head_dim, hidden)
-        self.qkv_proj = torch.cat([weights[f"self_attn.{n}_proj.weight"] for n in "qkv"])
-        self.o_proj = weights["self_attn.o_proj.weight"]  # (hidden, num_heads*head_dim)
+        # Projections are stored transposed, (in, out), and applied as x @ W: at the few rows of a decode
+        # step CPU GEMMs run up to 2x faster on this layout than F.linear's (out, in).
+        # (hidden, num_heads*head_dim + 2*num_kv_heads*head_dim)
+        self.qkv_proj = torch.cat([weights[f"self_attn.{n}_proj.weight"] for n in "qkv"]).t().contiguous()
+        self.o_proj = weights["self_attn.o_proj.weight"].t().contiguous()  # (num_heads*head_dim, hidden)
         self.post_attention_norm = weights["post_attention_layernorm.weight"]  # (hidden,)
-        # (2*intermediate, hidden)
-        self.gate_up_proj = torch.cat([weights["mlp.gate_proj.weight"], weights["mlp.up_proj.weight"]])
-        self.down_proj = weights["mlp.down_proj.weight"]  # (hidden, inter)
+        # (hidden, 2*intermediate)
+        self.gate_up_proj = torch.cat([weights["mlp.gate_proj.weight"],
+                                       weights["mlp.up_proj.weight"]]).t().contiguous()
+        self.down_proj = weights["mlp.down_proj.weight"].t().contiguous()  # (inter, hidden)
 
     def forward(self, h: torch.Tensor, cos_sin: torch.Tensor, kv_cache: tuple[torch.Tensor, torch.Tensor],
                 meta: AttentionMetadata, ops: AttentionOps) -> torch.Tensor:
@@ -49,14 +52,14 @@ class LlamaLayer:
         cfg = self.cfg
         n, nh, nkv, hd = h.shape[0], cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         x = ops.rms_norm(h, self.input_norm, cfg.rms_norm_eps)
-        qkv = F.linear(x, self.qkv_proj).view(n, nh + 2 * nkv, hd)
+        qkv = (x @ self.qkv_proj).view(n, nh + 2 * nkv, hd)
         # q and k heads are contiguous, so RoPE rotates both in one go.
         qk = apply_rope(qkv[:, :nh + nkv], cos_sin[:, 0], cos_sin[:, 1])  # (n, nh + nkv, hd)
         q, k, v = qk[:, :nh], qk[:, nh:], qkv[:, nh + nkv:]
         o = attention(q, k.contiguous(), v.contiguous(), kv_cache[0], kv_cache[1], meta, hd ** -0.5, ops)
-        h = h + F.linear(o.reshape(n, nh * hd), self.o_proj)
+        h = h + o.reshape(n, nh * hd) @ self.o_proj
         x = ops.rms_norm(h, self.post_attention_norm, cfg.rms_norm_eps)
-        return h + F.linear(ops.silu_and_mul(F.linear(x, self.gate_up_proj)), self.down_proj)
+        return h + ops.silu_and_mul(x @ self.gate_up_proj) @ self.down_proj
 
 
 class LlamaForCausalLM:
