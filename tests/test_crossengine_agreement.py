@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from benchctl.backend import get_backend
+from engine_envs import engine_python
 
 pytestmark = pytest.mark.slow
 
@@ -79,14 +79,7 @@ print(json.dumps({"argmax": out, "extra_bufts": bool(mparams.use_extra_bufts)}))
 
 @pytest.fixture(scope="module")
 def llamacpp_python() -> str:
-    """The interpreter with llama_cpp; skip when there is none, except under CI, where that is a failure."""
-    backend = get_backend("llamacpp")
-    reason = backend.unavailable_reason()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"llamacpp unavailable under CI: {reason} (scripts/test installs it before pytest)")
-        pytest.skip(f"llamacpp unavailable: {reason}")
-    return backend.python()
+    return engine_python("llamacpp")
 
 
 def conversation_ids(hf_dir: Path) -> list[list[int]]:
