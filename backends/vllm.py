@@ -42,6 +42,24 @@ ENGINE_ARGS = {
     "top_k": "top-k (default 0 = off)",
 }
 
+DEFAULT_CPU_KV_CACHE_BYTES = 4 << 30
+_KV_SIZE_ARGS = ("kv_cache_memory_bytes", "gpu_memory_utilization", "kv_cache_space")
+
+
+def cpu_kv_cache_default(args: dict, on_cpu: bool) -> dict:
+    """vLLM-CPU otherwise reserves 92% of RAM (gpu_memory_utilization) and refuses to start when any other process
+    holds memory; a fixed 4 GiB KV cache unless the user sized it (the same rule offline and in serving mode)."""
+    if on_cpu and not set(_KV_SIZE_ARGS) & set(args) and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+        return {**args, "kv_cache_memory_bytes": DEFAULT_CPU_KV_CACHE_BYTES}
+    return args
+
+
+def _server_args(args: dict[str, str]) -> dict[str, str]:
+    from benchctl.backend import cuda_present
+
+    return {k: str(v) for k, v in cpu_kv_cache_default(args, on_cpu=not cuda_present()).items()}
+
+
 BACKEND = Backend(
     name="vllm",
     description="vLLM offline LLM.generate (vllm-cpu on a CPU host): paged attention, continuous batching",
@@ -58,9 +76,8 @@ BACKEND = Backend(
               "--served-model-name", "{model_name}", "--host", "{host}", "--port", "{port}",
               "--dtype", "float32", "--max-model-len", "{max_model_len}", "--enforce-eager"),
         engine_bool=("--{flag}", "--no-{flag}"),
-        env_args=_ENV_ARGS, request_args=_SAMPLING_ARGS, startup_timeout_s=900.0),
+        env_args=_ENV_ARGS, request_args=_SAMPLING_ARGS, startup_timeout_s=900.0, default_args=_server_args),
 )
-DEFAULT_CPU_KV_CACHE_BYTES = 4 << 30
 NO_TOKEN_TIMES = "not provided: vLLM's RequestOutput.metrics keeps first/last token times only"
 
 
@@ -80,10 +97,7 @@ class VLLMWorker:
         args.setdefault("dtype", "float32" if on_cpu else "auto")
         args.setdefault("enforce_eager", on_cpu)
         args.setdefault("seed", int(options.get("seed") or 0))
-        if on_cpu and not {"kv_cache_memory_bytes", "gpu_memory_utilization"} & set(args) \
-                and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
-            # vLLM-CPU otherwise reserves 92% of RAM and refuses to start on a shared machine
-            args["kv_cache_memory_bytes"] = DEFAULT_CPU_KV_CACHE_BYTES
+        args = cpu_kv_cache_default(args, on_cpu)
         # stats on: RequestOutput.metrics (first/last token times) is only filled when vLLM logs stats
         try:
             self.llm = LLM(model=model["hf_dir"], tokenizer=model["hf_dir"], disable_log_stats=False, **args)

@@ -12,6 +12,7 @@ import importlib.util
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -56,6 +57,8 @@ class ServerSpec:
     health_route: str = "/health"
     metrics_route: str | None = "/metrics"  # Prometheus text format; None when the server has none
     startup_timeout_s: float = 600.0
+    # engine args -> the engine args to launch with (the user's plus the backend's defaults for this host)
+    default_args: Callable[[dict[str, str]], dict[str, str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

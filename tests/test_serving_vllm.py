@@ -40,3 +40,4 @@ def test_serving_run_launches_vllm_cpu_end_to_end(tmp_path):
     names = run["serving_stats"]["server_metrics"]["series"]
     assert any(n.startswith(("vllm:num_requests_running", "vllm:kv_cache_usage_perc")) for n in names)
     assert "vllm.entrypoints.openai.api_server" in " ".join(run["engine"]["server_argv"])
+

@@ -37,8 +37,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def server_argv(spec: ServerSpec, values: dict[str, str], engine_args: dict[str, str]) -> tuple[list[str], dict]:
-    """Fill the argv template -> (argv, extra environment). Engine args a placeholder did not consume are appended
-    as spec.engine_arg (true/false as spec.engine_bool when set), or set as variables (spec.env_args)."""
+    """Fill the argv template -> (argv, extra environment). The engine args (after spec.default_args) a placeholder
+    did not consume are appended as spec.engine_arg (true/false as spec.engine_bool when set), or set as variables
+    (spec.env_args)."""
+    if spec.default_args is not None:
+        engine_args = spec.default_args(engine_args)
     argv = [part.format(**values) for part in spec.argv]
     used = {name for part in spec.argv for name in _fields(part)}
     env = {}
