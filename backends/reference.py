@@ -20,7 +20,7 @@ ENGINE_ARGS = {
     "kv_layout": "paged (default) or contiguous (each sequence reserves max_model_len slots)",
     "enable_prefix_caching": "true/false",
     "enable_chunked_prefill": "true/false",
-    "attention_backend": "auto (default), torch, triton or cuda",
+    "attention_backend": "auto (default: cpu C++ kernels on CPU when they build, else torch), torch, cpu, triton or cuda",
     "sampler": "batched (default) or per_seq",
     "host_transfer": "coalesced (default) or per_seq",
     "detokenize": "inline (default), thread or off",

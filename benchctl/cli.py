@@ -18,6 +18,7 @@ from benchctl import hwinfo
 from benchctl import store
 from benchctl.backend import BackendError, get_backend, list_backends
 from benchctl.engines_cli import engines_app
+from benchctl.kernelbench import bench_attention_command
 from benchctl.models import DEFAULT_MODEL, ModelError, resolve_model
 from benchctl.metrics import flat_metrics
 from benchctl.regress import GateInputError
@@ -354,6 +355,7 @@ def sweep(
 register_commands(app)  # serve, bench-client
 app.command("report")(report_command)
 app.command("hwinfo")(hwinfo.hwinfo_command)
+app.command("bench-attention")(bench_attention_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Attention ops behind a small dispatch, and the attention of one layer over the paged KV cache.
 
-`get_attention_ops("torch")` gives the plain-PyTorch ops below. `"triton"` and `"cuda"` come from
+`get_attention_ops("torch")` gives the plain-PyTorch ops below. `"cpu"`, `"triton"` and `"cuda"` come from
 `reference_engine.kernels` with exactly the same signatures, so the model never knows which one runs.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-BACKENDS = ("torch", "triton", "cuda")
+BACKENDS = ("torch", "cpu", "triton", "cuda")
 
 
 def reshape_and_cache(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,

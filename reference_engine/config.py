@@ -8,7 +8,7 @@ from pathlib import Path
 
 _CHOICES = {
     "kv_layout": ("paged", "contiguous"),
-    "attention_backend": ("auto", "torch", "triton", "cuda"),
+    "attention_backend": ("auto", "torch", "cpu", "triton", "cuda"),
     "dtype": ("auto", "float32", "float16", "bfloat16"),
     "sampler": ("batched", "per_seq"),
     "host_transfer": ("coalesced", "per_seq"),

@@ -1,5 +1,6 @@
-"""End to end: the reference engine with attention_backend="triton" (Triton's CPU interpreter) gives the same
-greedy tokens as with attention_backend="torch", on a tiny random-weight Llama (2 layers, GQA, head_dim 64).
+"""End to end: the reference engine with attention_backend="triton" (Triton's CPU interpreter) and "cpu" (the C++
+kernels) gives the same greedy tokens as with attention_backend="torch", on a tiny random-weight Llama (2 layers,
+GQA, head_dim 64).
 
 Both engines run in one subprocess with TRITON_INTERPRET=1 (it must be set before triton is imported); the torch
 engine there never touches Triton. The model folder is built with transformers in tmp_path, with the bundled
@@ -43,7 +44,7 @@ def _make_tiny_llama(model_dir: Path) -> None:
 
 
 def _main(model_dir: str) -> None:
-    """Print {"torch": [...], "triton": [...], "backends": [...]} for the prompts of PROMPT_LENGTHS."""
+    """Print {"torch": [...], "cpu": [...], "triton": [...], "backends": [...]} for the prompts of PROMPT_LENGTHS."""
     import torch
 
     from reference_engine import LLMEngine, SamplingParams
@@ -52,7 +53,7 @@ def _main(model_dir: str) -> None:
     prompts = [torch.randint(3, 49152, (n,), generator=gen).tolist() for n in PROMPT_LENGTHS]
     params = SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS, ignore_eos=True)
     result: dict[str, object] = {"backends": []}
-    for backend in ("torch", "triton"):
+    for backend in ("torch", "cpu", "triton"):
         engine = LLMEngine(model_dir, attention_backend=backend, device="cpu", dtype="float32", block_size=16,
                            max_model_len=128, kv_cache_bytes=64 * 1024 * 1024, enable_prefix_caching=False)
         result["backends"].append(engine.attention_backend)
@@ -73,10 +74,11 @@ def test_triton_backend_matches_torch_backend_greedy_tokens(tmp_path: Path) -> N
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-6000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["backends"] == ["torch", "triton"]
+    assert result["backends"] == ["torch", "cpu", "triton"]
     assert [len(tokens) for tokens in result["torch"]] == [MAX_TOKENS] * len(PROMPT_LENGTHS)
     assert len({t for tokens in result["torch"] for t in tokens}) > MAX_TOKENS  # not one repeated token
     assert result["triton"] == result["torch"]
+    assert result["cpu"] == result["torch"]
 
 
 if __name__ == "__main__":

@@ -106,8 +106,16 @@ def test_torch_is_always_available_and_is_the_reference() -> None:
     assert kernels.resolve_backend("torch", "cpu") == "torch"
 
 
-def test_auto_on_cpu_is_torch_even_with_the_interpreter() -> None:
+def test_auto_on_cpu_is_the_cpu_kernels_or_torch_never_the_interpreter(monkeypatch) -> None:
+    assert kernels.resolve_backend("auto", "cpu") in ("cpu", "torch")
+    from reference_engine.kernels import cpu_ops
+
+    # a machine whose compiler fails: auto falls back to torch, an explicit "cpu" says why in one line
+    monkeypatch.setattr(cpu_ops, "_extension", None)
+    monkeypatch.setattr(cpu_ops, "_build_error", "the CPU extension failed to build: g++: fatal error")
     assert kernels.resolve_backend("auto", "cpu") == "torch"
+    with pytest.raises(ValueError, match=r"^attention backend 'cpu' is unavailable on cpu: the CPU extension failed"):
+        kernels.resolve_backend("cpu", "cpu")
 
 
 @pytest.mark.skipif(torch.version.cuda is not None, reason="checks the message of a CPU-only torch")
@@ -132,7 +140,7 @@ def test_triton_on_cpu_needs_the_interpreter() -> None:
 
 
 def test_unknown_backend_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="choose one of auto, torch, triton, cuda"):
+    with pytest.raises(ValueError, match="choose one of auto, torch, cpu, triton, cuda"):
         kernels.resolve_backend("flash", "cpu")
     with pytest.raises(ValueError, match="unknown kernel backend"):
         kernels.load_ops("flash")

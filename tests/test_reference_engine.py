@@ -256,7 +256,7 @@ def test_ablation_options_change_nothing_but_speed(engine, model_dir, prompt_ids
         assert all(o.text == "" for o in got)
     else:
         assert [o.text for o in got] == [o.text for o in expected]
-    assert other.stats_summary()["attention_backend"] == "torch"
+    assert other.stats_summary()["attention_backend"] == options.get("attention_backend", engine.attention_backend)
     other.close()
 
 

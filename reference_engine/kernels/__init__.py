@@ -1,13 +1,14 @@
 """Attention and fused-op kernels of the reference engine, and the choice between them.
 
-Three implementations of the same four ops (`reshape_and_cache`, `paged_decode_attention`, `silu_and_mul`,
+Four implementations of the same four ops (`reshape_and_cache`, `paged_decode_attention`, `silu_and_mul`,
 `rms_norm`), all checked against the plain-torch definitions in `reference`:
 
 - "cuda": CUDA C++ (csrc/), built with torch.utils.cpp_extension on first use; needs CUDA torch and nvcc.
+- "cpu": C++ for CPU tensors (csrc/cpu/), built the same way with g++; paged attention read in place.
 - "triton": Triton kernels; need an active Triton driver (a GPU), or TRITON_INTERPRET=1 on CPU (verification only).
 - "torch": the engine's own torch path (`load_ops("torch")` returns the reference definitions).
 
-Importing this package imports neither triton nor the CUDA extension.
+Importing this package imports neither triton nor builds any extension.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from types import ModuleType
 
 from . import launch, reference
 
-BACKENDS = ("torch", "triton", "cuda")
+BACKENDS = ("torch", "cpu", "triton", "cuda")
 _REQUESTS = ("auto", *BACKENDS)
 _cuda_build_error: str | None = None  # the first build failure, remembered so auto does not rebuild every time
 
@@ -63,9 +64,18 @@ def _cuda_reason(device_type: str) -> str | None:
     return None
 
 
+def _cpu_reason(device_type: str) -> str | None:
+    if device_type != "cpu":
+        return f"CPU kernels run on cpu tensors, not {device_type!r}"
+    from . import cpu_ops
+
+    return cpu_ops.unavailable_reason()
+
+
 def available_backends(device_type: str) -> dict[str, str | None]:
     """Each backend name -> None if usable on device_type, else the reason it is not (for `benchctl backends`)."""
-    return {"torch": None, "triton": _triton_reason(device_type), "cuda": _cuda_reason(device_type)}
+    return {"torch": None, "cpu": _cpu_reason(device_type), "triton": _triton_reason(device_type),
+            "cuda": _cuda_reason(device_type)}
 
 
 def load_ops(name: str) -> ModuleType:
@@ -77,6 +87,13 @@ def load_ops(name: str) -> ModuleType:
         if reason is not None:
             raise RuntimeError(f"Triton kernels are unavailable: {reason}")
         return importlib.import_module(".triton_ops", __name__)
+    if name == "cpu":
+        reason = _cpu_reason("cpu")
+        if reason is not None:
+            raise RuntimeError(reason)
+        cpu_ops = importlib.import_module(".cpu_ops", __name__)
+        cpu_ops.build()  # raises RuntimeError with the compiler's last line, remembered for next time
+        return cpu_ops
     if name == "cuda":
         global _cuda_build_error
         reason = _cuda_reason("cuda")
@@ -96,8 +113,8 @@ def load_ops(name: str) -> ModuleType:
 def resolve_backend(requested: str, device_type: str) -> str:
     """The backend to use: "auto" prefers cuda (if it builds), then triton (with a real driver), then torch.
 
-    On CPU "auto" is always "torch": the Triton interpreter is for verification only. An explicit choice that
-    cannot run raises ValueError with a one-line reason.
+    On CPU "auto" is "cpu" when the C++ extension builds, else "torch" (the Triton interpreter is for verification
+    only). An explicit choice that cannot run raises ValueError with a one-line reason.
     """
     if requested not in _REQUESTS:
         raise ValueError(f"unknown attention backend {requested!r}; choose one of {', '.join(_REQUESTS)}")
@@ -105,7 +122,11 @@ def resolve_backend(requested: str, device_type: str) -> str:
         return "torch"
     if requested == "auto":
         if device_type == "cpu":
-            return "torch"
+            try:
+                load_ops("cpu")
+                return "cpu"
+            except RuntimeError:
+                return "torch"
         if _cuda_reason(device_type) is None:
             try:
                 load_ops("cuda")
@@ -114,9 +135,9 @@ def resolve_backend(requested: str, device_type: str) -> str:
                 pass
         return "triton" if _triton_reason(device_type) is None else "torch"
     reason = available_backends(device_type)[requested]
-    if reason is None and requested == "cuda":
+    if reason is None and requested in ("cuda", "cpu"):
         try:
-            load_ops("cuda")
+            load_ops(requested)
         except RuntimeError as exc:
             reason = str(exc)
     if reason is not None:

@@ -1,0 +1,129 @@
+"""`benchctl bench-attention`: paged decode attention against contiguous SDPA at the same shapes.
+
+The question PagedAttention has to answer: what does reading K/V through a block table cost against the same
+attention over contiguous per-sequence tensors? Each kernel backend of the reference engine that runs here is timed
+on one decode batch (num_seqs sequences of context_len tokens each, blocks shuffled across the cache), and so is
+torch's scaled_dot_product_attention over contiguous (S, Hkv, L, D) keys and values (no mask: every sequence has
+the same length, the most favourable case for the contiguous layout). Times are the median of many calls after a
+warm-up; the ratio column is time / contiguous time (1.10 = 10% slower than contiguous).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def _median_seconds(fn: Callable[[], object], min_time_s: float, warmup: int = 3) -> tuple[float, int]:
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 5 or time.perf_counter() - start < min_time_s:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), len(times)
+
+
+def bench_attention(num_seqs: int, context_len: int, num_heads: int, num_kv_heads: int, head_dim: int,
+                    block_size: int, backends: list[str], threads: int | None, min_time_s: float,
+                    seed: int = 0) -> dict:
+    """{"shapes": ..., "results": [{"impl", "median_us", "calls", "vs_contiguous", "max_abs_err"}]}."""
+    import torch
+    import torch.nn.functional as F
+
+    from reference_engine import kernels
+
+    if num_heads % num_kv_heads:
+        raise ValueError(f"--heads {num_heads} is not a multiple of --kv-heads {num_kv_heads}")
+    if threads:
+        torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(seed)
+    group = num_heads // num_kv_heads
+    blocks_per_seq = -(-context_len // block_size)
+    num_blocks = num_seqs * blocks_per_seq
+    query = torch.randn(num_seqs, num_heads, head_dim, generator=gen)  # (S, H, D)
+    k_cache = torch.randn(num_blocks, block_size, num_kv_heads, head_dim, generator=gen)  # (N, B, Hkv, D)
+    v_cache = torch.randn(num_blocks, block_size, num_kv_heads, head_dim, generator=gen)
+    tables = torch.randperm(num_blocks, generator=gen).to(torch.int32).view(num_seqs, blocks_per_seq)  # (S, M)
+    lens = torch.full((num_seqs,), context_len, dtype=torch.int32)
+    # The same keys and values, contiguous per sequence: (S, Hkv, L, D)
+    keys = k_cache[tables.long()].flatten(1, 2)[:, :context_len].transpose(1, 2).contiguous()
+    values = v_cache[tables.long()].flatten(1, 2)[:, :context_len].transpose(1, 2).contiguous()
+    q4 = query.view(num_seqs, num_kv_heads, group, head_dim)
+    scale = head_dim ** -0.5
+
+    def contiguous() -> torch.Tensor:
+        return F.scaled_dot_product_attention(q4, keys, values, scale=scale).reshape(num_seqs, num_heads, head_dim)
+
+    with torch.inference_mode():
+        expected = contiguous()
+        base_s, base_n = _median_seconds(contiguous, min_time_s)
+        results = [{"impl": "contiguous sdpa", "median_us": base_s * 1e6, "calls": base_n, "vs_contiguous": 1.0,
+                    "max_abs_err": 0.0}]
+        available = kernels.available_backends("cpu")
+        for name in backends:
+            if name not in available:
+                raise ValueError(f"unknown kernel backend {name!r}; choose from {', '.join(available)}")
+            reason = available[name]
+            if reason is not None:
+                results.append({"impl": f"paged {name}", "unavailable": reason})
+                continue
+            ops = kernels.load_ops(name)
+
+            def paged(ops=ops) -> torch.Tensor:
+                return ops.paged_decode_attention(query, k_cache, v_cache, tables, lens, scale)
+
+            err = (paged() - expected).abs().max().item()
+            seconds, calls = _median_seconds(paged, min_time_s)
+            results.append({"impl": f"paged {name}", "median_us": seconds * 1e6, "calls": calls,
+                            "vs_contiguous": seconds / base_s, "max_abs_err": err})
+    return {"shapes": {"num_seqs": num_seqs, "context_len": context_len, "num_heads": num_heads,
+                       "num_kv_heads": num_kv_heads, "head_dim": head_dim, "block_size": block_size,
+                       "dtype": "float32", "threads": torch.get_num_threads()},
+            "results": results}
+
+
+def bench_attention_command(
+    num_seqs: Annotated[int, typer.Option("--num-seqs", min=1, help="Sequences in the decode batch.")] = 32,
+    context_len: Annotated[int, typer.Option("--context-len", min=1, help="Tokens of context per sequence.")] = 256,
+    heads: Annotated[int, typer.Option("--heads", min=1, help="Query heads (SmolLM2-135M: 9).")] = 9,
+    kv_heads: Annotated[int, typer.Option("--kv-heads", min=1, help="KV heads (SmolLM2-135M: 3).")] = 3,
+    head_dim: Annotated[int, typer.Option("--head-dim", min=1)] = 64,
+    block_size: Annotated[int, typer.Option("--block-size", min=1)] = 16,
+    backends: Annotated[str, typer.Option("--backends", help="Comma-separated kernel backends to time.")] = "torch,cpu",
+    threads: Annotated[int, typer.Option("--threads", min=0, help="torch threads (0 = torch's default).")] = 0,
+    min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timed calls per impl.")] = 1.0,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Time paged decode attention (each kernel backend) against contiguous SDPA at the same shapes (CPU)."""
+    names = [b.strip() for b in backends.split(",") if b.strip()]
+    try:
+        result = bench_attention(num_seqs, context_len, heads, kv_heads, head_dim, block_size, names, threads or None,
+                                 min_time)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    if json_out:
+        print(json.dumps(result, indent=2))
+        return
+    s = result["shapes"]
+    table = Table(title=f"decode attention, {s['num_seqs']} seqs x {s['context_len']} tokens, H={s['num_heads']} "
+                        f"Hkv={s['num_kv_heads']} D={s['head_dim']} block {s['block_size']}, fp32, "
+                        f"{s['threads']} threads")
+    for col in ("impl", "median µs", "calls", "vs contiguous", "max abs err"):
+        table.add_column(col, justify="left" if col == "impl" else "right")
+    for r in result["results"]:
+        if "unavailable" in r:
+            table.add_row(r["impl"], "-", "-", "-", f"unavailable: {r['unavailable']}")
+        else:
+            table.add_row(r["impl"], f"{r['median_us']:.1f}", str(r["calls"]), f"{r['vs_contiguous']:.2f}x",
+                          f"{r['max_abs_err']:.1e}")
+    Console(width=160).print(table)

@@ -1,0 +1,98 @@
+"""The CPU C++ kernels of csrc/cpu/, built on first use with torch.utils.cpp_extension.load (g++, ninja) and cached.
+
+`paged_decode_attention` reads K and V in place through the block table (no gathered copy, no padding);
+`rms_norm` and `silu_and_mul` are one pass each over the activations. `reshape_and_cache` is the torch definition
+(index_copy_ is already a single pass). Everything is checked against reference.py in tests/test_kernels_cpu.py.
+
+The build is compiled for this CPU (-march=native), so its name carries a fingerprint of the CPU's flags: a cache
+directory shared by different machines never hands one a binary built for the other. Importing compiles nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import shutil
+import threading
+from types import ModuleType
+
+import torch
+
+from . import launch
+from .reference import reshape_and_cache
+
+NAME = "cpu"
+SOURCE = launch.CSRC_DIR / "cpu" / "cpu_ops.cpp"
+CFLAGS = ("-O3", "-march=native", "-fopenmp-simd")
+
+_extension: ModuleType | None = None
+_build_error: str | None = None
+_lock = threading.Lock()
+
+
+def cpu_fingerprint() -> str:
+    """A short hash of the CPU model and instruction-set flags (what -march=native compiles for)."""
+    text = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            text += "".join(line for line in f if line.startswith(("flags", "model name")))
+    except OSError:
+        pass
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def unavailable_reason() -> str | None:
+    """None when the extension can be built here (or already is), else why not, in one line."""
+    if _build_error is not None:
+        return _build_error
+    if _extension is None and shutil.which("c++") is None and shutil.which("g++") is None:
+        return "CPU kernels are compiled on first use and need a C++ compiler (g++)"
+    return None
+
+
+def build(verbose: bool = False) -> ModuleType:
+    """Compile (or load from torch's extension cache, keyed on the source) and return the extension module."""
+    global _extension, _build_error
+    with _lock:
+        if _extension is None:
+            from torch.utils.cpp_extension import load
+
+            try:
+                _extension = load(name=f"benchctl_cpu_ops_{cpu_fingerprint()}", sources=[str(SOURCE)],
+                                  extra_cflags=list(CFLAGS), verbose=verbose)
+            except Exception as exc:
+                lines = str(exc).strip().splitlines() or [type(exc).__name__]
+                _build_error = f"the CPU extension failed to build: {lines[-1]}"
+                raise RuntimeError(_build_error) from exc
+    return _extension
+
+
+def paged_decode_attention(
+    query: torch.Tensor,  # (S, H, D)
+    k_cache: torch.Tensor,  # (N, B, Hkv, D), contiguous
+    v_cache: torch.Tensor,  # (N, B, Hkv, D), contiguous
+    block_tables: torch.Tensor,  # (S, M) int32, padded with -1 (never read past context_lens)
+    context_lens: torch.Tensor,  # (S,) int32
+    scale: float,
+    **_: object,  # version / max_context_len of the GPU kernels: one version here
+) -> torch.Tensor:  # (S, H, D) in query's dtype
+    return build().paged_attention(query, k_cache, v_cache, block_tables.contiguous(), context_lens, float(scale))
+
+
+def silu_and_mul(x: torch.Tensor) -> torch.Tensor:  # x (..., 2*d) -> (..., d)
+    if x.dtype != torch.float32:
+        from .reference import silu_and_mul as torch_silu_and_mul
+
+        return torch_silu_and_mul(x)
+    return build().silu_and_mul(x)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:  # (..., hidden), (hidden,)
+    if x.dtype != torch.float32:
+        from .reference import rms_norm as torch_rms_norm
+
+        return torch_rms_norm(x, weight, eps)
+    return build().rms_norm(x, weight.float(), float(eps))
+
+
+__all__ = ["build", "paged_decode_attention", "reshape_and_cache", "rms_norm", "silu_and_mul"]

@@ -1,0 +1,98 @@
+"""The CPU C++ kernels (reference_engine/csrc/cpu/cpu_ops.cpp) against reference.py, compiled for real with g++.
+
+The attention cases use random_paged_decode_case: shuffled physical blocks with NaN in every row a sequence does
+not own, so a kernel that reads past its context or through a -1 table entry fails instead of passing by luck.
+Skipped only where no C++ compiler exists (in CI a missing compiler fails the build test instead).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import torch
+
+from reference_engine import kernels
+from reference_engine.kernels import reference
+from reference_engine.kernels.testing import TOLERANCES, random_paged_decode_case
+
+if shutil.which("g++") is None and shutil.which("c++") is None and not os.environ.get("CI"):
+    pytest.skip("no C++ compiler", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def cpu_ops():
+    return kernels.load_ops("cpu")  # builds the extension (about a minute the first time, then cached)
+
+
+# context lens around block boundaries, GQA ratios 1/3/4, block sizes 8/16/32, head dims 64/128/80
+ATTENTION_CASES = {
+    "fp32-b16-d64-gqa3": dict(lens=[1, 16, 17, 45, 300], kv=3, ratio=3, dim=64, block=16, dtype=torch.float32),
+    "fp32-b8-d128-gqa4": dict(lens=[1, 8, 9, 1100], kv=1, ratio=4, dim=128, block=8, dtype=torch.float32),
+    "fp32-b32-d80-gqa1": dict(lens=[2, 32, 33, 99], kv=2, ratio=1, dim=80, block=32, dtype=torch.float32),
+    "bf16-b16-d64-gqa3": dict(lens=[1, 16, 17, 600], kv=1, ratio=3, dim=64, block=16, dtype=torch.bfloat16),
+    "fp16-b16-d64-gqa2": dict(lens=[3, 48, 70], kv=2, ratio=2, dim=64, block=16, dtype=torch.float16),
+}
+
+
+@pytest.mark.parametrize("case_id", ATTENTION_CASES)
+def test_paged_attention_matches_the_reference(cpu_ops, case_id):
+    p = ATTENTION_CASES[case_id]
+    case = random_paged_decode_case(p["lens"], num_kv_heads=p["kv"], queries_per_kv=p["ratio"], head_dim=p["dim"],
+                                    block_size=p["block"], dtype=p["dtype"], seed=len(p["lens"]) + p["dim"])
+    args = (case.query, case.k_cache, case.v_cache, case.block_tables, case.context_lens, case.scale)
+    out = cpu_ops.paged_decode_attention(*args)
+    expected = reference.paged_decode_attention(*args)
+    tol = TOLERANCES[p["dtype"]]
+    assert out.dtype == p["dtype"] and out.shape == expected.shape
+    assert not out.isnan().any(), "read a NaN row: past a context or through a -1 table entry"
+    torch.testing.assert_close(out.float(), expected.float(), atol=tol, rtol=tol)
+
+
+def test_paged_attention_takes_a_strided_query(cpu_ops):
+    # in the engine the query is a slice of the fused qkv projection output
+    case = random_paged_decode_case([5, 40], num_kv_heads=1, queries_per_kv=3, head_dim=64, block_size=16)
+    qkv = torch.cat([case.query, torch.randn(2, 2, 64)], dim=1)  # (S, H + 2*Hkv, D)
+    query = qkv[:, :3]
+    assert not query.is_contiguous()
+    args = (query, case.k_cache, case.v_cache, case.block_tables, case.context_lens, case.scale)
+    torch.testing.assert_close(cpu_ops.paged_decode_attention(*args), reference.paged_decode_attention(*args),
+                               atol=2e-5, rtol=2e-5)
+
+
+def test_paged_attention_rejects_bad_inputs_with_a_message(cpu_ops):
+    case = random_paged_decode_case([5], num_kv_heads=1, queries_per_kv=3, head_dim=64, block_size=16)
+    with pytest.raises(RuntimeError, match="int32"):
+        cpu_ops.paged_decode_attention(case.query, case.k_cache, case.v_cache, case.block_tables.long(),
+                                       case.context_lens, case.scale)
+    with pytest.raises(RuntimeError, match="head_dim"):
+        cpu_ops.paged_decode_attention(case.query[..., :32], case.k_cache, case.v_cache, case.block_tables,
+                                       case.context_lens, case.scale)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_elementwise_ops_match_the_reference(cpu_ops, dtype):
+    gen = torch.Generator().manual_seed(1)
+    x = (3 * torch.randn(2, 3, 2 * 96, generator=gen)).to(dtype)
+    h = (2 * torch.randn(5, 576, generator=gen)).to(dtype)
+    w = (1 + 0.1 * torch.randn(576, generator=gen)).to(dtype)
+    tol = TOLERANCES[dtype]
+    silu = cpu_ops.silu_and_mul(x)
+    assert silu.shape == (2, 3, 96) and silu.dtype == dtype
+    torch.testing.assert_close(silu.float(), reference.silu_and_mul(x).float(), atol=tol, rtol=tol)
+    norm = cpu_ops.rms_norm(h, w, 1e-5)
+    assert norm.shape == h.shape and norm.dtype == dtype
+    torch.testing.assert_close(norm.float(), reference.rms_norm(h, w, 1e-5).float(), atol=tol, rtol=tol)
+
+
+def test_reshape_and_cache_is_the_reference_definition(cpu_ops):
+    assert cpu_ops.reshape_and_cache is reference.reshape_and_cache
+
+
+def test_auto_on_cpu_picks_the_cpu_kernels_and_the_build_is_keyed_on_this_cpu(cpu_ops):
+    assert kernels.available_backends("cpu")["cpu"] is None
+    assert kernels.resolve_backend("auto", "cpu") == "cpu"
+    assert kernels.resolve_backend("cpu", "cpu") == "cpu"
+    assert cpu_ops.build().__name__ == f"benchctl_cpu_ops_{cpu_ops.cpu_fingerprint()}"
+    assert "not 'cuda'" in kernels.available_backends("cuda")["cpu"]
