@@ -118,6 +118,7 @@ def run(
     api_key: Annotated[Optional[str], typer.Option(envvar="OPENAI_API_KEY", show_envvar=False, help="serving: bearer token for the server (or $OPENAI_API_KEY).")] = None,
     warmup_requests: Annotated[int, typer.Option(help="serving: requests sent before the run, excluded from metrics.")] = 0,
     request_timeout: Annotated[float, typer.Option(help="serving: seconds a request may take before it counts as failed.")] = 600.0,
+    client_processes: Annotated[int, typer.Option(help="serving: load client processes (for rates one event loop cannot send).")] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="Print run.json to stdout instead of a table.")] = False,
     profile: Annotated[str, typer.Option(help="none, torch (torch.profiler trace) or nsys (Nsight Systems).")] = "none",
 ) -> None:
@@ -127,7 +128,7 @@ def run(
         engine_args=parse_engine_args(engine_arg or []), output_dir=output_dir,
         slos_ms=_parse_goodput(goodput or []), label=label, profile=profile, base_url=base_url, endpoint=endpoint,
         api_key=api_key, warmup_requests=warmup_requests, request_timeout_s=request_timeout,
-        workload=WorkloadOptions(
+        client_processes=client_processes, workload=WorkloadOptions(
             dataset=dataset, num_prompts=num_prompts, seed=seed, sharegpt_output_len=sharegpt_output_len,
             random_input_len=random_input_len, random_output_len=random_output_len,
             random_range_ratio=random_range_ratio, random_prefix_len=random_prefix_len,

@@ -49,6 +49,7 @@ class RunConfig:
     api_key: str | None = None
     warmup_requests: int = 0
     request_timeout_s: float = 600.0
+    client_processes: int = 1  # load client processes (benchctl.serving.shards when > 1)
     profile: str = "none"  # none | torch | nsys (benchctl.profile)
 
 

@@ -6,6 +6,7 @@ import json
 import math
 import socket
 import threading
+import time
 
 import psutil
 import pytest
@@ -246,3 +247,46 @@ def test_vllm_server_gets_a_fixed_cpu_kv_cache_unless_the_user_sizes_it(monkeypa
     assert server_argv(spec, values, {"kv_cache_space": "2"})[1] == {"VLLM_CPU_KVCACHE_SPACE": "2"}
     monkeypatch.setattr(benchctl.backend, "cuda_present", lambda: True)
     assert "--kv-cache-memory-bytes" not in server_argv(spec, values, {})[0]
+
+
+def test_client_over_two_processes_keeps_the_schedule_and_the_concurrency_cap(tmp_path):
+    with FakeServerProcess("--ttft-ms", "30", "--itl-ms", "10") as server:
+        run_dir = run_benchmark(config(tmp_path, base_url=server.base_url, num_prompts=24, rate=40.0,
+                                       max_concurrency=3, client_processes=2))
+    run = json.loads((run_dir / "run.json").read_text())
+    rows = read_records(run_dir / "requests.jsonl")
+    assert run["status"] == "completed" and run["config"]["serving"]["client_processes"] == 2
+    assert run["serving_stats"]["client_processes"]["processes"] == 2
+    assert run["serving_stats"]["client_processes"]["died"] == []
+    assert len(rows) == 24 and all(r["error"] is None and r["output_tokens"] == 4 for r in rows)
+    # never more than 3 in flight across both processes (shares 2 + 1), and none sent before its arrival time
+    events = sorted([(r["start_s"], 1) for r in rows] + [(r["finish_s"], -1) for r in rows])
+    in_flight = peak = 0
+    for _, step in events:
+        in_flight += step
+        peak = max(peak, in_flight)
+    assert peak <= 3 and run["serving_stats"]["peak_in_flight"] <= 3
+    assert all(r["start_s"] >= r["arrival_s"] - 1e-3 for r in rows)
+
+
+def test_a_client_process_that_dies_loses_only_its_own_requests(tmp_path):
+    from benchctl.serving.client import ClientOptions
+    from benchctl.serving.shards import ShardedClient
+    from benchctl.serving.bench import fake_requests
+
+    with FakeServerProcess("--ttft-ms", "20", "--itl-ms", "20") as server:
+        options = ClientOptions(base_url=server.base_url, model_name="fake-model", request_timeout_s=30)
+        requests = fake_requests(20, 8, rate=20.0)
+        sharded = ShardedClient(options, requests, 2)
+        got: list[dict] = []
+        threading.Timer(0.4, sharded.procs[1].kill).start()
+        try:
+            result = sharded.run(time.monotonic() + 0.05, got.append)
+        finally:
+            sharded.close()
+    assert len(result.died) == 1 and "load-client-1 exited with code -9" in result.died[0]
+    assert sorted(r["request_id"] for r in got) == sorted(r.request_id for r in requests)  # every request accounted
+    share0 = {r.request_id for r in requests[0::2]}
+    assert all(r["error"] is None for r in got if r["request_id"] in share0)
+    lost = [r for r in got if r["error"]]
+    assert lost and all("load client process died" in r["error"] for r in lost)

@@ -1,7 +1,7 @@
 """How much the load client itself costs: `benchctl bench-client`.
 
 Two measurements against benchctl.serving.fake_server in a separate process, with the client exactly as a
-serving run uses it (schedule, semaphore, streaming parse, records through the pump to an fsynced JSONL):
+serving run uses it (one process, or --client-processes N as benchctl.serving.shards runs it) (schedule, semaphore, streaming parse, records through the pump to an fsynced JSONL):
 - throughput: an instant server (all chunks at once) and an unbounded schedule -> requests/s the client sustains;
 - added latency: a server that sends each chunk at a known time and remembers it; for every chunk, the client's
   timestamp minus the server's send time (both time.monotonic, one clock on Linux) is what the client adds.
@@ -25,6 +25,7 @@ from benchctl import metrics
 from benchctl.runner import Progress, RecordSink
 from benchctl.serving.client import ClientOptions, LoadClient, run_event_loop
 from benchctl.serving.run import RecordPump
+from benchctl.serving.shards import ShardedClient
 from benchctl.workload import RequestSpec, arrival_times
 
 
@@ -67,29 +68,40 @@ def fake_requests(n: int, output_len: int, rate: float = math.inf, seed: int = 0
 
 
 def drive(base_url: str, requests: list[RequestSpec], max_concurrency: int | None, out_dir: Path,
-          endpoint: str = "completions", timeout_s: float = 60.0) -> tuple[list[dict], float]:
-    """Run the client as a serving run does; returns (finished rows, t0 on time.monotonic)."""
+          endpoint: str = "completions", timeout_s: float = 60.0, processes: int = 1
+          ) -> tuple[list[dict], float, float]:
+    """Run the client as a serving run does (over `processes` processes when > 1); returns (finished rows, t0 on
+    time.monotonic, CPU seconds the client processes spent in the run: 0 with one process)."""
     sink = RecordSink(out_dir / "requests.jsonl", Progress())
     pump = RecordPump(sink)
-    client = LoadClient(ClientOptions(base_url=base_url, model_name="fake-model", endpoint=endpoint,
-                                      request_timeout_s=timeout_s, max_concurrency=max_concurrency))
+    options = ClientOptions(base_url=base_url, model_name="fake-model", endpoint=endpoint,
+                            request_timeout_s=timeout_s, max_concurrency=max_concurrency)
     t0_box: list[float] = []
-
-    async def go() -> None:
-        await client.open(max_concurrency or len(requests))
-        try:
-            t0 = time.monotonic() + 0.05
-            t0_box.append(t0)
-            await client.run(requests, t0, pump.put)
-        finally:
-            await client.close()
-
+    shard_cpu_s = 0.0
     try:
-        run_event_loop(go())
+        if processes > 1:
+            sharded = ShardedClient(options, requests, processes)
+            try:
+                t0_box.append(time.monotonic() + 0.05)
+                shard_cpu_s = sharded.run(t0_box[0], pump.put).cpu_s
+            finally:
+                sharded.close()
+        else:
+            client = LoadClient(options)
+
+            async def go() -> None:
+                await client.open(max_concurrency or len(requests))
+                try:
+                    t0_box.append(time.monotonic() + 0.05)
+                    await client.run(requests, t0_box[0], pump.put)
+                finally:
+                    await client.close()
+
+            run_event_loop(go())
     finally:
         pump.close()
         sink.close()
-    return sink.rows, t0_box[0]
+    return sink.rows, t0_box[0], shard_cpu_s
 
 
 def client_lag_s(rows: list[dict], t0: float, timings: dict) -> list[float]:
@@ -103,24 +115,29 @@ def client_lag_s(rows: list[dict], t0: float, timings: dict) -> list[float]:
 
 
 def bench_client(num_requests: int = 5000, concurrency: int = 64, output_len: int = 8, ttft_ms: float = 20.0,
-                 itl_ms: float = 5.0, latency_requests: int = 200, latency_rate: float = 50.0) -> dict:
+                 itl_ms: float = 5.0, latency_requests: int = 200, latency_rate: float = 50.0,
+                 processes: int = 1) -> dict:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         with FakeServerProcess("--raw") as server:
-            drive(server.base_url, fake_requests(min(200, num_requests), output_len), concurrency, Path(tmp))  # warm
+            drive(server.base_url, fake_requests(min(200, num_requests), output_len), concurrency, Path(tmp),
+                  processes=processes)  # warm-up
             server_cpu0 = sum(psutil.Process(server.proc.pid).cpu_times()[:2])
-            cpu0 = time.process_time()  # this process: the event loop and the record pump thread
-            rows, _ = drive(server.base_url, fake_requests(num_requests, output_len), concurrency, Path(tmp))
-            client_cpu_s = time.process_time() - cpu0
+            # this process (event loop or record receiver, record pump) and the client processes' run
+            cpu0 = time.process_time()
+            rows, _, shard_cpu_s = drive(server.base_url, fake_requests(num_requests, output_len), concurrency,
+                                         Path(tmp), processes=processes)
+            client_cpu_s = time.process_time() - cpu0 + shard_cpu_s
             server_cpu_s = sum(psutil.Process(server.proc.pid).cpu_times()[:2]) - server_cpu0
         throughput = metrics.summarize(rows)
         with FakeServerProcess("--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms), "--spin-us", "300") as server:
             reqs = fake_requests(latency_requests, output_len, rate=latency_rate)
-            lat_rows, t0 = drive(server.base_url, reqs, None, Path(tmp))
+            lat_rows, t0, _ = drive(server.base_url, reqs, None, Path(tmp), processes=processes)
             lags = client_lag_s(lat_rows, t0, server.timings())
         latency = metrics.summarize(lat_rows)
     return {
         "throughput": {"requests": num_requests, "max_concurrency": concurrency, "output_tokens": output_len,
+                       "client_processes": processes,
                        "completed": throughput["completed"], "failed": throughput["failed"],
                        "duration_s": throughput["duration_s"], "request_throughput": throughput["request_throughput"],
                        "chunks_per_s": throughput["request_throughput"] * output_len,

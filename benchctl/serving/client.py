@@ -149,8 +149,11 @@ class LoadClient:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         for spec in ordered[sent:]:
-            emit(self._record(spec, None, StreamAccumulator(self.options.endpoint), time.monotonic() - t0,
-                              self.stop_reason or "not sent", None))
+            emit(self.unsent_record(spec, t0, self.stop_reason or "not sent"))
+
+    def unsent_record(self, spec: RequestSpec, t0: float, reason: str) -> dict:
+        """The failed record of a request that was never sent (server gone, run stopped, client process died)."""
+        return self._record(spec, None, StreamAccumulator(self.options.endpoint), time.monotonic() - t0, reason, None)
 
     async def _dispatch(self, ordered, payloads, t0, emit, tasks) -> int:
         loop = asyncio.get_running_loop()

@@ -43,23 +43,25 @@ def bench_client(
     output_len: Annotated[int, typer.Option(help="Streamed tokens (chunks) per request.")] = 8,
     ttft_ms: Annotated[float, typer.Option(help="Latency phase: server's time to first chunk.")] = 20.0,
     itl_ms: Annotated[float, typer.Option(help="Latency phase: server's gap between chunks.")] = 5.0,
+    client_processes: Annotated[int, typer.Option(min=1, help="Load client processes (as in run --client-processes).")] = 1,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Measure the load client against a trivial local server: requests/s it sustains, latency it adds."""
     from benchctl.envinfo import environment, hardware_line
     from benchctl.serving.bench import bench_client as run_bench
 
-    result = run_bench(requests, concurrency, output_len, ttft_ms, itl_ms)
+    result = run_bench(requests, concurrency, output_len, ttft_ms, itl_ms, processes=client_processes)
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return
     t, lat = result["throughput"], result["latency"]
     lag = lat["client_lag_ms"]
     typer.echo(hardware_line(environment().get("hardware", {})))
-    typer.echo(f"throughput: {t['completed']}/{t['requests']} requests ({t['failed']} failed), max concurrency "
+    typer.echo(f"throughput: {t['client_processes']} client process(es), {t['completed']}/{t['requests']} requests "
+               f"({t['failed']} failed), max concurrency "
                f"{t['max_concurrency']}, {t['output_tokens']} chunks each: {t['request_throughput']:,.0f} req/s "
                f"({t['chunks_per_s']:,.0f} chunks/s) in {t['duration_s']:.2f} s")
-    typer.echo(f"client CPU: {t['client_cpu_us_per_request']:,.0f} us per request (loop + record pump) -> "
+    typer.echo(f"client CPU: {t['client_cpu_us_per_request']:,.0f} us per request (loops + record pump) -> "
                f"{t['client_capacity_req_s_per_core']:,.0f} req/s per core of client capacity; fake server "
                f"{t['server_cpu_us_per_request']:,.0f} us per request; 1-min load average at start "
                f"{t['load_average_1m']:.1f} on {os.cpu_count()} cores")

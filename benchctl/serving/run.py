@@ -55,6 +55,8 @@ def check_serving(backend: Backend, config: RunConfig) -> None:
         raise BackendError("--batch-size applies to offline mode; a server batches on its own")
     if config.warmup_requests < 0:
         raise BackendError(f"--warmup-requests must be >= 0, got {config.warmup_requests}")
+    if config.client_processes < 1:
+        raise BackendError(f"--client-processes must be >= 1, got {config.client_processes}")
     if not config.request_timeout_s > 0:
         raise BackendError(f"--request-timeout must be > 0 seconds, got {config.request_timeout_s}")
     if config.base_url is not None:
@@ -141,7 +143,7 @@ def run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, workl
                 progress: Progress, on_record: Callable[[dict], None] | None = None) -> Path:
     serving_info = {"base_url": config.base_url, "endpoint": config.endpoint, "launched": config.base_url is None,
                     "api_key": "set" if config.api_key else None, "warmup_requests": config.warmup_requests,
-                    "request_timeout_s": config.request_timeout_s}
+                    "request_timeout_s": config.request_timeout_s, "client_processes": config.client_processes}
     run_dir, run = start_run(config, backend, model, workload, extra_config={"serving": serving_info})
     with _sigterm_as_interrupt():
         return _run_serving(config, backend, model, workload, progress, on_record, run_dir, run)
@@ -223,6 +225,7 @@ def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, work
     errors = collections.Counter(_error_kind(r["error"]) for r in rows if r.get("error"))
     run["serving_stats"] = {"model_name": state.get("model_name"), "warmup": state.get("warmup"),
                             "peak_in_flight": state.get("peak_in_flight"), "failures_by_error": dict(errors),
+                            "client_processes": state.get("client_processes", {"processes": 1}),
                             "server_metrics": summarize_series(run_dir / "server_metrics.jsonl")}
     died = state.get("server_died")
     finalize(run, run_dir, rows, config, status="failed" if died else "completed", error=died)
@@ -260,17 +263,33 @@ async def _drive(config: RunConfig, workload: Workload, tokenizer, base_url: str
             if len(failed) == len(warm):
                 raise ServerFailed(f"every warm-up request failed; first error: {failed[0]['error']}",
                                    server.log_tail() if server else "")
+        sharded = None
+        if config.client_processes > 1:
+            from benchctl.serving.shards import ShardedClient
+
+            progress.stage(f"starting {config.client_processes} load client processes")
+            tokenizer_dir = str(tokenizer.model_dir) if tokenizer is not None else None
+            sharded = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: ShardedClient(options, workload.requests, config.client_processes, tokenizer_dir))
+            state["sharded"] = sharded
         t0 = state["t0"] = time.monotonic() + START_LEAD_S
         if metrics_url:
             state["scraper"] = _start_scraper(metrics_url, run_dir / "server_metrics.jsonl", t0, config.api_key)
         if server is not None:
-            watcher = asyncio.create_task(_watch(server, client, state))
+            watcher = asyncio.create_task(_watch(server, sharded or client, state))
         progress.start_requests(len(workload.requests))
-        await client.run(workload.requests, t0, pump.put)
-        state["peak_in_flight"] = client.peak_in_flight
+        if sharded is None:
+            await client.run(workload.requests, t0, pump.put)
+            state["peak_in_flight"] = client.peak_in_flight
+        else:
+            result = await asyncio.get_running_loop().run_in_executor(None, sharded.run, t0, pump.put)
+            state["peak_in_flight"] = result.peak_in_flight
+            state["client_processes"] = {"processes": sharded.n, "died": result.died, "cpu_s": result.cpu_s}
     finally:
         if watcher is not None:
             watcher.cancel()
+        if state.get("sharded") is not None:
+            state.pop("sharded").close()
         await client.close()
 
 

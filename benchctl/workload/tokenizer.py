@@ -13,6 +13,7 @@ class Tokenizer:
     def __init__(self, model_dir: Path):
         from tokenizers import Tokenizer as _HFTokenizer
 
+        self.model_dir = Path(model_dir)
         path = Path(model_dir) / "tokenizer.json"
         if not path.is_file():
             raise WorkloadError(f"{model_dir}: no tokenizer.json; token lengths need the model's tokenizer")
