@@ -341,14 +341,17 @@ def sweep(
         f"[{c.index + 1}/{total}] {c.label()}: {r['status']} -> {r['run_dir'].name}"))
     index = store.load_run_index(sweep_dir)
     table = Table(title=f"sweep {sweep_dir.name}")
-    for col in ("cell", "status", "req/s", "output tok/s", "TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms"):
+    for col in ("cell", "status", "req/s", "output tok/s", "vs first", "TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms"):
         table.add_column(col)
+    baseline = None
     for c in index["cells"]:
         run = store.load_run(sweep_dir / c["run"])
         f = flat_metrics(run.get("summary", {}))
-        table.add_row(c["label"], c["status"],
-                      *(render._num(f.get(k)) for k in ("request_throughput", "output_tok_s", "ttft_median_ms",
-                                                         "ttft_p99_ms", "tpot_median_ms")))
+        tok_s = f.get("output_tok_s")
+        baseline = baseline or tok_s
+        ratio = f"{tok_s / baseline:.2f}x" if tok_s and baseline else "-"
+        table.add_row(c["label"], c["status"], render._num(f.get("request_throughput")), render._num(tok_s), ratio,
+                      *(render._num(f.get(k)) for k in ("ttft_median_ms", "ttft_p99_ms", "tpot_median_ms")))
     out.print(table)
     err.print(f"sweep: {sweep_dir}")
 

@@ -5,7 +5,8 @@ attention over contiguous per-sequence tensors? Each kernel backend of the refer
 on one decode batch (num_seqs sequences of context_len tokens each, blocks shuffled across the cache), and so is
 torch's scaled_dot_product_attention over contiguous (S, Hkv, L, D) keys and values (no mask: every sequence has
 the same length, the most favourable case for the contiguous layout). Times are the median of many calls after a
-warm-up; the ratio column is time / contiguous time (1.10 = 10% slower than contiguous).
+warm-up, interleaved call by call so machine noise hits every implementation alike; the ratio column is median
+time / contiguous median time (1.10 = 10% slower than contiguous).
 """
 
 from __future__ import annotations
@@ -21,16 +22,21 @@ from rich.console import Console
 from rich.table import Table
 
 
-def _median_seconds(fn: Callable[[], object], min_time_s: float, warmup: int = 3) -> tuple[float, int]:
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
+def _interleaved_seconds(fns: dict[str, Callable[[], object]], min_time_s: float, warmup: int = 3
+                         ) -> dict[str, list[float]]:
+    """Per function, the seconds of each call. Calls are interleaved round by round (a, b, c, a, b, c, ...) so
+    that a noisy neighbour or a frequency change hits every implementation alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     start = time.perf_counter()
-    while len(times) < 5 or time.perf_counter() - start < min_time_s:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), len(times)
+    while min(len(t) for t in times.values()) < 5 or time.perf_counter() - start < min_time_s * len(fns):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def bench_attention(num_seqs: int, context_len: int, num_heads: int, num_kv_heads: int, head_dim: int,
@@ -66,26 +72,25 @@ def bench_attention(num_seqs: int, context_len: int, num_heads: int, num_kv_head
 
     with torch.inference_mode():
         expected = contiguous()
-        base_s, base_n = _median_seconds(contiguous, min_time_s)
-        results = [{"impl": "contiguous sdpa", "median_us": base_s * 1e6, "calls": base_n, "vs_contiguous": 1.0,
-                    "max_abs_err": 0.0}]
         available = kernels.available_backends("cpu")
+        fns: dict[str, Callable[[], torch.Tensor]] = {"contiguous sdpa": contiguous}
+        unavailable: dict[str, str] = {}
         for name in backends:
             if name not in available:
                 raise ValueError(f"unknown kernel backend {name!r}; choose from {', '.join(available)}")
-            reason = available[name]
-            if reason is not None:
-                results.append({"impl": f"paged {name}", "unavailable": reason})
+            if available[name] is not None:
+                unavailable[f"paged {name}"] = available[name]
                 continue
             ops = kernels.load_ops(name)
-
-            def paged(ops=ops) -> torch.Tensor:
-                return ops.paged_decode_attention(query, k_cache, v_cache, tables, lens, scale)
-
-            err = (paged() - expected).abs().max().item()
-            seconds, calls = _median_seconds(paged, min_time_s)
-            results.append({"impl": f"paged {name}", "median_us": seconds * 1e6, "calls": calls,
-                            "vs_contiguous": seconds / base_s, "max_abs_err": err})
+            fns[f"paged {name}"] = lambda ops=ops: ops.paged_decode_attention(query, k_cache, v_cache, tables, lens,
+                                                                              scale)
+        errors = {impl: (fn() - expected).abs().max().item() for impl, fn in fns.items()}
+        times = _interleaved_seconds(fns, min_time_s)
+    base = statistics.median(times["contiguous sdpa"])
+    results = [{"impl": impl, "median_us": statistics.median(t) * 1e6, "min_us": min(t) * 1e6, "calls": len(t),
+                "vs_contiguous": statistics.median(t) / base, "max_abs_err": errors[impl]}
+               for impl, t in times.items()]
+    results += [{"impl": impl, "unavailable": reason} for impl, reason in unavailable.items()]
     return {"shapes": {"num_seqs": num_seqs, "context_len": context_len, "num_heads": num_heads,
                        "num_kv_heads": num_kv_heads, "head_dim": head_dim, "block_size": block_size,
                        "dtype": "float32", "threads": torch.get_num_threads()},
@@ -118,12 +123,13 @@ def bench_attention_command(
     table = Table(title=f"decode attention, {s['num_seqs']} seqs x {s['context_len']} tokens, H={s['num_heads']} "
                         f"Hkv={s['num_kv_heads']} D={s['head_dim']} block {s['block_size']}, fp32, "
                         f"{s['threads']} threads")
-    for col in ("impl", "median µs", "calls", "vs contiguous", "max abs err"):
+    for col in ("impl", "median µs", "min µs", "calls", "vs contiguous", "max abs err"):
         table.add_column(col, justify="left" if col == "impl" else "right")
     for r in result["results"]:
         if "unavailable" in r:
-            table.add_row(r["impl"], "-", "-", "-", f"unavailable: {r['unavailable']}")
+            table.add_row(r["impl"], "-", "-", "-", "-", f"unavailable: {r['unavailable']}")
         else:
-            table.add_row(r["impl"], f"{r['median_us']:.1f}", str(r["calls"]), f"{r['vs_contiguous']:.2f}x",
+            table.add_row(r["impl"], f"{r['median_us']:.1f}", f"{r['min_us']:.1f}", str(r["calls"]),
+                          f"{r['vs_contiguous']:.2f}x",
                           f"{r['max_abs_err']:.1e}")
     Console(width=160).print(table)

@@ -32,7 +32,10 @@ class SweepSpec:
     backends: list[str] = field(default_factory=lambda: ["reference"])
     request_rates: list[float] = field(default_factory=lambda: [math.inf])
     max_concurrency: list[int | None] = field(default_factory=lambda: [None])
-    engine_args: dict[str, list[str]] = field(default_factory=dict)  # key -> values to sweep
+    engine_args: dict[str, list[str]] = field(default_factory=dict)  # key -> values to sweep (a full matrix)
+    # name -> engine args: one cell per variant, each a change from the fixed args (ablations: one at a time,
+    # or several stacked in one variant). The first variant is the baseline the others are compared with.
+    variants: dict[str, dict[str, str]] = field(default_factory=dict)
     fixed_engine_args: dict[str, str] = field(default_factory=dict)
     repetitions: int = 1
     model: str = "smollm2-135m"
@@ -68,6 +71,13 @@ def spec_from_dict(data: dict, where: str = "sweep spec") -> SweepSpec:
     spec.engine_args = {k: [str(v) for v in (vals if isinstance(vals, list) else [vals])]
                         for k, vals in spec.engine_args.items()}
     spec.fixed_engine_args = {k: str(v) for k, v in spec.fixed_engine_args.items()}
+    if spec.variants and spec.engine_args:
+        raise SweepSpecError(f"{where}: give engine_args (a full matrix) or variants (one cell each), not both")
+    if not isinstance(spec.variants, dict) or not all(isinstance(v, dict) for v in spec.variants.values()):
+        raise SweepSpecError(f"{where}: variants must map a name to engine args, e.g. {{baseline: {{}}, "
+                             f"per-seq sampler: {{sampler: per_seq}}}}")
+    spec.variants = {str(name): {k: str(v) for k, v in (args or {}).items()}
+                     for name, args in spec.variants.items()}
     bad = set(spec.workload) - set(WorkloadOptions.__dataclass_fields__)
     if bad:
         raise SweepSpecError(f"{where}: unknown workload options {', '.join(sorted(bad))}")
@@ -86,14 +96,20 @@ class Cell:
     max_concurrency: int | None
     engine_args: dict[str, str]
     repetition: int
+    variant: str | None = None
 
     def label(self) -> str:
-        args = ",".join(f"{k}={v}" for k, v in self.engine_args.items())
+        args = self.variant if self.variant is not None else ",".join(f"{k}={v}" for k, v in self.engine_args.items())
         rate = "inf" if math.isinf(self.request_rate) else f"{self.request_rate:g}"
         return f"{self.backend} rate={rate} conc={self.max_concurrency} {args} rep={self.repetition}".strip()
 
 
 def cells(spec: SweepSpec) -> list[Cell]:
+    if spec.variants:
+        grid = itertools.product(spec.backends, spec.request_rates, spec.max_concurrency, spec.variants.items(),
+                                 range(spec.repetitions))
+        return [Cell(i, b, rate, conc, {**spec.fixed_engine_args, **args}, rep, variant=name)
+                for i, (b, rate, conc, (name, args), rep) in enumerate(grid)]
     keys = sorted(spec.engine_args)
     grid = itertools.product(spec.backends, spec.request_rates, spec.max_concurrency,
                              itertools.product(*(spec.engine_args[k] for k in keys)), range(spec.repetitions))

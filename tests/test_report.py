@@ -15,7 +15,7 @@ from report_fixtures import KV_BYTES_PER_TOKEN, make_hwinfo, make_model, make_ru
 from benchctl.cli import main  # noqa: E402
 from benchctl.metrics import request_latencies, summarize  # noqa: E402
 from benchctl.records import read_records  # noqa: E402
-from benchctl.report import internals, latency, overview, roofline, sweep, timeline  # noqa: E402
+from benchctl.report import ablation, internals, latency, overview, roofline, sweep, timeline  # noqa: E402
 from benchctl.report.load import load, load_all  # noqa: E402
 from benchctl.report.render import figure_ids, render_html  # noqa: E402
 
@@ -284,3 +284,24 @@ def test_profile_section_shows_the_trace_summary(runs_dir, model):
     assert list(headline["range coverage"]) == [0.97] and list(headline["host syncs / step"]) == [1.0]
     (_, fig), = sec.figures
     assert list(fig.data[0].x) == [10.0, 30.0] and list(fig.data[0].y) == ["aten::index_select", "aten::mm"]
+
+
+def test_ablations_are_runs_differing_only_in_engine_options(runs_dir, model):
+    base = load(make_run(runs_dir, "base", model_dir=model, n=5, engine_args={"block_size": "16"}))
+    slow = load(make_run(runs_dir, "slow", model_dir=model, n=5, decode_gap_s=0.1,
+                         engine_args={"block_size": "16", "sampler": "per_seq"}))
+    dropped = load(make_run(runs_dir, "dropped", model_dir=model, n=5, engine_args={}))
+    other_workload = load(make_run(runs_dir, "other", model_dir=model, n=7, engine_args={"sampler": "per_seq"}))
+    [group] = ablation.find_ablations([base, slow, other_workload, dropped])
+    assert [d.run_id for d in group] == ["base", "slow", "dropped"]
+    assert ablation.section([base, other_workload]) is None  # different workloads are not an ablation
+    table = ablation.ablation_table(group).reset_index()
+    assert list(table["change"]) == ["baseline", "sampler=per_seq", "block_size=default"]
+    tok_s = [d.summary["output_tok_s"] for d in group]
+    assert table["output tok/s"].tolist() == [round(v, 2) for v in tok_s]
+    assert table["vs baseline (%)"].tolist() == [round(100 * (v / tok_s[0] - 1), 2) for v in tok_s]
+    assert table["vs baseline (%)"][1] < 0  # twice the decode gap: slower than the baseline
+    assert table["mean batch"].tolist() == [3.5, 3.5, 3.5]  # from run.json engine_stats
+    fig = ablation.ablation_figure(group, 0)
+    assert list(fig.data[0].x) == table["output tok/s"].tolist()
+    assert "fig-ablation-1" in figure_ids(group, None)

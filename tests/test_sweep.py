@@ -109,3 +109,47 @@ def test_ray_executor_runs_cells_as_tasks(tmp_path, fake_backend):
             assert store.load_run(run_dir)["summary"]["completed"] == 4
     finally:
         ray.shutdown()
+
+
+def test_variants_are_one_cell_each_on_top_of_the_fixed_args():
+    spec = sw.spec_from_dict({"backends": ["a"], "fixed_engine_args": {"block_size": 16},
+                              "variants": {"baseline": {}, "per-seq sampler": {"sampler": "per_seq"},
+                                           "stack": {"sampler": "per_seq", "block_size": 32}}, "repetitions": 2})
+    cells = sw.cells(spec)
+    assert [(c.variant, c.repetition) for c in cells] == [
+        ("baseline", 0), ("baseline", 1), ("per-seq sampler", 0), ("per-seq sampler", 1), ("stack", 0), ("stack", 1)]
+    assert cells[0].engine_args == {"block_size": "16"}
+    assert cells[2].engine_args == {"block_size": "16", "sampler": "per_seq"}
+    assert cells[4].engine_args == {"block_size": "32", "sampler": "per_seq"}
+    assert "per-seq sampler" in cells[2].label()
+    with pytest.raises(sw.SweepSpecError, match="not both"):
+        sw.spec_from_dict({"variants": {"a": {}}, "engine_args": {"x": [1, 2]}})
+    with pytest.raises(sw.SweepSpecError, match="variants must map a name"):
+        sw.spec_from_dict({"variants": {"a": "sampler=per_seq"}})
+
+
+def test_the_bundled_w_ablation_spec_loads(tmp_path):
+    from pathlib import Path
+
+    spec = sw.load_spec(Path(__file__).resolve().parent.parent / "examples" / "sweeps" / "w-ablations.yaml")
+    assert spec.workload["num_prompts"] == 64 and list(spec.variants)[0] == "baseline"
+    lo = spec.workload["random_input_len"] * (1 - spec.workload["random_range_ratio"])
+    hi = spec.workload["random_input_len"] * (1 + spec.workload["random_range_ratio"])
+    assert round(lo) == 32 and round(hi) == 256
+    from backends.reference import ENGINE_ARGS
+
+    assert {k for args in spec.variants.values() for k in args} <= set(ENGINE_ARGS)
+
+
+def test_variant_sweep_prints_the_change_against_the_first_cell(tmp_path, fake_backend, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(json.dumps({"backends": ["fake"], "workload": WORKLOAD,
+                                "variants": {"base": {"step_ms": "10"}, "slow": {"step_ms": "20"}}}))
+    assert main(["sweep", str(spec), "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1.00x" in out and "slow" in out
+    (sweep_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    index = store.load_run_index(sweep_dir)
+    runs = [store.load_run(sweep_dir / c["run"]) for c in index["cells"]]
+    ratio = runs[1]["summary"]["output_tok_s"] / runs[0]["summary"]["output_tok_s"]
+    assert f"{ratio:.2f}x" in out and ratio < 0.9  # twice the step time: clearly slower

@@ -1,6 +1,6 @@
 """HTML reports: run folders → one self-contained plotly page (`benchctl report`).
 
-The figures and tables live in load / overview / latency / timeline / internals / roofline / sweep; render.py
+The figures and tables live in load / overview / latency / timeline / internals / roofline / sweep / ablation; render.py
 assembles them. Only the command is imported here: the CLI loads it on every start, plotly only when it runs.
 """
 

@@ -1,6 +1,7 @@
 // CPU kernels of the reference engine: paged decode attention read in place from the block table, and the fused
 // elementwise ops (RMSNorm, SiLU-and-mul). Built on first use by reference_engine/kernels/cpu_ops.py with
-// torch.utils.cpp_extension (-O3 -march=native); threads come from torch's intra-op pool (at::parallel_for).
+// torch.utils.cpp_extension (-O3 -march=native -fopenmp); threads come from torch's intra-op pool (at::parallel_for,
+// which is OpenMP in torch's CPU builds: without -fopenmp it would silently run on one thread).
 //
 // Shapes as in reference_engine/kernels/reference.py: S seqs, T tokens, H heads, Hkv KV heads, D head_dim,
 // N blocks, B block size, M blocks per sequence. The KV cache is NHD: k_cache[block][offset][kv_head][dim].
@@ -16,32 +17,42 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace {
 
-template <typename T>
-inline float dot(const float* q, const T* k, int64_t d) {
-  float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-  for (int64_t i = 0; i < d; ++i) acc += q[i] * static_cast<float>(k[i]);
-  return acc;
+// exp(x) for float, written so that a `#pragma omp simd` loop vectorizes it (std::exp does not without
+// -ffast-math): Cephes' expf, x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial for e^r, 2^n from the bits.
+// Within 2 ulp of std::exp over the clamped range; -inf/-large give 0 (smallest normal * ~0), +large saturate.
+inline float vexp(float x) {
+  x = std::min(std::max(x, -87.33654f), 88.72283f);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
 }
 
-template <typename T>
-inline void axpy(float a, const T* v, float* out, int64_t d) {
-#pragma omp simd
-  for (int64_t i = 0; i < d; ++i) out[i] += a * static_cast<float>(v[i]);
-}
-
-template <typename T>
+// kD = head_dim and kG = query heads per KV head when known at compile time (the loops then unroll); 0 = read at
+// run time.
+template <typename T, int64_t kD, int64_t kG>
 void paged_attention_impl(const torch::Tensor& query, const torch::Tensor& k_cache, const torch::Tensor& v_cache,
                           const torch::Tensor& block_tables, const torch::Tensor& context_lens, float scale,
                           torch::Tensor& out) {
-  const int64_t S = query.size(0), H = query.size(1), D = query.size(2);
+  const int64_t S = query.size(0), H = query.size(1);
   const int64_t B = k_cache.size(1), Hkv = k_cache.size(2), M = block_tables.size(1);
-  const int64_t G = H / Hkv;
+  const int64_t D = kD > 0 ? kD : query.size(2);
+  const int64_t G = kG > 0 ? kG : H / Hkv;
   const T* q_ptr = query.data_ptr<T>();
   const T* k_ptr = k_cache.data_ptr<T>();
   const T* v_ptr = v_cache.data_ptr<T>();
@@ -50,52 +61,97 @@ void paged_attention_impl(const torch::Tensor& query, const torch::Tensor& k_cac
   T* o_ptr = out.data_ptr<T>();
   const int64_t token_stride = Hkv * D;  // between consecutive slots of the cache
   const int64_t block_stride = B * token_stride;
+  // A task is one sequence and a range of its KV heads. All heads when there are enough sequences to keep every
+  // thread busy: a token's K (or V) row is then one contiguous read of Hkv*D values, which is what memory
+  // bandwidth rewards (one head per task strides through the cache and runs ~1.5x slower). Few sequences are
+  // split by head so that every thread still gets work.
+  const int64_t heads_per_task = S >= 2 * at::get_num_threads() ? Hkv : 1;
+  const int64_t tasks_per_seq = Hkv / heads_per_task;
 
-  // One task per (sequence, KV head); a task is a few microseconds, so tasks are grouped by at::parallel_for.
-  at::parallel_for(0, S * Hkv, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> q(G * D), acc(G * D), scores;
+  at::parallel_for(0, S * tasks_per_seq, 1, [&](int64_t begin, int64_t end) {
+    const int64_t rows = heads_per_task * G;  // query rows of a task
+    std::vector<float> q(rows * D), acc(rows * D), scores, row_sum(rows);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t s = task / Hkv, kvh = task % Hkv;
+      const int64_t s = task / tasks_per_seq, kv0 = (task % tasks_per_seq) * heads_per_task;
       const int64_t len = lens[s];
       const int32_t* table = tables + s * M;
-      for (int64_t g = 0; g < G; ++g)  // the query rows of this group, scaled once, in fp32
-        for (int64_t i = 0; i < D; ++i)
-          q[g * D + i] = static_cast<float>(q_ptr[(s * H + kvh * G + g) * D + i]) * scale;
-      scores.resize(G * len);
-      // pass 1: scores[g][t] = q_g . k_t, and the running max per query row
-      std::vector<float> row_max(G, -std::numeric_limits<float>::infinity());
-      for (int64_t t = 0; t < len; ++t) {
-        const T* k = k_ptr + table[t / B] * block_stride + (t % B) * token_stride + kvh * D;
-        for (int64_t g = 0; g < G; ++g) {
-          const float x = dot(q.data() + g * D, k, D);
-          scores[g * len + t] = x;
-          row_max[g] = std::max(row_max[g], x);
+      const int64_t num_blocks = (len + B - 1) / B;
+      const T* q_rows = q_ptr + (s * H + kv0 * G) * D;  // the task's query heads are consecutive
+      for (int64_t i = 0; i < rows * D; ++i) q[i] = static_cast<float>(q_rows[i]) * scale;
+      scores.resize(rows * len);
+      // pass 1: scores[r][t] = q_r . k_t, r = (kv head - kv0) * G + g
+      for (int64_t b = 0, t = 0; b < num_blocks; ++b) {
+        const T* k_block = k_ptr + table[b] * block_stride + kv0 * D;
+        const int64_t n = std::min(B, len - b * B);
+        for (int64_t j = 0; j < n; ++j, ++t) {
+          const T* k_row = k_block + j * token_stride;
+          for (int64_t h = 0; h < heads_per_task; ++h) {
+            const T* k = k_row + h * D;
+            for (int64_t g = 0; g < G; ++g) {
+              const int64_t r = h * G + g;
+              const float* qr = q.data() + r * D;
+              float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+              for (int64_t i = 0; i < D; ++i) dot += qr[i] * static_cast<float>(k[i]);
+              scores[r * len + t] = dot;
+            }
+          }
         }
       }
-      // softmax weights (unnormalized) and their sums
-      std::vector<float> row_sum(G, 0.f);
-      for (int64_t g = 0; g < G; ++g) {
-        float* sc = scores.data() + g * len;
+      // softmax numerators exp(score - max) and their sums, per query row
+      for (int64_t r = 0; r < rows; ++r) {
+        float* sc = scores.data() + r * len;
+        float m = sc[0];
+#pragma omp simd reduction(max : m)
+        for (int64_t t = 0; t < len; ++t) m = std::max(m, sc[t]);
         float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
         for (int64_t t = 0; t < len; ++t) {
-          sc[t] = std::exp(sc[t] - row_max[g]);
+          sc[t] = vexp(sc[t] - m);
           sum += sc[t];
         }
-        row_sum[g] = sum;
+        row_sum[r] = sum;
       }
-      // pass 2: acc_g = sum_t p[g][t] * v_t
+      // pass 2: acc_r = sum_t p[r][t] * v_t
+      float* a = acc.data();
       std::fill(acc.begin(), acc.end(), 0.f);
-      for (int64_t t = 0; t < len; ++t) {
-        const T* v = v_ptr + table[t / B] * block_stride + (t % B) * token_stride + kvh * D;
-        for (int64_t g = 0; g < G; ++g) axpy(scores[g * len + t], v, acc.data() + g * D, D);
+      for (int64_t b = 0, t = 0; b < num_blocks; ++b) {
+        const T* v_block = v_ptr + table[b] * block_stride + kv0 * D;
+        const int64_t n = std::min(B, len - b * B);
+        for (int64_t j = 0; j < n; ++j, ++t) {
+          const T* v_row = v_block + j * token_stride;
+          for (int64_t h = 0; h < heads_per_task; ++h) {
+            const T* v = v_row + h * D;
+            for (int64_t g = 0; g < G; ++g) {
+              const int64_t r = h * G + g;
+              const float p = scores[r * len + t];
+              float* ar = a + r * D;
+#pragma omp simd
+              for (int64_t i = 0; i < D; ++i) ar[i] += p * static_cast<float>(v[i]);
+            }
+          }
+        }
       }
-      for (int64_t g = 0; g < G; ++g) {
-        const float inv = 1.f / row_sum[g];
-        T* o = o_ptr + (s * H + kvh * G + g) * D;
-        for (int64_t i = 0; i < D; ++i) o[i] = static_cast<T>(acc[g * D + i] * inv);
+      T* o_rows = o_ptr + (s * H + kv0 * G) * D;
+      for (int64_t r = 0; r < rows; ++r) {
+        const float inv = 1.f / row_sum[r];
+        for (int64_t i = 0; i < D; ++i) o_rows[r * D + i] = static_cast<T>(a[r * D + i] * inv);
       }
     }
   });
+}
+
+template <typename T, int64_t kD>
+void dispatch_group(int64_t group, const torch::Tensor& query, const torch::Tensor& k_cache,
+                    const torch::Tensor& v_cache, const torch::Tensor& block_tables, const torch::Tensor& context_lens,
+                    float scale, torch::Tensor& out) {
+  switch (group) {
+#define GROUP_CASE(g) \
+  case g: return paged_attention_impl<T, kD, g>(query, k_cache, v_cache, block_tables, context_lens, scale, out);
+    GROUP_CASE(1) GROUP_CASE(2) GROUP_CASE(3) GROUP_CASE(4) GROUP_CASE(6) GROUP_CASE(8)
+#undef GROUP_CASE
+    default: return paged_attention_impl<T, kD, 0>(query, k_cache, v_cache, block_tables, context_lens, scale, out);
+  }
 }
 
 void check_cpu(const torch::Tensor& t, const char* name) {
@@ -118,10 +174,16 @@ torch::Tensor paged_attention(torch::Tensor query, torch::Tensor k_cache, torch:
   TORCH_CHECK(query.size(1) % k_cache.size(2) == 0, "num_heads must be a multiple of num_kv_heads");
   TORCH_CHECK(query.size(2) == k_cache.size(3), "head_dim of query and cache differ");
   auto out = torch::empty_like(query);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, query.scalar_type(), "paged_attention", [&] {
-    paged_attention_impl<scalar_t>(query, k_cache, v_cache, block_tables, context_lens, static_cast<float>(scale),
-                                   out);
-  });
+  const float fscale = static_cast<float>(scale);
+  const int64_t group = query.size(1) / k_cache.size(2);
+  if (query.scalar_type() == torch::kFloat32 && (query.size(2) == 64 || query.size(2) == 128)) {
+    if (query.size(2) == 64) dispatch_group<float, 64>(group, query, k_cache, v_cache, block_tables, context_lens, fscale, out);
+    else dispatch_group<float, 128>(group, query, k_cache, v_cache, block_tables, context_lens, fscale, out);
+  } else {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, query.scalar_type(), "paged_attention", [&] {
+      paged_attention_impl<scalar_t, 0, 0>(query, k_cache, v_cache, block_tables, context_lens, fscale, out);
+    });
+  }
   return out;
 }
 
@@ -166,7 +228,7 @@ torch::Tensor silu_and_mul(torch::Tensor x) {
       const float* up = gate + d;
       float* o = op + r * d;
 #pragma omp simd
-      for (int64_t i = 0; i < d; ++i) o[i] = gate[i] / (1.f + std::exp(-gate[i])) * up[i];
+      for (int64_t i = 0; i < d; ++i) o[i] = gate[i] / (1.f + vexp(-gate[i])) * up[i];
     }
   });
   return out;
