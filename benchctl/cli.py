@@ -113,7 +113,7 @@ def run(
     goodput: Annotated[Optional[list[str]], typer.Option(help="SLO for goodput, e.g. ttft:500 (ms; repeatable).")] = None,
     output_dir: Annotated[Path, typer.Option(help="Where run folders are written.")] = Path("results"),
     label: Annotated[Optional[str], typer.Option(help="Free-text label stored with the run.")] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="serving: attach to this OpenAI-compatible server instead of launching one.")] = None,
+    base_url: Annotated[Optional[list[str]], typer.Option(help="serving: attach to this OpenAI-compatible server instead of launching one; repeat for several servers (requests go round-robin).")] = None,
     endpoint: Annotated[str, typer.Option(help="serving: completions or chat.")] = "completions",
     api_key: Annotated[Optional[str], typer.Option(envvar="OPENAI_API_KEY", show_envvar=False, help="serving: bearer token for the server (or $OPENAI_API_KEY).")] = None,
     warmup_requests: Annotated[int, typer.Option(help="serving: requests sent before the run, excluded from metrics.")] = 0,
@@ -126,7 +126,8 @@ def run(
     config = RunConfig(
         backend=backend, model=model, mode=mode, batch_size=batch_size,
         engine_args=parse_engine_args(engine_arg or []), output_dir=output_dir,
-        slos_ms=_parse_goodput(goodput or []), label=label, profile=profile, base_url=base_url, endpoint=endpoint,
+        slos_ms=_parse_goodput(goodput or []), label=label, profile=profile, base_url=(base_url or [None])[0],
+        extra_base_urls=list(base_url or [])[1:], endpoint=endpoint,
         api_key=api_key, warmup_requests=warmup_requests, request_timeout_s=request_timeout,
         client_processes=client_processes, workload=WorkloadOptions(
             dataset=dataset, num_prompts=num_prompts, seed=seed, sharegpt_output_len=sharegpt_output_len,

@@ -45,6 +45,8 @@ class RunConfig:
     label: str | None = None
     # serving mode (benchctl.serving): attach to base_url, or launch the backend's server when None
     base_url: str | None = None
+    # more servers of a load-balanced deployment: requests go round-robin over base_url and these
+    extra_base_urls: list[str] = field(default_factory=list)
     endpoint: str = "completions"  # completions | chat
     api_key: str | None = None
     warmup_requests: int = 0

@@ -290,3 +290,28 @@ def test_a_client_process_that_dies_loses_only_its_own_requests(tmp_path):
     assert all(r["error"] is None for r in got if r["request_id"] in share0)
     lost = [r for r in got if r["error"]]
     assert lost and all("load client process died" in r["error"] for r in lost)
+
+
+def test_several_base_urls_share_the_requests_round_robin(tmp_path):
+    with FakeServerProcess("--ttft-ms", "10", "--itl-ms", "5") as a, FakeServerProcess("--ttft-ms", "10") as b:
+        cfg = config(tmp_path, base_url=a.base_url, extra_base_urls=[b.base_url], num_prompts=9, rate=50.0)
+        run_dir = run_benchmark(cfg)
+        seen_a, seen_b = set(a.timings()), set(b.timings())
+    run = json.loads((run_dir / "run.json").read_text())
+    rows = sorted(read_records(run_dir / "requests.jsonl"), key=lambda r: r["arrival_s"])
+    assert run["status"] == "completed" and run["config"]["serving"]["extra_base_urls"] == [b.base_url]
+    assert [r["extra"]["server"] for r in rows] == [a.base_url, b.base_url] * 4 + [a.base_url]
+    assert {r["request_id"] for r in rows if r["extra"]["server"] == a.base_url} == seen_a
+    assert {r["request_id"] for r in rows if r["extra"]["server"] == b.base_url} == seen_b
+    assert run["serving_stats"]["servers"] == {a.base_url: {"requests": 5, "failed": 0},
+                                               b.base_url: {"requests": 4, "failed": 0}}
+
+
+def test_a_repeated_or_bad_extra_base_url_is_one_line(capsys, tmp_path):
+    with FakeServerProcess() as a:
+        code = main(["run", "--mode", "serving", "--backend", "openai", "--base-url", a.base_url, "--base-url",
+                     a.base_url, "--output-dir", str(tmp_path)])
+        assert code == 2 and "the same server is given twice" in capsys.readouterr().err
+        code = main(["run", "--mode", "serving", "--backend", "openai", "--base-url", a.base_url, "--base-url",
+                     "localhost:1", "--output-dir", str(tmp_path)])
+        assert code == 2 and "must start with http://" in capsys.readouterr().err

@@ -35,6 +35,7 @@ class ClientOptions:
     request_timeout_s: float = 600.0
     max_concurrency: int | None = None
     temperature: float = 0.0  # greedy, as vLLM's benchmark and benchctl's offline runs
+    extra_base_urls: tuple[str, ...] = ()  # more servers: requests go round-robin over all of them
 
 
 def run_event_loop(coro) -> None:
@@ -78,7 +79,9 @@ class LoadClient:
             raise ValueError(f"endpoint must be one of {', '.join(ENDPOINTS)}, got {options.endpoint!r}")
         self.options = options
         self.tokenizer = tokenizer
-        self.url = api_root(options.base_url) + ENDPOINTS[options.endpoint]
+        self.base_urls = (options.base_url, *options.extra_base_urls)
+        self.urls = [api_root(u) + ENDPOINTS[options.endpoint] for u in self.base_urls]
+        self._server_of: dict[str, int] = {}  # request id -> index into base_urls
         self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         if options.api_key:
             self._headers["Authorization"] = f"Bearer {options.api_key}"
@@ -124,6 +127,7 @@ class LoadClient:
         """`count` requests (cycling through `requests`) sent at once before the run; records not kept."""
         t0 = time.monotonic()
         chosen = [requests[i % len(requests)] for i in range(count)]
+        self.assign_servers(chosen)
         return list(await asyncio.gather(*(self.send(r, build_payload(r, self.options), t0) for r in chosen)))
 
     # -- the run ------------------------------------------------------------------------------------------------
@@ -133,6 +137,7 @@ class LoadClient:
         if self._session is None:
             await self.open(self.options.max_concurrency or len(requests))
         ordered = sorted(requests, key=lambda r: r.arrival_s)
+        self.assign_servers(ordered)
         self.num_sent = 0
         payloads = [build_payload(r, self.options) for r in ordered]
         tasks: set[asyncio.Task] = set()
@@ -154,6 +159,10 @@ class LoadClient:
     def unsent_record(self, spec: RequestSpec, t0: float, reason: str) -> dict:
         """The failed record of a request that was never sent (server gone, run stopped, client process died)."""
         return self._record(spec, None, StreamAccumulator(self.options.endpoint), time.monotonic() - t0, reason, None)
+
+    def assign_servers(self, ordered: Sequence[RequestSpec]) -> None:
+        """Round-robin in arrival order: with N servers, request i goes to server i % N."""
+        self._server_of = {spec.request_id: i % len(self.urls) for i, spec in enumerate(ordered)}
 
     async def _dispatch(self, ordered, payloads, t0, emit, tasks) -> int:
         loop = asyncio.get_running_loop()
@@ -187,11 +196,12 @@ class LoadClient:
         """One streamed request; always returns a record (errors included)."""
         acc = StreamAccumulator(self.options.endpoint)
         headers = {**self._headers, "X-Request-Id": spec.request_id}
+        server = self._server_of.get(spec.request_id, 0)
         error: str | None = None
         status: int | None = None
         start_s = time.monotonic() - t0
         try:
-            async with self._session.post(self.url, data=payload, headers=headers) as resp:
+            async with self._session.post(self.urls[server], data=payload, headers=headers) as resp:
                 status = resp.status
                 if status != 200:
                     body = (await resp.read())[:300].decode("utf-8", errors="replace")
@@ -220,10 +230,10 @@ class LoadClient:
             error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         except ValueError as e:  # aiohttp: a line longer than its buffer
             error = f"malformed stream: {e}"
-        return self._record(spec, start_s, acc, time.monotonic() - t0, error, status)
+        return self._record(spec, start_s, acc, time.monotonic() - t0, error, status, server)
 
     def _record(self, spec: RequestSpec, start_s: float | None, acc: StreamAccumulator, end_s: float,
-                error: str | None, status: int | None) -> dict:
+                error: str | None, status: int | None, server: int | None = None) -> dict:
         output_tokens, source = acc.completion_tokens, "usage"
         if output_tokens is None:
             if error is None and self.tokenizer is not None:
@@ -232,6 +242,8 @@ class LoadClient:
                 output_tokens, source = len(acc.token_times_s), "retokenized" if error is None else "usage"
         times = acc.token_times_s
         extra: dict = {"http_status": status}
+        if len(self.base_urls) > 1:  # which server of a load-balanced set answered
+            extra["server"] = self.base_urls[server if server is not None else self._server_of.get(spec.request_id, 0)]
         if acc.finish_reason is not None:
             extra["finish_reason"] = acc.finish_reason
         if acc.usage and isinstance(acc.usage.get("prompt_tokens"), int):

@@ -3,6 +3,10 @@ load client, scrape the server's metrics beside it, and leave a run folder shape
 
 results/<run-id>/: run.json, requests.jsonl (+ .parquet), server_metrics.jsonl (when the server has
 /metrics), server.log (launched servers).
+
+Several --base-url values benchmark a load-balanced deployment: requests go round-robin (in arrival order) over
+the servers, each record names its server (extra.server), run.json counts requests and failures per server.
+Server metrics are scraped from the first URL only.
 """
 
 from __future__ import annotations
@@ -60,12 +64,17 @@ def check_serving(backend: Backend, config: RunConfig) -> None:
     if not config.request_timeout_s > 0:
         raise BackendError(f"--request-timeout must be > 0 seconds, got {config.request_timeout_s}")
     if config.base_url is not None:
-        if not config.base_url.startswith(("http://", "https://")):
-            raise BackendError(f"--base-url must start with http:// or https://, got {config.base_url!r}")
+        urls = [config.base_url, *config.extra_base_urls]
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise BackendError(f"--base-url must start with http:// or https://, got {url!r}")
+        if len(set(urls)) < len(urls):
+            raise BackendError("--base-url: the same server is given twice")
         if config.engine_args:
             raise BackendError("--engine-arg configures a server benchctl launches; "
                                "with --base-url the server is already running")
-        probe_server(config.base_url, config.api_key)
+        for url in urls:
+            probe_server(url, config.api_key)
         return
     if backend.server is None:
         if backend.capabilities.serving:
@@ -141,7 +150,8 @@ class RecordPump:
 
 def run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, workload: Workload,
                 progress: Progress, on_record: Callable[[dict], None] | None = None) -> Path:
-    serving_info = {"base_url": config.base_url, "endpoint": config.endpoint, "launched": config.base_url is None,
+    serving_info = {"base_url": config.base_url, "extra_base_urls": list(config.extra_base_urls),
+                    "endpoint": config.endpoint, "launched": config.base_url is None,
                     "api_key": "set" if config.api_key else None, "warmup_requests": config.warmup_requests,
                     "request_timeout_s": config.request_timeout_s, "client_processes": config.client_processes}
     run_dir, run = start_run(config, backend, model, workload, extra_config={"serving": serving_info})
@@ -226,6 +236,7 @@ def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, work
     run["serving_stats"] = {"model_name": state.get("model_name"), "warmup": state.get("warmup"),
                             "peak_in_flight": state.get("peak_in_flight"), "failures_by_error": dict(errors),
                             "client_processes": state.get("client_processes", {"processes": 1}),
+                            "servers": _per_server(rows) if config.extra_base_urls else None,
                             "server_metrics": summarize_series(run_dir / "server_metrics.jsonl")}
     died = state.get("server_died")
     finalize(run, run_dir, rows, config, status="failed" if died else "completed", error=died)
@@ -242,7 +253,8 @@ async def _drive(config: RunConfig, workload: Workload, tokenizer, base_url: str
     from benchctl.serving.launch import ServerFailed
 
     max_concurrency = workload.schedule.get("max_concurrency")
-    options = ClientOptions(base_url=base_url, model_name=config.model, endpoint=config.endpoint,
+    options = ClientOptions(base_url=base_url, extra_base_urls=tuple(config.extra_base_urls),
+                            model_name=config.model, endpoint=config.endpoint,
                             api_key=config.api_key, request_timeout_s=config.request_timeout_s,
                             max_concurrency=max_concurrency)
     client = LoadClient(options, tokenizer)
@@ -341,6 +353,16 @@ def _stop(proc: subprocess.Popen | None) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def _per_server(rows: list[dict]) -> dict[str, dict[str, int]]:
+    """Requests and failures per server of a load-balanced run (records' extra.server)."""
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        entry = out.setdefault((r.get("extra") or {}).get("server") or "?", {"requests": 0, "failed": 0})
+        entry["requests"] += 1
+        entry["failed"] += 1 if r.get("error") else 0
+    return out
 
 
 def _error_kind(error: str) -> str:
