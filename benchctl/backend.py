@@ -71,6 +71,9 @@ class Backend:
     capabilities: Capabilities = field(default_factory=Capabilities)
     engine_args: dict[str, str] = field(default_factory=dict)  # accepted --engine-arg keys -> help
     server: ServerSpec | None = None  # serving mode: how to launch the engine's OpenAI server
+    # engine args -> None, or raises BackendError with one line: what this machine cannot run (checked before
+    # a run folder exists, so a bad choice is exit code 2, not a failed run)
+    check_args: Callable[[dict[str, str]], None] | None = None
     # A benchctl.engines environment (`benchctl engines install NAME`) whose interpreter runs the worker
     # when the requirements are not importable in this one.
     managed_env: str | None = None

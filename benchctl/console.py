@@ -40,7 +40,9 @@ def engine_line(run: dict) -> str:
     bits = [cfg.get("backend", "?")]
     versions = engine.get("versions") or {}
     bits += [f"{k} {v}" for k, v in versions.items()]
-    for key in ("device", "dtype", "mode", "batch_size", "threads", "attention_backend", "kv_layout"):
+    for key in ("device", "dtype", "precision", "mode", "batch_size", "threads", "attention_backend", "kv_layout"):
+        if key == "precision" and engine.get(key) == engine.get("dtype"):
+            continue
         if engine.get(key) is not None:
             bits.append(f"{key}={engine[key]}")
     if cfg.get("engine_args"):

@@ -113,6 +113,8 @@ def check_engine_args(backend: Backend, config: RunConfig) -> None:
         accepted = ", ".join(sorted(backend.engine_args)) or "none"
         raise BackendError(f"backend {backend.name!r} does not accept engine arg(s) {', '.join(unknown)}; "
                            f"accepted: {accepted}")
+    if backend.check_args is not None:
+        backend.check_args(config.engine_args)
 
 
 def _max_model_len(engine_args: dict[str, str]) -> int | None:

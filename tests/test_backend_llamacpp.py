@@ -66,6 +66,7 @@ def test_batched_run_records(batched):
     engine = batched["run"]["engine"]
     assert engine["slots"] == 4 and engine["kv_unified"] is False
     assert engine["versions"]["llama-cpp-python"] == "0.3.36"
+    assert "Q4_1" in engine["precision"]  # the bundled GGUF is Q4_1: the run says so
     assert engine["python"] == get_backend("llamacpp").python()
     stats = batched["run"]["engine_stats"]
     assert stats["peak_active_sequences"] == 4

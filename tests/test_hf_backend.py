@@ -48,6 +48,7 @@ def test_hf_static_batching_end_to_end(tmp_path):
     assert run["status"] == "completed"
     assert run["engine"]["mode"] == "static" and run["engine"]["batch_size"] == 2
     assert run["engine"]["dtype"] == "float32" and run["engine"]["engine"] == "hf-transformers"
+    assert run["engine"]["precision"] == "float32"
     assert [r["request_id"] for r in rows] == [f"req-{i:05d}" for i in range(4)]
     assert all(12 <= r["prompt_tokens"] <= 36 and 3 <= r["expected_output_tokens"] <= 9 for r in rows)
     check_token_times(rows)
