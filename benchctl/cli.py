@@ -119,13 +119,18 @@ def run(
     warmup_requests: Annotated[int, typer.Option(help="serving: requests sent before the run, excluded from metrics.")] = 0,
     request_timeout: Annotated[float, typer.Option(help="serving: seconds a request may take before it counts as failed.")] = 600.0,
     client_processes: Annotated[int, typer.Option(help="serving: load client processes (for rates one event loop cannot send).")] = 1,
+    quantization: Annotated[Optional[str], typer.Option(help="Weight quantization where the backend offers it (hf: bnb-4bit, bnb-8bit; CUDA only). Same as --engine-arg quantization=...")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print run.json to stdout instead of a table.")] = False,
     profile: Annotated[str, typer.Option(help="none, torch (torch.profiler trace) or nsys (Nsight Systems).")] = "none",
 ) -> None:
     """Run a benchmark and write results/<run-id>/ (run.json, requests.jsonl, requests.parquet)."""
+    engine_args = parse_engine_args(engine_arg or [])
+    if quantization is not None:
+        if engine_args.setdefault("quantization", quantization) != quantization:
+            raise typer.BadParameter("--quantization and --engine-arg quantization=... disagree")
     config = RunConfig(
         backend=backend, model=model, mode=mode, batch_size=batch_size,
-        engine_args=parse_engine_args(engine_arg or []), output_dir=output_dir,
+        engine_args=engine_args, output_dir=output_dir,
         slos_ms=_parse_goodput(goodput or []), label=label, profile=profile, base_url=(base_url or [None])[0],
         extra_base_urls=list(base_url or [])[1:], endpoint=endpoint,
         api_key=api_key, warmup_requests=warmup_requests, request_timeout_s=request_timeout,
