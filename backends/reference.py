@@ -54,7 +54,8 @@ class ReferenceWorker:
 
         torch.set_num_threads(torch_threads())
         args = {k: convert(v) for k, v in (options.get("engine_args") or {}).items()}
-        self.sampling = {k: args.pop(k) for k in _SAMPLING_KEYS if k in args}
+        # greedy unless asked, as every other backend (SamplingParams' own default is vLLM's temperature 1.0)
+        self.sampling = {"temperature": 0.0, **{k: args.pop(k) for k in _SAMPLING_KEYS if k in args}}
         self.seed = int(options.get("seed") or 0)
         self.engine = LLMEngine(model["hf_dir"], **args)
         info = {"engine": "reference", "versions": versions("benchctl", "torch"), "threads": torch.get_num_threads(),

@@ -112,6 +112,7 @@ def test_torch_profile_of_a_real_reference_run(tmp_path):
     names = {e.get("name") for e in trace["traceEvents"]}
     assert {"engine.step", "engine.forward", "engine.sample", "worker.run"} <= names
     assert run["profile"]["num_steps"] == len(steps) > 0
+    assert run["engine"]["sampling"] == {"temperature": 0.0}  # greedy unless asked, like every backend
     assert run["profile"]["range_coverage"] >= 0.9
     summary = json.loads((run_dir / "profile_summary.json").read_text())
     assert any(op["name"] in ("aten::mm", "aten::addmm", "aten::linear") for op in summary["top_operators"][:5])
