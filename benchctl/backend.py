@@ -77,11 +77,19 @@ class Backend:
     # A benchctl.engines environment (`benchctl engines install NAME`) whose interpreter runs the worker
     # when the requirements are not importable in this one.
     managed_env: str | None = None
+    executables: tuple[str, ...] = ()  # programs the server launch needs on PATH (e.g. text-generation-launcher)
+    install_hint: str | None = None  # how to get the engine, shown when it is missing
 
     def unavailable_reason(self) -> str | None:
         """None when this backend can run on this machine, else one line saying why not."""
+        hint = f" ({self.install_hint})" if self.install_hint else ""
         if self.capabilities.needs_cuda and not cuda_present():
-            return "needs an NVIDIA GPU with CUDA; none found on this machine"
+            return f"needs an NVIDIA GPU with CUDA; none found on this machine{hint}"
+        absent = [exe for exe in self.executables if shutil.which(exe) is None]
+        if absent:
+            return f"{', '.join(absent)} not found on PATH{hint}"
+        if self.install_hint and self._missing_here() and not self.managed_env:
+            return f"missing Python packages: {', '.join(self._missing_here())}{hint}"
         missing = self._missing_here()
         if missing and self.managed_env:
             if self._managed_python() is None:

@@ -53,7 +53,9 @@ def server_argv(spec: ServerSpec, values: dict[str, str], engine_args: dict[str,
             continue
         fields = {"key": key, "flag": key.replace("_", "-"), "value": value}
         if spec.engine_bool and value.lower() in ("true", "false"):
-            argv.append(spec.engine_bool[0 if value.lower() == "true" else 1].format(**fields))
+            flag = spec.engine_bool[0 if value.lower() == "true" else 1].format(**fields)
+            if flag:  # "" = a store_true flag left out
+                argv.append(flag)
         else:
             argv += [part.format(**fields) for part in spec.engine_arg]
     return argv, env

@@ -20,10 +20,16 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-# vLLM's names (gpu_cache_usage_perc before v1, kv_cache_usage_perc after), the reference server's, llama.cpp's.
+# vLLM's names (gpu_cache_usage_perc before v1, kv_cache_usage_perc after), the reference server's, llama.cpp's,
+# SGLang's, lmdeploy's and TGI's (running / waiting requests, KV use, prefix-cache hits, preemptions, tokens).
 KEEP = re.compile(r"^(vllm:(gpu_cache_usage_perc|kv_cache_usage_perc|cpu_cache_usage_perc|num_requests_running"
                   r"|num_requests_waiting|num_requests_swapped|num_preemptions(_total)?|prompt_tokens_total"
-                  r"|generation_tokens_total|request_success_total)"
+                  r"|generation_tokens_total|request_success_total|prefix_cache_(queries|hits)(_total)?)"
+                  r"|sglang:(num_running_reqs|num_queue_reqs|token_usage|num_used_tokens|cache_hit_rate"
+                  r"|num_retracted_reqs|gen_throughput)"
+                  r"|lmdeploy:(num_requests_running|num_requests_waiting|gpu_cache_usage_perc|prompt_tokens_total"
+                  r"|generation_tokens_total)"
+                  r"|tgi_(batch_current_size|queue_size|batch_current_max_tokens|request_success)"
                   r"|reference_engine:\w+|llamacpp:\w+)$")
 API_KEY_ENV = "BENCHCTL_SCRAPE_API_KEY"
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
