@@ -15,15 +15,11 @@ lmdeploy:gpu_cache_usage_perc (0-1); its prefix-cache hit rate is logged, not ex
 
 from __future__ import annotations
 
-from benchctl.backend import Backend, Capabilities, ServerSpec
+from benchctl.backend import ServerSpec, server_backend
 
-BACKEND = Backend(
-    name="lmdeploy",
-    description="lmdeploy api_server (TurboMind: persistent batch, blocked KV cache), launched or attached (serving)",
-    worker="",
-    requirements=("aiohttp",),
-    extra="serving",
-    capabilities=Capabilities(offline=False, serving=True, per_token_times=True, arrivals=True, needs_cuda=True),
+BACKEND = server_backend(
+    "lmdeploy", "lmdeploy api_server (TurboMind: persistent batch, blocked KV cache), launched or attached (serving)",
+    needs_cuda=True,
     engine_args={"tp": "tensor-parallel GPUs", "max_batch_size": "sequences per step",
                  "cache_max_entry_count": "fraction of free GPU memory for the KV cache (default 0.8)",
                  "max_prefill_token_num": "tokens per prefill step", "enable_prefix_caching": "true/false (off)",

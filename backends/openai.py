@@ -6,13 +6,6 @@ worker and nothing to launch; the load client (benchctl.serving.client) is the w
 
 from __future__ import annotations
 
-from benchctl.backend import Backend, Capabilities
+from benchctl.backend import server_backend
 
-BACKEND = Backend(
-    name="openai",
-    description="an OpenAI-compatible server at --base-url (serving mode, attach only)",
-    worker="",
-    requirements=("aiohttp",),
-    extra="serving",
-    capabilities=Capabilities(offline=False, serving=True, per_token_times=True, arrivals=True),
-)
+BACKEND = server_backend("openai", "an OpenAI-compatible server at --base-url (serving mode, attach only)", None)

@@ -13,15 +13,11 @@ sglang:num_retracted_reqs (SGLang's preemptions).
 
 from __future__ import annotations
 
-from benchctl.backend import Backend, Capabilities, ServerSpec
+from benchctl.backend import ServerSpec, server_backend
 
-BACKEND = Backend(
-    name="sglang",
-    description="SGLang's server (python -m sglang.launch_server), launched or attached (serving mode)",
-    worker="",
-    requirements=("sglang", "aiohttp"),
-    extra="serving",
-    capabilities=Capabilities(offline=False, serving=True, per_token_times=True, arrivals=True),
+BACKEND = server_backend(
+    "sglang", "SGLang's server (python -m sglang.launch_server), launched or attached (serving mode)",
+    requirements=("sglang",),
     engine_args={"tp_size": "tensor-parallel GPUs", "mem_fraction_static": "fraction of memory for weights + KV",
                  "max_running_requests": "sequences in flight", "chunked_prefill_size": "tokens per prefill chunk",
                  "disable_radix_cache": "true turns prefix caching off", "device": "cuda (default) or cpu",

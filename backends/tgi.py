@@ -14,15 +14,11 @@ TGI exports no KV-cache fraction, prefix-cache hit rate or preemption count.
 
 from __future__ import annotations
 
-from benchctl.backend import Backend, Capabilities, ServerSpec
+from benchctl.backend import ServerSpec, server_backend
 
-BACKEND = Backend(
-    name="tgi",
-    description="Hugging Face TGI's own server (text-generation-launcher), launched or attached (serving mode)",
-    worker="",
-    requirements=("aiohttp",),
-    extra="serving",
-    capabilities=Capabilities(offline=False, serving=True, per_token_times=True, arrivals=True, needs_cuda=True),
+BACKEND = server_backend(
+    "tgi", "Hugging Face TGI's own server (text-generation-launcher), launched or attached (serving mode)",
+    needs_cuda=True,
     engine_args={"max_total_tokens": "input + output tokens per request", "max_input_tokens": "prompt tokens",
                  "max_batch_total_tokens": "KV budget of a batch, in tokens", "num_shard": "tensor-parallel shards",
                  "max_concurrent_requests": "admission limit (default 128)",

@@ -39,6 +39,15 @@ class Capabilities:
     engine_stats: bool = False  # reports KV-cache and step-time statistics
 
 
+def server_backend(name: str, description: str, server: ServerSpec | None, *, needs_cuda: bool = False,
+                   requirements: tuple[str, ...] = (), **fields) -> Backend:
+    """A backend that is only an OpenAI-compatible server (launched from `server`, or attached with --base-url):
+    no worker, no offline mode; the load client is the whole adapter."""
+    caps = Capabilities(offline=False, serving=True, per_token_times=True, arrivals=True, needs_cuda=needs_cuda)
+    return Backend(name=name, description=description, worker="", requirements=(*requirements, "aiohttp"),
+                   extra="serving", capabilities=caps, server=server, **fields)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerSpec:
     """How serving mode launches the engine's own OpenAI-compatible server (benchctl.serving.launch).
