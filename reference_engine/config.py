@@ -13,6 +13,7 @@ _CHOICES = {
     "sampler": ("batched", "per_seq"),
     "host_transfer": ("coalesced", "per_seq"),
     "detokenize": ("inline", "thread", "off"),
+    "gemm": ("torch", "onednn"),
 }
 
 
@@ -81,6 +82,7 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     watermark: float = 0.01  # fraction of blocks new prefills may not take, so decodes can grow
     attention_backend: str = "auto"
+    gemm: str = "torch"  # projections: "torch" (x @ W) or "onednn" (prepacked oneDNN linear; CPU float32)
     sampler: str = "batched"
     host_transfer: str = "coalesced"
     detokenize: str = "inline"

@@ -16,6 +16,16 @@ def kv_bytes_per_block(cfg: ModelConfig, block_size: int, dtype: torch.dtype) ->
     return 2 * cfg.num_layers * block_size * cfg.num_kv_heads * cfg.head_dim * torch.finfo(dtype).bits // 8
 
 
+def resolve_gemm(requested: str, device: torch.device, dtype: torch.dtype) -> str:
+    """The projection GEMM to use; "onednn" where it cannot run is a ValueError."""
+    from reference_engine.model.llama import onednn_linear_available
+
+    if requested == "onednn" and not onednn_linear_available(device, dtype):
+        raise ValueError(f"gemm='onednn' needs a CPU float32 model and a torch built with mkldnn "
+                         f"(device={device.type}, dtype={str(dtype).removeprefix('torch.')})")
+    return requested
+
+
 def free_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
@@ -36,7 +46,8 @@ class ModelRunner:
         self.config, self.model_config = config, model_config
         self.device, self.dtype, self.ops = device, dtype, ops
         self.block_size = config.block_size
-        self.model = LlamaForCausalLM(model_config, config.model_dir, device, dtype, config.max_model_len)
+        self.gemm = resolve_gemm(config.gemm, device, dtype)
+        self.model = LlamaForCausalLM(model_config, config.model_dir, device, dtype, config.max_model_len, self.gemm)
         budget = config.kv_cache_bytes
         if budget is None:
             fraction = config.kv_cache_memory_fraction or (0.8 if device.type == "cuda" else 0.05)

@@ -69,6 +69,17 @@ def test_greedy_matches_hf_all_in_one_batch(engine, prompt_ids, hf_greedy):
     assert_all_blocks_free(engine)
 
 
+@pytest.mark.parametrize("options", [{"gemm": "onednn"}, {"attention_backend": "torch"}])
+def test_fast_paths_keep_greedy_tokens_identical_to_hf(model_dir, prompt_ids, hf_greedy, options):
+    # every fast path (oneDNN's prepacked GEMM, the C++ attention that "auto" picks) against the plain one
+    other = LLMEngine(model_dir, kv_cache_bytes=64 * BLOCK_BYTES, max_model_len=MAX_LEN, **options)
+    outs = other.generate(prompt_ids, greedy())
+    assert [o.token_ids for o in outs] == hf_greedy
+    for key, value in options.items():
+        assert other.stats_summary()[key] == value
+    other.close()
+
+
 def test_preemption_keeps_tokens_identical_and_frees_every_block(small_engine, prompt_ids, hf_greedy):
     small_engine.reset_stats()
     outs = small_engine.generate(prompt_ids, greedy())
