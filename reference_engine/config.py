@@ -13,7 +13,7 @@ _CHOICES = {
     "sampler": ("batched", "per_seq"),
     "host_transfer": ("coalesced", "per_seq"),
     "detokenize": ("inline", "thread", "off"),
-    "gemm": ("torch", "onednn"),
+    "gemm": ("auto", "torch", "onednn"),
 }
 
 
@@ -82,7 +82,7 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     watermark: float = 0.01  # fraction of blocks new prefills may not take, so decodes can grow
     attention_backend: str = "auto"
-    gemm: str = "torch"  # projections: "torch" (x @ W) or "onednn" (prepacked oneDNN linear; CPU float32)
+    gemm: str = "auto"  # projections: "torch" (x @ W), "onednn" (prepacked oneDNN linear), auto -> onednn on CPU fp32
     sampler: str = "batched"
     host_transfer: str = "coalesced"
     detokenize: str = "inline"
