@@ -68,15 +68,18 @@ class AttentionOps:
     paged_decode_attention: Callable
     silu_and_mul: Callable
     rms_norm: Callable
+    # optional: rotary(qkv, cos_sin, num_heads) applies RoPE in place to the first heads of the qkv output, and
+    # reshape_and_cache then takes K/V as slices of it (the model's torch expression runs otherwise)
+    rotary: Callable | None = None
 
     @classmethod
     def from_object(cls, name: str, ops: object) -> AttentionOps:
-        """Accept a module, an object with the four attributes, a dict, or an AttentionOps."""
+        """Accept a module, an object with the four (or five) attributes, a dict, or an AttentionOps."""
         if isinstance(ops, AttentionOps):
             return ops
-        get = ops.__getitem__ if isinstance(ops, dict) else lambda key: getattr(ops, key)
+        get = ops.get if isinstance(ops, dict) else lambda key, default=None: getattr(ops, key, default)
         return cls(name, get("reshape_and_cache"), get("paged_decode_attention"), get("silu_and_mul"),
-                   get("rms_norm"))
+                   get("rms_norm"), get("rotary", None))
 
 
 TORCH_OPS = AttentionOps("torch", reshape_and_cache, paged_decode_attention, silu_and_mul, rms_norm)

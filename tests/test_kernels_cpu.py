@@ -86,8 +86,35 @@ def test_elementwise_ops_match_the_reference(cpu_ops, dtype):
     torch.testing.assert_close(norm.float(), reference.rms_norm(h, w, 1e-5).float(), atol=tol, rtol=tol)
 
 
-def test_reshape_and_cache_is_the_reference_definition(cpu_ops):
-    assert cpu_ops.reshape_and_cache is reference.reshape_and_cache
+def test_reshape_and_cache_writes_slices_of_the_qkv_output(cpu_ops):
+    gen = torch.Generator().manual_seed(3)
+    k_cache, v_cache = torch.randn(6, 16, 2, 64, generator=gen), torch.randn(6, 16, 2, 64, generator=gen)
+    qkv = torch.randn(7, 6 + 2 * 2, 64, generator=gen)  # keys and values as slices, as the model passes them
+    key, value = qkv[:, 6:8], qkv[:, 8:]
+    assert not key.is_contiguous()
+    slots = torch.randperm(6 * 16, generator=gen)[:7]
+    slots[[1, 4]] = -1  # padding: not written
+    k_ref, v_ref = k_cache.clone(), v_cache.clone()
+    reference.reshape_and_cache(key, value, k_ref, v_ref, slots)
+    cpu_ops.reshape_and_cache(key, value, k_cache, v_cache, slots)
+    assert torch.equal(k_cache, k_ref) and torch.equal(v_cache, v_ref)
+    with pytest.raises(RuntimeError, match="outside the cache"):
+        cpu_ops.reshape_and_cache(key, value, k_cache, v_cache, torch.full((7,), 6 * 16))
+
+
+def test_rotary_in_place_is_bit_identical_to_the_model_expression(cpu_ops):
+    from reference_engine.model.llama import apply_rope, rope_cos_sin
+
+    gen = torch.Generator().manual_seed(4)
+    cos_sin = rope_cos_sin(64, 100000.0, 512, torch.device("cpu"))  # (pos, 2, D)
+    positions = torch.randint(0, 512, (9,), generator=gen)
+    qkv = torch.randn(9, 9 + 2 * 3, 64, generator=gen)
+    table = cos_sin[positions]  # (T, 2, D)
+    expected = apply_rope(qkv[:, :12], table[:, 0, None], table[:, 1, None])
+    rotated = qkv.clone()
+    cpu_ops.rotary(rotated, table, 12)
+    assert torch.equal(rotated[:, :12], expected)  # same products and sums, no FMA contraction
+    assert torch.equal(rotated[:, 12:], qkv[:, 12:])  # V heads untouched
 
 
 def test_auto_on_cpu_picks_the_cpu_kernels_and_the_build_is_keyed_on_this_cpu(cpu_ops):

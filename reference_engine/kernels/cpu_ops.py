@@ -1,8 +1,9 @@
 """The CPU C++ kernels of csrc/cpu/, built on first use with torch.utils.cpp_extension.load (g++, ninja) and cached.
 
 `paged_decode_attention` reads K and V in place through the block table (no gathered copy, no padding);
-`rms_norm` and `silu_and_mul` are one pass each over the activations. `reshape_and_cache` is the torch definition
-(index_copy_ is already a single pass). Everything is checked against reference.py in tests/test_kernels_cpu.py.
+`rms_norm` and `silu_and_mul` are one pass each over the activations; `reshape_and_cache` copies each token's K/V
+row straight from the qkv projection's output (no contiguous copy, no boolean mask); `rotary` applies RoPE to the
+q and k heads of that output in place. Everything is checked against reference.py in tests/test_kernels_cpu.py.
 
 The build is compiled for this CPU (-march=native), so its name carries a fingerprint of the CPU's flags: a cache
 directory shared by different machines never hands one a binary built for the other. Importing compiles nothing.
@@ -19,13 +20,12 @@ from types import ModuleType
 import torch
 
 from . import launch
-from .reference import reshape_and_cache
 
 NAME = "cpu"
 SOURCE = launch.CSRC_DIR / "cpu" / "cpu_ops.cpp"
 # -fopenmp: at::parallel_for's threads and the simd loops; 512-bit vectors where the CPU has them (GCC otherwise
-# keeps to 256 bits on AVX-512 CPUs)
-CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp")
+# keeps to 256 bits on AVX-512 CPUs); no FMA contraction, so elementwise ops round as torch's do
+CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-ffp-contract=off", "-fopenmp")
 
 _extension: ModuleType | None = None
 _build_error: str | None = None
@@ -81,6 +81,21 @@ def paged_decode_attention(
     return build().paged_attention(query, k_cache, v_cache, block_tables.contiguous(), context_lens, float(scale))
 
 
+def reshape_and_cache(
+    key: torch.Tensor,  # (T, Hkv, D), each token's heads contiguous
+    value: torch.Tensor,  # (T, Hkv, D)
+    k_cache: torch.Tensor,  # (N, B, Hkv, D), contiguous, written in place
+    v_cache: torch.Tensor,  # (N, B, Hkv, D), contiguous, written in place
+    slot_mapping: torch.Tensor,  # (T,) int64, -1 = skip
+) -> None:
+    build().reshape_and_cache(key, value, k_cache, v_cache, slot_mapping)
+
+
+def rotary(qkv: torch.Tensor, cos_sin: torch.Tensor, num_heads: int) -> None:
+    """RoPE in place on heads [0, num_heads) of qkv (T, heads, D) float32; cos_sin (T, 2, D) float32."""
+    build().rotary_embedding(qkv, cos_sin, int(num_heads))
+
+
 def silu_and_mul(x: torch.Tensor) -> torch.Tensor:  # x (..., 2*d) -> (..., d)
     if x.dtype != torch.float32:
         from .reference import silu_and_mul as torch_silu_and_mul
@@ -97,4 +112,4 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return build().rms_norm(x, weight.float(), float(eps))
 
 
-__all__ = ["build", "paged_decode_attention", "reshape_and_cache", "rms_norm", "silu_and_mul"]
+__all__ = ["build", "paged_decode_attention", "reshape_and_cache", "rms_norm", "rotary", "silu_and_mul"]

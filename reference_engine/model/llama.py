@@ -81,9 +81,13 @@ class LlamaLayer:
         x = ops.rms_norm(h, self.input_norm, cfg.rms_norm_eps)
         qkv = self.qkv_proj(x).view(n, nh + 2 * nkv, hd)
         # q and k heads are contiguous, so RoPE rotates both in one go.
-        qk = apply_rope(qkv[:, :nh + nkv], cos_sin[:, 0], cos_sin[:, 1])  # (n, nh + nkv, hd)
-        q, k, v = qk[:, :nh], qk[:, nh:], qkv[:, nh + nkv:]
-        o = attention(q, k.contiguous(), v.contiguous(), kv_cache[0], kv_cache[1], meta, hd ** -0.5, ops)
+        if ops.rotary is not None and qkv.dtype == torch.float32:  # fused, in place; K/V stay slices of qkv
+            ops.rotary(qkv, cos_sin[:, :, 0], nh + nkv)
+            q, k, v = qkv[:, :nh], qkv[:, nh:nh + nkv], qkv[:, nh + nkv:]
+        else:
+            qk = apply_rope(qkv[:, :nh + nkv], cos_sin[:, 0], cos_sin[:, 1])  # (n, nh + nkv, hd)
+            q, k, v = qk[:, :nh], qk[:, nh:].contiguous(), qkv[:, nh + nkv:].contiguous()
+        o = attention(q, k, v, kv_cache[0], kv_cache[1], meta, hd ** -0.5, ops)
         h = h + self.o_proj(o.reshape(n, nh * hd))
         x = ops.rms_norm(h, self.post_attention_norm, cfg.rms_norm_eps)
         return h + self.down_proj(ops.silu_and_mul(self.gate_up_proj(x)))

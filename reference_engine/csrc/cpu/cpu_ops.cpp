@@ -234,7 +234,72 @@ torch::Tensor silu_and_mul(torch::Tensor x) {
   return out;
 }
 
+// Rotate-half RoPE in place on the first `num_heads` heads of qkv (T, heads, D), with cos_sin (T, 2, D) float32:
+// x' = x * cos + rotate_half(x) * sin, rotate_half(x) = (-x[D/2:], x[:D/2]). Products and the sum are rounded
+// separately (the file is built with -ffp-contract=off), exactly as the torch expression computes them.
+void rotary_embedding(torch::Tensor qkv, torch::Tensor cos_sin, int64_t num_heads) {
+  TORCH_CHECK(qkv.device().is_cpu() && qkv.scalar_type() == torch::kFloat32 && qkv.is_contiguous() && qkv.dim() == 3,
+              "qkv must be a contiguous float32 CPU tensor (T, heads, D)");
+  cos_sin = cos_sin.contiguous();
+  TORCH_CHECK(cos_sin.scalar_type() == torch::kFloat32 && cos_sin.dim() == 3 && cos_sin.size(0) == qkv.size(0) &&
+                  cos_sin.size(1) == 2 && cos_sin.size(2) == qkv.size(2),
+              "cos_sin must be float32 (T, 2, D)");
+  TORCH_CHECK(num_heads <= qkv.size(1) && qkv.size(2) % 2 == 0, "bad num_heads or odd head_dim");
+  const int64_t T = qkv.size(0), heads = qkv.size(1), D = qkv.size(2), half = D / 2;
+  float* x_ptr = qkv.data_ptr<float>();
+  const float* cs = cos_sin.data_ptr<float>();
+  at::parallel_for(0, T, 8, [&](int64_t begin, int64_t end) {
+    std::vector<float> lo(half);
+    for (int64_t t = begin; t < end; ++t) {
+      const float* c = cs + t * 2 * D;
+      const float* sn = c + D;
+      for (int64_t h = 0; h < num_heads; ++h) {
+        float* x = x_ptr + (t * heads + h) * D;
+        for (int64_t i = 0; i < half; ++i) lo[i] = x[i];
+        for (int64_t i = 0; i < half; ++i) {
+          const float a = x[i] * c[i], b = -x[i + half] * sn[i];
+          x[i] = a + b;
+        }
+        for (int64_t i = 0; i < half; ++i) {
+          const float a = x[i + half] * c[i + half], b = lo[i] * sn[i + half];
+          x[i + half] = a + b;
+        }
+      }
+    }
+  });
+}
+
+// key/value (T, Hkv, D), each token's heads contiguous (a slice of the qkv projection is fine); caches
+// (N, B, Hkv, D) contiguous; slot = block * B + offset, -1 = not written.
+void reshape_and_cache(torch::Tensor key, torch::Tensor value, torch::Tensor k_cache, torch::Tensor v_cache,
+                       torch::Tensor slot_mapping) {
+  TORCH_CHECK(k_cache.is_contiguous() && v_cache.is_contiguous(), "caches must be contiguous");
+  TORCH_CHECK(key.scalar_type() == k_cache.scalar_type() && value.scalar_type() == v_cache.scalar_type(),
+              "key/value and cache dtypes differ");
+  const int64_t row = k_cache.size(2) * k_cache.size(3);  // Hkv * D values per slot
+  for (auto* t : {&key, &value})
+    if (t->stride(2) != 1 || t->stride(1) != t->size(2)) *t = t->contiguous();
+  TORCH_CHECK(key.size(1) * key.size(2) == row && value.size(1) * value.size(2) == row, "head shapes differ");
+  slot_mapping = slot_mapping.to(torch::kInt64).contiguous();
+  const int64_t* slots = slot_mapping.data_ptr<int64_t>();
+  const int64_t T = key.size(0), num_slots = k_cache.size(0) * k_cache.size(1);
+  const int64_t item = key.element_size();
+  char* kc = static_cast<char*>(k_cache.data_ptr());
+  char* vc = static_cast<char*>(v_cache.data_ptr());
+  const char* kp = static_cast<const char*>(key.data_ptr());
+  const char* vp = static_cast<const char*>(value.data_ptr());
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t slot = slots[t];
+    if (slot < 0) continue;
+    TORCH_CHECK(slot < num_slots, "slot ", slot, " is outside the cache");
+    std::memcpy(kc + slot * row * item, kp + t * key.stride(0) * item, row * item);
+    std::memcpy(vc + slot * row * item, vp + t * value.stride(0) * item, row * item);
+  }
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("rotary_embedding", &rotary_embedding, "rotate-half RoPE in place on the first heads of qkv (CPU)");
+  m.def("reshape_and_cache", &reshape_and_cache, "write K/V rows into paged cache slots (CPU)");
   m.def("paged_attention", &paged_attention, "paged decode attention over a block table (CPU)");
   m.def("rms_norm", &rms_norm, "RMSNorm in float32 (CPU)");
   m.def("silu_and_mul", &silu_and_mul, "silu(gate) * up (CPU)");
