@@ -92,7 +92,7 @@ void paged_attention_impl(const torch::Tensor& query, const torch::Tensor& k_cac
               const float* qr = q.data() + r * D;
               float dot = 0.f;
 #pragma omp simd reduction(+ : dot)
-              for (int64_t i = 0; i < D; ++i) dot += qr[i] * static_cast<float>(k[i]);
+              for (int64_t i = 0; i < D; ++i) dot = std::fma(qr[i], static_cast<float>(k[i]), dot);
               scores[r * len + t] = dot;
             }
           }
@@ -127,7 +127,7 @@ void paged_attention_impl(const torch::Tensor& query, const torch::Tensor& k_cac
               const float p = scores[r * len + t];
               float* ar = a + r * D;
 #pragma omp simd
-              for (int64_t i = 0; i < D; ++i) ar[i] += p * static_cast<float>(v[i]);
+              for (int64_t i = 0; i < D; ++i) ar[i] = std::fma(p, static_cast<float>(v[i]), ar[i]);
             }
           }
         }
@@ -235,8 +235,8 @@ torch::Tensor silu_and_mul(torch::Tensor x) {
 }
 
 // Rotate-half RoPE in place on the first `num_heads` heads of qkv (T, heads, D), with cos_sin (T, 2, D) float32:
-// x' = x * cos + rotate_half(x) * sin, rotate_half(x) = (-x[D/2:], x[:D/2]). Products and the sum are rounded
-// separately (the file is built with -ffp-contract=off), exactly as the torch expression computes them.
+// x' = x * cos + rotate_half(x) * sin, rotate_half(x) = (-x[D/2:], x[:D/2]); within an ulp of the torch expression
+// (the compiler may fuse a product and the sum into one FMA).
 void rotary_embedding(torch::Tensor qkv, torch::Tensor cos_sin, int64_t num_heads) {
   TORCH_CHECK(qkv.device().is_cpu() && qkv.scalar_type() == torch::kFloat32 && qkv.is_contiguous() && qkv.dim() == 3,
               "qkv must be a contiguous float32 CPU tensor (T, heads, D)");
