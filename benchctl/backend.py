@@ -97,14 +97,13 @@ class Backend:
         absent = [exe for exe in self.executables if shutil.which(exe) is None]
         if absent:
             return f"{', '.join(absent)} not found on PATH{hint}"
-        if self.install_hint and self._missing_here() and not self.managed_env:
-            return f"missing Python packages: {', '.join(self._missing_here())}{hint}"
         missing = self._missing_here()
         if missing and self.managed_env:
             if self._managed_python() is None:
                 return f"not installed: run `benchctl engines install {self.managed_env}`"
         elif missing:
-            hint = f" (pip install 'benchctl[{self.extra}]')" if self.extra else ""
+            if not hint and self.extra:
+                hint = f" (pip install 'benchctl[{self.extra}]')"
             return f"missing Python packages: {', '.join(missing)}{hint}"
         return None
 
