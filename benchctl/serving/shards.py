@@ -139,24 +139,24 @@ class ShardedClient:
         for control in self.controls:
             control.put(("start", t0))
         done: dict[int, tuple[int, float]] = {}
-        died: list[str] = []
+        died: dict[int, str] = {}
         while len(done) + len(died) < self.n and not self._closed:
             try:
                 kind, k, payload = self.out.get(timeout=0.2)
             except queue.Empty:
                 for k, proc in enumerate(self.procs):
-                    if k not in done and proc.exitcode is not None and not any(d.startswith(proc.name) for d in died):
-                        self._drain(emit, done)  # what it sent before dying
-                        if k in done:
-                            continue
-                        reason = f"{proc.name} exited with code {proc.exitcode} before finishing"
-                        died.append(reason)
-                        for spec in self.pending[k].values():
-                            emit(records.unsent_record(spec, t0, f"load client process died: {reason}"))
-                        self.pending[k].clear()
+                    if k in done or k in died or proc.exitcode is None:
+                        continue
+                    self._drain(emit, done)  # what it sent before dying
+                    if k in done:
+                        continue
+                    died[k] = f"{proc.name} exited with code {proc.exitcode} before finishing"
+                    for spec in self.pending[k].values():
+                        emit(records.unsent_record(spec, t0, f"load client process died: {died[k]}"))
+                    self.pending[k].clear()
                 continue
             self._handle(kind, k, payload, emit, done)
-        return ShardResult(peak_in_flight=sum(peak for peak, _ in done.values()), died=died,
+        return ShardResult(peak_in_flight=sum(peak for peak, _ in done.values()), died=list(died.values()),
                            cpu_s=sum(cpu for _, cpu in done.values()))
 
     def _drain(self, emit, done) -> None:
