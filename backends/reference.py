@@ -97,7 +97,7 @@ class ReferenceWorker:
                     if new:
                         chunks[out.request_id].append((now, new))
                     if out.finished:
-                        admission.finished()
+                        admission.finished(out.request_id, now)
                         ctx.emit(self._record(by_id[out.request_id], out, starts, chunks, now))
         return engine.stats_summary()
 

@@ -30,6 +30,7 @@ ENGINE_ARGS = {
     "tensor_parallel_size": "tensor-parallel workers",
     "enable_prefix_caching": "true/false",
     "enable_chunked_prefill": "true/false",
+    "enable_prompt_tokens_details": "serving: true = usage.prompt_tokens_details.cached_tokens per request",
     "dtype": "float32 (default on CPU), bfloat16, float16, auto",
     "enforce_eager": "true (default on CPU: no torch.compile, start in seconds) or false",
     "kv_cache_space": "CPU: KV cache size in GiB (sets VLLM_CPU_KVCACHE_SPACE; default on CPU: 4 GiB)",

@@ -96,8 +96,11 @@ def run(
     backend: Annotated[str, typer.Option(help="Engine to benchmark (see `benchctl backends`).")] = "reference",
     model: Annotated[str, typer.Option(help="Alias, GGUF file, or HF folder (config.json + safetensors).")] = DEFAULT_MODEL,
     dataset: Annotated[str, typer.Option(help="Bundled name, a ShareGPT JSON path, sharegpt:PATH, or random.")] = DEFAULT_DATASET,
-    num_prompts: Annotated[int, typer.Option(help="Number of requests.")] = 16,
+    num_prompts: Annotated[int, typer.Option(help="Number of requests (of conversations with --workload conversations).")] = 16,
     seed: Annotated[int, typer.Option(help="Seed for sampling prompts, lengths and arrivals.")] = 0,
+    workload: Annotated[str, typer.Option(help="single-turn (a prompt and its answer per entry) or conversations (whole multi-turn ShareGPT conversations, each turn sent with the history after the previous answer).")] = "single-turn",
+    max_turns: Annotated[Optional[int], typer.Option(help="conversations: at most this many turns per conversation.")] = None,
+    think_time: Annotated[float, typer.Option(help="conversations: seconds between an answer and the next user turn.")] = 0.0,
     mode: Annotated[str, typer.Option(help="offline (engine in a worker process) or serving.")] = "offline",
     request_rate: Annotated[float, typer.Option(help="Requests per second; inf sends everything at t=0.")] = math.inf,
     burstiness: Annotated[float, typer.Option(help="Gamma shape of inter-arrival gaps (1 = Poisson).")] = 1.0,
@@ -136,6 +139,7 @@ def run(
         api_key=api_key, warmup_requests=warmup_requests, request_timeout_s=request_timeout,
         client_processes=client_processes, workload=WorkloadOptions(
             dataset=dataset, num_prompts=num_prompts, seed=seed, sharegpt_output_len=sharegpt_output_len,
+            kind=workload, max_turns=max_turns, think_time_s=think_time,
             random_input_len=random_input_len, random_output_len=random_output_len,
             random_range_ratio=random_range_ratio, random_prefix_len=random_prefix_len,
             request_rate=request_rate, burstiness=burstiness, arrival=arrival, max_concurrency=max_concurrency))

@@ -28,7 +28,13 @@ def workload_line(workload: dict) -> str:
     rate_text = "all at t=0" if rate is None else f"{sched.get('kind')} {rate:g} req/s"
     if sched.get("max_concurrency"):
         rate_text += f", max concurrency {sched['max_concurrency']}"
-    return (f"{workload.get('num_requests')} requests from {workload.get('dataset')} (seed {workload.get('seed')}) · "
+    source = workload.get("source") or {}
+    requests = f"{workload.get('num_requests')} requests"
+    if source.get("conversations"):
+        turns = source.get("turns_per_conversation") or {}
+        requests += (f" ({source['conversations']} conversations, {_num(turns.get('mean'), 1)} turns each on average, "
+                     f"think time {source.get('think_time_s', 0):g} s)")
+    return (f"{requests} from {workload.get('dataset')} (seed {workload.get('seed')}) · "
             f"input tokens mean {_num(inp.get('mean'), 0)} p50 {_num(inp.get('p50'), 0)} p99 {_num(inp.get('p99'), 0)} · "
             f"output tokens mean {_num(out.get('mean'), 0)} p50 {_num(out.get('p50'), 0)} "
             f"p99 {_num(out.get('p99'), 0)} · {rate_text}")
@@ -74,6 +80,18 @@ def summary_table(run: dict) -> Table:
         if stats.get("count"):
             table.add_row(f"{_LAT_LABEL[name]} mean / p50 / p99 (ms)",
                           " / ".join(_num(stats[k] * 1000) for k in ("mean", "median", "p99")))
+    conv = s.get("conversations") or {}
+    if conv:
+        for key, label in (("ttft_first_turn_s", "TTFT first turns"), ("ttft_later_turns_s", "TTFT later turns")):
+            stats = conv.get(key) or {}
+            if stats.get("count"):
+                table.add_row(f"{label} mean / p50 / p99 (ms)",
+                              " / ".join(_num(stats[k] * 1000) for k in ("mean", "median", "p99")))
+        if conv.get("cached_prompt_fraction") is not None:
+            table.add_row("prompt tokens from the prefix cache (engine)", f"{conv['cached_prompt_fraction']:.1%}")
+    hit = server_prefix_cache_hit_rate(run)
+    if hit is not None:
+        table.add_row("prefix-cache hit rate (server /metrics)", f"{hit:.1%}")
     stats = run.get("engine_stats") or {}
     for key in ("padding_waste_pct", "kv_waste_pct", "peak_kv_blocks_used", "mean_batch_size", "preemptions"):
         if stats.get(key) is not None:
@@ -85,11 +103,27 @@ COMPARE_KEYS = ("request_throughput", "input_tok_s", "output_tok_s", "total_tok_
                 "tpot_mean_ms", "tpot_p99_ms", "itl_mean_ms", "itl_p99_ms", "e2el_mean_ms", "e2el_p99_ms")
 
 
+# multi-turn runs add these (benchctl.metrics.conversation_summary; the server's own hit rate from /metrics)
+CONVERSATION_KEYS = ("ttft_first_turn_median_ms", "ttft_later_turns_median_ms", "ttft_later_turns_p99_ms",
+                     "cached_prompt_fraction", "server_prefix_cache_hit_rate")
+
+
+def server_prefix_cache_hit_rate(run: dict) -> float | None:
+    cache = (run.get("serving_stats") or {}).get("prefix_cache") or {}
+    return cache.get("hit_rate")
+
+
 def compare_rows(runs: list[dict]) -> list[dict[str, Any]]:
     """One row per metric: value per run and ratio to the first run (the baseline)."""
     flats = [flat_metrics(r.get("summary", {})) for r in runs]
+    for run, flat in zip(runs, flats):
+        if server_prefix_cache_hit_rate(run) is not None:
+            flat["server_prefix_cache_hit_rate"] = server_prefix_cache_hit_rate(run)
+    keys = COMPARE_KEYS
+    if any("conversations" in r.get("summary", {}) for r in runs):
+        keys += CONVERSATION_KEYS
     rows = []
-    for key in COMPARE_KEYS:
+    for key in keys:
         values = [f.get(key) for f in flats]
         base = values[0]
         ratios = [v / base if v is not None and base else None for v in values]

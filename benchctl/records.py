@@ -29,6 +29,8 @@ class RequestRecord:
     token_times_s: list[float] | None = None
     chunk_tokens: list[int] | None = None
     error: str | None = None
+    conversation_id: str | None = None  # multi-turn workloads: which conversation, and which turn (0 = first)
+    turn: int | None = None
     output_tokens_source: str = "engine"  # engine | usage | retokenized (serving fallback)
     extra: dict[str, Any] = field(default_factory=dict)  # engine-specific (cached tokens, preemptions...)
 

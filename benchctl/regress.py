@@ -21,7 +21,8 @@ from benchctl import store
 from benchctl.metrics import flat_metrics
 
 DEFAULT_METRICS = ("output_tok_s:-5%", "ttft_p99:+10%")
-HIGHER_IS_BETTER = ("request_throughput", "input_tok_s", "output_tok_s", "total_tok_s", "goodput_req_s")
+HIGHER_IS_BETTER = ("request_throughput", "input_tok_s", "output_tok_s", "total_tok_s", "goodput_req_s",
+                    "cached_prompt_fraction")
 
 
 class GateInputError(ValueError):

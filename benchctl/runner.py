@@ -101,6 +101,9 @@ def check_backend(backend: Backend, config: RunConfig) -> None:
     if not caps.arrivals and (not math.isinf(w.request_rate) or w.max_concurrency is not None):
         raise BackendError(f"backend {backend.name!r} runs a whole batch at once: it cannot honour "
                            f"--request-rate or --max-concurrency in offline mode")
+    if not caps.arrivals and w.kind == "conversations":
+        raise BackendError(f"backend {backend.name!r} runs a whole batch at once: it cannot replay conversations "
+                           f"(each turn waits for the previous answer) in offline mode; use --mode serving")
     if config.batch_size is not None and (config.batch_size < 1 or not caps.batch_size):
         raise BackendError(f"--batch-size must be >= 1 and supported by the backend "
                            f"({backend.name!r} {'supports' if caps.batch_size else 'does not support'} it)")

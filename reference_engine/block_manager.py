@@ -41,6 +41,7 @@ class BlockManager:
         # Cumulative counters for stats.
         self.num_prefix_queries = 0  # full prompt blocks looked up
         self.num_prefix_hits = 0  # of which found in the cache
+        self.num_prefix_query_tokens = 0  # tokens of the sequences admitted with prefix caching (vLLM's "queries")
         self.num_cow_copies = 0
 
     @property
@@ -96,6 +97,7 @@ class BlockManager:
         full_blocks = (seq.num_tokens - 1) // self.block_size if self.enable_prefix_caching else 0
         self.num_prefix_queries += full_blocks
         self.num_prefix_hits += len(hits)
+        self.num_prefix_query_tokens += seq.num_tokens if self.enable_prefix_caching else 0
         for block in hits:
             if block.ref_count == 0:
                 del self.free_block_ids[block.block_id]

@@ -317,6 +317,9 @@ class LLMEngine:
         summary.update({
             "num_prefix_queried_blocks": bm.num_prefix_queries,
             "prefix_cache_hit_rate": bm.num_prefix_hits / bm.num_prefix_queries if bm.num_prefix_queries else 0.0,
+            # vLLM's definition (prefix_cache_hits / prefix_cache_queries): over all prompt tokens admitted
+            "prefix_cache_token_hit_rate": (bm.num_prefix_hits * bm.block_size / bm.num_prefix_query_tokens
+                                            if bm.num_prefix_query_tokens else None),
             "num_cow_copies": bm.num_cow_copies,
             "num_kv_blocks_total": bm.num_total_blocks,
             "attention_backend": self.attention_backend,

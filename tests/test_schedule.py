@@ -180,5 +180,6 @@ def test_admission_ties_keep_submission_order_and_capped_reports_no_next_arrival
     late = Admission([{"request_id": "x", "arrival_s": 1.5}])
     assert late.due(1.49) == [] and late.next_arrival_s() == 1.5
     assert len(late.due(1.5)) == 1 and late.next_arrival_s() is None
+    late.finished("x", 1.6)
     with pytest.raises(RuntimeError, match="more requests finished than were admitted"):
-        late.finished(2)
+        late.finished("x", 1.7)

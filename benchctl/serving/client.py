@@ -66,7 +66,7 @@ def build_payload(spec: RequestSpec, options: ClientOptions) -> bytes:
                   "ignore_eos": True, "temperature": options.temperature, "stream": True,
                   "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
     if options.endpoint == "chat":
-        body["messages"] = [{"role": "user", "content": spec.prompt}]
+        body["messages"] = spec.messages or [{"role": "user", "content": spec.prompt}]
         body["max_completion_tokens"] = spec.output_len
     else:
         body["prompt"] = spec.prompt
@@ -91,6 +91,10 @@ class LoadClient:
         self.num_sent = 0
         self.peak_in_flight = 0
         self._in_flight = 0
+        self._sent_ids: set[str] = set()
+        self._followers: dict[str, RequestSpec] = {}  # previous turn's request id -> next turn
+        self._payloads: dict[str, bytes] = {}
+        self._slots: asyncio.Semaphore | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -127,6 +131,10 @@ class LoadClient:
         """`count` requests (cycling through `requests`) sent at once before the run; records not kept."""
         t0 = time.monotonic()
         chosen = [requests[i % len(requests)] for i in range(count)]
+        if any(r.conversation_id is not None for r in chosen):
+            # The conversation's own prompts would sit in the server's prefix cache before turn 0 is measured.
+            chosen = [RequestSpec(f"warmup-{i}", [], f"Warm-up request {i}: count from one to twenty.", 16)
+                      for i in range(count)]
         self.assign_servers(chosen)
         return list(await asyncio.gather(*(self.send(r, build_payload(r, self.options), t0) for r in chosen)))
 
@@ -139,22 +147,27 @@ class LoadClient:
         ordered = sorted(requests, key=lambda r: r.arrival_s)
         self.assign_servers(ordered)
         self.num_sent = 0
-        payloads = [build_payload(r, self.options) for r in ordered]
+        self._sent_ids = set()
+        # A conversation's later turn is not on the schedule: it leaves think_time_s after its previous turn's answer.
+        self._followers = {r.after: r for r in ordered if r.after is not None}
+        heads = [r for r in ordered if r.after is None]
+        self._payloads = {r.request_id: build_payload(r, self.options) for r in ordered}
         tasks: set[asyncio.Task] = set()
         self._dispatcher = asyncio.current_task()
-        sent = 0
+        limit = self.options.max_concurrency
+        self._slots = asyncio.Semaphore(limit) if limit else None
         try:
-            sent = await self._dispatch(ordered, payloads, t0, emit, tasks)
+            await self._dispatch(heads, t0, emit, tasks)
         except asyncio.CancelledError:
             if self.stop_reason is None:  # cancelled from outside (Ctrl-C): not ours to swallow
                 raise
-            sent = self.num_sent
         finally:
             self._dispatcher = None
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for spec in ordered[sent:]:
-            emit(self.unsent_record(spec, t0, self.stop_reason or "not sent"))
+        while tasks:  # followers start new tasks while earlier ones finish
+            await asyncio.gather(*list(tasks), return_exceptions=True)
+        for spec in ordered:
+            if spec.request_id not in self._sent_ids:
+                emit(self.unsent_record(spec, t0, self.stop_reason or "not sent"))
 
     def unsent_record(self, spec: RequestSpec, t0: float, reason: str) -> dict:
         """The failed record of a request that was never sent (server gone, run stopped, client process died)."""
@@ -164,33 +177,51 @@ class LoadClient:
         """Round-robin in arrival order: with N servers, request i goes to server i % N."""
         self._server_of = {spec.request_id: i % len(self.urls) for i, spec in enumerate(ordered)}
 
-    async def _dispatch(self, ordered, payloads, t0, emit, tasks) -> int:
-        loop = asyncio.get_running_loop()
-        limit = self.options.max_concurrency
-        slots = asyncio.Semaphore(limit) if limit else None
-        for spec, payload in zip(ordered, payloads):
+    async def _dispatch(self, heads: list[RequestSpec], t0: float, emit, tasks: set[asyncio.Task]) -> None:
+        for spec in heads:
             delay = t0 + spec.arrival_s - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if slots is not None:
-                await slots.acquire()
-            task = loop.create_task(self._one(spec, payload, t0, slots, emit))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            self.num_sent += 1
-        return self.num_sent
+            if self._slots is not None:
+                await self._slots.acquire()
+            self._launch(spec, t0, emit, tasks)
 
-    async def _one(self, spec: RequestSpec, payload: bytes, t0: float, slots: asyncio.Semaphore | None,
-                   emit: Callable[[dict], None]) -> None:
+    def _launch(self, spec: RequestSpec, t0: float, emit, tasks: set[asyncio.Task]) -> None:
+        """Start one request (its concurrency slot already taken)."""
+        task = asyncio.get_running_loop().create_task(self._one(spec, t0, emit, tasks))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        self._sent_ids.add(spec.request_id)
+        self.num_sent += 1
+
+    async def _one(self, spec: RequestSpec, t0: float, emit: Callable[[dict], None], tasks: set[asyncio.Task]) -> None:
         self._in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
         try:
-            record = await self.send(spec, payload, t0)
+            record = await self.send(spec, self._payloads[spec.request_id], t0)
         finally:
             self._in_flight -= 1
-            if slots is not None:
-                slots.release()
+            if self._slots is not None:
+                self._slots.release()
         emit(record)
+        follower = self._followers.pop(spec.request_id, None)
+        if follower is not None and self.stop_reason is None:
+            await self._follow(follower, time.monotonic() - t0, t0, emit, tasks)
+
+    async def _follow(self, spec: RequestSpec, answered_s: float, t0: float, emit, tasks: set[asyncio.Task]) -> None:
+        """The next turn of a conversation: due think_time_s after the answer, then it queues for a slot like any
+        request (its arrival_s becomes that due time, so a wait for a slot is queue time, not TTFT)."""
+        spec.arrival_s = answered_s + spec.think_time_s
+        delay = t0 + spec.arrival_s - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if self._slots is not None:
+            await self._slots.acquire()
+        if self.stop_reason is not None:
+            if self._slots is not None:
+                self._slots.release()
+            return
+        self._launch(spec, t0, emit, tasks)
 
     async def send(self, spec: RequestSpec, payload: bytes, t0: float) -> dict:
         """One streamed request; always returns a record (errors included)."""
@@ -248,8 +279,14 @@ class LoadClient:
             extra["finish_reason"] = acc.finish_reason
         if acc.usage and isinstance(acc.usage.get("prompt_tokens"), int):
             extra["server_prompt_tokens"] = acc.usage["prompt_tokens"]
+        if acc.usage and isinstance(acc.usage.get("prompt_tokens_details"), dict):
+            cached = acc.usage["prompt_tokens_details"].get("cached_tokens")
+            if isinstance(cached, int):  # servers that report prefix-cache hits per request (vLLM, OpenAI)
+                extra["num_cached_tokens"] = cached
+        conversation = {"conversation_id": spec.conversation_id, "turn": spec.turn} \
+            if spec.conversation_id is not None else {}
         return {
-            "request_id": spec.request_id, "prompt_tokens": spec.prompt_len,
+            "request_id": spec.request_id, "prompt_tokens": spec.prompt_len, **conversation,
             "expected_output_tokens": spec.output_len, "output_tokens": output_tokens,
             "arrival_s": spec.arrival_s, "start_s": start_s,
             "first_token_s": times[0] if times else None,

@@ -90,7 +90,8 @@ class FakeServer:
         rid = request.headers.get("X-Request-Id", f"anon-{len(self.timings)}")
         chunks: list[float] = []
         if self.keep_timings:
-            self.timings[rid] = {"recv": t_recv, "chunks": chunks}
+            self.timings[rid] = {"recv": t_recv, "chunks": chunks,
+                                 "messages": [m.get("role") for m in body.get("messages", [])] if chat else None}
         options = body.get("stream_options") or {}
         per_chunk_usage = bool(options.get("continuous_usage_stats")) and not prompt.startswith("!nousage")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from benchctl.workload.chat import ChatTemplate, ChatTemplateError  # noqa: F401  (the server's template)
 
 
 class InvalidRequest(ValueError):
@@ -119,41 +120,13 @@ def parse_request(body: object, chat: bool) -> ParsedRequest:
     return req
 
 
-class ChatTemplate:
-    """The model folder's chat template (chat_template.jinja, else tokenizer_config.json), rendered with jinja2's
-    sandbox the way transformers does."""
-
-    def __init__(self, model_dir: Path):
-        import jinja2.sandbox
-
-        model_dir = Path(model_dir)
-        config = {}
-        if (model_dir / "tokenizer_config.json").is_file():
-            config = json.loads((model_dir / "tokenizer_config.json").read_text())
-        source = None
-        if (model_dir / "chat_template.jinja").is_file():
-            source = (model_dir / "chat_template.jinja").read_text()
-        elif isinstance(config.get("chat_template"), str):
-            source = config["chat_template"]
-        self.available = source is not None
-        env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = _raise_template_error
-        self._template = env.from_string(source) if source else None
-        self._special = {k: v for k, v in config.items() if k.endswith("_token") and isinstance(v, str)}
-
-    def render(self, messages: list[dict]) -> str:
-        if self._template is None:
-            raise InvalidRequest("this model has no chat template; use /v1/completions", "messages")
-        return self._template.render(messages=messages, add_generation_prompt=True, **self._special)
-
-
-def _raise_template_error(message: str) -> None:
-    raise InvalidRequest(f"chat template: {message}", "messages")
-
-
-def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None) -> dict:
+    """OpenAI's usage object; `prompt_tokens_details.cached_tokens` = prompt tokens served from the prefix cache."""
+    body = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens}
+    if cached_tokens is not None:
+        body["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
+    return body
 
 
 def stream_chunk(request_id: str, model: str, chat: bool, text: str | None, finish_reason: str | None,

@@ -77,6 +77,11 @@ class ServerState:
             ("request_success_total", "counter", "requests that finished", self.num_finished),
             ("request_aborted_total", "counter", "requests aborted (client disconnects)", self.num_aborted),
             ("num_steps_total", "counter", "engine steps", stats.num_steps),
+            # vLLM's definition: prompt tokens looked up in the prefix cache, and those found there
+            ("prefix_cache_queries_total", "counter", "prompt tokens looked up in the prefix cache",
+             bm.num_prefix_query_tokens),
+            ("prefix_cache_hits_total", "counter", "prompt tokens found in the prefix cache",
+             bm.num_prefix_hits * bm.block_size),
         ]
         lines = []
         for name, kind, help_text, value in rows:
@@ -188,7 +193,7 @@ async def _sse(state: ServerState, stream, req: ParsedRequest, request_id: str, 
             if out.new_token_ids or out.finished:
                 yield stream_chunk(request_id, state.model_name, req.chat, text,
                                    out.finish_reason if out.finished else None, created,
-                                   usage(num_prompt, n_out) if req.continuous_usage else None,
+                                   usage(num_prompt, n_out, out.num_cached_tokens) if req.continuous_usage else None,
                                    role=req.chat and first)
                 first = False
             if out.finished:
@@ -196,7 +201,7 @@ async def _sse(state: ServerState, stream, req: ParsedRequest, request_id: str, 
                 state.num_finished += 1
                 if req.include_usage:
                     yield stream_chunk(request_id, state.model_name, req.chat, None, None, created,
-                                       usage(num_prompt, n_out))
+                                       usage(num_prompt, n_out, out.num_cached_tokens))
                 yield b"data: [DONE]\n\n"
     except ValueError as e:  # the engine refused the request (raised on the stream)
         yield b"data: " + json.dumps(error_body(str(e))).encode() + b"\n\n"
@@ -229,7 +234,7 @@ async def _complete(state: ServerState, request: Request, stream, req: ParsedReq
         return JSONResponse(error_body(message, "server_error", code=500), status_code=500)
     state.num_finished += 1
     return final_body(request_id, state.model_name, req.chat, final.text, final.finish_reason,
-                      usage(num_prompt, len(final.token_ids)))
+                      usage(num_prompt, len(final.token_ids), final.num_cached_tokens))
 
 
 def build_state(model_dir: Path, model_name: str, api_key: str | None, engine_args: dict[str, str]) -> ServerState:

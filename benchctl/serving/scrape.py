@@ -65,10 +65,31 @@ def summarize_series(path: Path) -> dict:
             continue
         count += 1
         for name, value in sample.get("metrics", {}).items():
-            s = series.setdefault(name, {"max": value, "last": value})
+            s = series.setdefault(name, {"first": value, "max": value, "last": value})
             s["max"] = max(s["max"], value)
             s["last"] = value
     return {"samples": count, "series": series}
+
+
+# (hits, queries) counters of servers that count prefix-cache lookups in prompt tokens
+PREFIX_CACHE_COUNTERS = (("vllm:prefix_cache_hits", "vllm:prefix_cache_queries"),
+                         ("reference_engine:prefix_cache_hits", "reference_engine:prefix_cache_queries"))
+
+
+def prefix_cache_hit_rate(series: dict) -> dict | None:
+    """Prompt tokens found in the server's prefix cache / prompt tokens looked up, over the run (the counters'
+    growth from the first sample to the last, summed over label sets); None when the server counts neither."""
+    def growth(name: str) -> float | None:
+        found = [s["last"] - s.get("first", 0.0) for key, s in series.items()
+                 if key.split("{")[0] in (name, name + "_total")]
+        return sum(found) if found else None
+
+    for hits_name, queries_name in PREFIX_CACHE_COUNTERS:
+        hits, queries = growth(hits_name), growth(queries_name)
+        if hits is not None and queries is not None:
+            return {"source": queries_name, "hit_tokens": hits, "query_tokens": queries,
+                    "hit_rate": hits / queries if queries > 0 else None}
+    return None
 
 
 def scrape_loop(url: str, out: Path, t0: float, interval_s: float = 1.0, headers: dict | None = None) -> None:

@@ -2,10 +2,10 @@
 
 One asyncio loop costs a few hundred microseconds of CPU per streamed request (HTTP, SSE parsing, timestamps),
 so a single process tops out near 2,000 requests/s per core. `--client-processes N` splits the schedule across N
-processes: request i goes to process i % N, each keeps the *absolute* arrival times of the shared t0 (one
-time.monotonic clock for the whole machine on Linux), and a max-concurrency cap C is split so the shares add up
-to C (a slot free in one process cannot be used by another; with N > 1 the cap is never exceeded, but can be
-under-used). Records flow back to the parent over a multiprocessing queue in small batches and go through the
+processes: request i goes to process i % N (a conversation's turns go where its first turn goes), each keeps the
+*absolute* arrival times of the shared t0 (one time.monotonic clock for the whole machine on Linux), and a
+max-concurrency cap C is split so the shares add up to C (a slot free in one process cannot be used by another;
+with N > 1 the cap is never exceeded, but can be under-used). Records flow back to the parent over a multiprocessing queue in small batches and go through the
 same RecordSink as single-process runs: on disk as they finish, a crash loses nothing already received.
 
 A process that dies takes only its own unfinished requests with it: the parent records each of them as failed.
@@ -92,6 +92,15 @@ def _child(k: int, options, tokenizer_dir: str | None, requests: list[RequestSpe
     run_event_loop(main())
 
 
+def conversation_groups(requests: Sequence[RequestSpec]) -> list[list[RequestSpec]]:
+    """Requests in arrival order, a conversation's turns kept together (a later turn waits for the earlier one's
+    answer, so one process must send them all); each single-turn request is a group of its own."""
+    groups: dict[str, list[RequestSpec]] = {}
+    for r in sorted(requests, key=lambda r: (r.arrival_s if r.after is None else float("inf"))):
+        groups.setdefault(r.conversation_id or r.request_id, []).append(r)
+    return list(groups.values())
+
+
 class ShardedClient:
     """Start the processes (each opens its connections), then `run(t0, emit)` from any thread."""
 
@@ -99,11 +108,11 @@ class ShardedClient:
         import dataclasses
 
         self.options = options
-        ordered = sorted(requests, key=lambda r: r.arrival_s)
-        self.n = max(1, min(processes, len(ordered) or 1, options.max_concurrency or processes))
+        groups = conversation_groups(requests)
+        self.n = max(1, min(processes, len(groups) or 1, options.max_concurrency or processes))
         ctx = mp.get_context("spawn")  # the parent has threads (record pump, scraper watcher): never fork it
         self.out: mp.Queue = ctx.Queue()
-        self.shares = [ordered[k::self.n] for k in range(self.n)]
+        self.shares = [[r for group in groups[k::self.n] for r in group] for k in range(self.n)]
         self.pending = [{r.request_id: r for r in share} for share in self.shares]
         self.controls = [ctx.Queue() for _ in range(self.n)]
         self.procs = []

@@ -2,22 +2,32 @@
 
 The schedule (`arrival_s`) is precomputed by the harness; the worker only compares it with its own
 clock, so IPC latency never shifts arrivals. Used by every backend that accepts requests over time.
+
+A request with `after` set (a conversation's later turn) has no precomputed arrival: it is held until the
+request it follows has finished, then arrives `think_time_s` later (its `arrival_s` is set then, so its record
+says when it really became due).
 """
 
 from __future__ import annotations
 
-from collections import deque
+import bisect
 
 
 class Admission:
     def __init__(self, requests: list[dict], max_concurrency: int | None = None):
-        self._pending = deque(sorted(requests, key=lambda r: r["arrival_s"]))
+        self._held = {r["after"]: r for r in requests if r.get("after")}  # previous request id -> next turn
+        self._pending = sorted((r for r in requests if not r.get("after")), key=lambda r: r["arrival_s"])
+        known = {r["request_id"] for r in requests}
+        orphans = sorted(after for after in self._held if after not in known)
+        if orphans:
+            raise ValueError(f"requests follow unknown request ids: {', '.join(orphans[:3])}")
         self.max_concurrency = max_concurrency
         self.in_flight = 0
         self.peak_in_flight = 0
 
     def pending(self) -> int:
-        return len(self._pending)
+        """Requests not yet admitted, including turns that wait for their previous turn."""
+        return len(self._pending) + len(self._held)
 
     def next_arrival_s(self) -> float | None:
         """Arrival time of the next request that is waiting only on the clock (None if none)."""
@@ -29,15 +39,22 @@ class Admission:
         """Requests to submit now; counts them as in flight."""
         admitted = []
         while self._pending and self._pending[0]["arrival_s"] <= now_s and not self._capped():
-            admitted.append(self._pending.popleft())
+            admitted.append(self._pending.pop(0))
             self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        if not admitted and self.in_flight == 0 and not self._pending and self._held:
+            raise RuntimeError(f"{len(self._held)} requests wait for requests that will never finish")
         return admitted
 
-    def finished(self, count: int = 1) -> None:
-        if count > self.in_flight:
+    def finished(self, request_id: str | None = None, now_s: float = 0.0) -> None:
+        """A request left the engine (done or failed) at now_s; the turn that follows it becomes due."""
+        if self.in_flight < 1:
             raise RuntimeError("more requests finished than were admitted")
-        self.in_flight -= count
+        self.in_flight -= 1
+        follower = self._held.pop(request_id, None) if request_id is not None else None
+        if follower is not None:
+            follower["arrival_s"] = now_s + float(follower.get("think_time_s") or 0.0)
+            bisect.insort(self._pending, follower, key=lambda r: r["arrival_s"])
 
     def _capped(self) -> bool:
         return self.max_concurrency is not None and self.in_flight >= self.max_concurrency

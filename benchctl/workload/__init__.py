@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchctl.workload.base import RequestSpec, Workload, WorkloadError, length_stats
+from benchctl.workload.conversations import sample_conversations
 from benchctl.workload.random_tokens import sample_random
 from benchctl.workload.schedule import arrival_times, schedule_description
 from benchctl.workload.sharegpt import load_conversations, sample_sharegpt
@@ -15,9 +16,10 @@ from benchctl.workload.tokenizer import Tokenizer, load_tokenizer
 
 __all__ = ["RequestSpec", "Workload", "WorkloadError", "WorkloadOptions", "arrival_times", "build_workload",
            "bundled_datasets", "length_stats", "load_conversations", "load_tokenizer", "resolve_dataset",
-           "Tokenizer"]
+           "Tokenizer", "WORKLOAD_KINDS"]
 
 DEFAULT_DATASET = "sharegpt-sample"
+WORKLOAD_KINDS = ("single-turn", "conversations")
 
 
 def datasets_dir() -> Path:
@@ -35,7 +37,10 @@ def bundled_datasets() -> dict[str, Path]:
 @dataclass(slots=True)
 class WorkloadOptions:
     dataset: str = DEFAULT_DATASET
-    num_prompts: int = 16  # the default run takes about a minute on 2 CPU cores
+    num_prompts: int = 16  # the default run takes about a minute on 2 CPU cores; conversations when kind=conversations
+    kind: str = "single-turn"  # single-turn (one request per entry) | conversations (benchctl.workload.conversations)
+    max_turns: int | None = None  # conversations: turns per conversation at most
+    think_time_s: float = 0.0  # conversations: pause between an answer and the next user turn
     seed: int = 0
     sharegpt_output_len: int | None = None
     random_input_len: int = 144
@@ -66,7 +71,14 @@ def build_workload(options: WorkloadOptions, tokenizer: Tokenizer) -> Workload:
     kind, path = resolve_dataset(options.dataset)
     if options.max_concurrency is not None and options.max_concurrency < 1:
         raise WorkloadError(f"--max-concurrency must be >= 1, got {options.max_concurrency}")
-    if kind == "random":
+    if options.kind not in WORKLOAD_KINDS:
+        raise WorkloadError(f"--workload must be one of {', '.join(WORKLOAD_KINDS)}, got {options.kind!r}")
+    if options.kind == "conversations":
+        if kind == "random":
+            raise WorkloadError("--workload conversations replays ShareGPT conversations; the random dataset has none")
+        requests, source = sample_conversations(path, tokenizer, options.num_prompts, options.seed,
+                                                options.max_turns, options.think_time_s, options.sharegpt_output_len)
+    elif kind == "random":
         requests, source = sample_random(tokenizer, options.num_prompts, options.random_input_len,
                                          options.random_output_len, options.random_range_ratio, options.seed,
                                          options.random_prefix_len)
@@ -75,8 +87,10 @@ def build_workload(options: WorkloadOptions, tokenizer: Tokenizer) -> Workload:
                                            options.sharegpt_output_len)
     # vLLM's convention: --burstiness other than 1 turns the Poisson process into a gamma process.
     arrival = "gamma" if options.burstiness != 1.0 and options.arrival == "poisson" else options.arrival
-    arrivals = arrival_times(len(requests), options.request_rate, options.burstiness, arrival, options.seed)
-    for request, t in zip(requests, arrivals):
+    # Conversations: the schedule says when each conversation starts; later turns wait for their previous turn.
+    heads = [r for r in requests if r.after is None]
+    arrivals = arrival_times(len(heads), options.request_rate, options.burstiness, arrival, options.seed)
+    for request, t in zip(heads, arrivals):
         request.arrival_s = float(t)
     schedule = schedule_description(options.request_rate, options.burstiness, arrival, options.max_concurrency)
     name = options.dataset if kind == "random" or options.dataset in bundled_datasets() else f"sharegpt:{path}"

@@ -18,6 +18,13 @@ class RequestSpec:
     prompt: str  # the same prompt as text, for servers
     output_len: int  # tokens to generate exactly (ignore_eos)
     arrival_s: float = 0.0  # offset from the run start; precomputed by benchctl.workload.schedule
+    # Multi-turn conversations (benchctl.workload.conversations): a later turn has no precomputed arrival; it is
+    # released `think_time_s` after the request `after` (the previous turn) finished, and carries the history.
+    conversation_id: str | None = None
+    turn: int | None = None  # 0 = the conversation's first user turn
+    after: str | None = None
+    think_time_s: float = 0.0
+    messages: list[dict] | None = None  # the chat history up to this turn, for the chat endpoint
 
     @property
     def prompt_len(self) -> int:
@@ -49,7 +56,7 @@ class Workload:
     def spec(self) -> dict:
         """The workload spec recorded beside every number a run produces."""
         arrivals = [r.arrival_s for r in self.requests]
-        return {
+        spec = {
             "dataset": self.dataset,
             "num_requests": len(self.requests),
             "seed": self.seed,
@@ -58,3 +65,9 @@ class Workload:
             "schedule": {**self.schedule, "last_arrival_s": round(max(arrivals, default=0.0), 6)},
             "source": self.source,
         }
+        if any(r.turn is not None for r in self.requests):  # conversations: the history makes later prompts longer
+            spec["input_tokens_by_turn"] = {
+                "first": length_stats([r.prompt_len for r in self.requests if r.turn == 0]),
+                "later": length_stats([r.prompt_len for r in self.requests if r.turn]),
+            }
+        return spec
