@@ -17,18 +17,33 @@ def kv_bytes_per_block(cfg: ModelConfig, block_size: int, dtype: torch.dtype) ->
 
 
 def resolve_gemm(requested: str, device: torch.device, dtype: torch.dtype) -> str:
-    """The projection GEMM: "auto" -> "onednn" where its prepacked linear runs (CPU, float32; ~10% faster decode
-    steps at 64 sequences, greedy tokens still identical to HF), else "torch"; "onednn" where it cannot run is a
-    ValueError."""
+    """The projection GEMM: "auto" -> "skinny" where oneDNN's prepacked linear and the CPU kernels run (CPU,
+    float32), "onednn" if only the former does, else "torch"; a choice that cannot run here is a ValueError."""
     from reference_engine.model.llama import onednn_linear_available
 
     available = onednn_linear_available(device, dtype)
     if requested == "auto":
-        return "onednn" if available else "torch"
-    if requested == "onednn" and not available:
-        raise ValueError(f"gemm='onednn' needs a CPU float32 model and a torch built with mkldnn "
+        if not available:
+            return "torch"
+        return "skinny" if _cpu_kernels_build() else "onednn"
+    if requested in ("onednn", "skinny") and not available:
+        raise ValueError(f"gemm={requested!r} needs a CPU float32 model and a torch built with mkldnn "
                          f"(device={device.type}, dtype={str(dtype).removeprefix('torch.')})")
+    if requested == "skinny" and not _cpu_kernels_build():
+        from reference_engine.kernels import cpu_ops
+
+        raise ValueError(f"gemm='skinny' needs the CPU kernels: {cpu_ops.unavailable_reason()}")
     return requested
+
+
+def _cpu_kernels_build() -> bool:
+    from reference_engine.kernels import cpu_ops
+
+    try:
+        cpu_ops.build()
+    except RuntimeError:
+        return False
+    return True
 
 
 def free_memory_bytes(device: torch.device) -> int:

@@ -123,3 +123,30 @@ def test_auto_on_cpu_picks_the_cpu_kernels_and_the_build_is_keyed_on_this_cpu(cp
     assert kernels.resolve_backend("cpu", "cpu") == "cpu"
     assert cpu_ops.build().__name__ == f"benchctl_cpu_ops_{cpu_ops.cpu_fingerprint()}"
     assert "not 'cuda'" in kernels.available_backends("cuda")["cpu"]
+
+
+@pytest.mark.parametrize("rows", range(1, 9))
+@pytest.mark.parametrize("k, n", [(576, 960), (1536, 576), (100, 37), (16, 1)])
+def test_skinny_linear_matches_a_float64_matmul(cpu_ops, rows, k, n):
+    from reference_engine.kernels import cpu_ops as ext
+
+    g = torch.Generator().manual_seed(rows * 1000 + k + n)
+    x = torch.randn(rows, k, generator=g)
+    w = torch.randn(n, k, generator=g)
+    got = ext.skinny_linear(x, w)
+    exact = (x.double() @ w.double().T).float()
+    # fp32 dot products of length k, summed in another order than any library's: within a few ulp of the sum
+    torch.testing.assert_close(got, exact, rtol=1e-5, atol=1e-5 * k ** 0.5)
+    torch.testing.assert_close(ext.skinny_linear(x.T.contiguous().T, w), got)  # a strided x is made contiguous
+
+
+def test_skinny_linear_rejects_what_it_cannot_do(cpu_ops):
+    from reference_engine.kernels import cpu_ops as ext
+
+    w = torch.randn(8, 16)
+    with pytest.raises(RuntimeError, match="1 to 8 rows"):
+        ext.skinny_linear(torch.randn(9, 16), w)
+    with pytest.raises(RuntimeError, match="disagree on K"):
+        ext.skinny_linear(torch.randn(2, 15), w)
+    with pytest.raises(RuntimeError, match="float32"):
+        ext.skinny_linear(torch.randn(2, 16, dtype=torch.float64), w.double())

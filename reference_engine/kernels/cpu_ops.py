@@ -113,4 +113,12 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return build().rms_norm(x, weight.float(), float(eps))
 
 
-__all__ = ["build", "paged_decode_attention", "reshape_and_cache", "rms_norm", "rotary", "silu_and_mul"]
+def skinny_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x @ weight.T for x (M, K) with M <= MAX_SKINNY_ROWS, weight (N, K) contiguous float32: one streaming pass
+    over the weight (a decode step with few sequences is bound by memory bandwidth, not FLOPs)."""
+    return build().skinny_linear(x, weight)
+
+
+MAX_SKINNY_ROWS = 8
+
+__all__ = ["MAX_SKINNY_ROWS", "build", "skinny_linear", "paged_decode_attention", "reshape_and_cache", "rms_norm", "rotary", "silu_and_mul"]

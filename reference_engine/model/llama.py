@@ -32,17 +32,28 @@ class Projection:
     "onednn": the weight is reordered once into oneDNN's blocked layout and applied with its prepacked linear
     (torch.ops.mkldnn, what torch.compile's CPU freezing uses): the GEMM no longer repacks the weight on every call,
     which is most of the cost when a decode step has few rows and the weights are not in cache.
+    "skinny": "onednn", except that inputs of at most MAX_SKINNY_ROWS rows (a decode step with few sequences) go
+    through the CPU kernel skinny_linear, one streaming pass over the (out, in) weight at memory bandwidth; the
+    weight is then held twice (blocked and as stored).
     """
 
     def __init__(self, weight: torch.Tensor, gemm: str):
         self.gemm = gemm
-        if gemm == "onednn":
+        self.rows_weight = None
+        if gemm in ("onednn", "skinny"):
             self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous())
+            if gemm == "skinny":
+                from reference_engine.kernels import cpu_ops
+
+                self.rows_weight = weight.contiguous()  # (out, in)
+                self._skinny, self._max_rows = cpu_ops.skinny_linear, cpu_ops.MAX_SKINNY_ROWS
         else:
             self.weight = weight.t().contiguous()  # (in, out)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gemm == "onednn":
+        if self.rows_weight is not None and 0 < x.shape[0] <= self._max_rows:
+            return self._skinny(x, self.rows_weight)
+        if self.gemm != "torch":
             return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.weight, None, "none", [], "")
         return x @ self.weight
 
@@ -96,7 +107,7 @@ class LlamaLayer:
 class LlamaForCausalLM:
     def __init__(self, cfg: ModelConfig, model_dir: str | Path, device: torch.device, dtype: torch.dtype,
                  max_positions: int, gemm: str = "torch"):
-        """gemm: "torch" or "onednn" (see Projection)."""
+        """gemm: "torch", "onednn" or "skinny" (see Projection)."""
         self.cfg = cfg
         weights = load_safetensors(Path(model_dir), device, dtype)
         self.embed_tokens = weights.pop("model.embed_tokens.weight")  # (vocab, hidden)
@@ -104,7 +115,7 @@ class LlamaForCausalLM:
         self.lm_head = weights.pop("lm_head.weight", None)  # (vocab, hidden)
         if self.lm_head is None or cfg.tie_word_embeddings:
             self.lm_head = self.embed_tokens
-        self.lm_head_proj = Projection(self.lm_head, gemm) if gemm == "onednn" else None
+        self.lm_head_proj = Projection(self.lm_head, gemm) if gemm != "torch" else None
         self.layers = []
         for i in range(cfg.num_layers):
             prefix = f"model.layers.{i}."

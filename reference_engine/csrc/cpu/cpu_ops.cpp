@@ -14,6 +14,9 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -297,7 +300,88 @@ void reshape_and_cache(torch::Tensor key, torch::Tensor value, torch::Tensor k_c
   }
 }
 
+// y = x @ w.T for the few rows of a decode step: x (M, K) with M <= kMaxSkinnyRows, w (N, K) as checkpoints store it.
+// At a handful of rows a projection is a pass over its weights (0.5 GB per step for SmolLM2-135M in fp32): the
+// speed limit is memory bandwidth, and a GEMM library's packing and blocking only get in the way. Each thread
+// streams its own range of output rows, kR rows side by side (kR sequential streams for the prefetcher), and
+// keeps kR x kM dot products in vector registers; x (a few KiB) stays in L1.
+constexpr int64_t kMaxSkinnyRows = 8;
+
+template <int64_t kM, int64_t kR>
+void skinny_rows(const float* __restrict x, const float* __restrict w, float* __restrict y, int64_t K, int64_t N,
+                 int64_t n_begin, int64_t n_end) {
+  int64_t n = n_begin;
+#if defined(__AVX512F__)
+  const int64_t k_vec = K / 16 * 16;
+  for (; n + kR <= n_end; n += kR) {
+    __m512 acc[kR][kM];
+    for (int64_t r = 0; r < kR; ++r)
+      for (int64_t m = 0; m < kM; ++m) acc[r][m] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < k_vec; k += 16) {
+      __m512 wv[kR];
+      for (int64_t r = 0; r < kR; ++r) wv[r] = _mm512_loadu_ps(w + (n + r) * K + k);
+      for (int64_t m = 0; m < kM; ++m) {
+        const __m512 xv = _mm512_loadu_ps(x + m * K + k);
+        for (int64_t r = 0; r < kR; ++r) acc[r][m] = _mm512_fmadd_ps(wv[r], xv, acc[r][m]);
+      }
+    }
+    for (int64_t r = 0; r < kR; ++r)
+      for (int64_t m = 0; m < kM; ++m) {
+        float sum = _mm512_reduce_add_ps(acc[r][m]);
+        for (int64_t k = k_vec; k < K; ++k) sum += w[(n + r) * K + k] * x[m * K + k];
+        y[m * N + n + r] = sum;
+      }
+  }
+#endif
+  for (; n < n_end; ++n) {  // rows left over (and every row without AVX-512)
+    const float* wr = w + n * K;
+    for (int64_t m = 0; m < kM; ++m) {
+      const float* xr = x + m * K;
+      float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t k = 0; k < K; ++k) sum += wr[k] * xr[k];
+      y[m * N + n] = sum;
+    }
+  }
+}
+
+template <int64_t kM>
+void skinny_dispatch(const float* x, const float* w, float* y, int64_t K, int64_t N) {
+  constexpr int64_t kR = kM <= 2 ? 8 : (kM <= 4 ? 4 : 2);  // kR * kM accumulators fit in 32 vector registers
+  // chunks of whole kR-row groups, at least 64 rows each (a thread's share must outweigh waking it)
+  at::parallel_for(0, (N + kR - 1) / kR, 64 / kR, [&](int64_t begin, int64_t end) {
+    skinny_rows<kM, kR>(x, w, y, K, N, begin * kR, std::min(end * kR, N));
+  });
+}
+
+torch::Tensor skinny_linear(torch::Tensor x, torch::Tensor weight) {
+  x = x.contiguous();
+  TORCH_CHECK(weight.is_contiguous() && weight.dim() == 2, "weight must be a contiguous (out, in) matrix");
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && weight.scalar_type() == torch::kFloat32,
+              "the CPU skinny_linear takes float32 tensors");
+  const int64_t M = x.size(0), K = x.size(1), N = weight.size(0);
+  TORCH_CHECK(x.dim() == 2 && weight.size(1) == K, "x (M, K) and weight (N, K) disagree on K");
+  TORCH_CHECK(M >= 1 && M <= kMaxSkinnyRows, "skinny_linear takes 1 to ", kMaxSkinnyRows, " rows, got ", M);
+  auto y = torch::empty({M, N}, x.options());
+  const float* xp = x.data_ptr<float>();
+  const float* wp = weight.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  switch (M) {
+    case 1: skinny_dispatch<1>(xp, wp, yp, K, N); break;
+    case 2: skinny_dispatch<2>(xp, wp, yp, K, N); break;
+    case 3: skinny_dispatch<3>(xp, wp, yp, K, N); break;
+    case 4: skinny_dispatch<4>(xp, wp, yp, K, N); break;
+    case 5: skinny_dispatch<5>(xp, wp, yp, K, N); break;
+    case 6: skinny_dispatch<6>(xp, wp, yp, K, N); break;
+    case 7: skinny_dispatch<7>(xp, wp, yp, K, N); break;
+    default: skinny_dispatch<8>(xp, wp, yp, K, N); break;
+  }
+  return y;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("skinny_linear", &skinny_linear, "x @ weight.T for 1-8 rows of x, weight (out, in) float32 (CPU)");
+  m.attr("max_skinny_rows") = kMaxSkinnyRows;
   m.def("rotary_embedding", &rotary_embedding, "rotate-half RoPE in place on the first heads of qkv (CPU)");
   m.def("reshape_and_cache", &reshape_and_cache, "write K/V rows into paged cache slots (CPU)");
   m.def("paged_attention", &paged_attention, "paged decode attention over a block table (CPU)");
