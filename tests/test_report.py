@@ -305,3 +305,33 @@ def test_ablations_are_runs_differing_only_in_engine_options(runs_dir, model):
     fig = ablation.ablation_figure(group, 0)
     assert list(fig.data[0].x) == table["output tok/s"].tolist()
     assert "fig-ablation-1" in figure_ids(group, None)
+
+
+def test_conversation_section_shows_ttft_by_turn_and_the_cache(runs_dir, model):
+    from benchctl.report import conversations
+
+    plain = load(make_run(runs_dir, "plain", model_dir=model, n=6))
+    assert conversations.section([plain]) is None  # single-turn runs: no section
+    run_dir = make_run(runs_dir, "multi", model_dir=model, n=6)
+    rows = read_records(run_dir / "requests.jsonl")
+    for i, r in enumerate(rows):  # two conversations of three turns
+        r.update(conversation_id=f"c{i // 3}", turn=i % 3, extra={"num_cached_tokens": 16 * (i % 3)})
+    (run_dir / "requests.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = json.loads((run_dir / "run.json").read_text())
+    run["serving_stats"] = {"prefix_cache": {"source": "vllm:prefix_cache_queries", "hit_rate": 0.25}}
+    (run_dir / "run.json").write_text(json.dumps(run))
+    multi = load(run_dir)
+    sec = conversations.section([multi, plain])
+    [(div_id, fig)] = sec.figures
+    assert div_id == "conversations-ttft-by-turn" and list(fig.data[0].x) == [0, 1, 2]
+    for turn, median in zip(fig.data[0].x, fig.data[0].y):
+        ttfts = [request_latencies(r)["ttft_s"] * 1000 for r in rows if r["turn"] == turn]
+        assert median == pytest.approx(float(np.median(ttfts)))
+    [(_, table)] = sec.tables
+    row = table.iloc[0]
+    conv = summarize(rows)["conversations"]
+    assert row["conversations"] == 2 and row["hit rate (server /metrics)"] == 0.25
+    assert row["prompt tokens cached (engine)"] == pytest.approx(conv["cached_prompt_fraction"], abs=1e-3)
+    assert row["TTFT later p50 (ms)"] == pytest.approx(conv["ttft_later_turns_s"]["median"] * 1000, abs=1e-3)
+    assert sec.notes == ["1 run(s) are single-turn and not shown here."]
+    assert "conversations-ttft-by-turn" in figure_ids([multi], None)

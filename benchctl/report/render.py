@@ -8,7 +8,8 @@ from importlib.metadata import PackageNotFoundError, version
 import jinja2
 import plotly.offline
 
-from benchctl.report import ablation, internals, latency, overview, profiles, roofline, sweep, timeline
+from benchctl.report import (ablation, conversations, internals, latency, overview, profiles, roofline, sweep,
+                             timeline)
 from benchctl.report.load import RunData
 from benchctl.report.section import Section
 
@@ -18,7 +19,8 @@ PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 def build_sections(runs: list[RunData], hw: dict | None) -> list[Section]:
     sections = [overview.section(runs), latency.section(runs), timeline.section(runs),
                 internals.section(runs), roofline.section(runs, hw)]
-    for optional in (sweep.section(runs), ablation.section(runs), profiles.section(runs)):
+    for optional in (conversations.section(runs), sweep.section(runs), ablation.section(runs),
+                     profiles.section(runs)):
         if optional is not None:
             sections.append(optional)
     return sections

@@ -46,6 +46,47 @@ inline float vexp(float x) {
   return p * scale;
 }
 
+#if defined(__AVX512F__)
+// vexp on 16 lanes, the same steps as the scalar one (GCC does not vectorize the scalar one's floor and bit cast,
+// which left every softmax and SiLU running one float at a time).
+inline __m512 vexp16(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.33654f)), _mm512_set1_ps(88.72283f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
+                                        _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  const __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x));
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+}
+#endif
+
+// sc[t] = vexp(sc[t] - m) for t < len; returns their sum.
+inline float exp_shifted_sum(float* sc, int64_t len, float m) {
+  float sum = 0.f;
+  int64_t t = 0;
+#if defined(__AVX512F__)
+  __m512 vsum = _mm512_setzero_ps();
+  const __m512 vm = _mm512_set1_ps(m);
+  for (; t + 16 <= len; t += 16) {
+    const __m512 e = vexp16(_mm512_sub_ps(_mm512_loadu_ps(sc + t), vm));
+    _mm512_storeu_ps(sc + t, e);
+    vsum = _mm512_add_ps(vsum, e);
+  }
+  sum = _mm512_reduce_add_ps(vsum);
+#endif
+  for (; t < len; ++t) {
+    sc[t] = vexp(sc[t] - m);
+    sum += sc[t];
+  }
+  return sum;
+}
+
 // kD = head_dim and kG = query heads per KV head when known at compile time (the loops then unroll); 0 = read at
 // run time.
 template <typename T, int64_t kD, int64_t kG>
@@ -107,13 +148,7 @@ void paged_attention_impl(const torch::Tensor& query, const torch::Tensor& k_cac
         float m = sc[0];
 #pragma omp simd reduction(max : m)
         for (int64_t t = 0; t < len; ++t) m = std::max(m, sc[t]);
-        float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t t = 0; t < len; ++t) {
-          sc[t] = vexp(sc[t] - m);
-          sum += sc[t];
-        }
-        row_sum[r] = sum;
+        row_sum[r] = exp_shifted_sum(sc, len, m);
       }
       // pass 2: acc_r = sum_t p[r][t] * v_t
       float* a = acc.data();
@@ -230,8 +265,16 @@ torch::Tensor silu_and_mul(torch::Tensor x) {
       const float* gate = xp + r * 2 * d;
       const float* up = gate + d;
       float* o = op + r * d;
-#pragma omp simd
-      for (int64_t i = 0; i < d; ++i) o[i] = gate[i] / (1.f + vexp(-gate[i])) * up[i];
+      int64_t i = 0;
+#if defined(__AVX512F__)
+      const __m512 one = _mm512_set1_ps(1.f);
+      for (; i + 16 <= d; i += 16) {
+        const __m512 g = _mm512_loadu_ps(gate + i);
+        const __m512 e = vexp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
+        _mm512_storeu_ps(o + i, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), _mm512_loadu_ps(up + i)));
+      }
+#endif
+      for (; i < d; ++i) o[i] = gate[i] / (1.f + vexp(-gate[i])) * up[i];
     }
   });
   return out;
@@ -252,20 +295,19 @@ void rotary_embedding(torch::Tensor qkv, torch::Tensor cos_sin, int64_t num_head
   float* x_ptr = qkv.data_ptr<float>();
   const float* cs = cos_sin.data_ptr<float>();
   at::parallel_for(0, T, 8, [&](int64_t begin, int64_t end) {
-    std::vector<float> lo(half);
     for (int64_t t = begin; t < end; ++t) {
       const float* c = cs + t * 2 * D;
       const float* sn = c + D;
       for (int64_t h = 0; h < num_heads; ++h) {
         float* x = x_ptr + (t * heads + h) * D;
-        for (int64_t i = 0; i < half; ++i) lo[i] = x[i];
+        // the two halves are read before either is written, and x never overlaps cos_sin: vectorize freely
+#pragma omp simd
         for (int64_t i = 0; i < half; ++i) {
-          const float a = x[i] * c[i], b = -x[i + half] * sn[i];
-          x[i] = a + b;
-        }
-        for (int64_t i = 0; i < half; ++i) {
-          const float a = x[i + half] * c[i + half], b = lo[i] * sn[i + half];
-          x[i + half] = a + b;
+          const float x0 = x[i], x1 = x[i + half];
+          const float a0 = x0 * c[i], b0 = -x1 * sn[i];
+          const float a1 = x1 * c[i + half], b1 = x0 * sn[i + half];
+          x[i] = a0 + b0;
+          x[i + half] = a1 + b1;
         }
       }
     }
