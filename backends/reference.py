@@ -21,7 +21,8 @@ ENGINE_ARGS = {
     "enable_prefix_caching": "true/false",
     "enable_chunked_prefill": "true/false",
     "attention_backend": "auto (default: cpu C++ kernels on CPU when they build, else torch), torch, cpu, triton or cuda",
-    "gemm": "auto (default: skinny on CPU float32), torch (x @ W), onednn (oneDNN's prepacked linear) or skinny (onednn + a bandwidth-bound kernel for steps of <= 8 rows)",
+    "gemm": "auto (default: skinny on CPU float32), torch (x @ W), onednn (oneDNN's prepacked linear) or skinny "
+            "(onednn + a bandwidth-bound kernel for steps of <= 8 rows)",
     "sampler": "batched (default) or per_seq",
     "host_transfer": "coalesced (default) or per_seq",
     "detokenize": "inline (default), thread or off",
@@ -97,7 +98,7 @@ class ReferenceWorker:
                     if new:
                         chunks[out.request_id].append((now, new))
                     if out.finished:
-                        admission.finished(out.request_id, now)
+                        admission.finished(out.request_id, now, out.token_ids)
                         ctx.emit(self._record(by_id[out.request_id], out, starts, chunks, now))
         return engine.stats_summary()
 

@@ -101,6 +101,7 @@ def run(
     workload: Annotated[str, typer.Option(help="single-turn (a prompt and its answer per entry) or conversations (whole multi-turn ShareGPT conversations, each turn sent with the history after the previous answer).")] = "single-turn",
     max_turns: Annotated[Optional[int], typer.Option(help="conversations: at most this many turns per conversation.")] = None,
     think_time: Annotated[float, typer.Option(help="conversations: seconds between an answer and the next user turn.")] = 0.0,
+    history: Annotated[str, typer.Option(help="conversations: earlier answers sent back as recorded in the dataset (identical prompts for every engine) or as generated (what a chat client sends).")] = "recorded",
     mode: Annotated[str, typer.Option(help="offline (engine in a worker process) or serving.")] = "offline",
     request_rate: Annotated[float, typer.Option(help="Requests per second; inf sends everything at t=0.")] = math.inf,
     burstiness: Annotated[float, typer.Option(help="Gamma shape of inter-arrival gaps (1 = Poisson).")] = 1.0,
@@ -139,7 +140,7 @@ def run(
         api_key=api_key, warmup_requests=warmup_requests, request_timeout_s=request_timeout,
         client_processes=client_processes, workload=WorkloadOptions(
             dataset=dataset, num_prompts=num_prompts, seed=seed, sharegpt_output_len=sharegpt_output_len,
-            kind=workload, max_turns=max_turns, think_time_s=think_time,
+            kind=workload, max_turns=max_turns, think_time_s=think_time, history=history,
             random_input_len=random_input_len, random_output_len=random_output_len,
             random_range_ratio=random_range_ratio, random_prefix_len=random_prefix_len,
             request_rate=request_rate, burstiness=burstiness, arrival=arrival, max_concurrency=max_concurrency))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import asdict
 
 import pytest
 
@@ -126,6 +127,54 @@ def test_max_turns_think_time_seed_and_errors(conversations_file, tok):
         args = {"num_conversations": 2, **kwargs}
         with pytest.raises(WorkloadError, match=message):
             sample_conversations(conversations_file, tok, args.pop("num_conversations"), seed=0, **args)
+
+
+def test_generated_history_splices_the_engines_answer_in_tokens(conversations_file, tok):
+    requests, source = sample_conversations(conversations_file, tok, 3, seed=0, history="generated")
+    recorded, _ = sample_conversations(conversations_file, tok, 3, seed=0)
+    assert source["history"] == "generated"
+    assert [r.prompt_token_ids for r in requests] == [r.prompt_token_ids for r in recorded]  # lengths as recorded
+    by_id = {r.request_id: r for r in requests}
+    for r in requests:
+        if r.after is None:
+            assert r.suffix_ids is None and r.suffix_text is None
+            continue
+        prev = by_id[r.after]
+        answer = _recorded_answer(conversations_file, source, prev)
+        # ChatML: previous prompt + answer + the tail renders (and tokenizes) as the whole next prompt
+        assert prev.prompt + answer + r.suffix_text == r.prompt
+        assert prev.prompt_token_ids + tok.encode(answer) + r.suffix_ids == r.prompt_token_ids
+        assert r.suffix_text.startswith("<|im_end|>") and r.suffix_text.endswith("<|im_start|>assistant\n")
+    wire = [r.to_wire() for r in requests]
+    adm = Admission(wire)
+    first = adm.due(0.0)
+    t0 = next(r for r in first if by_id[r["request_id"]].conversation_id == "conv-0000")
+    adm.finished(t0["request_id"], 1.0, [7, 8, 9])
+    follower = next(r for r in wire if r["after"] == t0["request_id"])
+    assert follower["prompt_token_ids"] == t0["prompt_token_ids"] + [7, 8, 9] + follower["suffix_ids"]
+    with pytest.raises(WorkloadError, match="--history must be one of"):
+        sample_conversations(conversations_file, tok, 1, seed=0, history="invented")
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_load_client_sends_the_generated_answer_back_with_history_generated(endpoint):
+    specs = _client_specs(2, 3, think_s=0.0, output_len=3)
+    for s in specs:
+        if s.after is not None:
+            s.suffix_text = f"<end/>next {s.turn}<start/>"
+    with FakeServerProcess("--ttft-ms", "5", "--itl-ms", "2") as server:
+        records, _, _ = run_client(server.base_url, specs, endpoint=endpoint)
+        truth = server.timings()
+    assert len(records) == 6 and all(r["error"] is None for r in records)
+    answer = " hello" * 3  # what the fake server generates
+    for c in range(2):
+        seen = [truth[f"c{c}-t{t}"] for t in range(3)]
+        if endpoint == "chat":
+            assert seen[2]["messages"] == ["user", "assistant", "user", "assistant", "user"]
+            assert seen[2]["contents"] == ["question 0", answer, "question 1", answer, "question 2"]
+        else:
+            assert seen[1]["prompt"] == f"prompt {c}/0" + answer + "<end/>next 1<start/>"
+            assert seen[2]["prompt"] == seen[1]["prompt"] + answer + "<end/>next 2<start/>"
 
 
 def test_the_schedule_times_conversation_starts_only(conversations_file, tok):
@@ -254,6 +303,7 @@ def test_load_client_sends_each_turn_after_the_answer_and_the_think_time():
             assert truth[r["request_id"]]["recv"] - t0 >= prev["finish_s"] + think - 1e-3
             # the chat endpoint gets the whole history: user, assistant, ..., user
             assert truth[r["request_id"]]["messages"] == ["user", "assistant"] * t + ["user"]
+            assert truth[r["request_id"]]["contents"][-2] == f"answer {t - 1}"  # recorded history by default
     events = sorted([(r["start_s"], 1) for r in records] + [(r["finish_s"], -1) for r in records])
     assert max(sum(step for _, step in events[:i + 1]) for i in range(len(events))) <= 2  # the cap holds
 
@@ -311,8 +361,11 @@ def test_offline_only_backends_refuse_conversations(capsys, tmp_path):
     assert code == 2 and "the random dataset has none" in capsys.readouterr().err
 
 
-def _conversation_run(tmp_path, mode: str, prefix_caching: bool, **kw) -> dict:
-    workload = WorkloadOptions(num_prompts=3, kind="conversations", max_turns=3, sharegpt_output_len=8)
+_WORKLOAD = WorkloadOptions(num_prompts=3, kind="conversations", max_turns=3, sharegpt_output_len=8)
+
+
+def _conversation_run(tmp_path, mode: str, prefix_caching: bool, history: str = "recorded", **kw) -> dict:
+    workload = WorkloadOptions(**{**asdict(_WORKLOAD), "history": history})
     cfg = RunConfig(backend="reference", mode=mode, workload=workload, output_dir=tmp_path,
                     engine_args={"enable_prefix_caching": str(prefix_caching).lower(), "max_num_seqs": "8"}, **kw)
     run_dir = run_benchmark(cfg)
@@ -320,7 +373,7 @@ def _conversation_run(tmp_path, mode: str, prefix_caching: bool, **kw) -> dict:
 
 
 @pytest.mark.slow
-def test_reference_engine_offline_replays_conversations_and_reuses_their_prefixes(tmp_path):
+def test_reference_engine_offline_replays_conversations_and_reuses_their_prefixes(tmp_path, tok):
     on = _conversation_run(tmp_path, "offline", True)
     off = _conversation_run(tmp_path, "offline", False)
     for result in (on, off):
@@ -338,6 +391,16 @@ def test_reference_engine_offline_replays_conversations_and_reuses_their_prefixe
     assert conv_on["cached_prompt_fraction_later_turns"] > 0.3
     assert on["run"]["engine_stats"]["prefix_cache_token_hit_rate"] > 0
     assert [r["output_tokens"] for r in on["rows"]] == [8] * len(on["rows"])
+    # sending back the engine's own answers: the previous answer's blocks are in the cache too
+    generated = _conversation_run(tmp_path, "offline", True, history="generated")
+    conv_gen = generated["run"]["summary"]["conversations"]
+    # turn k's prompt = turn k-1's prompt + its 8 generated tokens + the rendered tail (spliced in tokens)
+    specs = {r.request_id: r for r in build_workload(WorkloadOptions(**{**asdict(_WORKLOAD), "history": "generated"}),
+                                                    tok).requests}
+    prompt = {r["request_id"]: r["prompt_tokens"] for r in generated["rows"]}
+    assert all(prompt[rid] == (prompt[s.after] + 8 + len(s.suffix_ids) if s.after else s.prompt_len)
+               for rid, s in specs.items())
+    assert conv_gen["cached_prompt_fraction_later_turns"] > conv_on["cached_prompt_fraction_later_turns"]
 
 
 @pytest.mark.slow

@@ -93,6 +93,8 @@ class LoadClient:
         self._in_flight = 0
         self._sent_ids: set[str] = set()
         self._followers: dict[str, RequestSpec] = {}  # previous turn's request id -> next turn
+        self._keep_answer: set[str] = set()  # --history generated: turns whose answer text the next turn needs
+        self._answers: dict[str, str] = {}
         self._payloads: dict[str, bytes] = {}
         self._slots: asyncio.Semaphore | None = None
 
@@ -150,6 +152,8 @@ class LoadClient:
         self._sent_ids = set()
         # A conversation's later turn is not on the schedule: it leaves think_time_s after its previous turn's answer.
         self._followers = {r.after: r for r in ordered if r.after is not None}
+        self._keep_answer = {r.after for r in ordered if r.after is not None and r.suffix_text is not None}
+        self._answers = {}
         heads = [r for r in ordered if r.after is None]
         self._payloads = {r.request_id: build_payload(r, self.options) for r in ordered}
         tasks: set[asyncio.Task] = set()
@@ -205,8 +209,18 @@ class LoadClient:
                 self._slots.release()
         emit(record)
         follower = self._followers.pop(spec.request_id, None)
+        answer = self._answers.pop(spec.request_id, "")
         if follower is not None and self.stop_reason is None:
+            if follower.suffix_text is not None:  # --history generated: the answer this server gave goes back
+                self._splice_answer(spec, follower, answer)
             await self._follow(follower, time.monotonic() - t0, t0, emit, tasks)
+
+    def _splice_answer(self, previous: RequestSpec, follower: RequestSpec, answer: str) -> None:
+        """The next turn's history ends with the generated answer instead of the recorded one."""
+        follower.prompt = previous.prompt + answer + follower.suffix_text
+        if previous.messages is not None and follower.messages is not None:
+            follower.messages = [*previous.messages, {"role": "assistant", "content": answer}, follower.messages[-1]]
+        self._payloads[follower.request_id] = build_payload(follower, self.options)
 
     async def _follow(self, spec: RequestSpec, answered_s: float, t0: float, emit, tasks: set[asyncio.Task]) -> None:
         """The next turn of a conversation: due think_time_s after the answer, then it queues for a slot like any
@@ -261,6 +275,8 @@ class LoadClient:
             error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         except ValueError as e:  # aiohttp: a line longer than its buffer
             error = f"malformed stream: {e}"
+        if spec.request_id in self._keep_answer:
+            self._answers[spec.request_id] = acc.text
         return self._record(spec, start_s, acc, time.monotonic() - t0, error, status, server)
 
     def _record(self, spec: RequestSpec, start_s: float | None, acc: StreamAccumulator, end_s: float,
@@ -285,8 +301,11 @@ class LoadClient:
                 extra["num_cached_tokens"] = cached
         conversation = {"conversation_id": spec.conversation_id, "turn": spec.turn} \
             if spec.conversation_id is not None else {}
+        prompt_tokens = spec.prompt_len
+        if spec.suffix_text is not None and "server_prompt_tokens" in extra:  # the generated answer, tokenized there
+            prompt_tokens = extra["server_prompt_tokens"]
         return {
-            "request_id": spec.request_id, "prompt_tokens": spec.prompt_len, **conversation,
+            "request_id": spec.request_id, "prompt_tokens": prompt_tokens, **conversation,
             "expected_output_tokens": spec.output_len, "output_tokens": output_tokens,
             "arrival_s": spec.arrival_s, "start_s": start_s,
             "first_token_s": times[0] if times else None,

@@ -91,7 +91,9 @@ class FakeServer:
         chunks: list[float] = []
         if self.keep_timings:
             self.timings[rid] = {"recv": t_recv, "chunks": chunks,
-                                 "messages": [m.get("role") for m in body.get("messages", [])] if chat else None}
+                                 "messages": [m.get("role") for m in body.get("messages", [])] if chat else None,
+                                 "contents": [m.get("content") for m in body.get("messages", [])] if chat else None,
+                                 "prompt": None if chat else prompt}
         options = body.get("stream_options") or {}
         per_chunk_usage = bool(options.get("continuous_usage_stats")) and not prompt.startswith("!nousage")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})

@@ -5,8 +5,9 @@ so a single process tops out near 2,000 requests/s per core. `--client-processes
 processes: request i goes to process i % N (a conversation's turns go where its first turn goes), each keeps the
 *absolute* arrival times of the shared t0 (one time.monotonic clock for the whole machine on Linux), and a
 max-concurrency cap C is split so the shares add up to C (a slot free in one process cannot be used by another;
-with N > 1 the cap is never exceeded, but can be under-used). Records flow back to the parent over a multiprocessing queue in small batches and go through the
-same RecordSink as single-process runs: on disk as they finish, a crash loses nothing already received.
+with N > 1 the cap is never exceeded, but can be under-used). Records flow back to the parent over a
+multiprocessing queue in small batches and go through the same RecordSink as single-process runs: on disk as
+they finish, a crash loses nothing already received.
 
 A process that dies takes only its own unfinished requests with it: the parent records each of them as failed.
 """

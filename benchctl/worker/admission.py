@@ -15,10 +15,10 @@ import bisect
 
 class Admission:
     def __init__(self, requests: list[dict], max_concurrency: int | None = None):
+        self._by_id = {r["request_id"]: r for r in requests}
         self._held = {r["after"]: r for r in requests if r.get("after")}  # previous request id -> next turn
         self._pending = sorted((r for r in requests if not r.get("after")), key=lambda r: r["arrival_s"])
-        known = {r["request_id"] for r in requests}
-        orphans = sorted(after for after in self._held if after not in known)
+        orphans = sorted(after for after in self._held if after not in self._by_id)
         if orphans:
             raise ValueError(f"requests follow unknown request ids: {', '.join(orphans[:3])}")
         self.max_concurrency = max_concurrency
@@ -46,12 +46,17 @@ class Admission:
             raise RuntimeError(f"{len(self._held)} requests wait for requests that will never finish")
         return admitted
 
-    def finished(self, request_id: str | None = None, now_s: float = 0.0) -> None:
-        """A request left the engine (done or failed) at now_s; the turn that follows it becomes due."""
+    def finished(self, request_id: str | None = None, now_s: float = 0.0,
+                 output_token_ids: list[int] | None = None) -> None:
+        """A request left the engine (done or failed) at now_s; the turn that follows it becomes due. A follower
+        of --history generated gets its prompt now: this request's prompt + the tokens it generated + its suffix."""
         if self.in_flight < 1:
             raise RuntimeError("more requests finished than were admitted")
         self.in_flight -= 1
         follower = self._held.pop(request_id, None) if request_id is not None else None
+        if follower is not None and follower.get("suffix_ids") is not None and output_token_ids is not None:
+            follower["prompt_token_ids"] = (list(self._by_id[request_id]["prompt_token_ids"]) + list(output_token_ids)
+                                            + list(follower["suffix_ids"]))
         if follower is not None:
             follower["arrival_s"] = now_s + float(follower.get("think_time_s") or 0.0)
             bisect.insort(self._pending, follower, key=lambda r: r["arrival_s"])

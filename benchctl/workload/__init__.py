@@ -41,6 +41,7 @@ class WorkloadOptions:
     kind: str = "single-turn"  # single-turn (one request per entry) | conversations (benchctl.workload.conversations)
     max_turns: int | None = None  # conversations: turns per conversation at most
     think_time_s: float = 0.0  # conversations: pause between an answer and the next user turn
+    history: str = "recorded"  # conversations: the earlier answers sent back are the recorded or the generated ones
     seed: int = 0
     sharegpt_output_len: int | None = None
     random_input_len: int = 144
@@ -77,7 +78,8 @@ def build_workload(options: WorkloadOptions, tokenizer: Tokenizer) -> Workload:
         if kind == "random":
             raise WorkloadError("--workload conversations replays ShareGPT conversations; the random dataset has none")
         requests, source = sample_conversations(path, tokenizer, options.num_prompts, options.seed,
-                                                options.max_turns, options.think_time_s, options.sharegpt_output_len)
+                                                options.max_turns, options.think_time_s, options.sharegpt_output_len,
+                                                options.history)
     elif kind == "random":
         requests, source = sample_random(tokenizer, options.num_prompts, options.random_input_len,
                                          options.random_output_len, options.random_range_ratio, options.seed,

@@ -25,6 +25,10 @@ class RequestSpec:
     after: str | None = None
     think_time_s: float = 0.0
     messages: list[dict] | None = None  # the chat history up to this turn, for the chat endpoint
+    # --history generated: the rendered tail after the previous turn's prompt and answer (its end-of-turn marks, the
+    # next user message, the generation prompt); the previous *generated* answer is spliced in before it
+    suffix_text: str | None = None
+    suffix_ids: list[int] | None = None
 
     @property
     def prompt_len(self) -> int:

@@ -7,6 +7,13 @@ every engine then sees exactly the same prompts (same tokens, same lengths), and
 k-1's prompt, which is what a prefix cache can reuse. Output lengths are the recorded assistant messages' (exact,
 with ignore_eos), as in the single-turn ShareGPT workload.
 
+With `history="generated"` a later turn carries, instead of the recorded answer, the answer the engine actually
+gave to the previous turn (what a chat client sends): its prompt is the previous turn's prompt, the generated
+answer, and the rendered tail after it (end of the assistant message, the next user message, the generation
+prompt). Offline the splice is done in tokens (same lengths as recorded, since answers have exact lengths);
+servers get the generated text in the messages (chat) or the prompt (completions). It needs a template that
+renders a conversation as a prefix of its continuation (ChatML and most others do); the workload checks it.
+
 Turn 0 arrives on the workload's schedule (the request rate counts conversations); turn k > 0 has no precomputed
 arrival: it is released `think_time_s` after turn k-1 finished (benchctl.worker.admission offline, the load client
 in serving mode), so many conversations are in flight while each one waits for its own answers.
@@ -26,6 +33,7 @@ from benchctl.workload.tokenizer import Tokenizer
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
          "bard": "assistant", "bing": "assistant", "model": "assistant", "system": "system"}
 MIN_TURNS = 2  # a conversation workload is about later turns: single-turn conversations are left out
+HISTORIES = ("recorded", "generated")
 
 
 def chat_turns(conversation: list[dict]) -> tuple[list[dict], list[tuple[str, str]]]:
@@ -51,7 +59,8 @@ def chat_turns(conversation: list[dict]) -> tuple[list[dict], list[tuple[str, st
 
 def sample_conversations(path: Path, tokenizer: Tokenizer, num_conversations: int, seed: int,
                          max_turns: int | None = None, think_time_s: float = 0.0,
-                         fixed_output_len: int | None = None) -> tuple[list[RequestSpec], dict]:
+                         fixed_output_len: int | None = None,
+                         history: str = "recorded") -> tuple[list[RequestSpec], dict]:
     """`num_conversations` conversations of >= 2 turns, shuffled with the seed; one RequestSpec per turn.
 
     A conversation is cut before the first turn that fails the ShareGPT filters (an answer shorter than
@@ -65,6 +74,8 @@ def sample_conversations(path: Path, tokenizer: Tokenizer, num_conversations: in
         raise WorkloadError(f"--think-time must be >= 0 seconds, got {think_time_s}")
     if fixed_output_len is not None and fixed_output_len < 1:
         raise WorkloadError(f"--sharegpt-output-len must be >= 1, got {fixed_output_len}")
+    if history not in HISTORIES:
+        raise WorkloadError(f"--history must be one of {', '.join(HISTORIES)}, got {history!r}")
     template = ChatTemplate(tokenizer.model_dir)
     if not template.available:
         raise WorkloadError(f"{tokenizer.model_dir}: the model has no chat template; conversations need one")
@@ -80,7 +91,8 @@ def sample_conversations(path: Path, tokenizer: Tokenizer, num_conversations: in
     cut = {"answer_too_short": 0, "too_long": 0, "max_turns": 0}
     for source_id, system, pairs in candidates:
         turns = _conversation_requests(f"conv-{len(turns_taken):04d}", source_id, system, pairs, template,
-                                       tokenizer, max_turns, think_time_s, fixed_output_len, cut)
+                                       tokenizer, max_turns, think_time_s, fixed_output_len, cut,
+                                       generated=history == "generated")
         if len(turns) < MIN_TURNS:
             continue
         requests += turns
@@ -93,7 +105,7 @@ def sample_conversations(path: Path, tokenizer: Tokenizer, num_conversations: in
                             f"ShareGPT filters, {num_conversations} requested (lower --num-prompts)")
     source = {"path": str(path), "sha256_16": file_digest(path), "fixed_output_len": fixed_output_len,
               "conversations": len(turns_taken), "turns_per_conversation": length_stats(turns_taken),
-              "max_turns": max_turns, "think_time_s": think_time_s, "history": "recorded",
+              "max_turns": max_turns, "think_time_s": think_time_s, "history": history,
               "chat_template": "model", "filters": {"min_tokens": MIN_TOKENS, "max_total_tokens": MAX_TOTAL_TOKENS,
                                                     "min_turns": MIN_TURNS},
               "turns_cut": cut, "source_ids": source_ids}
@@ -102,9 +114,11 @@ def sample_conversations(path: Path, tokenizer: Tokenizer, num_conversations: in
 
 def _conversation_requests(conv_id: str, source_id: str, system: list[dict], pairs: list[tuple[str, str]],
                            template: ChatTemplate, tokenizer: Tokenizer, max_turns: int | None,
-                           think_time_s: float, fixed_output_len: int | None, cut: dict) -> list[RequestSpec]:
+                           think_time_s: float, fixed_output_len: int | None, cut: dict,
+                           generated: bool = False) -> list[RequestSpec]:
     turns: list[RequestSpec] = []
     history = list(system)
+    answered = ""  # the previous turn's prompt + its recorded answer, as rendered text
     for k, (user, answer) in enumerate(pairs):
         if max_turns is not None and k == max_turns:
             cut["max_turns"] += 1
@@ -122,8 +136,17 @@ def _conversation_requests(conv_id: str, source_id: str, system: list[dict], pai
         if len(prompt_ids) + output_len > MAX_TOTAL_TOKENS:
             cut["too_long"] += 1
             break
+        suffix_text = suffix_ids = None
+        if generated and turns:
+            if not prompt.startswith(answered):
+                raise WorkloadError(f"conversation {source_id}: the chat template does not render a conversation as "
+                                    f"the start of its continuation; use --history recorded")
+            suffix_text = prompt[len(answered):]
+            suffix_ids = tokenizer.encode(suffix_text)
         turns.append(RequestSpec(f"{conv_id}-t{k:02d}", prompt_ids, prompt, output_len,
                                  conversation_id=conv_id, turn=k, after=turns[-1].request_id if turns else None,
-                                 think_time_s=think_time_s if turns else 0.0, messages=messages))
+                                 think_time_s=think_time_s if turns else 0.0, messages=messages,
+                                 suffix_text=suffix_text, suffix_ids=suffix_ids))
         history = [*messages, {"role": "assistant", "content": answer}]
+        answered = prompt + answer
     return turns
