@@ -25,25 +25,24 @@ def resolve_gemm(requested: str, device: torch.device, dtype: torch.dtype) -> st
     if requested == "auto":
         if not available:
             return "torch"
-        return "skinny" if _cpu_kernels_build() else "onednn"
+        return "skinny" if _cpu_kernels_reason() is None else "onednn"
     if requested in ("onednn", "skinny") and not available:
         raise ValueError(f"gemm={requested!r} needs a CPU float32 model and a torch built with mkldnn "
                          f"(device={device.type}, dtype={str(dtype).removeprefix('torch.')})")
-    if requested == "skinny" and not _cpu_kernels_build():
-        from reference_engine.kernels import cpu_ops
-
-        raise ValueError(f"gemm='skinny' needs the CPU kernels: {cpu_ops.unavailable_reason()}")
+    if requested == "skinny" and (reason := _cpu_kernels_reason()) is not None:
+        raise ValueError(f"gemm='skinny' needs the CPU kernels: {reason}")
     return requested
 
 
-def _cpu_kernels_build() -> bool:
-    from reference_engine.kernels import cpu_ops
+def _cpu_kernels_reason() -> str | None:
+    """None when the CPU kernels load here (built on first call), else why not."""
+    from reference_engine.kernels import load_ops
 
     try:
-        cpu_ops.build()
-    except RuntimeError:
-        return False
-    return True
+        load_ops("cpu")
+    except RuntimeError as e:
+        return str(e)
+    return None
 
 
 def free_memory_bytes(device: torch.device) -> int:

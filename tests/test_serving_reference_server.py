@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 
 from benchctl.serving.launch import ServerProcess, free_port
-from benchctl.serving.openai_api import ChatTemplate, InvalidRequest, parse_request
+from benchctl.serving.openai_api import InvalidRequest, parse_request
+from benchctl.workload.chat import ChatTemplate
 
 API_KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -88,15 +88,17 @@ class LoadClient:
         self._session: aiohttp.ClientSession | None = None
         self._dispatcher: asyncio.Task | None = None
         self.stop_reason: str | None = None
-        self.num_sent = 0
         self.peak_in_flight = 0
         self._in_flight = 0
         self._sent_ids: set[str] = set()
         self._followers: dict[str, RequestSpec] = {}  # previous turn's request id -> next turn
-        self._keep_answer: set[str] = set()  # --history generated: turns whose answer text the next turn needs
-        self._answers: dict[str, str] = {}
+        self._answers: dict[str, str] = {}  # --history generated: answer texts the next turn sends back
         self._payloads: dict[str, bytes] = {}
         self._slots: asyncio.Semaphore | None = None
+
+    @property
+    def num_sent(self) -> int:
+        return len(self._sent_ids)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -148,11 +150,9 @@ class LoadClient:
             await self.open(self.options.max_concurrency or len(requests))
         ordered = sorted(requests, key=lambda r: r.arrival_s)
         self.assign_servers(ordered)
-        self.num_sent = 0
         self._sent_ids = set()
         # A conversation's later turn is not on the schedule: it leaves think_time_s after its previous turn's answer.
         self._followers = {r.after: r for r in ordered if r.after is not None}
-        self._keep_answer = {r.after for r in ordered if r.after is not None and r.suffix_text is not None}
         self._answers = {}
         heads = [r for r in ordered if r.after is None]
         self._payloads = {r.request_id: build_payload(r, self.options) for r in ordered}
@@ -196,7 +196,6 @@ class LoadClient:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         self._sent_ids.add(spec.request_id)
-        self.num_sent += 1
 
     async def _one(self, spec: RequestSpec, t0: float, emit: Callable[[dict], None], tasks: set[asyncio.Task]) -> None:
         self._in_flight += 1
@@ -275,7 +274,8 @@ class LoadClient:
             error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         except ValueError as e:  # aiohttp: a line longer than its buffer
             error = f"malformed stream: {e}"
-        if spec.request_id in self._keep_answer:
+        follower = self._followers.get(spec.request_id)
+        if follower is not None and follower.suffix_text is not None:
             self._answers[spec.request_id] = acc.text
         return self._record(spec, start_s, acc, time.monotonic() - t0, error, status, server)
 
@@ -299,13 +299,12 @@ class LoadClient:
             cached = acc.usage["prompt_tokens_details"].get("cached_tokens")
             if isinstance(cached, int):  # servers that report prefix-cache hits per request (vLLM, OpenAI)
                 extra["num_cached_tokens"] = cached
-        conversation = {"conversation_id": spec.conversation_id, "turn": spec.turn} \
-            if spec.conversation_id is not None else {}
         prompt_tokens = spec.prompt_len
         if spec.suffix_text is not None and "server_prompt_tokens" in extra:  # the generated answer, tokenized there
             prompt_tokens = extra["server_prompt_tokens"]
         return {
-            "request_id": spec.request_id, "prompt_tokens": prompt_tokens, **conversation,
+            "request_id": spec.request_id, "prompt_tokens": prompt_tokens,
+            "conversation_id": spec.conversation_id, "turn": spec.turn,
             "expected_output_tokens": spec.output_len, "output_tokens": output_tokens,
             "arrival_s": spec.arrival_s, "start_s": start_s,
             "first_token_s": times[0] if times else None,

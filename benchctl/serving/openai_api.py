@@ -11,8 +11,6 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from benchctl.workload.chat import ChatTemplate, ChatTemplateError  # noqa: F401  (the server's template)
-
 
 class InvalidRequest(ValueError):
     """A request the client got wrong: HTTP 400 with an OpenAI-style error body."""

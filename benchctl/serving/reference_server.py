@@ -19,7 +19,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from benchctl.serving.openai_api import (
-    ChatTemplate,
     InvalidRequest,
     ParsedRequest,
     error_body,
@@ -28,6 +27,7 @@ from benchctl.serving.openai_api import (
     stream_chunk,
     usage,
 )
+from benchctl.workload.chat import ChatTemplate
 
 SAMPLING_ENGINE_ARGS = ("temperature", "top_p", "top_k")  # --engine-arg defaults for requests that omit them
 

@@ -10,14 +10,18 @@ says when it really became due).
 
 from __future__ import annotations
 
-import bisect
+import heapq
+import itertools
 
 
 class Admission:
     def __init__(self, requests: list[dict], max_concurrency: int | None = None):
         self._by_id = {r["request_id"]: r for r in requests}
         self._held = {r["after"]: r for r in requests if r.get("after")}  # previous request id -> next turn
-        self._pending = sorted((r for r in requests if not r.get("after")), key=lambda r: r["arrival_s"])
+        # (arrival, submission order, request): a heap, ties in the order requests were given or released
+        self._order = itertools.count()
+        self._pending = [(r["arrival_s"], next(self._order), r) for r in requests if not r.get("after")]
+        heapq.heapify(self._pending)
         orphans = sorted(after for after in self._held if after not in self._by_id)
         if orphans:
             raise ValueError(f"requests follow unknown request ids: {', '.join(orphans[:3])}")
@@ -33,13 +37,13 @@ class Admission:
         """Arrival time of the next request that is waiting only on the clock (None if none)."""
         if not self._pending or self._capped():
             return None
-        return self._pending[0]["arrival_s"]
+        return self._pending[0][0]
 
     def due(self, now_s: float) -> list[dict]:
         """Requests to submit now; counts them as in flight."""
         admitted = []
-        while self._pending and self._pending[0]["arrival_s"] <= now_s and not self._capped():
-            admitted.append(self._pending.pop(0))
+        while self._pending and self._pending[0][0] <= now_s and not self._capped():
+            admitted.append(heapq.heappop(self._pending)[2])
             self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         if not admitted and self.in_flight == 0 and not self._pending and self._held:
@@ -59,7 +63,7 @@ class Admission:
                                             + list(follower["suffix_ids"]))
         if follower is not None:
             follower["arrival_s"] = now_s + float(follower.get("think_time_s") or 0.0)
-            bisect.insort(self._pending, follower, key=lambda r: r["arrival_s"])
+            heapq.heappush(self._pending, (follower["arrival_s"], next(self._order), follower))
 
     def _capped(self) -> bool:
         return self.max_concurrency is not None and self.in_flight >= self.max_concurrency
