@@ -21,8 +21,8 @@ ENGINE_ARGS = {
     "enable_prefix_caching": "true/false",
     "enable_chunked_prefill": "true/false",
     "attention_backend": "auto (default: cpu C++ kernels on CPU when they build, else torch), torch, cpu, triton or cuda",
-    "gemm": "auto (default: skinny on CPU float32), torch (x @ W), onednn (oneDNN's prepacked linear) or skinny "
-            "(onednn + a bandwidth-bound kernel for steps of <= 8 rows)",
+    "gemm": "auto (default: packed on CPU float32), torch (x @ W), onednn (oneDNN's prepacked linear) or packed "
+            "(onednn + a kernel over weights packed in column panels for steps of <= 64 rows)",
     "sampler": "batched (default) or per_seq",
     "host_transfer": "coalesced (default) or per_seq",
     "detokenize": "inline (default), thread or off",

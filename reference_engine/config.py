@@ -13,7 +13,7 @@ _CHOICES = {
     "sampler": ("batched", "per_seq"),
     "host_transfer": ("coalesced", "per_seq"),
     "detokenize": ("inline", "thread", "off"),
-    "gemm": ("auto", "torch", "onednn", "skinny"),
+    "gemm": ("auto", "torch", "onednn", "packed"),
 }
 
 
@@ -82,8 +82,8 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     watermark: float = 0.01  # fraction of blocks new prefills may not take, so decodes can grow
     attention_backend: str = "auto"
-    # projections: "torch" (x @ W), "onednn" (prepacked oneDNN linear), "skinny" (onednn + a bandwidth-bound CPU kernel
-    # for steps of <= 8 rows); auto -> skinny on CPU fp32 (onednn if the CPU kernels do not build)
+    # projections: "torch" (x @ W), "onednn" (prepacked oneDNN linear), "packed" (onednn + a CPU kernel over weights
+    # packed in column panels for steps of <= 64 rows); auto -> packed on CPU fp32 (onednn if the CPU kernels do not build)
     gemm: str = "auto"
     sampler: str = "batched"
     host_transfer: str = "coalesced"

@@ -17,7 +17,7 @@ def kv_bytes_per_block(cfg: ModelConfig, block_size: int, dtype: torch.dtype) ->
 
 
 def resolve_gemm(requested: str, device: torch.device, dtype: torch.dtype) -> str:
-    """The projection GEMM: "auto" -> "skinny" where oneDNN's prepacked linear and the CPU kernels run (CPU,
+    """The projection GEMM: "auto" -> "packed" where oneDNN's prepacked linear and the CPU kernels run (CPU,
     float32), "onednn" if only the former does, else "torch"; a choice that cannot run here is a ValueError."""
     from reference_engine.model.llama import onednn_linear_available
 
@@ -25,12 +25,12 @@ def resolve_gemm(requested: str, device: torch.device, dtype: torch.dtype) -> st
     if requested == "auto":
         if not available:
             return "torch"
-        return "skinny" if _cpu_kernels_reason() is None else "onednn"
-    if requested in ("onednn", "skinny") and not available:
+        return "packed" if _cpu_kernels_reason() is None else "onednn"
+    if requested in ("onednn", "packed") and not available:
         raise ValueError(f"gemm={requested!r} needs a CPU float32 model and a torch built with mkldnn "
                          f"(device={device.type}, dtype={str(dtype).removeprefix('torch.')})")
-    if requested == "skinny" and (reason := _cpu_kernels_reason()) is not None:
-        raise ValueError(f"gemm='skinny' needs the CPU kernels: {reason}")
+    if requested == "packed" and (reason := _cpu_kernels_reason()) is not None:
+        raise ValueError(f"gemm='packed' needs the CPU kernels: {reason}")
     return requested
 
 

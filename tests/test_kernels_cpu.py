@@ -125,28 +125,35 @@ def test_auto_on_cpu_picks_the_cpu_kernels_and_the_build_is_keyed_on_this_cpu(cp
     assert "not 'cuda'" in kernels.available_backends("cuda")["cpu"]
 
 
-@pytest.mark.parametrize("rows", range(1, 9))
-@pytest.mark.parametrize("k, n", [(576, 960), (1536, 576), (100, 37), (16, 1)])
-def test_skinny_linear_matches_a_float64_matmul(cpu_ops, rows, k, n):
+# rows: every tile height (1-12), two and more blocks over a panel (13, 25, 64), past MAX_PACKED_ROWS (100);
+# n: whole panels, a last panel with 1, 5, 16 and 17 columns (the masked stores of both halves)
+@pytest.mark.parametrize("rows", [*range(1, 14), 25, 64, 100])
+@pytest.mark.parametrize("k, n", [(576, 960), (1536, 576), (100, 37), (16, 1), (7, 48), (33, 17)])
+def test_packed_linear_matches_a_float64_matmul(cpu_ops, rows, k, n):
     from reference_engine.kernels import cpu_ops as ext
 
     g = torch.Generator().manual_seed(rows * 1000 + k + n)
     x = torch.randn(rows, k, generator=g)
     w = torch.randn(n, k, generator=g)
-    got = ext.skinny_linear(x, w)
+    packed = ext.pack_panels(w)
+    assert packed.shape == (-(-n // 32), k, 32) and packed.data_ptr() % 64 == 0
+    assert torch.equal(packed[0, :, 0], w[0]) and not packed.reshape(-1, k * 32).isnan().any()
+    got = ext.packed_linear(x, packed, n)
     exact = (x.double() @ w.double().T).float()
     # fp32 dot products of length k, summed in another order than any library's: within a few ulp of the sum
     torch.testing.assert_close(got, exact, rtol=1e-5, atol=1e-5 * k ** 0.5)
-    torch.testing.assert_close(ext.skinny_linear(x.T.contiguous().T, w), got)  # a strided x is made contiguous
+    torch.testing.assert_close(ext.packed_linear(x.T.contiguous().T, packed, n), got)  # strided x: made contiguous
 
 
-def test_skinny_linear_rejects_what_it_cannot_do(cpu_ops):
+def test_packed_linear_rejects_what_it_cannot_do(cpu_ops):
     from reference_engine.kernels import cpu_ops as ext
 
-    w = torch.randn(8, 16)
-    with pytest.raises(RuntimeError, match="1 to 8 rows"):
-        ext.skinny_linear(torch.randn(9, 16), w)
+    packed = ext.pack_panels(torch.randn(40, 16))
     with pytest.raises(RuntimeError, match="disagree on K"):
-        ext.skinny_linear(torch.randn(2, 15), w)
+        ext.packed_linear(torch.randn(2, 15), packed, 40)
+    with pytest.raises(RuntimeError, match="does not match 2 panels"):
+        ext.packed_linear(torch.randn(2, 16), packed, 70)
     with pytest.raises(RuntimeError, match="float32"):
-        ext.skinny_linear(torch.randn(2, 16, dtype=torch.float64), w.double())
+        ext.packed_linear(torch.randn(2, 16, dtype=torch.float64), packed.double(), 40)
+    with pytest.raises(RuntimeError, match="64-byte aligned"):
+        ext.packed_linear(torch.randn(2, 16), torch.randn(2 * 16 * 32 + 1)[1:].view(2, 16, 32), 40)

@@ -69,7 +69,7 @@ def test_greedy_matches_hf_all_in_one_batch(engine, prompt_ids, hf_greedy):
     assert_all_blocks_free(engine)
 
 
-@pytest.mark.parametrize("options", [{"gemm": "torch"}, {"gemm": "onednn"}, {"gemm": "skinny"}, {"attention_backend": "torch"}])
+@pytest.mark.parametrize("options", [{"gemm": "torch"}, {"gemm": "onednn"}, {"gemm": "packed"}, {"attention_backend": "torch"}])
 def test_fast_paths_keep_greedy_tokens_identical_to_hf(model_dir, prompt_ids, hf_greedy, options):
     # each fast path (oneDNN's prepacked GEMM, the C++ attention; "auto" picks both on CPU) and the plain ones
     other = LLMEngine(model_dir, kv_cache_bytes=64 * BLOCK_BYTES, max_model_len=MAX_LEN, **options)

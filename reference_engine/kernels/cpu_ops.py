@@ -1,5 +1,6 @@
 """The CPU C++ kernels of csrc/cpu/, built on first use with torch.utils.cpp_extension.load (g++, ninja) and cached.
 
+`packed_linear` is the projection GEMM of decode steps (weights packed once in column panels, one stream each);
 `paged_decode_attention` reads K and V in place through the block table (no gathered copy, no padding);
 `rms_norm` and `silu_and_mul` are one pass each over the activations; `reshape_and_cache` copies each token's K/V
 row straight from the qkv projection's output (no contiguous copy, no boolean mask); `rotary` applies RoPE to the
@@ -113,12 +114,29 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return build().rms_norm(x, weight.float(), float(eps))
 
 
-def skinny_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """x @ weight.T for x (M, K) with M <= MAX_SKINNY_ROWS, weight (N, K) contiguous float32: one streaming pass
-    over the weight (a decode step with few sequences is bound by memory bandwidth, not FLOPs)."""
-    return build().skinny_linear(x, weight)
+PANEL = 32
 
 
-MAX_SKINNY_ROWS = 8
+def pack_panels(weight: torch.Tensor) -> torch.Tensor:
+    """(N, K) -> (ceil(N/32), K, 32): column panels of 32 outputs, zero past N, 64-byte aligned."""
+    n, k = weight.shape
+    panels = -(-n // PANEL)
+    padded = torch.nn.functional.pad(weight.float(), (0, 0, 0, panels * PANEL - n))
+    out = torch.empty(panels * k * PANEL + 16, dtype=torch.float32)
+    offset = (-out.data_ptr() // 4) % 16  # floats to the next 64-byte boundary
+    packed = out[offset:offset + panels * k * PANEL].view(panels, k, PANEL)
+    packed.copy_(padded.view(panels, PANEL, k).transpose(1, 2))
+    return packed
 
-__all__ = ["MAX_SKINNY_ROWS", "build", "skinny_linear", "paged_decode_attention", "reshape_and_cache", "rms_norm", "rotary", "silu_and_mul"]
+
+def packed_linear(x: torch.Tensor, packed: torch.Tensor, n: int) -> torch.Tensor:
+    """x @ weight.T for x (M, K) float32, the weight given as pack_panels(weight) and its row count n. Any M; fastest
+    below MAX_PACKED_ROWS (above, oneDNN's blocked GEMM wins)."""
+    return build().packed_linear(x, packed, n)
+
+
+# Model-pass time of SmolLM2-135M's projections, oneDNN prepacked vs packed_linear (same weights, interleaved,
+# median of 9): 1 row 36.2 vs 23.4 ms, 12 rows 35.9 vs 21.9, 64 rows 98.4 vs 76.1, 96 rows 140.4 vs 140.9.
+MAX_PACKED_ROWS = 64
+
+__all__ = ["MAX_PACKED_ROWS", "build", "pack_panels", "packed_linear", "paged_decode_attention", "reshape_and_cache", "rms_norm", "rotary", "silu_and_mul"]

@@ -32,27 +32,27 @@ class Projection:
     "onednn": the weight is reordered once into oneDNN's blocked layout and applied with its prepacked linear
     (torch.ops.mkldnn, what torch.compile's CPU freezing uses): the GEMM no longer repacks the weight on every call,
     which is most of the cost when a decode step has few rows and the weights are not in cache.
-    "skinny": "onednn", except that inputs of at most MAX_SKINNY_ROWS rows (a decode step with few sequences) go
-    through the CPU kernel skinny_linear, one streaming pass over the (out, in) weight at memory bandwidth; the
-    weight is then held twice (blocked and as stored).
+    "packed": "onednn", except that inputs of at most MAX_PACKED_ROWS rows (decode steps) go through the CPU
+    kernel packed_linear, one streaming pass over the weight packed in column panels (memory bandwidth bound at
+    few rows); the weight is then held twice (oneDNN's blocked layout and the panels).
     """
 
     def __init__(self, weight: torch.Tensor, gemm: str):
         self.gemm = gemm
-        self.rows_weight = None
-        if gemm in ("onednn", "skinny"):
+        self.panels = None
+        if gemm in ("onednn", "packed"):
             self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous())
-            if gemm == "skinny":
+            if gemm == "packed":
                 from reference_engine.kernels import cpu_ops
 
-                self.rows_weight = weight.contiguous()  # (out, in)
-                self._skinny, self._max_rows = cpu_ops.skinny_linear, cpu_ops.MAX_SKINNY_ROWS
+                self.panels, self.out_features = cpu_ops.pack_panels(weight), weight.shape[0]
+                self._packed, self._max_rows = cpu_ops.packed_linear, cpu_ops.MAX_PACKED_ROWS
         else:
             self.weight = weight.t().contiguous()  # (in, out)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.rows_weight is not None and 0 < x.shape[0] <= self._max_rows:
-            return self._skinny(x, self.rows_weight)
+        if self.panels is not None and 0 < x.shape[0] <= self._max_rows:
+            return self._packed(x, self.panels, self.out_features)
         if self.gemm != "torch":
             return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.weight, None, "none", [], "")
         return x @ self.weight
@@ -107,7 +107,7 @@ class LlamaLayer:
 class LlamaForCausalLM:
     def __init__(self, cfg: ModelConfig, model_dir: str | Path, device: torch.device, dtype: torch.dtype,
                  max_positions: int, gemm: str = "torch"):
-        """gemm: "torch", "onednn" or "skinny" (see Projection)."""
+        """gemm: "torch", "onednn" or "packed" (see Projection)."""
         self.cfg = cfg
         weights = load_safetensors(Path(model_dir), device, dtype)
         self.embed_tokens = weights.pop("model.embed_tokens.weight")  # (vocab, hidden)
