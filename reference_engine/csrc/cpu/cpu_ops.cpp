@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -179,13 +180,137 @@ void paged_attention_impl(const torch::Tensor& query, const torch::Tensor& k_cac
   });
 }
 
+#if defined(__AVX512F__)
+// Lane j of the result = the sum of v[j]'s 16 lanes: 16 horizontal sums in 45 shuffles and adds (one each would
+// take ~8 instructions and a serial chain). Halves, then quarters, then pairs are folded across the vectors.
+inline __m512 hsum16(const __m512* v) {
+  __m512 a[8], b[4];
+  for (int i = 0; i < 8; ++i)  // quarters of a[i]: v[2i] (x2), v[2i+1] (x2)
+    a[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  for (int i = 0; i < 4; ++i)  // quarter k of b[i]: four partial sums of v[4i+k]
+    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512 c0 = _mm512_add_ps(_mm512_unpacklo_ps(b[0], b[1]), _mm512_unpackhi_ps(b[0], b[1]));
+  const __m512 c1 = _mm512_add_ps(_mm512_unpacklo_ps(b[2], b[3]), _mm512_unpackhi_ps(b[2], b[3]));
+  const __m512 d = _mm512_add_ps(  // lane 4k+i: the sum of v[4i+k]
+      _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(c0), _mm512_castps_pd(c1))),
+      _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(c0), _mm512_castps_pd(c1))));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_ps(order, d);
+}
+
+// paged_attention_impl for float32 with AVX-512, the same two passes and task split, restructured so nothing waits
+// on a horizontal sum: pass 1 scores 16 tokens at a time (one partial-product vector per token, folded by hsum16),
+// pass 2 keeps each query row's output in registers across a chunk of tokens. A chunk's K (or V) rows are read
+// from memory once, for the task's first head, and from L1 for the others. bench-attention, paged vs contiguous
+// SDPA: 64x200 2,235 -> 1,724 us (0.78x SDPA), 2x4096 2,060 -> 843 us (0.78x). With the cache out of L2 it is
+// bound by reading it (~11-15 GB/s over scattered 12 KiB blocks; software prefetch and huge pages did not help).
+template <int64_t kD, int64_t kG>
+void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cache, const torch::Tensor& v_cache,
+                         const torch::Tensor& block_tables, const torch::Tensor& context_lens, float scale,
+                         torch::Tensor& out) {
+  constexpr int64_t kV = kD / 16;  // vectors per head
+  constexpr int64_t kChunk = 16;
+  const int64_t S = query.size(0), H = query.size(1);
+  const int64_t B = k_cache.size(1), Hkv = k_cache.size(2), M = block_tables.size(1);
+  const float* q_ptr = query.data_ptr<float>();
+  const float* k_ptr = k_cache.data_ptr<float>();
+  const float* v_ptr = v_cache.data_ptr<float>();
+  const int32_t* tables = block_tables.data_ptr<int32_t>();
+  const int32_t* lens = context_lens.data_ptr<int32_t>();
+  float* o_ptr = out.data_ptr<float>();
+  const int64_t token_stride = Hkv * kD, block_stride = B * token_stride;
+  const int64_t heads_per_task = S >= 2 * at::get_num_threads() ? Hkv : 1;  // as in paged_attention_impl
+  const int64_t tasks_per_seq = Hkv / heads_per_task;
+
+  at::parallel_for(0, S * tasks_per_seq, 1, [&](int64_t begin, int64_t end) {
+    const int64_t rows = heads_per_task * kG;
+    std::vector<float> q(rows * kD), acc(rows * kD), scores, row_sum(rows);
+    std::vector<int64_t> offsets;  // of each token's row in the caches
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t s = task / tasks_per_seq, kv0 = (task % tasks_per_seq) * heads_per_task;
+      const int64_t len = lens[s];
+      const int32_t* table = tables + s * M;
+      const float* q_rows = q_ptr + (s * H + kv0 * kG) * kD;
+      for (int64_t i = 0; i < rows * kD; ++i) q[i] = q_rows[i] * scale;
+      const int64_t padded = (len + kChunk - 1) / kChunk * kChunk;
+      scores.resize(rows * padded);
+      offsets.resize(padded);
+      for (int64_t t = 0, b = 0; t < len; ++b)
+        for (int64_t j = 0, base = table[b] * block_stride + kv0 * kD; j < B && t < len; ++j, ++t)
+          offsets[t] = base + j * token_stride;
+      std::fill(offsets.begin() + len, offsets.end(), offsets[len - 1]);  // the last token again: read, never used
+      // pass 1: scores[r][t] = q_r . k_t for 16 tokens at a time
+      for (int64_t t0 = 0; t0 < padded; t0 += kChunk) {
+        for (int64_t h = 0; h < heads_per_task; ++h) {
+          for (int64_t g = 0; g < kG; ++g) {
+            const int64_t r = h * kG + g;
+            __m512 qv[kV], part[kChunk];
+            for (int64_t i = 0; i < kV; ++i) qv[i] = _mm512_loadu_ps(q.data() + r * kD + 16 * i);
+            for (int64_t j = 0; j < kChunk; ++j) {
+              const float* k = k_ptr + offsets[t0 + j] + h * kD;
+              __m512 p = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k));
+              for (int64_t i = 1; i < kV; ++i) p = _mm512_fmadd_ps(qv[i], _mm512_loadu_ps(k + 16 * i), p);
+              part[j] = p;
+            }
+            _mm512_storeu_ps(scores.data() + r * padded + t0, hsum16(part));
+          }
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) {  // softmax numerators and their sums
+        float* sc = scores.data() + r * padded;
+        __m512 vmax = _mm512_loadu_ps(sc);
+        for (int64_t t = kChunk; t < padded; t += kChunk) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(sc + t));
+        row_sum[r] = exp_shifted_sum(sc, len, _mm512_reduce_max_ps(vmax));  // padding repeats the last score
+      }
+      // pass 2: acc_r = sum_t p[r][t] * v_t, a chunk of tokens per head with the head's rows in registers
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int64_t t0 = 0; t0 < len; t0 += kChunk) {
+        const int64_t n = std::min(kChunk, len - t0);
+        for (int64_t h = 0; h < heads_per_task; ++h) {
+          __m512 a[kG][kV];
+          for (int64_t g = 0; g < kG; ++g)
+            for (int64_t i = 0; i < kV; ++i) a[g][i] = _mm512_loadu_ps(acc.data() + (h * kG + g) * kD + 16 * i);
+          for (int64_t j = 0; j < n; ++j) {
+            const float* v = v_ptr + offsets[t0 + j] + h * kD;
+            __m512 vv[kV];
+            for (int64_t i = 0; i < kV; ++i) vv[i] = _mm512_loadu_ps(v + 16 * i);
+            for (int64_t g = 0; g < kG; ++g) {
+              const __m512 p = _mm512_set1_ps(scores[(h * kG + g) * padded + t0 + j]);
+              for (int64_t i = 0; i < kV; ++i) a[g][i] = _mm512_fmadd_ps(p, vv[i], a[g][i]);
+            }
+          }
+          for (int64_t g = 0; g < kG; ++g)
+            for (int64_t i = 0; i < kV; ++i) _mm512_storeu_ps(acc.data() + (h * kG + g) * kD + 16 * i, a[g][i]);
+        }
+      }
+      float* o_rows = o_ptr + (s * H + kv0 * kG) * kD;
+      for (int64_t r = 0; r < rows; ++r) {
+        const __m512 inv = _mm512_set1_ps(1.f / row_sum[r]);
+        for (int64_t i = 0; i < kV; ++i)
+          _mm512_storeu_ps(o_rows + r * kD + 16 * i, _mm512_mul_ps(_mm512_loadu_ps(acc.data() + r * kD + 16 * i), inv));
+      }
+    }
+  });
+}
+#endif
+
 template <typename T, int64_t kD>
 void dispatch_group(int64_t group, const torch::Tensor& query, const torch::Tensor& k_cache,
                     const torch::Tensor& v_cache, const torch::Tensor& block_tables, const torch::Tensor& context_lens,
                     float scale, torch::Tensor& out) {
   switch (group) {
+#if defined(__AVX512F__)
+#define GROUP_CASE(g)                                                                                            \
+  case g:                                                                                                        \
+    if constexpr (std::is_same_v<T, float>)                                                                      \
+      return paged_attention_f32<kD, g>(query, k_cache, v_cache, block_tables, context_lens, scale, out);        \
+    return paged_attention_impl<T, kD, g>(query, k_cache, v_cache, block_tables, context_lens, scale, out);
+#else
 #define GROUP_CASE(g) \
   case g: return paged_attention_impl<T, kD, g>(query, k_cache, v_cache, block_tables, context_lens, scale, out);
+#endif
     GROUP_CASE(1) GROUP_CASE(2) GROUP_CASE(3) GROUP_CASE(4) GROUP_CASE(6) GROUP_CASE(8)
 #undef GROUP_CASE
     default: return paged_attention_impl<T, kD, 0>(query, k_cache, v_cache, block_tables, context_lens, scale, out);
