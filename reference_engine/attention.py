@@ -71,15 +71,18 @@ class AttentionOps:
     # optional: rotary(qkv, cos_sin, num_heads) applies RoPE in place to the first heads of the qkv output, and
     # reshape_and_cache then takes K/V as slices of it (the model's torch expression runs otherwise)
     rotary: Callable | None = None
+    # optional: paged_decode_attention also answers prefill tokens, each a query over its own context (the step's
+    # K/V are in the cache before attention runs), so a step is one kernel call and no prefill runs through SDPA
+    prefill_with_decode_kernel: bool = False
 
     @classmethod
     def from_object(cls, name: str, ops: object) -> AttentionOps:
-        """Accept a module, an object with the four (or five) attributes, a dict, or an AttentionOps."""
+        """Accept a module, an object with the four (or more) attributes, a dict, or an AttentionOps."""
         if isinstance(ops, AttentionOps):
             return ops
         get = ops.get if isinstance(ops, dict) else lambda key, default=None: getattr(ops, key, default)
         return cls(name, get("reshape_and_cache"), get("paged_decode_attention"), get("silu_and_mul"),
-                   get("rms_norm"), get("rotary", None))
+                   get("rms_norm"), get("rotary", None), bool(get("prefill_with_decode_kernel", False)))
 
 
 TORCH_OPS = AttentionOps("torch", reshape_and_cache, paged_decode_attention, silu_and_mul, rms_norm)
@@ -124,6 +127,8 @@ class AttentionMetadata:
     """How the flat batch of tokens maps onto sequences and cache slots. Decode tokens come first."""
 
     slot_mapping: torch.Tensor  # (num_tokens,) int64
+    # rows answered by paged_decode_attention, from the first: the decode tokens (and every prefill token too when
+    # the ops' prefill_with_decode_kernel is set; prefills is then empty)
     num_decode_tokens: int
     block_tables: torch.Tensor  # (num_decode_tokens, max_blocks) int32, -1 padded
     context_lens: torch.Tensor  # (num_decode_tokens,) int32

@@ -102,12 +102,12 @@ class ModelRunner:
         bs = self.block_size
         decodes = [s for s in out.scheduled if s.num_new_tokens == 1]
         prefills = [s for s in out.scheduled if s.num_new_tokens > 1]
+        query_rows = self.ops.prefill_with_decode_kernel  # prefill tokens become decode-kernel rows too
         # One token each: a plain Python gather is cheaper than building tensors per sequence.
         input_ids = [s.seq.token_ids[s.start] for s in decodes]
         positions = [s.start for s in decodes]
         slots = [s.seq.block_table[s.start // bs] * bs + s.start % bs for s in decodes]
-        max_blocks = max((len(s.seq.block_table) for s in decodes), default=0)
-        tables = [s.seq.block_table + [-1] * (max_blocks - len(s.seq.block_table)) for s in decodes]
+        tables = [s.seq.block_table for s in decodes]
         context_lens = [s.start + 1 for s in decodes]
         # A one-token chunk that is not the prompt's last token also lands here, and needs no logits.
         logits_indices = [i for i, s in enumerate(decodes) if s.needs_sample]
@@ -121,17 +121,23 @@ class ModelRunner:
             table = torch.tensor(s.seq.block_table, dtype=torch.long)
             pos = torch.arange(s.start, end)
             slots += (table[pos // bs] * bs + pos % bs).tolist()
-            spans.append(PrefillSpan(row, s.num_new_tokens, s.start,
-                                     table.to(self.device) if s.start > 0 else None))
+            if query_rows:  # token i of the chunk sees positions 0..start+i, all in the cache by then
+                tables += [s.seq.block_table] * s.num_new_tokens
+                context_lens += range(s.start + 1, end + 1)
+            else:
+                spans.append(PrefillSpan(row, s.num_new_tokens, s.start,
+                                         table.to(self.device) if s.start > 0 else None))
             row += s.num_new_tokens
             if s.needs_sample:
                 logits_indices.append(row - 1)
                 sampled.append(s.seq)
         dev = self.device
+        max_blocks = max(map(len, tables), default=0)
+        tables = [t + [-1] * (max_blocks - len(t)) for t in tables]
         meta = AttentionMetadata(
             slot_mapping=torch.tensor(slots, dtype=torch.long, device=dev),
-            num_decode_tokens=len(decodes),
-            block_tables=torch.tensor(tables, dtype=torch.int32, device=dev).view(len(decodes), max_blocks),
+            num_decode_tokens=len(tables),
+            block_tables=torch.tensor(tables, dtype=torch.int32, device=dev).view(len(tables), max_blocks),
             context_lens=torch.tensor(context_lens, dtype=torch.int32, device=dev),
             prefills=spans,
         )

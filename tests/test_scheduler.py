@@ -23,13 +23,15 @@ from reference_engine.sequence import Sequence, SequenceStatus
 
 
 class FakeEngine:
-    def __init__(self, num_blocks=16, block_size=4, **options):
+    def __init__(self, num_blocks=16, block_size=4, query_rows=False, **options):
+        """query_rows: prepare() as for ops whose decode kernel also answers prefill tokens (the CPU kernels)."""
         self.config = EngineConfig("unused", block_size=block_size, **options)
         reserve = self.config.max_model_len if self.config.kv_layout == "contiguous" else None
         self.bm = BlockManager(num_blocks, block_size, self.config.enable_prefix_caching, 0.0, reserve)
         self.scheduler = Scheduler(self.config, self.bm)
         self.cache = torch.full((num_blocks * block_size,), -1, dtype=torch.long)  # token id per slot
-        self.runner = types.SimpleNamespace(block_size=block_size, device=torch.device("cpu"))
+        self.runner = types.SimpleNamespace(block_size=block_size, device=torch.device("cpu"),
+                                            ops=types.SimpleNamespace(prefill_with_decode_kernel=query_rows))
         self.requests: dict[str, list[Sequence]] = {}
         self.arrival: dict[str, int] = {}
         self.finished: dict[str, list[Sequence]] = {}
@@ -76,13 +78,20 @@ class FakeEngine:
         self.cache[meta.slot_mapping] = input_ids  # reshape_and_cache
         decodes = [s for s in out.scheduled if s.num_new_tokens == 1]
         prefills = [s for s in out.scheduled if s.num_new_tokens > 1]
-        assert meta.num_decode_tokens == len(decodes) and len(meta.prefills) == len(prefills)
-        # Decode rows read their whole context through the block table.
-        for row, sched in enumerate(decodes):
+        # Rows of the decode kernel: each decode token, and with query rows each prefill token as well.
+        rows = [(s, s.start) for s in decodes]
+        if self.runner.ops.prefill_with_decode_kernel:
+            rows += [(s, pos) for s in prefills for pos in range(s.start, s.start + s.num_new_tokens)]
+            assert meta.prefills == [] and len(rows) == len(input_ids)
+        else:
+            assert len(meta.prefills) == len(prefills)
+        assert meta.num_decode_tokens == len(rows)
+        # A row reads its whole context, up to and including its own token, through its block table.
+        for row, (sched, pos) in enumerate(rows):
             table = meta.block_tables[row]
             slots = (table[table >= 0, None] * bm.block_size + torch.arange(bm.block_size)).flatten()
-            assert int(meta.context_lens[row]) == sched.start + 1
-            assert self.cache[slots[:sched.start + 1]].tolist() == sched.seq.token_ids[:sched.start + 1]
+            assert int(meta.context_lens[row]) == pos + 1 == int(positions[row]) + 1
+            assert self.cache[slots[:pos + 1]].tolist() == sched.seq.token_ids[:pos + 1]
         # Prefill chunks after a cached prefix or an earlier chunk read that context from the cache too.
         for span, sched in zip(meta.prefills, prefills):
             assert (span.num_computed_tokens, span.num_tokens) == (sched.start, sched.num_new_tokens)
@@ -131,8 +140,9 @@ def expected_tokens(prompt: list[int], max_tokens: int, index: int = 0) -> list[
     return tokens[len(prompt):]
 
 
-def test_preemption_requeues_at_the_front_and_output_is_unchanged():
-    eng = FakeEngine(num_blocks=8, block_size=4, max_num_seqs=8, max_num_batched_tokens=64)
+@pytest.mark.parametrize("query_rows", [False, True])
+def test_preemption_requeues_at_the_front_and_output_is_unchanged(query_rows):
+    eng = FakeEngine(num_blocks=8, block_size=4, max_num_seqs=8, max_num_batched_tokens=64, query_rows=query_rows)
     prompts = [[i + 1] * 6 for i in range(4)]
     for i, p in enumerate(prompts):
         eng.add(f"r{i}", p, max_tokens=8)
@@ -144,8 +154,9 @@ def test_preemption_requeues_at_the_front_and_output_is_unchanged():
         assert seq.finish_reason == "length"
 
 
-def test_chunked_prefill_splits_long_prompts_within_the_budget():
-    eng = FakeEngine(num_blocks=64, block_size=4, max_num_batched_tokens=8)
+@pytest.mark.parametrize("query_rows", [False, True])
+def test_chunked_prefill_splits_long_prompts_within_the_budget(query_rows):
+    eng = FakeEngine(num_blocks=64, block_size=4, max_num_batched_tokens=8, query_rows=query_rows)
     eng.add("long", list(range(1, 30)), max_tokens=3)
     eng.add("short", [5, 6], max_tokens=3)
     out = eng.step()
@@ -202,6 +213,7 @@ OPS = st.lists(st.one_of(
     dict(num_blocks=10, max_num_batched_tokens=16, enable_prefix_caching=False),
     dict(num_blocks=24, max_num_batched_tokens=7, enable_prefix_caching=True, max_num_seqs=3),
     dict(num_blocks=24, max_num_batched_tokens=64, kv_layout="contiguous", max_model_len=24),
+    dict(num_blocks=10, max_num_batched_tokens=16, enable_prefix_caching=True, query_rows=True),
 ]))
 def test_random_add_step_abort_keeps_invariants(ops, options):
     eng = FakeEngine(block_size=4, **{"max_model_len": 64, **options})

@@ -83,6 +83,12 @@ def paged_decode_attention(
     return build().paged_attention(query, k_cache, v_cache, block_tables.contiguous(), context_lens, float(scale))
 
 
+# The step's prefill tokens go through paged_decode_attention as well, each a query over its own context: at
+# SmolLM2-135M's shapes SDPA's causal CPU kernel takes 1.65 ms for a 150-token prompt's layer, this 0.57 ms
+# (651 tokens: 28.7 vs 7.8 ms).
+prefill_with_decode_kernel = True
+
+
 def reshape_and_cache(
     key: torch.Tensor,  # (T, Hkv, D), each token's heads contiguous
     value: torch.Tensor,  # (T, Hkv, D)
