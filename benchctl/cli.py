@@ -16,7 +16,7 @@ from rich.table import Table
 from benchctl import console as render
 from benchctl import hwinfo
 from benchctl import store
-from benchctl.backend import BackendError, get_backend, list_backends
+from benchctl.backend import BackendError, list_backends
 from benchctl.engines_cli import engines_app
 from benchctl.kernelbench import bench_attention_command
 from benchctl.models import DEFAULT_MODEL, ModelError, resolve_model
