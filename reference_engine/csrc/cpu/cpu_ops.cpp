@@ -1,5 +1,5 @@
-// CPU kernels of the reference engine: paged decode attention read in place from the block table, and the fused
-// elementwise ops (RMSNorm, SiLU-and-mul). Built on first use by reference_engine/kernels/cpu_ops.py with
+// CPU kernels of the reference engine: paged decode attention read in place from the block table, the fused
+// elementwise ops (RMSNorm, SiLU-and-mul, RoPE), and the projection GEMM of decode steps (packed_linear). Built on first use by reference_engine/kernels/cpu_ops.py with
 // torch.utils.cpp_extension (-O3 -march=native -fopenmp); threads come from torch's intra-op pool (at::parallel_for,
 // which is OpenMP in torch's CPU builds: without -fopenmp it would silently run on one thread).
 //
