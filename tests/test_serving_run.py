@@ -174,7 +174,11 @@ def test_cli_serving_run_prints_the_summary(capsys, tmp_path):
 
 
 INTERRUPTED_RUN = """
+import signal
 import sys
+# Ctrl-C as in a terminal: a shell that starts a job in the background (`cmd &` without job control, as CI
+# scripts do) leaves SIGINT ignored, and an ignored signal stays ignored in every process started under it
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from benchctl import runner
 from benchctl.backend import Backend, Capabilities, ServerSpec
 from benchctl.runner import RunConfig, run_benchmark
