@@ -107,7 +107,8 @@ class ModelRunner:
         input_ids = [s.seq.token_ids[s.start] for s in decodes]
         positions = [s.start for s in decodes]
         slots = [s.seq.block_table[s.start // bs] * bs + s.start % bs for s in decodes]
-        tables = [s.seq.block_table for s in decodes]
+        max_blocks = max((len(s.seq.block_table) for s in (out.scheduled if query_rows else decodes)), default=0)
+        tables = [s.seq.block_table + [-1] * (max_blocks - len(s.seq.block_table)) for s in decodes]
         context_lens = [s.start + 1 for s in decodes]
         # A one-token chunk that is not the prompt's last token also lands here, and needs no logits.
         logits_indices = [i for i, s in enumerate(decodes) if s.needs_sample]
@@ -122,7 +123,7 @@ class ModelRunner:
             pos = torch.arange(s.start, end)
             slots += (table[pos // bs] * bs + pos % bs).tolist()
             if query_rows:  # token i of the chunk sees positions 0..start+i, all in the cache by then
-                tables += [s.seq.block_table] * s.num_new_tokens
+                tables += [s.seq.block_table + [-1] * (max_blocks - len(s.seq.block_table))] * s.num_new_tokens
                 context_lens += range(s.start + 1, end + 1)
             else:
                 spans.append(PrefillSpan(row, s.num_new_tokens, s.start,
@@ -132,8 +133,6 @@ class ModelRunner:
                 logits_indices.append(row - 1)
                 sampled.append(s.seq)
         dev = self.device
-        max_blocks = max(map(len, tables), default=0)
-        tables = [t + [-1] * (max_blocks - len(t)) for t in tables]
         meta = AttentionMetadata(
             slot_mapping=torch.tensor(slots, dtype=torch.long, device=dev),
             num_decode_tokens=len(tables),
