@@ -6,8 +6,11 @@ reached (and a --max-concurrency slot is free), and every engine step's new toke
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 from backends._common import convert, record, torch_threads, versions, wait_until
-from benchctl.backend import Backend, Capabilities, ServerSpec
+from benchctl.backend import Backend, BackendError, Capabilities, ServerSpec
 
 ENGINE_ARGS = {
     "max_num_seqs": "max sequences per step (default 64)",
@@ -32,6 +35,30 @@ ENGINE_ARGS = {
     "top_k": "top-k (default 0 = off)",
 }
 
+def check_args(engine_args: dict[str, str]) -> None:
+    """Options with a fixed set of values are checked against the engine's own table before any process starts."""
+    choices = _engine_choices()
+    for key, value in engine_args.items():
+        if key in choices and value not in choices[key]:
+            raise BackendError(f"reference: {key} must be one of {', '.join(choices[key])}, got {value!r}")
+
+
+def _engine_choices() -> dict[str, tuple[str, ...]]:
+    """reference_engine/config.py's _CHOICES. The file imports only the standard library and is loaded on its own:
+    importing it through the package would run reference_engine/__init__.py, which imports torch (the harness never
+    does). Empty where the engine is not in this interpreter (the worker's EngineConfig still checks)."""
+    package = importlib.util.find_spec("reference_engine")
+    if package is None or not package.submodule_search_locations:
+        return {}
+    name = "_benchctl_reference_engine_config"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, f"{list(package.submodule_search_locations)[0]}/config.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]._CHOICES
+
+
 BACKEND = Backend(
     name="reference",
     description="benchctl's paged-attention engine: block KV cache, continuous batching, batched sampler",
@@ -40,6 +67,7 @@ BACKEND = Backend(
     extra="reference",
     capabilities=Capabilities(offline=True, serving=True, per_token_times=True, arrivals=True, engine_stats=True),
     engine_args=ENGINE_ARGS,
+    check_args=check_args,
     # serving mode: `benchctl serve` (benchctl.serving.reference_server) in the engine's interpreter
     server=ServerSpec(argv=("{python}", "-m", "benchctl.cli", "serve", "--backend", "reference", "--model",
                             "{model_dir}", "--model-name", "{model_name}", "--host", "{host}", "--port", "{port}"),

@@ -277,3 +277,12 @@ def test_run_failure_exits_1_and_reports_where_the_records_are(capsys, tmp_path,
     assert f"finished records kept in {run_dir}" in err
     assert "about to die" in err  # the worker log's tail
     assert len((run_dir / "requests.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("arg", ["gemm=skinny", "sampler=fastest", "kv_layout=ring"])
+def test_reference_engine_arg_outside_its_choices_is_a_user_error(capsys, files, arg):
+    code, out, err = run_cli(capsys, ["run", "--backend", "reference", *RANDOM, "--engine-arg", arg])
+    key, value = arg.split("=")
+    assert code == 2 and f"reference: {key} must be one of" in err and repr(value) in err
+    assert "Traceback" not in err and "Traceback" not in out
+    assert not (files / "results").exists()
