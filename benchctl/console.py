@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from benchctl import hwinfo
 from benchctl.envinfo import hardware_line
 from benchctl.metrics import LATENCY_METRICS, flat_metrics
 
@@ -92,6 +93,10 @@ def summary_table(run: dict) -> Table:
     hit = server_prefix_cache_hit_rate(run)
     if hit is not None:
         table.add_row("prefix-cache hit rate (server /metrics)", f"{hit:.1%}")
+    ceiling = hwinfo.ceiling_for_run(run)
+    if ceiling is not None and ceiling["share"] is not None:
+        table.add_row("share of the compute ceiling (total tok/s)",
+                      f"{ceiling['share']:.1%} of {ceiling['ceiling_tok_s']:,.0f} ({ceiling_source(ceiling)})")
     stats = run.get("engine_stats") or {}
     for key in ("padding_waste_pct", "kv_waste_pct", "peak_kv_blocks_used", "mean_batch_size", "preemptions"):
         if stats.get(key) is not None:
@@ -113,7 +118,22 @@ def server_prefix_cache_hit_rate(run: dict) -> float | None:
     return cache.get("hit_rate")
 
 
-def compare_rows(runs: list[dict]) -> list[dict[str, Any]]:
+# with a `benchctl hwinfo` measurement of the run's CPU and its model on disk (hwinfo.ceiling_for_run)
+CEILING_KEYS = ("compute_ceiling_tok_s", "compute_ceiling_share")
+
+
+STALE_CEILING_MIN = 30
+STALE_CEILING_WARNING = (f"a ceiling measured over {STALE_CEILING_MIN} min from its run may not be the machine's speed "
+                         "then (shared and virtual machines drift): `benchctl hwinfo --refresh` next to the runs")
+
+
+def ceiling_source(ceiling: dict[str, Any]) -> str:
+    stale = " — stale" if ceiling["minutes_away"] > STALE_CEILING_MIN else ""
+    return (f"fp32 GEMM {ceiling['gemm_flop_s'] / 1e9:.1f} GFLOP/s, benchctl hwinfo {ceiling['measured_at']}, "
+            f"{ceiling['minutes_away']:.0f} min from the run{stale}")
+
+
+def compare_rows(runs: list[dict], ceilings: list[dict | None] | None = None) -> list[dict[str, Any]]:
     """One row per metric: value per run and ratio to the first run (the baseline)."""
     flats = [flat_metrics(r.get("summary", {})) for r in runs]
     for run, flat in zip(runs, flats):
@@ -122,6 +142,12 @@ def compare_rows(runs: list[dict]) -> list[dict[str, Any]]:
     keys = COMPARE_KEYS
     if any("conversations" in r.get("summary", {}) for r in runs):
         keys += CONVERSATION_KEYS
+    ceilings = [hwinfo.ceiling_for_run(r) for r in runs] if ceilings is None else ceilings
+    if any(ceilings):
+        keys += CEILING_KEYS
+        for flat, ceiling in zip(flats, ceilings):
+            if ceiling is not None:
+                flat["compute_ceiling_tok_s"], flat["compute_ceiling_share"] = ceiling["ceiling_tok_s"], ceiling["share"]
     rows = []
     for key in keys:
         values = [f.get(key) for f in flats]
@@ -138,7 +164,8 @@ def compare_table(runs: list[dict]) -> Table:
         cfg = r.get("config", {})
         args = " ".join(f"{k}={v}" for k, v in (cfg.get("engine_args") or {}).items())
         table.add_column(f"{r.get('run_id')}\n{cfg.get('backend')} {args}".strip(), justify="right")
-    for row in compare_rows(runs):
+    ceilings = [hwinfo.ceiling_for_run(r) for r in runs]
+    for row in compare_rows(runs, ceilings):
         cells = [f"{_num(v)}" + (f" ({q:.2f}x)" if q is not None and i else "")
                  for i, (v, q) in enumerate(zip(row["values"], row["ratios"]))]
         table.add_row(row["metric"], *cells)
@@ -146,6 +173,14 @@ def compare_table(runs: list[dict]) -> Table:
     hw = {hardware_line(r.get("environment", {}).get("hardware", {})) for r in runs}
     note = "same workload" if len(workloads) == 1 else "DIFFERENT workloads"
     table.caption = f"{note}: " + " | ".join(sorted(workloads)) + "\n" + " | ".join(sorted(hw))
+    found = [c for c in ceilings if c is not None]
+    if found:
+        sources = sorted({f"{c['gemm_flop_s'] / 1e9:.1f} GFLOP/s at {c['measured_at']}" for c in found})
+        table.caption += ("\ncompute ceiling = fp32 GEMM FLOP/s ÷ (2 × parameters) tokens/s, share = total tok/s ÷ "
+                          f"ceiling; benchctl hwinfo nearest each run (at most "
+                          f"{max(c['minutes_away'] for c in found):.0f} min away): " + " | ".join(sources))
+        if max(c["minutes_away"] for c in found) > STALE_CEILING_MIN:
+            table.caption += f"\n{STALE_CEILING_WARNING}"
     table.caption_justify = "left"
     return table
 

@@ -1,8 +1,13 @@
 """`benchctl hwinfo`: what this machine can do, measured with torch, cached for reports.
 
 Two ceilings a decode step can hit: memory bandwidth (every step reads all weights plus the KV cache)
-and fp32 GEMM throughput (2 FLOPs per parameter per token). Both are measured here once and cached in
+and fp32 GEMM throughput (2 FLOPs per parameter per token). Both are measured here and cached in
 `$BENCHCTL_CACHE_DIR/hwinfo.json`; the report reads the cache and never measures.
+
+A shared or virtual machine's speed drifts (here: the same GEMM at 127 and 229 GFLOP/s on one day), so every
+measurement is also appended to `hwinfo-history.jsonl`, and a run is set against the measurement on its CPU that
+is nearest to it in time (`ceiling_for_run`): `benchctl hwinfo --refresh` just before and after a benchmark gives
+its ceiling at the time it ran.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ def measure_bandwidth(num_bytes: int | None = None, repeats: int = 5) -> dict[st
             "bandwidth_bytes": num_bytes}
 
 
-def measure_gemm(n: int | None = None, repeats: int = 3) -> dict[str, float]:
+def measure_gemm(n: int | None = None, repeats: int = 10) -> dict[str, float]:
     """fp32 (n, n) @ (n, n): 2 n^3 FLOPs per product."""
     import torch
 
@@ -108,7 +113,84 @@ def get(refresh: bool = False, threads: int = DEFAULT_THREADS) -> tuple[dict[str
     path = cache_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     store.write_json_atomic(path, result)
+    with open(history_path(), "a") as f:
+        f.write(json.dumps(result) + "\n")
     return result, True
+
+
+def history_path() -> Path:
+    return cache_dir() / "hwinfo-history.jsonl"
+
+
+def load_history() -> list[dict[str, Any]]:
+    """Every measurement this machine made (unreadable lines and older formats skipped), plus the cached one."""
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        lines = history_path().read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and entry.get("hwinfo_version") == HWINFO_VERSION and entry.get("measured_at"):
+            found[entry["measured_at"]] = entry
+    cached = load_cached()
+    if cached is not None and cached.get("measured_at"):
+        found.setdefault(cached["measured_at"], cached)
+    return [found[k] for k in sorted(found)]
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    try:
+        stamp = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+def nearest_measurement(when: str | None, cpu: str | None,
+                        history: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], float] | None:
+    """(measurement, minutes away) of the measurement on `cpu` nearest in time to `when`, or None."""
+    at = _parse_time(when)
+    if at is None:
+        return None
+    best = None
+    for entry in load_history() if history is None else history:
+        stamp = _parse_time(entry.get("measured_at"))
+        if stamp is None or entry.get("hardware", {}).get("cpu") != cpu or not entry.get("gemm_fp32_flop_s"):
+            continue
+        minutes = abs((stamp - at).total_seconds()) / 60
+        if best is None or minutes < best[1]:
+            best = (entry, minutes)
+    return best
+
+
+def run_parameters(run: dict[str, Any]) -> int | None:
+    """The run's model size in parameters (safetensors headers of config.model.hf_dir), None if not on disk."""
+    hf_dir = ((run.get("config") or {}).get("model") or {}).get("hf_dir")
+    return (parameter_count(Path(hf_dir)) or None) if hf_dir else None
+
+
+def ceiling_for_run(run: dict[str, Any], history: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """The compute ceiling when the run ran (the measurement nearest its middle): {ceiling_tok_s, share,
+    measured_at, minutes_away, gemm_flop_s}.
+
+    share = the run's total tok/s ÷ ceiling. None when the model is not on disk or this CPU has no measurement.
+    """
+    params = run_parameters(run)
+    cpu = ((run.get("environment") or {}).get("hardware") or {}).get("cpu")
+    start, end = _parse_time(run.get("created_at")), _parse_time(run.get("finished_at"))
+    middle = start + (end - start) / 2 if start and end else start
+    found = nearest_measurement(middle.isoformat() if middle else None, cpu, history) if params else None
+    if found is None:
+        return None
+    entry, minutes = found
+    ceiling = compute_ceiling_tok_s(entry["gemm_fp32_flop_s"], params)
+    total = (run.get("summary") or {}).get("total_tok_s")
+    return {"ceiling_tok_s": ceiling, "share": total / ceiling if total else None, "gemm_flop_s":
+            entry["gemm_fp32_flop_s"], "measured_at": entry["measured_at"], "minutes_away": minutes}
 
 
 # --- model size: parameters and weight bytes from the safetensors files -----------------------------

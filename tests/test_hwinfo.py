@@ -80,3 +80,87 @@ def test_parameter_count_reads_safetensors_headers(tmp_path):
 def test_compute_ceiling_is_two_flops_per_parameter_per_token():
     assert hwinfo.compute_ceiling_tok_s(2e11, 134_515_008) == pytest.approx(2e11 / (2 * 134_515_008))
     assert hwinfo.compute_ceiling_tok_s(1e9, 500) == 1e6
+
+
+# --- the ceiling a run is set against: the measurement of its CPU nearest to it in time --------------------------
+
+def _entry(at: str, gemm: float, cpu: str = "Test CPU") -> dict:
+    return {"hwinfo_version": hwinfo.HWINFO_VERSION, "measured_at": at, "hardware": {"cpu": cpu},
+            "gemm_fp32_flop_s": gemm, "read_bandwidth_gb_s": 10.0}
+
+
+def test_every_measurement_is_kept_in_the_history(cache, monkeypatch):
+    stamps = iter(["2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"])
+    monkeypatch.setattr(hwinfo, "measure", lambda threads=2: _entry(next(stamps), 1e9))
+    hwinfo.get()
+    hwinfo.get(refresh=True)
+    with open(hwinfo.history_path(), "a") as f:
+        f.write("not json\n" + json.dumps({"hwinfo_version": 0, "measured_at": "2026-01-01T12:00:00Z"}) + "\n")
+    assert [e["measured_at"] for e in hwinfo.load_history()] == ["2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"]
+    assert hwinfo.load_cached()["measured_at"] == "2026-01-01T11:00:00Z"
+
+
+def test_cache_without_history_still_counts(cache):
+    cache.mkdir(parents=True)
+    (cache / "hwinfo.json").write_text(json.dumps(_entry("2026-01-01T10:00:00Z", 1e9)))
+    assert [e["measured_at"] for e in hwinfo.load_history()] == ["2026-01-01T10:00:00Z"]
+
+
+def test_nearest_measurement_is_on_the_same_cpu_and_closest_in_time():
+    history = [_entry("2026-01-01T10:00:00Z", 1e9), _entry("2026-01-01T12:00:00Z", 2e9),
+               _entry("2026-01-01T11:10:00Z", 3e9, cpu="Other CPU")]
+    entry, minutes = hwinfo.nearest_measurement("2026-01-01T11:20:00Z", "Test CPU", history)
+    assert entry["gemm_fp32_flop_s"] == 2e9 and minutes == pytest.approx(40)
+    entry, minutes = hwinfo.nearest_measurement("2026-01-01T10:50:00+00:00", "Test CPU", history)
+    assert entry["gemm_fp32_flop_s"] == 1e9 and minutes == pytest.approx(50)
+    assert hwinfo.nearest_measurement("2026-01-01T11:20:00Z", "Third CPU", history) is None
+    assert hwinfo.nearest_measurement(None, "Test CPU", history) is None
+    assert hwinfo.nearest_measurement("yesterday", "Test CPU", history) is None
+
+
+def _run_on(model, created: str, finished: str, total_tok_s: float = 100.0) -> dict:
+    return {"created_at": created, "finished_at": finished, "config": {"model": {"hf_dir": str(model)}},
+            "environment": {"hardware": {"cpu": "Test CPU"}}, "summary": {"total_tok_s": total_tok_s}}
+
+
+def test_ceiling_for_run_uses_the_measurement_nearest_the_run_middle(tmp_path):
+    model = make_model(tmp_path / "m")
+    params = hwinfo.parameter_count(model)
+    # the run spans 10:00-11:00; 10:35 is nearest its middle (10:30), 10:02 is nearest its start
+    history = [_entry("2026-01-01T10:02:00Z", 1e9), _entry("2026-01-01T10:35:00Z", 4e9)]
+    got = hwinfo.ceiling_for_run(_run_on(model, "2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"), history)
+    ceiling = 4e9 / (2 * params)
+    assert got["ceiling_tok_s"] == pytest.approx(ceiling) and got["share"] == pytest.approx(100.0 / ceiling)
+    assert got["measured_at"] == "2026-01-01T10:35:00Z" and got["minutes_away"] == pytest.approx(5)
+    assert hwinfo.ceiling_for_run(_run_on(tmp_path / "gone", "2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"),
+                                  history) is None  # model not on this machine: no parameter count
+
+
+def test_compare_shows_the_ceiling_share_and_warns_when_stale(cache, tmp_path):
+    from rich.console import Console
+
+    from benchctl.console import STALE_CEILING_WARNING, compare_rows, compare_table
+
+    model = make_model(tmp_path / "m")
+    cache.mkdir(parents=True)
+    (cache / "hwinfo.json").write_text(json.dumps(_entry("2026-01-01T10:30:00Z", 4e9)))
+    runs = [_run_on(model, "2026-01-01T10:00:00Z", "2026-01-01T10:20:00Z", 100.0),
+            _run_on(model, "2026-01-01T10:20:00Z", "2026-01-01T10:40:00Z", 300.0)]
+    rows = {r["metric"]: r for r in compare_rows(runs)}
+    ceiling = 4e9 / (2 * hwinfo.parameter_count(model))
+    assert rows["compute_ceiling_tok_s"]["values"] == [pytest.approx(ceiling)] * 2
+    assert rows["compute_ceiling_share"]["values"] == [pytest.approx(100 / ceiling), pytest.approx(300 / ceiling)]
+    assert rows["compute_ceiling_share"]["ratios"][1] == pytest.approx(3.0)
+
+    def caption(runs):
+        console = Console(width=400, record=True)
+        console.print(compare_table(runs))
+        return " ".join(console.export_text().split())
+
+    text = caption(runs)
+    assert "4.0 GFLOP/s at 2026-01-01T10:30:00Z" in text and "at most 20 min away" in text
+    assert " ".join(STALE_CEILING_WARNING.split()) not in text
+    late = [_run_on(model, "2026-01-01T12:00:00Z", "2026-01-01T12:10:00Z")] * 2
+    assert " ".join(STALE_CEILING_WARNING.split()) in caption(late)
+    no_model = [_run_on(tmp_path / "gone", "2026-01-01T10:00:00Z", "2026-01-01T10:20:00Z")] * 2
+    assert "compute_ceiling_share" not in {r["metric"] for r in compare_rows(no_model)}

@@ -189,6 +189,22 @@ def test_roofline_bytes_and_bandwidth(runs_dir, model, tmp_path):
     assert table.loc[data.label, "compute ceiling (tok/s)"] == pytest.approx(5e10 / (2 * sizes["parameters"]), rel=1e-3)
 
 
+def test_roofline_sets_each_run_against_the_measurement_nearest_it(runs_dir, model, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCHCTL_CACHE_DIR", str(tmp_path / "cache"))
+    run_dir = make_run(runs_dir, "a", model_dir=model, n=6)
+    run = json.loads((run_dir / "run.json").read_text())
+    run.update(created_at="2026-01-01T00:10:00Z", finished_at="2026-01-01T00:20:00Z")
+    (run_dir / "run.json").write_text(json.dumps(run))
+    data = load(run_dir)
+    hw = make_hwinfo(tmp_path / "cache", gemm_flop_s=8e10)  # measured 2026-01-01T00:00:00Z, 15 min away
+    table = roofline.section([data], hw).tables[0][1]
+    ceiling = 8e10 / (2 * roofline.model_bytes(data.run)[0]["parameters"])
+    assert table.loc[data.label, "compute ceiling (tok/s)"] == pytest.approx(ceiling, rel=1e-3)
+    assert table.loc[data.label, "run's total tok/s ÷ ceiling"] == pytest.approx(
+        data.summary["total_tok_s"] / ceiling, rel=1e-2)
+    assert "15 min from the run" in table.loc[data.label, "ceiling measured"]
+
+
 def test_roofline_says_what_is_missing(runs_dir, model, tmp_path):
     data = load(make_run(runs_dir, "a", model_dir=model, n=4))
     sec = roofline.section([data], None)

@@ -131,7 +131,12 @@ def section(runs: list[RunData], hw: dict | None) -> Section:
         if ceiling:
             row["measured read (GB/s)"] = round(ceiling, 2)
             row["fraction of measured"] = _sig(float(dec["step_gb_s"].median()) / ceiling)
-        if hw and hw.get("gemm_fp32_flop_s"):
+        near = hwinfo.ceiling_for_run({**data.run, "summary": data.summary})
+        if near is not None:  # the hwinfo measurement nearest the run (the machine's speed drifts)
+            row["compute ceiling (tok/s)"] = round(near["ceiling_tok_s"], 1)
+            row["run's total tok/s ÷ ceiling"] = _sig(near["share"]) if near["share"] else None
+            row["ceiling measured"] = f"{near['measured_at']} ({near['minutes_away']:.0f} min from the run)"
+        elif hw and hw.get("gemm_fp32_flop_s"):
             row["compute ceiling (tok/s)"] = round(hwinfo.compute_ceiling_tok_s(hw["gemm_fp32_flop_s"],
                                                                                 sizes["parameters"]), 1)
         rows.append(row)
