@@ -5,9 +5,9 @@ and fp32 GEMM throughput (2 FLOPs per parameter per token). Both are measured he
 `$BENCHCTL_CACHE_DIR/hwinfo.json`; the report reads the cache and never measures.
 
 A shared or virtual machine's speed drifts (here: the same GEMM at 127 and 229 GFLOP/s on one day), so every
-measurement is also appended to `hwinfo-history.jsonl`, and a run is set against the measurement on its CPU that
-is nearest to it in time (`ceiling_for_run`): `benchctl hwinfo --refresh` just before and after a benchmark gives
-its ceiling at the time it ran.
+measurement is also appended to `hwinfo-history.jsonl`, and a run is set against a measurement on its CPU taken
+near it in time (`measurement_for_run`): `benchctl hwinfo --refresh` just before and after a benchmark gives its
+ceiling at the time it ran (the higher of the two: a ceiling is an upper bound).
 """
 
 from __future__ import annotations
@@ -150,21 +150,34 @@ def _parse_time(text: str | None) -> datetime | None:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
 
 
-def nearest_measurement(when: str | None, cpu: str | None,
-                        history: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], float] | None:
-    """(measurement, minutes away) of the measurement on `cpu` nearest in time to `when`, or None."""
-    at = _parse_time(when)
-    if at is None:
+NEAR_RUN_MIN = 10  # measurements this close to a run's start or end count as taken "at" the run
+
+
+def nearest_measurement(when: str | None, cpu: str | None, history: list[dict[str, Any]] | None = None,
+                        until: str | None = None) -> tuple[dict[str, Any], float] | None:
+    """(measurement, minutes away) on `cpu` for the time `when` (or the span when..until), or None.
+
+    Among the measurements within NEAR_RUN_MIN minutes of the span, the fastest (a ceiling is an upper bound: a
+    benchmark bracketed by two measurements is set against the higher); with none that close, the nearest.
+    Minutes away are counted from the span (0 inside it).
+    """
+    start = _parse_time(when)
+    end = _parse_time(until) or start
+    if start is None:
         return None
-    best = None
+    found = []
     for entry in load_history() if history is None else history:
         stamp = _parse_time(entry.get("measured_at"))
         if stamp is None or entry.get("hardware", {}).get("cpu") != cpu or not entry.get("gemm_fp32_flop_s"):
             continue
-        minutes = abs((stamp - at).total_seconds()) / 60
-        if best is None or minutes < best[1]:
-            best = (entry, minutes)
-    return best
+        outside = max((start - stamp).total_seconds(), (stamp - end).total_seconds(), 0.0)
+        found.append((entry, outside / 60))
+    if not found:
+        return None
+    near = [f for f in found if f[1] <= NEAR_RUN_MIN]
+    if near:
+        return max(near, key=lambda f: f[0]["gemm_fp32_flop_s"])
+    return min(found, key=lambda f: f[1])
 
 
 def run_parameters(run: dict[str, Any]) -> int | None:
@@ -173,17 +186,21 @@ def run_parameters(run: dict[str, Any]) -> int | None:
     return (parameter_count(Path(hf_dir)) or None) if hf_dir else None
 
 
+def measurement_for_run(run: dict[str, Any],
+                        history: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], float] | None:
+    """(measurement, minutes away) for the run's CPU and span (created_at..finished_at): see nearest_measurement."""
+    cpu = ((run.get("environment") or {}).get("hardware") or {}).get("cpu")
+    return nearest_measurement(run.get("created_at"), cpu, history, until=run.get("finished_at"))
+
+
 def ceiling_for_run(run: dict[str, Any], history: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
-    """The compute ceiling when the run ran (the measurement nearest its middle): {ceiling_tok_s, share,
-    measured_at, minutes_away, gemm_flop_s}.
+    """The compute ceiling when the run ran (measurement_for_run): {ceiling_tok_s, share, measured_at,
+    minutes_away, gemm_flop_s}.
 
     share = the run's total tok/s ÷ ceiling. None when the model is not on disk or this CPU has no measurement.
     """
     params = run_parameters(run)
-    cpu = ((run.get("environment") or {}).get("hardware") or {}).get("cpu")
-    start, end = _parse_time(run.get("created_at")), _parse_time(run.get("finished_at"))
-    middle = start + (end - start) / 2 if start and end else start
-    found = nearest_measurement(middle.isoformat() if middle else None, cpu, history) if params else None
+    found = measurement_for_run(run, history) if params else None
     if found is None:
         return None
     entry, minutes = found

@@ -12,7 +12,7 @@ import struct
 from pathlib import Path
 
 MODEL_CONFIG = {"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 4,
-                "hidden_size": 16, "dtype": "float32"}
+                "hidden_size": 16, "vocab_size": 64, "tie_word_embeddings": True, "dtype": "float32"}
 KV_BYTES_PER_TOKEN = 2 * 2 * 2 * 4 * 4
 MODEL_TENSORS = {"embed.weight": [64, 16], "layers.0.w": [16, 48], "layers.1.w": [16, 48]}  # 2560 parameters
 

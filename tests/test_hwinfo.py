@@ -106,13 +106,21 @@ def test_cache_without_history_still_counts(cache):
     assert [e["measured_at"] for e in hwinfo.load_history()] == ["2026-01-01T10:00:00Z"]
 
 
-def test_nearest_measurement_is_on_the_same_cpu_and_closest_in_time():
+def test_measurement_for_a_time_or_span_is_on_the_same_cpu_and_near_it():
     history = [_entry("2026-01-01T10:00:00Z", 1e9), _entry("2026-01-01T12:00:00Z", 2e9),
                _entry("2026-01-01T11:10:00Z", 3e9, cpu="Other CPU")]
+    # nothing within 10 minutes: the nearest, however far
     entry, minutes = hwinfo.nearest_measurement("2026-01-01T11:20:00Z", "Test CPU", history)
     assert entry["gemm_fp32_flop_s"] == 2e9 and minutes == pytest.approx(40)
     entry, minutes = hwinfo.nearest_measurement("2026-01-01T10:50:00+00:00", "Test CPU", history)
     assert entry["gemm_fp32_flop_s"] == 1e9 and minutes == pytest.approx(50)
+    # a span bracketed by two measurements within 10 minutes: the faster one (a ceiling is an upper bound)
+    entry, minutes = hwinfo.nearest_measurement("2026-01-01T10:05:00Z", "Test CPU", history,
+                                                until="2026-01-01T11:52:00Z")
+    assert entry["gemm_fp32_flop_s"] == 2e9 and minutes == pytest.approx(8)
+    entry, minutes = hwinfo.nearest_measurement("2026-01-01T09:00:00Z", "Test CPU", history,
+                                                until="2026-01-01T11:00:00Z")
+    assert entry["gemm_fp32_flop_s"] == 1e9 and minutes == 0  # taken during the run
     assert hwinfo.nearest_measurement("2026-01-01T11:20:00Z", "Third CPU", history) is None
     assert hwinfo.nearest_measurement(None, "Test CPU", history) is None
     assert hwinfo.nearest_measurement("yesterday", "Test CPU", history) is None
@@ -123,15 +131,16 @@ def _run_on(model, created: str, finished: str, total_tok_s: float = 100.0) -> d
             "environment": {"hardware": {"cpu": "Test CPU"}}, "summary": {"total_tok_s": total_tok_s}}
 
 
-def test_ceiling_for_run_uses_the_measurement_nearest_the_run_middle(tmp_path):
+def test_ceiling_for_run_is_the_fastest_measurement_near_the_run(tmp_path):
     model = make_model(tmp_path / "m")
     params = hwinfo.parameter_count(model)
-    # the run spans 10:00-11:00; 10:35 is nearest its middle (10:30), 10:02 is nearest its start
-    history = [_entry("2026-01-01T10:02:00Z", 1e9), _entry("2026-01-01T10:35:00Z", 4e9)]
+    # the run spans 10:00-11:00: 09:55 and 10:35 are near it, 13:00 is not (however fast)
+    history = [_entry("2026-01-01T09:55:00Z", 1e9), _entry("2026-01-01T10:35:00Z", 4e9),
+               _entry("2026-01-01T13:00:00Z", 9e9)]
     got = hwinfo.ceiling_for_run(_run_on(model, "2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"), history)
     ceiling = 4e9 / (2 * params)
     assert got["ceiling_tok_s"] == pytest.approx(ceiling) and got["share"] == pytest.approx(100.0 / ceiling)
-    assert got["measured_at"] == "2026-01-01T10:35:00Z" and got["minutes_away"] == pytest.approx(5)
+    assert got["measured_at"] == "2026-01-01T10:35:00Z" and got["minutes_away"] == 0
     assert hwinfo.ceiling_for_run(_run_on(tmp_path / "gone", "2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"),
                                   history) is None  # model not on this machine: no parameter count
 
@@ -158,7 +167,7 @@ def test_compare_shows_the_ceiling_share_and_warns_when_stale(cache, tmp_path):
         return " ".join(console.export_text().split())
 
     text = caption(runs)
-    assert "4.0 GFLOP/s at 2026-01-01T10:30:00Z" in text and "at most 20 min away" in text
+    assert "4.0 GFLOP/s at 2026-01-01T10:30:00Z" in text and "at most 10 min away" in text
     assert " ".join(STALE_CEILING_WARNING.split()) not in text
     late = [_run_on(model, "2026-01-01T12:00:00Z", "2026-01-01T12:10:00Z")] * 2
     assert " ".join(STALE_CEILING_WARNING.split()) in caption(late)

@@ -196,13 +196,44 @@ def test_roofline_sets_each_run_against_the_measurement_nearest_it(runs_dir, mod
     run.update(created_at="2026-01-01T00:10:00Z", finished_at="2026-01-01T00:20:00Z")
     (run_dir / "run.json").write_text(json.dumps(run))
     data = load(run_dir)
-    hw = make_hwinfo(tmp_path / "cache", gemm_flop_s=8e10)  # measured 2026-01-01T00:00:00Z, 15 min away
+    hw = make_hwinfo(tmp_path / "cache", gemm_flop_s=8e10)  # measured 2026-01-01T00:00:00Z, 10 min before
     table = roofline.section([data], hw).tables[0][1]
     ceiling = 8e10 / (2 * roofline.model_bytes(data.run)[0]["parameters"])
     assert table.loc[data.label, "compute ceiling (tok/s)"] == pytest.approx(ceiling, rel=1e-3)
     assert table.loc[data.label, "run's total tok/s ÷ ceiling"] == pytest.approx(
         data.summary["total_tok_s"] / ceiling, rel=1e-2)
-    assert "15 min from the run" in table.loc[data.label, "ceiling measured"]
+    assert "10 min from the run" in table.loc[data.label, "ceiling measured"]
+    caption, bounds = roofline.section([data], hw).tables[1]
+    assert "80.0 GFLOP/s" in caption and "10 min from the run" in caption
+    assert bounds.loc["all steps", "steps"] == len(data.steps)
+
+
+def test_step_bounds_take_the_slower_of_compute_and_memory():
+    import pandas as pd
+
+    steps = pd.DataFrame({
+        "t_s": [1.0, 2.0, 3.0, 4.0], "schedule_s": [0.0] * 4, "forward_s": [0.5, 0.1, 0.2, 0.4],
+        "sample_s": [0.0] * 4, "detokenize_s": [0.0] * 4,
+        "num_batched_tokens": [100, 2, 40, 40], "num_prefill_tokens": [98, 0, 0, 0],
+        "num_prefill_seqs": [1, 0, 0, 0], "num_decode_seqs": [2, 2, 40, 40], "kv_slots_filled": [100, 300, 0, 0]})
+    sizes = {"gemm_parameters_per_token": 1000, "lm_head_parameters": 100, "weight_bytes": 4000,
+             "kv_bytes_per_token": 10}
+    bounds = roofline.step_bounds(steps, sizes, gemm_flop_s=1e6, read_bytes_s=1e5)
+    # prefill step: 2 * (1000 * 100 + 100 * 3) = 200,600 FLOPs -> 0.2006 s; bytes 4000 + 1000 -> 0.05 s
+    assert bounds.loc[0, "flops"] == 200_600 and bounds.loc[0, "bound_s"] == pytest.approx(0.2006)
+    # 2-seq decode: 2 * (1000 * 2 + 100 * 2) = 4,400 FLOPs -> 0.0044 s; bytes 4000 + 3000 -> 0.07 s (memory-bound)
+    assert bounds.loc[1, "bound_s"] == pytest.approx(0.07)
+    assert list(bounds["kind"]) == ["with prefill tokens", "decode only, 1-8 seqs"] + ["decode only, 33-64 seqs"] * 2
+    table = roofline.bound_table(bounds)
+    assert list(table.index) == ["with prefill tokens", "decode only, 1-8 seqs", "decode only, 33-64 seqs",
+                                 "all steps"]
+    big = 2 * (1000 * 40 + 100 * 40) / 1e6  # 0.088 s each, compute-bound
+    assert table.loc["decode only, 33-64 seqs", "bound (s)"] == pytest.approx(2 * big, rel=1e-3)
+    assert table.loc["decode only, 33-64 seqs", "efficiency (bound ÷ time)"] == pytest.approx(2 * big / 0.6, rel=1e-3)
+    assert table.loc["all steps", "time (s)"] == pytest.approx(1.2)
+    assert table.loc["all steps", "efficiency (bound ÷ time)"] == pytest.approx((0.2006 + 0.07 + 2 * big) / 1.2,
+                                                                                 rel=1e-3)
+    assert table.loc["decode only, 1-8 seqs", "ms per token"] == pytest.approx(50)
 
 
 def test_roofline_says_what_is_missing(runs_dir, model, tmp_path):

@@ -44,7 +44,11 @@ def model_bytes(run: dict) -> tuple[dict[str, Any] | None, str | None]:
     if config is None:
         return None, f"no readable config.json in {folder}"
     dtype = str((run.get("engine") or {}).get("dtype") or config.get("dtype") or config.get("torch_dtype") or "float32")
+    lm_head = int(config.get("vocab_size") or 0) * int(config.get("hidden_size") or 0)
+    # GEMM weights per token: all but the embedding table (a lookup), which a tied model reuses as its LM head
+    per_token = hwinfo.parameter_count(folder) - lm_head * (1 if config.get("tie_word_embeddings") else 2)
     return {"weight_bytes": hwinfo.weight_bytes(folder), "parameters": hwinfo.parameter_count(folder),
+            "gemm_parameters_per_token": per_token, "lm_head_parameters": lm_head,
             "kv_bytes_per_token": kv_bytes_per_token(config, DTYPE_BYTES.get(dtype, 4)), "dtype": dtype}, None
 
 
@@ -75,6 +79,50 @@ def achieved_bandwidth(data: RunData, sizes: dict[str, Any]) -> pd.DataFrame:
     return dec
 
 
+DECODE_BINS = (0, 8, 16, 32, 64, 128, 256, np.inf)
+
+
+def step_bounds(steps: pd.DataFrame, sizes: dict[str, Any], gemm_flop_s: float, read_bytes_s: float) -> pd.DataFrame:
+    """Per step: its time, and the least time its work could take on this machine (the roofline bound).
+
+    flops = 2 × (GEMM weights per token × batched tokens + LM-head weights × rows that need logits)
+    bytes = weight bytes + KV bytes of the tokens in the cache (every step reads all weights and, at most, all KV)
+    bound = max(flops ÷ measured GEMM FLOP/s, bytes ÷ measured read bandwidth); efficiency = bound ÷ step time
+    Rows that need logits are counted as every scheduled sequence (an upper bound: a prefill chunk that does not
+    end its prompt needs none). Steps with prefill tokens are one kind; decode-only steps are binned by batch size.
+    """
+    parts = [p for p in STEP_TIME_PARTS if p in steps]
+    out = pd.DataFrame({"step_s": steps[parts].sum(axis=1) if parts else steps["t_s"].diff()})
+    tokens = steps["num_batched_tokens"].fillna(0)
+    rows = batch_size(steps)
+    rows = rows.fillna(0) if rows is not None else tokens
+    kv = steps["kv_slots_filled"].fillna(0) if "kv_slots_filled" in steps else 0
+    out["tokens"] = tokens
+    out["flops"] = 2 * (sizes["gemm_parameters_per_token"] * tokens + sizes["lm_head_parameters"] * rows)
+    out["bytes"] = sizes["weight_bytes"] + kv * sizes["kv_bytes_per_token"]
+    out["bound_s"] = np.maximum(out["flops"] / gemm_flop_s, out["bytes"] / read_bytes_s)
+    prefill = steps["num_prefill_tokens"].fillna(0) > 0 if "num_prefill_tokens" in steps else tokens > rows
+    bins = pd.cut(rows, DECODE_BINS, right=True, labels=False)
+    out["order"] = np.where(prefill, -1, bins.fillna(-1))
+    out["kind"] = ["with prefill tokens" if o < 0 else
+                   f"decode only, {DECODE_BINS[int(o)] + 1}-{DECODE_BINS[int(o) + 1]:g} seqs" for o in out["order"]]
+    return out[out["step_s"] > 0].reset_index(drop=True)
+
+
+def bound_table(bounds: pd.DataFrame) -> pd.DataFrame:
+    """Steps grouped by kind, then the whole run: time, bound, efficiency (bound ÷ time), ms per token."""
+    def summarize(group: pd.DataFrame) -> dict[str, Any]:
+        return {"steps": len(group), "tokens": int(group["tokens"].sum()),
+                "time (s)": _sig(float(group["step_s"].sum())),
+                "share of step time": _sig(float(group["step_s"].sum() / bounds["step_s"].sum())),
+                "bound (s)": _sig(float(group["bound_s"].sum())),
+                "efficiency (bound ÷ time)": _sig(float(group["bound_s"].sum() / group["step_s"].sum())),
+                "ms per token": _sig(float(1000 * group["step_s"].sum() / max(group["tokens"].sum(), 1)))}
+    rows = {kind: summarize(group) for (_, kind), group in bounds.groupby(["order", "kind"], sort=True)}
+    rows["all steps"] = summarize(bounds)
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def _sig(value: float, digits: int = 3) -> float:
     return float(f"{value:.{digits}g}")
 
@@ -86,9 +134,13 @@ def _same_cpu(run: dict, hw: dict | None) -> bool:
 
 
 def section(runs: list[RunData], hw: dict | None) -> Section:
-    sec = Section("roofline", "Roofline efficiency (decode)",
+    sec = Section("roofline", "Roofline efficiency",
                   intro="Achieved memory bandwidth of pure-decode steps: (weight bytes + KV bytes of the tokens "
-                        "in the cache) ÷ step time, as a fraction of the machine's measured read bandwidth.")
+                        "in the cache) ÷ step time, as a fraction of the machine's measured read bandwidth. Then, "
+                        "per run, where the step time goes against the roofline bound of each step's work (its "
+                        "GEMM FLOPs at the measured GEMM rate or its bytes at the measured bandwidth, whichever "
+                        "is slower): prefill steps and decode steps by batch size, their efficiency (bound ÷ time), "
+                        "and the whole run's.")
     ceiling = hw.get("read_bandwidth_gb_s") if hw else None
     if ceiling is None:
         sec.notes.append(f"measured memory bandwidth missing: {HWINFO_HINT}; achieved GB/s is shown without a ceiling")
@@ -132,7 +184,7 @@ def section(runs: list[RunData], hw: dict | None) -> Section:
             row["measured read (GB/s)"] = round(ceiling, 2)
             row["fraction of measured"] = _sig(float(dec["step_gb_s"].median()) / ceiling)
         near = hwinfo.ceiling_for_run({**data.run, "summary": data.summary})
-        if near is not None:  # the hwinfo measurement nearest the run (the machine's speed drifts)
+        if near is not None:  # hwinfo measured near the run (the machine's speed drifts)
             row["compute ceiling (tok/s)"] = round(near["ceiling_tok_s"], 1)
             row["run's total tok/s ÷ ceiling"] = _sig(near["share"]) if near["share"] else None
             row["ceiling measured"] = f"{near['measured_at']} ({near['minutes_away']:.0f} min from the run)"
@@ -141,7 +193,7 @@ def section(runs: list[RunData], hw: dict | None) -> Section:
                                                                                 sizes["parameters"]), 1)
         rows.append(row)
     if not rows:
-        return sec
+        return _with_bound_tables(sec, runs, hw)
     if ceiling:
         fig.add_hline(y=1.0, line_dash="dash", line_color="black",
                       annotation_text=f"measured read bandwidth {ceiling:.1f} GB/s ({hw.get('measured_at')})")
@@ -152,4 +204,29 @@ def section(runs: list[RunData], hw: dict | None) -> Section:
                       legend=dict(orientation="h", y=-0.25))
     sec.add_figure("fig-roofline", fig)
     sec.tables.append(("Decode roofline per run (medians over pure-decode steps)", pd.DataFrame(rows).set_index("run")))
+    return _with_bound_tables(sec, runs, hw)
+
+
+def _with_bound_tables(sec: Section, runs: list[RunData], hw: dict | None) -> Section:
+    for data in runs:
+        _add_bound_table(sec, data, hw)
     return sec
+
+
+def _add_bound_table(sec: Section, data: RunData, hw: dict | None) -> None:
+    """The run's steps against the roofline bound, with the hwinfo measurement for the run (else the cached)."""
+    sizes, _ = model_bytes(data.run)
+    if data.steps is None or sizes is None or "num_batched_tokens" not in data.steps:
+        return
+    near = hwinfo.measurement_for_run(data.run)
+    measured, when = (near[0], f"{near[0]['measured_at']}, {near[1]:.0f} min from the run") if near else (
+        hw, f"{hw.get('measured_at')}, the cached measurement" if hw else None)
+    if not measured or not measured.get("gemm_fp32_flop_s") or not measured.get("read_bandwidth_gb_s"):
+        return
+    bounds = step_bounds(data.steps, sizes, measured["gemm_fp32_flop_s"], measured["read_bandwidth_gb_s"] * 1e9)
+    if bounds.empty:
+        return
+    sec.tables.append((f"{data.label}: step time against the roofline bound — each step's GEMM FLOPs at "
+                       f"{measured['gemm_fp32_flop_s'] / 1e9:.1f} GFLOP/s or its weight + KV bytes at "
+                       f"{measured['read_bandwidth_gb_s']:.1f} GB/s, whichever is slower (benchctl hwinfo {when})",
+                       bound_table(bounds)))
