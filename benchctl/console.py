@@ -177,7 +177,7 @@ def compare_table(runs: list[dict]) -> Table:
     if found:
         sources = sorted({f"{c['gemm_flop_s'] / 1e9:.1f} GFLOP/s at {c['measured_at']}" for c in found})
         table.caption += ("\ncompute ceiling = fp32 GEMM FLOP/s ÷ (2 × parameters) tokens/s, share = total tok/s ÷ "
-                          f"ceiling; benchctl hwinfo near each run (the fastest within 10 min, else the nearest; at most "
+                          f"ceiling; benchctl hwinfo near each run (the fastest within 5 min, else the nearest; at most "
                           f"{max(c['minutes_away'] for c in found):.0f} min away): " + " | ".join(sources))
         if max(c["minutes_away"] for c in found) > STALE_CEILING_MIN:
             table.caption += f"\n{STALE_CEILING_WARNING}"

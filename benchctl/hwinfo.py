@@ -150,7 +150,7 @@ def _parse_time(text: str | None) -> datetime | None:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
 
 
-NEAR_RUN_MIN = 10  # measurements this close to a run's start or end count as taken "at" the run
+NEAR_RUN_MIN = 5  # measurements this close to a run's start or end count as taken "at" the run
 
 
 def nearest_measurement(when: str | None, cpu: str | None, history: list[dict[str, Any]] | None = None,

@@ -114,10 +114,13 @@ def test_measurement_for_a_time_or_span_is_on_the_same_cpu_and_near_it():
     assert entry["gemm_fp32_flop_s"] == 2e9 and minutes == pytest.approx(40)
     entry, minutes = hwinfo.nearest_measurement("2026-01-01T10:50:00+00:00", "Test CPU", history)
     assert entry["gemm_fp32_flop_s"] == 1e9 and minutes == pytest.approx(50)
-    # a span bracketed by two measurements within 10 minutes: the faster one (a ceiling is an upper bound)
-    entry, minutes = hwinfo.nearest_measurement("2026-01-01T10:05:00Z", "Test CPU", history,
-                                                until="2026-01-01T11:52:00Z")
-    assert entry["gemm_fp32_flop_s"] == 2e9 and minutes == pytest.approx(8)
+    # a span bracketed by two measurements within 5 minutes: the faster one (a ceiling is an upper bound)
+    entry, minutes = hwinfo.nearest_measurement("2026-01-01T10:03:00Z", "Test CPU", history,
+                                                until="2026-01-01T11:56:00Z")
+    assert entry["gemm_fp32_flop_s"] == 2e9 and minutes == pytest.approx(4)
+    entry, minutes = hwinfo.nearest_measurement("2026-01-01T10:03:00Z", "Test CPU", history,
+                                                until="2026-01-01T11:50:00Z")
+    assert entry["gemm_fp32_flop_s"] == 1e9 and minutes == pytest.approx(3)  # 12:00 is 10 minutes after
     entry, minutes = hwinfo.nearest_measurement("2026-01-01T09:00:00Z", "Test CPU", history,
                                                 until="2026-01-01T11:00:00Z")
     assert entry["gemm_fp32_flop_s"] == 1e9 and minutes == 0  # taken during the run
@@ -167,7 +170,7 @@ def test_compare_shows_the_ceiling_share_and_warns_when_stale(cache, tmp_path):
         return " ".join(console.export_text().split())
 
     text = caption(runs)
-    assert "4.0 GFLOP/s at 2026-01-01T10:30:00Z" in text and "at most 10 min away" in text
+    assert "4.0 GFLOP/s at 2026-01-01T10:30:00Z" in text and "at most 10 min away" in text  # nearest, not near
     assert " ".join(STALE_CEILING_WARNING.split()) not in text
     late = [_run_on(model, "2026-01-01T12:00:00Z", "2026-01-01T12:10:00Z")] * 2
     assert " ".join(STALE_CEILING_WARNING.split()) in caption(late)

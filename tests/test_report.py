@@ -229,10 +229,10 @@ def test_step_bounds_take_the_slower_of_compute_and_memory():
                                  "all steps"]
     big = 2 * (1000 * 40 + 100 * 40) / 1e6  # 0.088 s each, compute-bound
     assert table.loc["decode only, 33-64 seqs", "bound (s)"] == pytest.approx(2 * big, rel=1e-3)
-    assert table.loc["decode only, 33-64 seqs", "efficiency (bound ÷ time)"] == pytest.approx(2 * big / 0.6, rel=1e-3)
+    assert table.loc["decode only, 33-64 seqs", "efficiency (bound ÷ time)"] == pytest.approx(2 * big / 0.6, rel=5e-3)
     assert table.loc["all steps", "time (s)"] == pytest.approx(1.2)
     assert table.loc["all steps", "efficiency (bound ÷ time)"] == pytest.approx((0.2006 + 0.07 + 2 * big) / 1.2,
-                                                                                 rel=1e-3)
+                                                                                 rel=5e-3)  # 3 significant digits
     assert table.loc["decode only, 1-8 seqs", "ms per token"] == pytest.approx(50)
 
 

@@ -180,11 +180,13 @@ def section(runs: list[RunData], hw: dict | None) -> Section:
                if dec["forward_gb_s"].notna().any() else None,
                "median decode tok/s": round(float((dec["batch_size"] / dec["step_s"]).median()), 2)
                if dec["batch_size"].notna().any() else None}
-        if ceiling:
-            row["measured read (GB/s)"] = round(ceiling, 2)
-            row["fraction of measured"] = _sig(float(dec["step_gb_s"].median()) / ceiling)
+        found = hwinfo.measurement_for_run(data.run)  # hwinfo measured near the run, else the cached one
+        bandwidth = found[0].get("read_bandwidth_gb_s") if found else ceiling
+        if bandwidth:
+            row["measured read (GB/s)"] = round(bandwidth, 2)
+            row["fraction of measured"] = _sig(float(dec["step_gb_s"].median()) / bandwidth)
         near = hwinfo.ceiling_for_run({**data.run, "summary": data.summary})
-        if near is not None:  # hwinfo measured near the run (the machine's speed drifts)
+        if near is not None:
             row["compute ceiling (tok/s)"] = round(near["ceiling_tok_s"], 1)
             row["run's total tok/s ÷ ceiling"] = _sig(near["share"]) if near["share"] else None
             row["ceiling measured"] = f"{near['measured_at']} ({near['minutes_away']:.0f} min from the run)"
