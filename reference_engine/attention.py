@@ -74,6 +74,9 @@ class AttentionOps:
     # optional: paged_decode_attention also answers prefill tokens, each a query over its own context (the step's
     # K/V are in the cache before attention runs), so a step is one kernel call and no prefill runs through SDPA
     prefill_with_decode_kernel: bool = False
+    # optional: argmax(logits (rows, vocab)) -> (rows,) int64, the first index of each row's maximum (NaN counting
+    # as the maximum), for the sampler; torch's argmax otherwise
+    argmax: Callable | None = None
 
     @classmethod
     def from_object(cls, name: str, ops: object) -> AttentionOps:
@@ -82,7 +85,8 @@ class AttentionOps:
             return ops
         get = ops.get if isinstance(ops, dict) else lambda key, default=None: getattr(ops, key, default)
         return cls(name, get("reshape_and_cache"), get("paged_decode_attention"), get("silu_and_mul"),
-                   get("rms_norm"), get("rotary", None), bool(get("prefill_with_decode_kernel", False)))
+                   get("rms_norm"), get("rotary", None), bool(get("prefill_with_decode_kernel", False)),
+                   get("argmax", None))
 
 
 TORCH_OPS = AttentionOps("torch", reshape_and_cache, paged_decode_attention, silu_and_mul, rms_norm)

@@ -63,7 +63,7 @@ class LLMEngine:
                              f"sequence, more than the cache's {self.runner.num_blocks * cfg.block_size} slots")
         self.scheduler = Scheduler(cfg, self.block_manager)
         self.sampler = Sampler(self.device, cfg.seed, self.model_config.eos_token_ids, cfg.sampler,
-                               cfg.host_transfer)
+                               cfg.host_transfer, self.runner.ops.argmax)
         self.detokenizer = IncrementalDetokenizer(self.tokenizer)
         self.requests: dict[str, Request] = {}
         self.stats = EngineStats()

@@ -6,6 +6,7 @@ seeded request draw its noise from its own torch.Generator while the arithmetic 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -21,8 +22,11 @@ class SampleResult:
 
 class Sampler:
     def __init__(self, device: torch.device, seed: int, eos_token_ids: tuple[int, ...] = (),
-                 mode: str = "batched", host_transfer: str = "coalesced"):
+                 mode: str = "batched", host_transfer: str = "coalesced",
+                 argmax: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        """argmax: (rows, vocab) -> (rows,) int64 with torch.argmax's answers (a kernel's, e.g. the CPU ops')."""
         self.device = device
+        self.argmax = argmax or (lambda scores: scores.argmax(dim=-1))
         self.eos_token_ids = list(eos_token_ids)
         self.generator = torch.Generator(device).manual_seed(seed)  # rows without a seed of their own
         self.mode, self.host_transfer = mode, host_transfer
@@ -46,7 +50,7 @@ class Sampler:
             logits = logits.clone()
             rows, cols = zip(*banned)
             logits[torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)] = float("-inf")
-        token_ids = logits.argmax(dim=-1)  # (num_rows,) greedy choice
+        token_ids = self.argmax(logits)  # (num_rows,) greedy choice
         random_rows = [i for i, p in enumerate(params) if not p.greedy]
         if random_rows:
             token_ids = self._sample_random(logits, seqs, params, random_rows, token_ids)
@@ -102,7 +106,7 @@ class Sampler:
         for j, i in enumerate(random_rows):
             if seqs[i].generator is not None:
                 noise[j].exponential_(generator=seqs[i].generator)
-        chosen = (probs / noise).argmax(dim=-1)  # (num_random,)
+        chosen = self.argmax(probs / noise)  # (num_random,)
         return greedy_ids.index_copy(0, idx, chosen)
 
     def _to_host(self, t: torch.Tensor) -> list:

@@ -157,3 +157,31 @@ def test_packed_linear_rejects_what_it_cannot_do(cpu_ops):
         ext.packed_linear(torch.randn(2, 16, dtype=torch.float64), packed.double(), 40)
     with pytest.raises(RuntimeError, match="64-byte aligned"):
         ext.packed_linear(torch.randn(2, 16), torch.randn(2 * 16 * 32 + 1)[1:].view(2, 16, 32), 40)
+
+
+@pytest.mark.parametrize("vocab", [1, 5, 31, 32, 47, 49152])
+def test_argmax_gives_torch_argmax_answers(cpu_ops, vocab):
+    gen = torch.Generator().manual_seed(vocab)
+    logits = torch.randn(9, vocab, generator=gen)
+    logits[1] = 0.25  # a row of ties: the first index
+    logits[2, vocab // 2:] = logits[2].max() + 1  # ties at the maximum past the first lane block
+    logits[3] = float("-inf")
+    if vocab > 3:
+        logits[4, 3] = float("nan")  # a NaN is the maximum, wherever the largest number is
+        logits[5, [vocab - 1, 2]] = float("nan")  # the first NaN, not the last
+    logits[6, -1] = float("inf")
+    logits[7, 0] = logits[7].max() + 0.5  # the maximum in the first vector, then only smaller values
+    got = cpu_ops.argmax(logits)
+    assert got.dtype == torch.int64
+    assert torch.equal(got, logits.argmax(dim=-1))
+    assert torch.equal(cpu_ops.argmax(logits.t().contiguous().t()), logits.argmax(dim=-1))  # strided rows
+    assert cpu_ops.argmax(logits[:0]).shape == (0,)
+
+
+def test_argmax_falls_back_to_torch_for_other_dtypes(cpu_ops):
+    logits = torch.randn(3, 40).to(torch.bfloat16)
+    assert torch.equal(cpu_ops.argmax(logits), logits.argmax(dim=-1))
+    from reference_engine.attention import TORCH_OPS, get_attention_ops
+
+    assert get_attention_ops("cpu").argmax is cpu_ops.argmax  # what the engine hands its sampler
+    assert TORCH_OPS.argmax is None  # the torch path keeps torch.argmax

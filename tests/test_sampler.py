@@ -102,3 +102,20 @@ def test_ablation_modes_give_the_same_tokens(mode, transfer):
     other = Sampler(torch.device("cpu"), 0, mode=mode, host_transfer=transfer)(logits, [seq(p) for p in params])
     assert other.token_ids == reference.token_ids
     assert other.logprobs == reference.logprobs
+
+
+def test_a_kernel_argmax_answers_both_greedy_and_random_rows():
+    logits = torch.randn(5, VOCAB, generator=torch.Generator().manual_seed(6))
+    params = [SamplingParams(temperature=0), SamplingParams(temperature=0.8, seed=7),
+              SamplingParams(temperature=0, logprobs=2), SamplingParams(temperature=1.0, seed=8, top_k=3),
+              SamplingParams(temperature=0)]
+    calls = []
+
+    def argmax(scores):
+        calls.append(tuple(scores.shape))
+        return scores.argmax(dim=-1)
+
+    reference = Sampler(torch.device("cpu"), 0)(logits, [seq(p) for p in params])
+    out = Sampler(torch.device("cpu"), 0, argmax=argmax)(logits, [seq(p) for p in params])
+    assert out.token_ids == reference.token_ids and out.logprobs == reference.logprobs
+    assert calls == [(5, VOCAB), (2, VOCAB)]  # the whole batch once, then the two random rows' race

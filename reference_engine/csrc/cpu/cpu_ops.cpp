@@ -575,6 +575,61 @@ torch::Tensor packed_linear(torch::Tensor x, torch::Tensor packed, int64_t N) {
   return y;
 }
 
+// Greedy sampling's argmax over each row of the logits (rows, vocab) float32: the first index of the row's maximum,
+// a NaN counting as the maximum (torch.argmax's answer in every case). torch's CPU argmax took 4.8 ms for 64 rows of
+// SmolLM2's 49,152 logits, ~2.5% of a decode step; this reads them once at memory speed. Each of 16 lanes keeps its
+// maximum and the first index that reached it (strictly greater replaces), then the lowest index among the lanes
+// holding the row's maximum wins; a row with a NaN is answered by a scalar pass for its first NaN.
+torch::Tensor argmax_rows(torch::Tensor logits) {
+  TORCH_CHECK(logits.device().is_cpu() && logits.scalar_type() == torch::kFloat32 && logits.dim() == 2,
+              "argmax_rows takes a (rows, vocab) float32 CPU tensor");
+  TORCH_CHECK(logits.size(1) > 0, "argmax_rows: rows must not be empty");
+  logits = logits.contiguous();
+  const int64_t R = logits.size(0), V = logits.size(1);
+  auto out = torch::empty({R}, logits.options().dtype(torch::kInt64));
+  const float* xp = logits.data_ptr<float>();
+  int64_t* op = out.data_ptr<int64_t>();
+  at::parallel_for(0, R, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* x = xp + r * V;
+      int64_t best = 0, i = 1;
+      bool nan = std::isnan(x[0]);
+#if defined(__AVX512F__)
+      if (V >= 32 && V < (int64_t{1} << 31)) {
+        __m512 vmax = _mm512_loadu_ps(x);
+        __m512i index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), at = index;
+        const __m512i step = _mm512_set1_epi32(16);
+        __mmask16 nans = _mm512_cmp_ps_mask(vmax, vmax, _CMP_UNORD_Q);
+        for (i = 16; i + 16 <= V; i += 16) {
+          const __m512 v = _mm512_loadu_ps(x + i);
+          at = _mm512_add_epi32(at, step);
+          const __mmask16 greater = _mm512_cmp_ps_mask(v, vmax, _CMP_GT_OQ);
+          vmax = _mm512_mask_mov_ps(vmax, greater, v);
+          index = _mm512_mask_mov_epi32(index, greater, at);
+          nans |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        }
+        nan = nans != 0;
+        if (!nan) {  // (with a NaN the lanes' maximum means nothing: the NaN pass below answers)
+          const float top = _mm512_reduce_max_ps(vmax);
+          const __mmask16 holders = _mm512_cmp_ps_mask(vmax, _mm512_set1_ps(top), _CMP_EQ_OQ);
+          best = _mm512_mask_reduce_min_epi32(holders, index);
+        }
+      }
+#endif
+      for (; i < V; ++i) {
+        nan = nan || std::isnan(x[i]);
+        if (x[i] > x[best]) best = i;
+      }
+      if (nan) {
+        best = 0;
+        while (!std::isnan(x[best])) ++best;
+      }
+      op[r] = best;
+    }
+  });
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("packed_linear", &packed_linear, "x @ w.T with w packed as (panels, K, 32) float32 (CPU)");
   m.def("rotary_embedding", &rotary_embedding, "rotate-half RoPE in place on the first heads of qkv (CPU)");
@@ -582,4 +637,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("paged_attention", &paged_attention, "paged decode attention over a block table (CPU)");
   m.def("rms_norm", &rms_norm, "RMSNorm in float32 (CPU)");
   m.def("silu_and_mul", &silu_and_mul, "silu(gate) * up (CPU)");
+  m.def("argmax_rows", &argmax_rows, "first index of each row's maximum, NaN counting as the maximum (CPU)");
 }
