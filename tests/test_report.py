@@ -382,3 +382,12 @@ def test_conversation_section_shows_ttft_by_turn_and_the_cache(runs_dir, model):
     assert row["TTFT later p50 (ms)"] == pytest.approx(conv["ttft_later_turns_s"]["median"] * 1000, abs=1e-3)
     assert sec.notes == ["1 run(s) are single-turn and not shown here."]
     assert "conversations-ttft-by-turn" in figure_ids([multi], None)
+
+
+def test_a_report_of_many_runs_renders(runs_dir, model):
+    # an 11-cell sweep failed here: plotly refuses stacked subplots spaced over 1 / (rows - 1)
+    runs = [load(make_run(runs_dir, f"r{i:02d}", model_dir=model, n=3, engine_args={"block_size": str(i)}))
+            for i in range(13)]
+    html = render_html(runs, None)
+    assert all(f"r{i:02d}" in html for i in range(13))
+    assert "Step time per step" in html and "Request timeline" in html

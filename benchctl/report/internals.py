@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from benchctl.report.load import STEP_TIME_PARTS, RunData
-from benchctl.report.section import Section, run_color
+from benchctl.report.section import Section, row_spacing, run_color
 
 PART_COLORS = {"schedule_s": "#FFA15A", "forward_s": "#636EFA", "sample_s": "#00CC96", "detokenize_s": "#AB63FA",
                "idle_s": "#D0D0D0"}
@@ -101,7 +101,8 @@ def breakdown_figure(runs: list[RunData]) -> go.Figure:
 
 
 def per_step_figure(runs: list[RunData]) -> go.Figure:
-    fig = make_subplots(rows=len(runs), cols=1, subplot_titles=[d.label for d in runs], vertical_spacing=0.12)
+    fig = make_subplots(rows=len(runs), cols=1, subplot_titles=[d.label for d in runs],
+                        vertical_spacing=row_spacing(len(runs), 0.12))
     for row, data in enumerate(runs, start=1):
         times = step_times(data.steps)
         group = max(1, -(-len(times) // MAX_STEP_BARS))

@@ -16,6 +16,12 @@ def run_color(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
+def row_spacing(rows: int, wanted: float) -> float:
+    """Vertical spacing for `rows` stacked subplots: `wanted`, shrunk so that many runs still fit (plotly refuses a
+    spacing over 1 / (rows - 1): an 11-cell sweep's report failed on it)."""
+    return wanted if rows <= 1 else min(wanted, 0.5 / (rows - 1))
+
+
 @dataclass(slots=True)
 class Section:
     id: str
