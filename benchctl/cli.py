@@ -126,6 +126,9 @@ def run(
     quantization: Annotated[Optional[str], typer.Option(help="Weight quantization where the backend offers it (hf: bnb-4bit, bnb-8bit; CUDA only). Same as --engine-arg quantization=...")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print run.json to stdout instead of a table.")] = False,
     profile: Annotated[str, typer.Option(help="none, torch (torch.profiler trace) or nsys (Nsight Systems).")] = "none",
+    measure_ceiling: Annotated[bool, typer.Option(
+        help="Measure the machine's ceilings (benchctl hwinfo, a few seconds) right before and after the run and "
+             "keep them in run.json: its share of the compute ceiling is then the machine's at the time.")] = False,
 ) -> None:
     """Run a benchmark and write results/<run-id>/ (run.json, requests.jsonl, requests.parquet)."""
     engine_args = parse_engine_args(engine_arg or [])
@@ -144,6 +147,8 @@ def run(
             random_input_len=random_input_len, random_output_len=random_output_len,
             random_range_ratio=random_range_ratio, random_prefix_len=random_prefix_len,
             request_rate=request_rate, burstiness=burstiness, arrival=arrival, max_concurrency=max_concurrency))
+    if measure_ceiling:
+        _measure_ceiling("before the run", json_out)
     progress = _RichProgress(enabled=not json_out)
     try:
         run_dir = run_benchmark(config, progress)
@@ -154,9 +159,23 @@ def run(
             err.print(f"[dim]worker log (tail):\n{e.log_tail}[/dim]", markup=False)
         raise typer.Exit(1) from None
     progress.close()
+    if measure_ceiling and _measure_ceiling("after the run", json_out):
+        run = store.load_run(run_dir)
+        run.setdefault("environment", {})["hwinfo"] = hwinfo.near_run(run)
+        store.write_json_atomic(run_dir / "run.json", store.clean_floats(run))
     _print_run(store.load_run(run_dir), json_out)
     if not json_out:
         err.print(f"results: {run_dir}")
+
+
+def _measure_ceiling(when: str, quiet: bool) -> bool:
+    """benchctl hwinfo --refresh in a child process; a failure is a warning, never the run's end."""
+    if not quiet:
+        err.print(f"· measuring the machine's ceilings {when} (benchctl hwinfo)")
+    result, why = hwinfo.measure_in_subprocess()
+    if result is None:
+        err.print(f"[yellow]benchctl: warning:[/yellow] could not measure the ceilings {when}: {why}")
+    return result is not None
 
 
 def _print_run(run: dict, json_out: bool) -> None:

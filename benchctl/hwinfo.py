@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import math
 import struct
+import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -186,11 +188,59 @@ def run_parameters(run: dict[str, Any]) -> int | None:
     return (parameter_count(Path(hf_dir)) or None) if hf_dir else None
 
 
+RUN_KEYS = ("hwinfo_version", "measured_at", "threads", "read_bandwidth_gb_s", "copy_bandwidth_gb_s",
+            "gemm_fp32_flop_s", "gemm_size")
+
+
+def near_run(run: dict[str, Any], history: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The measurements on the run's CPU within NEAR_RUN_MIN of its span, compact, for run.json's environment:
+    the run carries its own ceilings wherever its folder goes."""
+    cpu = ((run.get("environment") or {}).get("hardware") or {}).get("cpu")
+    start = _parse_time(run.get("created_at"))
+    end = _parse_time(run.get("finished_at")) or start
+    if start is None:
+        return []
+    kept = []
+    for entry in load_history() if history is None else history:
+        stamp = _parse_time(entry.get("measured_at"))
+        if stamp is None or entry.get("hardware", {}).get("cpu") != cpu:
+            continue
+        if max((start - stamp).total_seconds(), (stamp - end).total_seconds(), 0.0) <= NEAR_RUN_MIN * 60:
+            kept.append({**{k: entry[k] for k in RUN_KEYS if k in entry}, "hardware": {"cpu": cpu}})
+    return kept
+
+
+def measure_in_subprocess(timeout_s: float = 300.0) -> tuple[dict[str, Any] | None, str | None]:
+    """`benchctl hwinfo --refresh` in a child process (the harness never loads torch): (result, None) or
+    (None, why). The child adds the measurement to the cache and its history as usual."""
+    code = "import sys; from benchctl.cli import main; sys.exit(main(['hwinfo', '--refresh', '--json']))"
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        return None, lines[-1] if lines else f"exit code {proc.returncode}"
+    try:
+        return json.loads(proc.stdout), None
+    except json.JSONDecodeError:
+        return None, "benchctl hwinfo printed no JSON"
+
+
+def _with_runs_own(run: dict[str, Any], history: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The measurements a run carries (environment.hwinfo) plus this machine's history, once each."""
+    found = {e.get("measured_at"): e for e in ((run.get("environment") or {}).get("hwinfo") or [])}
+    for entry in load_history() if history is None else history:
+        found.setdefault(entry.get("measured_at"), entry)
+    return list(found.values())
+
+
 def measurement_for_run(run: dict[str, Any],
                         history: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], float] | None:
-    """(measurement, minutes away) for the run's CPU and span (created_at..finished_at): see nearest_measurement."""
+    """(measurement, minutes away) for the run's CPU and span (created_at..finished_at), from the measurements the
+    run carries and this machine's history: see nearest_measurement."""
     cpu = ((run.get("environment") or {}).get("hardware") or {}).get("cpu")
-    return nearest_measurement(run.get("created_at"), cpu, history, until=run.get("finished_at"))
+    return nearest_measurement(run.get("created_at"), cpu, _with_runs_own(run, history), until=run.get("finished_at"))
 
 
 def ceiling_for_run(run: dict[str, Any], history: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from benchctl import envinfo, metrics, profile, store
+from benchctl import envinfo, hwinfo, metrics, profile, store
 from benchctl.backend import Backend, BackendError, get_backend
 from benchctl.models import ResolvedModel, resolve_model
 from benchctl.records import RecordWriter, RequestRecord
@@ -300,6 +300,7 @@ def finalize(run: dict, run_dir: Path, rows: list[dict], config: RunConfig, stat
     run["error"] = error
     run["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     run["summary"] = metrics.summarize(rows, slos_ms=config.slos_ms or None)
+    run.setdefault("environment", {})["hwinfo"] = hwinfo.near_run(run)  # this machine's ceilings around the run
     if rows:
         store.write_parquet(rows, run_dir / "requests.parquet")
     store.write_json_atomic(run_dir / "run.json", store.clean_floats(run))

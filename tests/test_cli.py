@@ -267,6 +267,36 @@ def test_run_json_prints_the_completed_run(capsys, tmp_path, fake_backend):
     assert (tmp_path / run["run_id"] / "requests.parquet").is_file()
 
 
+def test_run_measure_ceiling_keeps_the_measurements_in_run_json(capsys, tmp_path, fake_backend, monkeypatch):
+    import time as _time
+
+    from benchctl import hwinfo
+    from benchctl.envinfo import hardware
+
+    monkeypatch.setenv("BENCHCTL_CACHE_DIR", str(tmp_path / "cache"))
+    cpu, calls = hardware()["cpu"], []
+
+    def fake_measure():  # what the child process does: measure, then append to the history
+        calls.append(1)
+        entry = {"hwinfo_version": hwinfo.HWINFO_VERSION, "hardware": {"cpu": cpu}, "gemm_fp32_flop_s": 1e11 * len(calls),
+                 "read_bandwidth_gb_s": 10.0, "measured_at": _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime())}
+        (tmp_path / "cache").mkdir(exist_ok=True)
+        with open(hwinfo.history_path(), "a") as f:
+            f.write(json.dumps({**entry, "measured_at": entry["measured_at"][:-1] + f".{len(calls)}Z"}) + "\n")
+        return entry, None
+
+    monkeypatch.setattr(hwinfo, "measure_in_subprocess", fake_measure)
+    fake_backend("EchoWorker")
+    code, out, _ = run_cli(capsys, ["run", *RANDOM, "--measure-ceiling", "--output-dir", tmp_path / "out", "--json"])
+    assert code == 0 and len(calls) == 2  # before and after
+    run = json.loads(out)
+    assert sorted(e["gemm_fp32_flop_s"] for e in run["environment"]["hwinfo"]) == [1e11, 2e11]
+
+    monkeypatch.setattr(hwinfo, "measure_in_subprocess", lambda: (None, "no torch here"))
+    code, out, err = run_cli(capsys, ["run", *RANDOM, "--measure-ceiling", "--output-dir", tmp_path / "out2"])
+    assert code == 0 and "could not measure the ceilings before the run: no torch here" in " ".join(err.split())
+
+
 def test_run_failure_exits_1_and_reports_where_the_records_are(capsys, tmp_path, fake_backend):
     fake_backend("DyingWorker")
     code = main(["run", "--dataset", "random", "--num-prompts", "4", "--output-dir", str(tmp_path / "out")])

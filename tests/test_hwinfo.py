@@ -176,3 +176,32 @@ def test_compare_shows_the_ceiling_share_and_warns_when_stale(cache, tmp_path):
     assert " ".join(STALE_CEILING_WARNING.split()) in caption(late)
     no_model = [_run_on(tmp_path / "gone", "2026-01-01T10:00:00Z", "2026-01-01T10:20:00Z")] * 2
     assert "compute_ceiling_share" not in {r["metric"] for r in compare_rows(no_model)}
+
+
+def test_a_run_keeps_the_measurements_taken_near_it(tmp_path):
+    history = [_entry("2026-01-01T09:50:00Z", 1e9), _entry("2026-01-01T09:57:00Z", 2e9),
+               _entry("2026-01-01T10:30:00Z", 3e9, cpu="Other CPU"), _entry("2026-01-01T11:04:00Z", 4e9)]
+    history[1]["packages"] = {"torch": "2.13.0+cpu"}  # not carried: the run has its own
+    run = {"created_at": "2026-01-01T10:00:00Z", "finished_at": "2026-01-01T11:00:00Z",
+           "environment": {"hardware": {"cpu": "Test CPU"}}}
+    kept = hwinfo.near_run(run, history)
+    assert [e["measured_at"] for e in kept] == ["2026-01-01T09:57:00Z", "2026-01-01T11:04:00Z"]
+    assert set(kept[0]) == {"hwinfo_version", "measured_at", "hardware", "gemm_fp32_flop_s", "read_bandwidth_gb_s"}
+    assert hwinfo.near_run({"environment": {}}, history) == []
+
+
+def test_copied_results_find_their_ceiling_in_run_json(cache, tmp_path):
+    """On a machine with no history at all, the measurements the run carries still give its share."""
+    model = make_model(tmp_path / "m")
+    run = _run_on(model, "2026-01-01T10:00:00Z", "2026-01-01T10:20:00Z")
+    run["environment"]["hwinfo"] = [_entry("2026-01-01T10:22:00Z", 4e9)]
+    assert hwinfo.load_history() == []
+    got = hwinfo.ceiling_for_run(run)
+    assert got["gemm_flop_s"] == 4e9 and got["minutes_away"] == pytest.approx(2)
+
+
+def test_measure_in_subprocess_measures_and_keeps_the_history(cache):
+    pytest.importorskip("torch")
+    result, why = hwinfo.measure_in_subprocess()
+    assert why is None and result["gemm_fp32_flop_s"] > 0 and result["read_bandwidth_gb_s"] > 0
+    assert [e["measured_at"] for e in hwinfo.load_history()] == [result["measured_at"]]
