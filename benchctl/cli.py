@@ -159,11 +159,11 @@ def run(
             err.print(f"[dim]worker log (tail):\n{e.log_tail}[/dim]", markup=False)
         raise typer.Exit(1) from None
     progress.close()
+    run = store.load_run(run_dir)
     if measure_ceiling and _measure_ceiling("after the run", json_out):
-        run = store.load_run(run_dir)
         run.setdefault("environment", {})["hwinfo"] = hwinfo.near_run(run)
         store.write_json_atomic(run_dir / "run.json", store.clean_floats(run))
-    _print_run(store.load_run(run_dir), json_out)
+    _print_run(run, json_out)
     if not json_out:
         err.print(f"results: {run_dir}")
 

@@ -147,7 +147,8 @@ def compare_rows(runs: list[dict], ceilings: list[dict | None] | None = None) ->
         keys += CEILING_KEYS
         for flat, ceiling in zip(flats, ceilings):
             if ceiling is not None:
-                flat["compute_ceiling_tok_s"], flat["compute_ceiling_share"] = ceiling["ceiling_tok_s"], ceiling["share"]
+                flat["compute_ceiling_tok_s"] = ceiling["ceiling_tok_s"]
+                flat["compute_ceiling_share"] = ceiling["share"]
     rows = []
     for key in keys:
         values = [f.get(key) for f in flats]
@@ -176,10 +177,11 @@ def compare_table(runs: list[dict]) -> Table:
     found = [c for c in ceilings if c is not None]
     if found:
         sources = sorted({f"{c['gemm_flop_s'] / 1e9:.1f} GFLOP/s at {c['measured_at']}" for c in found})
+        farthest = max(c["minutes_away"] for c in found)
         table.caption += ("\ncompute ceiling = fp32 GEMM FLOP/s ÷ (2 × parameters) tokens/s, share = total tok/s ÷ "
-                          f"ceiling; benchctl hwinfo near each run (the fastest within 5 min, else the nearest; at most "
-                          f"{max(c['minutes_away'] for c in found):.0f} min away): " + " | ".join(sources))
-        if max(c["minutes_away"] for c in found) > STALE_CEILING_MIN:
+                          f"ceiling; benchctl hwinfo near each run (the fastest within {hwinfo.NEAR_RUN_MIN} min, "
+                          f"else the nearest; at most {farthest:.0f} min away): " + " | ".join(sources))
+        if farthest > STALE_CEILING_MIN:
             table.caption += f"\n{STALE_CEILING_WARNING}"
     table.caption_justify = "left"
     return table

@@ -155,6 +155,21 @@ def _parse_time(text: str | None) -> datetime | None:
 NEAR_RUN_MIN = 5  # measurements this close to a run's start or end count as taken "at" the run
 
 
+def _minutes_from(history: list[dict[str, Any]] | None, cpu: str | None, when: str | None,
+                  until: str | None) -> list[tuple[dict[str, Any], float]]:
+    """(measurement, minutes outside the span when..until: 0 inside it) for each measurement on `cpu`."""
+    start = _parse_time(when)
+    end = _parse_time(until) or start
+    if start is None:
+        return []
+    found = []
+    for entry in load_history() if history is None else history:
+        stamp = _parse_time(entry.get("measured_at"))
+        if stamp is not None and entry.get("hardware", {}).get("cpu") == cpu:
+            found.append((entry, max((start - stamp).total_seconds(), (stamp - end).total_seconds(), 0.0) / 60))
+    return found
+
+
 def nearest_measurement(when: str | None, cpu: str | None, history: list[dict[str, Any]] | None = None,
                         until: str | None = None) -> tuple[dict[str, Any], float] | None:
     """(measurement, minutes away) on `cpu` for the time `when` (or the span when..until), or None.
@@ -163,17 +178,7 @@ def nearest_measurement(when: str | None, cpu: str | None, history: list[dict[st
     benchmark bracketed by two measurements is set against the higher); with none that close, the nearest.
     Minutes away are counted from the span (0 inside it).
     """
-    start = _parse_time(when)
-    end = _parse_time(until) or start
-    if start is None:
-        return None
-    found = []
-    for entry in load_history() if history is None else history:
-        stamp = _parse_time(entry.get("measured_at"))
-        if stamp is None or entry.get("hardware", {}).get("cpu") != cpu or not entry.get("gemm_fp32_flop_s"):
-            continue
-        outside = max((start - stamp).total_seconds(), (stamp - end).total_seconds(), 0.0)
-        found.append((entry, outside / 60))
+    found = [f for f in _minutes_from(history, cpu, when, until) if f[0].get("gemm_fp32_flop_s")]
     if not found:
         return None
     near = [f for f in found if f[1] <= NEAR_RUN_MIN]
@@ -196,18 +201,9 @@ def near_run(run: dict[str, Any], history: list[dict[str, Any]] | None = None) -
     """The measurements on the run's CPU within NEAR_RUN_MIN of its span, compact, for run.json's environment:
     the run carries its own ceilings wherever its folder goes."""
     cpu = ((run.get("environment") or {}).get("hardware") or {}).get("cpu")
-    start = _parse_time(run.get("created_at"))
-    end = _parse_time(run.get("finished_at")) or start
-    if start is None:
-        return []
-    kept = []
-    for entry in load_history() if history is None else history:
-        stamp = _parse_time(entry.get("measured_at"))
-        if stamp is None or entry.get("hardware", {}).get("cpu") != cpu:
-            continue
-        if max((start - stamp).total_seconds(), (stamp - end).total_seconds(), 0.0) <= NEAR_RUN_MIN * 60:
-            kept.append({**{k: entry[k] for k in RUN_KEYS if k in entry}, "hardware": {"cpu": cpu}})
-    return kept
+    return [{**{k: entry[k] for k in RUN_KEYS if k in entry}, "hardware": {"cpu": cpu}}
+            for entry, minutes in _minutes_from(history, cpu, run.get("created_at"), run.get("finished_at"))
+            if minutes <= NEAR_RUN_MIN]
 
 
 def measure_in_subprocess(timeout_s: float = 300.0) -> tuple[dict[str, Any] | None, str | None]:
@@ -244,20 +240,23 @@ def measurement_for_run(run: dict[str, Any],
 
 
 def ceiling_for_run(run: dict[str, Any], history: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
-    """The compute ceiling when the run ran (measurement_for_run): {ceiling_tok_s, share, measured_at,
-    minutes_away, gemm_flop_s}.
-
-    share = the run's total tok/s ÷ ceiling. None when the model is not on disk or this CPU has no measurement.
-    """
+    """The compute ceiling when the run ran (measurement_for_run): see ceiling_from. None when the model is not on
+    disk or this CPU has no measurement."""
     params = run_parameters(run)
     found = measurement_for_run(run, history) if params else None
-    if found is None:
+    return ceiling_from(found, params, (run.get("summary") or {}).get("total_tok_s"))
+
+
+def ceiling_from(found: tuple[dict[str, Any], float] | None, parameters: int | None,
+                 total_tok_s: float | None) -> dict[str, Any] | None:
+    """{ceiling_tok_s, share, measured_at, minutes_away, gemm_flop_s} from a (measurement, minutes away) pair;
+    share = total tok/s ÷ ceiling (None without a total)."""
+    if found is None or not parameters:
         return None
     entry, minutes = found
-    ceiling = compute_ceiling_tok_s(entry["gemm_fp32_flop_s"], params)
-    total = (run.get("summary") or {}).get("total_tok_s")
-    return {"ceiling_tok_s": ceiling, "share": total / ceiling if total else None, "gemm_flop_s":
-            entry["gemm_fp32_flop_s"], "measured_at": entry["measured_at"], "minutes_away": minutes}
+    ceiling = compute_ceiling_tok_s(entry["gemm_fp32_flop_s"], parameters)
+    return {"ceiling_tok_s": ceiling, "share": total_tok_s / ceiling if total_tok_s else None,
+            "gemm_flop_s": entry["gemm_fp32_flop_s"], "measured_at": entry["measured_at"], "minutes_away": minutes}
 
 
 # --- model size: parameters and weight bytes from the safetensors files -----------------------------

@@ -44,10 +44,11 @@ def model_bytes(run: dict) -> tuple[dict[str, Any] | None, str | None]:
     if config is None:
         return None, f"no readable config.json in {folder}"
     dtype = str((run.get("engine") or {}).get("dtype") or config.get("dtype") or config.get("torch_dtype") or "float32")
+    parameters = hwinfo.parameter_count(folder)
     lm_head = int(config.get("vocab_size") or 0) * int(config.get("hidden_size") or 0)
     # GEMM weights per token: all but the embedding table (a lookup), which a tied model reuses as its LM head
-    per_token = hwinfo.parameter_count(folder) - lm_head * (1 if config.get("tie_word_embeddings") else 2)
-    return {"weight_bytes": hwinfo.weight_bytes(folder), "parameters": hwinfo.parameter_count(folder),
+    per_token = parameters - lm_head * (1 if config.get("tie_word_embeddings") else 2)
+    return {"weight_bytes": hwinfo.weight_bytes(folder), "parameters": parameters,
             "gemm_parameters_per_token": per_token, "lm_head_parameters": lm_head,
             "kv_bytes_per_token": kv_bytes_per_token(config, DTYPE_BYTES.get(dtype, 4)), "dtype": dtype}, None
 
@@ -145,11 +146,12 @@ def section(runs: list[RunData], hw: dict | None) -> Section:
     if ceiling is None:
         sec.notes.append(f"measured memory bandwidth missing: {HWINFO_HINT}; achieved GB/s is shown without a ceiling")
     fig, rows = go.Figure(), []
-    for i, data in enumerate(runs):
+    # per run, read once: model sizes (safetensors headers, config.json) and the hwinfo measurement near the run
+    inputs = [(data, *model_bytes(data.run), hwinfo.measurement_for_run(data.run)) for data in runs]
+    for i, (data, sizes, why, found) in enumerate(inputs):
         if data.steps is None:
             sec.notes.append(f"{data.label}: no steps.jsonl, so no per-step time to divide by")
             continue
-        sizes, why = model_bytes(data.run)
         if sizes is None:
             sec.notes.append(f"{data.label}: {why}")
             continue
@@ -180,12 +182,11 @@ def section(runs: list[RunData], hw: dict | None) -> Section:
                if dec["forward_gb_s"].notna().any() else None,
                "median decode tok/s": round(float((dec["batch_size"] / dec["step_s"]).median()), 2)
                if dec["batch_size"].notna().any() else None}
-        found = hwinfo.measurement_for_run(data.run)  # hwinfo measured near the run, else the cached one
-        bandwidth = found[0].get("read_bandwidth_gb_s") if found else ceiling
+        bandwidth = found[0].get("read_bandwidth_gb_s") if found else ceiling  # measured near the run, else cached
         if bandwidth:
             row["measured read (GB/s)"] = round(bandwidth, 2)
             row["fraction of measured"] = _sig(float(dec["step_gb_s"].median()) / bandwidth)
-        near = hwinfo.ceiling_for_run({**data.run, "summary": data.summary})
+        near = hwinfo.ceiling_from(found, sizes["parameters"], data.summary.get("total_tok_s"))
         if near is not None:
             row["compute ceiling (tok/s)"] = round(near["ceiling_tok_s"], 1)
             row["run's total tok/s ÷ ceiling"] = _sig(near["share"]) if near["share"] else None
@@ -195,7 +196,7 @@ def section(runs: list[RunData], hw: dict | None) -> Section:
                                                                                 sizes["parameters"]), 1)
         rows.append(row)
     if not rows:
-        return _with_bound_tables(sec, runs, hw)
+        return _with_bound_tables(sec, inputs, hw)
     if ceiling:
         fig.add_hline(y=1.0, line_dash="dash", line_color="black",
                       annotation_text=f"measured read bandwidth {ceiling:.1f} GB/s ({hw.get('measured_at')})")
@@ -206,22 +207,21 @@ def section(runs: list[RunData], hw: dict | None) -> Section:
                       legend=dict(orientation="h", y=-0.25))
     sec.add_figure("fig-roofline", fig)
     sec.tables.append(("Decode roofline per run (medians over pure-decode steps)", pd.DataFrame(rows).set_index("run")))
-    return _with_bound_tables(sec, runs, hw)
+    return _with_bound_tables(sec, inputs, hw)
 
 
-def _with_bound_tables(sec: Section, runs: list[RunData], hw: dict | None) -> Section:
-    for data in runs:
-        _add_bound_table(sec, data, hw)
+def _with_bound_tables(sec: Section, inputs: list[tuple], hw: dict | None) -> Section:
+    for data, sizes, _, found in inputs:
+        _add_bound_table(sec, data, sizes, found, hw)
     return sec
 
 
-def _add_bound_table(sec: Section, data: RunData, hw: dict | None) -> None:
+def _add_bound_table(sec: Section, data: RunData, sizes: dict[str, Any] | None,
+                     found: tuple[dict[str, Any], float] | None, hw: dict | None) -> None:
     """The run's steps against the roofline bound, with the hwinfo measurement for the run (else the cached)."""
-    sizes, _ = model_bytes(data.run)
     if data.steps is None or sizes is None or "num_batched_tokens" not in data.steps:
         return
-    near = hwinfo.measurement_for_run(data.run)
-    measured, when = (near[0], f"{near[0]['measured_at']}, {near[1]:.0f} min from the run") if near else (
+    measured, when = (found[0], f"{found[0]['measured_at']}, {found[1]:.0f} min from the run") if found else (
         hw, f"{hw.get('measured_at')}, the cached measurement" if hw else None)
     if not measured or not measured.get("gemm_fp32_flop_s") or not measured.get("read_bandwidth_gb_s"):
         return

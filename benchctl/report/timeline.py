@@ -55,7 +55,7 @@ def in_flight(data: RunData, begin_key: str, end_key: str) -> tuple[list[float],
 def timeline_figure(runs: list[RunData]) -> go.Figure:
     heights = [max(len(d.done), 1) for d in runs]
     fig = make_subplots(rows=len(runs), cols=1, shared_xaxes=True, row_heights=heights,
-                        subplot_titles=[d.label for d in runs], vertical_spacing=row_spacing(len(runs), 0.08 if len(runs) > 1 else 0.02))
+                        subplot_titles=[d.label for d in runs], vertical_spacing=row_spacing(len(runs), 0.08))
     for row, data in enumerate(runs, start=1):
         for name, span in request_spans(data).items():
             fig.add_trace(go.Bar(y=span["ids"], x=span["width"], base=span["base"], orientation="h", name=name,
