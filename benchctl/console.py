@@ -93,6 +93,12 @@ def summary_table(run: dict) -> Table:
     hit = server_prefix_cache_hit_rate(run)
     if hit is not None:
         table.add_row("prefix-cache hit rate (server /metrics)", f"{hit:.1%}")
+    spec = spec_decode(run)
+    if spec is not None:
+        length = spec.get("spec_decode_mean_acceptance_length")
+        table.add_row(f"speculative decoding ({spec['source']}): draft tokens accepted",
+                      f"{spec['spec_decode_acceptance_rate']:.1%}"
+                      + (f", {length:.2f} tokens per drafted step" if length is not None else ""))
     ceiling = hwinfo.ceiling_for_run(run)
     if ceiling is not None and ceiling["share"] is not None:
         table.add_row("share of the compute ceiling (total tok/s)",
@@ -111,6 +117,22 @@ COMPARE_KEYS = ("request_throughput", "input_tok_s", "output_tok_s", "total_tok_
 # multi-turn runs add these (benchctl.metrics.conversation_summary; the server's own hit rate from /metrics)
 CONVERSATION_KEYS = ("ttft_first_turn_median_ms", "ttft_later_turns_median_ms", "ttft_later_turns_p99_ms",
                      "cached_prompt_fraction", "server_prefix_cache_hit_rate")
+
+
+SPEC_DECODE_KEYS = ("spec_decode_acceptance_rate", "spec_decode_mean_acceptance_length")
+
+
+def spec_decode(run: dict) -> dict | None:
+    """Speculative decoding's acceptance, from the engine's own stats (offline) or the server's /metrics counters;
+    None when the run drafted nothing."""
+    stats = run.get("engine_stats") or {}
+    if stats.get("spec_decode_acceptance_rate") is not None:
+        return {"source": "engine", **{k: stats.get(k) for k in SPEC_DECODE_KEYS}}
+    served = (run.get("serving_stats") or {}).get("spec_decode") or {}
+    if served.get("acceptance_rate") is not None:
+        return {"source": "server /metrics", "spec_decode_acceptance_rate": served["acceptance_rate"],
+                "spec_decode_mean_acceptance_length": served.get("mean_acceptance_length")}
+    return None
 
 
 def server_prefix_cache_hit_rate(run: dict) -> float | None:
@@ -142,6 +164,11 @@ def compare_rows(runs: list[dict], ceilings: list[dict | None] | None = None) ->
     keys = COMPARE_KEYS
     if any("conversations" in r.get("summary", {}) for r in runs):
         keys += CONVERSATION_KEYS
+    specs = [spec_decode(r) for r in runs]
+    if any(specs):
+        keys += SPEC_DECODE_KEYS
+        for flat, spec in zip(flats, specs):
+            flat.update({k: spec[k] for k in SPEC_DECODE_KEYS} if spec else {})
     ceilings = [hwinfo.ceiling_for_run(r) for r in runs] if ceilings is None else ceilings
     if any(ceilings):
         keys += CEILING_KEYS

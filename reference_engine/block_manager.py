@@ -142,6 +142,31 @@ class BlockManager:
         self._fill(seq, seq.num_computed_tokens, end)
         return copies
 
+    def truncate(self, seq: Sequence, num_tokens: int) -> None:
+        """Speculative decoding's rollback: seq keeps the K/V of its first `num_tokens` tokens only (the slots of
+        rejected draft tokens will be written again). Blocks past them go back; a kept block that now holds fewer
+        tokens forgets a prefix hash made from draft tokens. A block shared with another sequence is left as it is
+        (its content is right for the tokens it was hashed with); seq's next write into it copies it first."""
+        bs = self.block_size
+        keep = self.blocks_needed(num_tokens)  # the contiguous layout keeps its whole reservation
+        for block_id in reversed(seq.block_table[keep:]):
+            block = self.blocks[block_id]
+            block.ref_count -= 1
+            if block.ref_count == 0:
+                self._unhash(block)
+                self.num_filled_slots -= block.num_filled
+                block.num_filled = 0
+                self.free_block_ids[block_id] = None
+        del seq.block_table[keep:]
+        for index in range(num_tokens // bs, len(seq.block_table)):
+            block = self.blocks[seq.block_table[index]]
+            filled = max(min(num_tokens - index * bs, bs), 0)
+            if block.ref_count == 1 and block.num_filled > filled:
+                self._unhash(block)
+                self.num_filled_slots -= block.num_filled - filled
+                block.num_filled = filled
+        seq.num_computed_tokens = min(seq.num_computed_tokens, num_tokens)
+
     def fork(self, parent: Sequence, child: Sequence) -> None:
         """Child shares every block of parent (paged layout only)."""
         assert self.reserve_blocks is None, "the contiguous layout does not share blocks"
@@ -164,12 +189,15 @@ class BlockManager:
     def _take_free_block(self) -> Block:
         block_id, _ = self.free_block_ids.popitem(last=False)
         block = self.blocks[block_id]
-        if block.hash is not None:
-            if self.cached_block_ids.get(block.hash) == block_id:
-                del self.cached_block_ids[block.hash]
-            block.hash, block.token_ids = None, ()
+        self._unhash(block)
         block.ref_count, block.num_filled = 1, 0
         return block
+
+    def _unhash(self, block: Block) -> None:
+        if block.hash is not None:
+            if self.cached_block_ids.get(block.hash) == block.block_id:
+                del self.cached_block_ids[block.hash]
+            block.hash, block.token_ids = None, ()
 
     def _fill(self, seq: Sequence, start: int, end: int) -> None:
         """Tokens [start, end) of seq get slots this step; full blocks become findable by the prefix cache."""

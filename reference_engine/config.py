@@ -14,6 +14,7 @@ _CHOICES = {
     "host_transfer": ("coalesced", "per_seq"),
     "detokenize": ("inline", "thread", "off"),
     "gemm": ("auto", "torch", "onednn", "packed"),
+    "speculative": ("off", "ngram"),
 }
 
 
@@ -88,15 +89,25 @@ class EngineConfig:
     sampler: str = "batched"
     host_transfer: str = "coalesced"
     detokenize: str = "inline"
+    # "ngram": prompt-lookup speculative decoding for greedy sequences (reference_engine/speculative.py): up to
+    # num_speculative_tokens drafted from the sequence's own earlier tokens, checked in one forward, same output
+    speculative: str = "off"
+    num_speculative_tokens: int = 3
+    prompt_lookup_min: int = 1
+    prompt_lookup_max: int = 3
     seed: int = 0  # for requests without their own seed
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
-        for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "block_size"):
+        for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "block_size",
+                     "num_speculative_tokens", "prompt_lookup_min", "prompt_lookup_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.prompt_lookup_min > self.prompt_lookup_max:
+            raise ValueError(f"prompt_lookup_min={self.prompt_lookup_min} is above "
+                             f"prompt_lookup_max={self.prompt_lookup_max}")
         if not self.enable_chunked_prefill and self.max_num_batched_tokens < self.max_model_len:
             raise ValueError("without chunked prefill, max_num_batched_tokens must be >= max_model_len")
         if self.kv_layout == "contiguous" and self.enable_prefix_caching:

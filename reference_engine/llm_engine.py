@@ -71,6 +71,7 @@ class LLMEngine:
         self._detok_pool = ThreadPoolExecutor(1, "detokenize") if cfg.detokenize == "thread" else None
         self._detok_future: Future | None = None
         self._request_counter = itertools.count()
+        self._spec_counts = [0, 0, 0]
 
     # -- requests -------------------------------------------------------------------------------------------
 
@@ -118,6 +119,7 @@ class LLMEngine:
 
     def _step(self) -> list[RequestOutput]:
         t0 = time.perf_counter()
+        self._spec_counts = [0, 0, 0]  # this step's draft tokens, accepted tokens, sequences with a draft
         with annotate("engine.schedule"):
             sched = self.scheduler.schedule()
             kv_used, kv_filled = self.block_manager.num_used_blocks, self.block_manager.num_filled_slots
@@ -128,6 +130,11 @@ class LLMEngine:
             with annotate("engine.forward"):
                 logits, seqs = self.runner.execute(sched)  # logits: (num_sampled, vocab)
             t2 = time.perf_counter()
+            # Drafts leave token_ids before sampling, so each row's sampler sees its own position (min_tokens).
+            drafts = {s.seq.seq_id: s.seq.token_ids[-s.num_draft:] for s in sched.scheduled if s.num_draft}
+            for s in sched.scheduled:
+                if s.num_draft:
+                    del s.seq.token_ids[-s.num_draft:]
             with annotate("engine.sample"):
                 logits, seqs = self._fork_new_parents(logits, seqs)
                 result = self.sampler(logits, seqs)
@@ -136,18 +143,20 @@ class LLMEngine:
             # Thread mode: the previous step's text must be done before these tokens land in the sequences.
             ready = self._collect_detokenized()
             if sched.scheduled:
-                for seq, token_id, logprobs in zip(seqs, result.token_ids, result.logprobs):
-                    seq.token_ids.append(token_id)
-                    if logprobs is not None:
-                        seq.logprobs.append(logprobs)
-                        seq.cumulative_logprob += logprobs[token_id]
-                    new_tokens[seq.seq_id] = [token_id]
-                    self._check_finished(seq, token_id)
+                row = 0
+                while row < len(seqs):
+                    seq = seqs[row]
+                    draft = drafts.get(seq.seq_id, [])
+                    rows = 1 + len(draft)
+                    new_tokens[seq.seq_id] = self._append_tokens(seq, result.token_ids[row:row + rows],
+                                                                 result.logprobs[row:row + rows], draft)
                     touched[seq.request_id] = self.requests[seq.request_id]
+                    row += rows
             outputs = self._postprocess(touched, new_tokens)
             self.scheduler.free_finished()
         t4 = time.perf_counter()
-        self._record_stats(sched, len(new_tokens), kv_used, kv_filled, (t1 - t0, t2 - t1, t3 - t2, t4 - t3))
+        self._record_stats(sched, sum(map(len, new_tokens.values())), kv_used, kv_filled,
+                           (t1 - t0, t2 - t1, t3 - t2, t4 - t3))
         pending, self._pending_outputs = self._pending_outputs, []
         return pending + ready + outputs
 
@@ -170,6 +179,32 @@ class LLMEngine:
         if len(rows) == len(seqs):
             return logits, seqs
         return logits[torch.tensor(rows, device=logits.device)], row_seqs
+
+    def _append_tokens(self, seq: Sequence, token_ids: list[int], logprobs: list, draft: list[int]) -> list[int]:
+        """Add a row's sampled token to seq. With a draft (row j + 1 saw draft[:j + 1]), keep draft tokens while
+        they equal the model's greedy choice at their position, then add the choice after the last one kept.
+        Stops at a finishing token. Returns the tokens added."""
+        num_draft = len(draft)
+        accepted = 0
+        while accepted < num_draft and draft[accepted] == token_ids[accepted]:
+            accepted += 1
+        added = []
+        for token_id, token_logprobs in zip(token_ids[:accepted + 1], logprobs):
+            seq.token_ids.append(token_id)
+            if token_logprobs is not None:
+                seq.logprobs.append(token_logprobs)
+                seq.cumulative_logprob += token_logprobs[token_id]
+            added.append(token_id)
+            self._check_finished(seq, token_id)
+            if seq.is_finished:
+                break
+        if num_draft:
+            # K/V is valid up to the last kept draft token; the newest token's is computed next step.
+            self.block_manager.truncate(seq, seq.num_tokens - 1)
+            self._spec_counts[0] += num_draft
+            self._spec_counts[1] += accepted
+            self._spec_counts[2] += 1
+        return added
 
     def _check_finished(self, seq: Sequence, token_id: int) -> None:
         p = seq.params
@@ -250,7 +285,9 @@ class LLMEngine:
                       times_s: tuple[float, float, float, float]) -> None:
         bm = self.block_manager
         schedule_s, forward_s, sample_s, detokenize_s = times_s
-        decode_tokens = sum(1 for s in sched.scheduled if s.num_new_tokens == 1)
+        decoding = [s for s in sched.scheduled if s.num_new_tokens - s.num_draft == 1]
+        decode_tokens = sum(s.num_new_tokens for s in decoding)
+        num_draft, num_accepted, num_drafts = self._spec_counts
         self.stats.record(StepStats(
             step=self.stats.num_steps,
             num_running=len(self.scheduler.running),
@@ -265,6 +302,10 @@ class LLMEngine:
             num_preemptions=len(sched.preempted),
             num_prefix_hit_blocks=sched.num_prefix_hit_blocks,
             num_generated_tokens=num_generated,
+            num_decode_seqs=len(decoding),
+            num_draft_tokens=num_draft,
+            num_accepted_tokens=num_accepted,
+            num_drafts=num_drafts,
             schedule_s=schedule_s, forward_s=forward_s, sample_s=sample_s, detokenize_s=detokenize_s,
         ))
 
@@ -309,6 +350,10 @@ class LLMEngine:
             "sampler": self.config.sampler,
             "host_transfer": self.config.host_transfer,
             "detokenize": self.config.detokenize,
+            "speculative": self.config.speculative,
+            **({"num_speculative_tokens": self.config.num_speculative_tokens,
+                "prompt_lookup_min": self.config.prompt_lookup_min,
+                "prompt_lookup_max": self.config.prompt_lookup_max} if self.config.speculative != "off" else {}),
         }
 
     def stats_summary(self) -> dict:

@@ -89,7 +89,8 @@ class ModelRunner:
         self.kv_cache[:, :, dst] = self.kv_cache[:, :, src]
 
     def execute(self, out: SchedulerOutput) -> tuple[torch.Tensor, list[Sequence]]:
-        """Run the scheduled batch. Returns logits (num_sampled, vocab) fp32 and the sequences they belong to."""
+        """Run the scheduled batch. Returns logits (num_sampled, vocab) fp32 and the sequence of each row (a
+        sequence with a draft of d tokens has d + 1 consecutive rows)."""
         if out.blocks_to_copy:
             self.copy_blocks(out.blocks_to_copy)
         input_ids, positions, meta, logits_indices, sampled = self.prepare(out)
@@ -119,19 +120,19 @@ class ModelRunner:
             end = s.start + s.num_new_tokens
             input_ids += s.seq.token_ids[s.start:end]
             positions += range(s.start, end)
-            table = torch.tensor(s.seq.block_table, dtype=torch.long)
-            pos = torch.arange(s.start, end)
-            slots += (table[pos // bs] * bs + pos % bs).tolist()
+            table = s.seq.block_table
+            slots += [table[p // bs] * bs + p % bs for p in range(s.start, end)]
             if query_rows:  # token i of the chunk sees positions 0..start+i, all in the cache by then
-                tables += [s.seq.block_table + [-1] * (max_blocks - len(s.seq.block_table))] * s.num_new_tokens
+                tables += [table + [-1] * (max_blocks - len(table))] * s.num_new_tokens
                 context_lens += range(s.start + 1, end + 1)
             else:
                 spans.append(PrefillSpan(row, s.num_new_tokens, s.start,
-                                         table.to(self.device) if s.start > 0 else None))
+                                         torch.tensor(table, dtype=torch.long, device=self.device)
+                                         if s.start > 0 else None))
             row += s.num_new_tokens
-            if s.needs_sample:
-                logits_indices.append(row - 1)
-                sampled.append(s.seq)
+            if s.needs_sample:  # the last token's logits, and with a draft those of every draft token too
+                logits_indices += range(row - 1 - s.num_draft, row)
+                sampled += [s.seq] * (1 + s.num_draft)
         dev = self.device
         meta = AttentionMetadata(
             slot_mapping=torch.tensor(slots, dtype=torch.long, device=dev),

@@ -32,7 +32,8 @@ class Sampler:
         self.mode, self.host_transfer = mode, host_transfer
 
     def __call__(self, logits: torch.Tensor, seqs: list[Sequence]) -> SampleResult:
-        """logits: (num_rows, vocab) fp32, row i for seqs[i]."""
+        """logits: (num_rows, vocab) fp32, row i for seqs[i]; a sequence on consecutive rows samples its next
+        tokens in order (speculative decoding checks a draft that way)."""
         if self.mode == "per_seq":
             results = [self._sample(logits[i:i + 1], [seq]) for i, seq in enumerate(seqs)]
             return SampleResult([r.token_ids[0] for r in results], [r.logprobs[0] for r in results])
@@ -43,9 +44,13 @@ class Sampler:
         dev = logits.device
         params = [s.params for s in seqs]
         raw = logits
-        # min_tokens: stop tokens (eos among them unless ignored) may not be chosen yet.
-        banned = [(i, t) for i, s in enumerate(seqs) if s.num_output_tokens < s.params.min_tokens
-                  for t in s.params.stop_token_ids + ([] if s.params.ignore_eos else self.eos_token_ids)]
+        # min_tokens: stop tokens (eos among them unless ignored) may not be chosen yet. Consecutive rows of one
+        # sequence (a speculative draft's) choose its next tokens one position after another.
+        banned, prev, ahead = [], None, 0
+        for i, s in enumerate(seqs):
+            ahead, prev = (ahead + 1 if s is prev else 0), s
+            if s.num_output_tokens + ahead < s.params.min_tokens:
+                banned += [(i, t) for t in s.params.stop_token_ids + ([] if s.params.ignore_eos else self.eos_token_ids)]
         if banned:
             logits = logits.clone()
             rows, cols = zip(*banned)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from reference_engine.block_manager import BlockManager
 from reference_engine.config import EngineConfig
 from reference_engine.sequence import Sequence, SequenceStatus
+from reference_engine.speculative import NgramProposer
 
 
 @dataclass(slots=True)
@@ -21,6 +22,7 @@ class ScheduledSeq:
     seq: Sequence
     start: int  # position of the first token computed this step
     num_new_tokens: int
+    num_draft: int = 0  # speculative: the last num_draft of the new tokens are a draft, each needing logits
 
     @property
     def needs_sample(self) -> bool:
@@ -49,6 +51,9 @@ class Scheduler:
         self.chunked_prefill = config.enable_chunked_prefill
         self.forks_after_prefill = config.kv_layout == "paged"
         self.block_manager = block_manager
+        self.proposer = (NgramProposer(config.num_speculative_tokens, config.prompt_lookup_min,
+                                       config.prompt_lookup_max, config.max_model_len)
+                         if config.speculative == "ngram" else None)
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.num_preemptions = 0
@@ -68,6 +73,9 @@ class Scheduler:
         while i < len(self.running) and budget > 0:
             seq = self.running[i]
             num_new = seq.num_tokens - seq.num_computed_tokens
+            draft = self.proposer.propose(seq, budget - 1) if num_new == 1 and self.proposer else []
+            if draft and not bm.can_append(seq, 1 + len(draft)):
+                draft = []  # no room for the draft: decode one token (or preempt) as usual
             if num_new > budget:
                 if not self.chunked_prefill:
                     i += 1
@@ -84,8 +92,13 @@ class Scheduler:
                 else:
                     self._preempt(seq, out)
                 break
+            if draft:
+                # The draft rides in token_ids for this step's forward; the engine takes it out again and keeps
+                # what the model agrees with (LLMEngine._accept).
+                seq.token_ids += draft
+                num_new += len(draft)
             out.blocks_to_copy += bm.append_slots(seq, num_new)
-            out.scheduled.append(ScheduledSeq(seq, seq.num_computed_tokens, num_new))
+            out.scheduled.append(ScheduledSeq(seq, seq.num_computed_tokens, num_new, len(draft)))
             seq.num_computed_tokens += num_new
             budget -= num_new
             i += 1
@@ -143,6 +156,8 @@ class Scheduler:
 
     def _fail(self, seq: Sequence, out: SchedulerOutput, error: str) -> None:
         self.block_manager.free(seq)
+        if self.proposer is not None:
+            self.proposer.forget(seq)
         seq.status = SequenceStatus.FINISHED
         seq.finish_reason, seq.error = "error", error
         out.failed.append(seq)
@@ -160,6 +175,8 @@ class Scheduler:
         elif seq.status is SequenceStatus.RUNNING:
             self.running.remove(seq)
         self.block_manager.free(seq)
+        if self.proposer is not None:
+            self.proposer.forget(seq)
         seq.status = SequenceStatus.FINISHED
         seq.finish_reason = seq.finish_reason or "abort"
 
@@ -169,4 +186,6 @@ class Scheduler:
             for seq in self.running:
                 if seq.is_finished:
                     self.block_manager.free(seq)
+                    if self.proposer is not None:
+                        self.proposer.forget(seq)
             self.running = [s for s in self.running if not s.is_finished]

@@ -11,7 +11,7 @@ class StepStats:
     num_running: int  # after scheduling
     num_waiting: int
     num_scheduled_seqs: int  # batch size of this step's forward
-    num_decode_tokens: int
+    num_decode_tokens: int  # tokens of decoding sequences: one each, plus their draft tokens
     num_prefill_tokens: int
     num_kv_blocks_used: int
     num_kv_blocks_total: int
@@ -20,6 +20,10 @@ class StepStats:
     num_preemptions: int
     num_prefix_hit_blocks: int
     num_generated_tokens: int
+    num_decode_seqs: int = 0
+    num_draft_tokens: int = 0  # speculative decoding: drafted this step
+    num_accepted_tokens: int = 0  # of which kept
+    num_drafts: int = 0  # sequences that had a draft
     schedule_s: float = 0.0
     forward_s: float = 0.0
     sample_s: float = 0.0
@@ -44,6 +48,9 @@ class EngineStats:
     num_preemptions: int = 0
     num_prefix_hit_blocks: int = 0
     num_generated_tokens: int = 0
+    num_draft_tokens: int = 0
+    num_accepted_tokens: int = 0
+    num_drafts: int = 0
     schedule_s: float = 0.0
     forward_s: float = 0.0
     sample_s: float = 0.0
@@ -64,6 +71,9 @@ class EngineStats:
         self.num_preemptions += s.num_preemptions
         self.num_prefix_hit_blocks += s.num_prefix_hit_blocks
         self.num_generated_tokens += s.num_generated_tokens
+        self.num_draft_tokens += s.num_draft_tokens
+        self.num_accepted_tokens += s.num_accepted_tokens
+        self.num_drafts += s.num_drafts
         self.schedule_s += s.schedule_s
         self.forward_s += s.forward_s
         self.sample_s += s.sample_s
@@ -83,6 +93,13 @@ class EngineStats:
             "num_preemptions": self.num_preemptions,
             "num_prefix_hit_blocks": self.num_prefix_hit_blocks,
             "num_generated_tokens": self.num_generated_tokens,
+            # vLLM's spec-decode metrics: accepted ÷ drafted, and tokens per drafted sequence-step (1 + accepted)
+            "spec_decode_num_draft_tokens": self.num_draft_tokens,
+            "spec_decode_num_accepted_tokens": self.num_accepted_tokens,
+            "spec_decode_acceptance_rate": (self.num_accepted_tokens / self.num_draft_tokens
+                                            if self.num_draft_tokens else None),
+            "spec_decode_mean_acceptance_length": (1 + self.num_accepted_tokens / self.num_drafts
+                                                   if self.num_drafts else None),
             "schedule_s": self.schedule_s,
             "forward_s": self.forward_s,
             "sample_s": self.sample_s,

@@ -244,6 +244,23 @@ def test_compare_and_show_tables(capsys, tmp_path):
     assert code == 0 and "20250101-000000-hf-aaaaaa" in out and "completed" in out and "40.00" in out
 
 
+def test_compare_and_show_report_speculative_acceptance(capsys, tmp_path):
+    write_run(tmp_path, "20250101-000000-reference-aaaaaa", BASE, backend="reference")
+    path = write_run(tmp_path, "20250101-000001-reference-bbbbbb", FAST, backend="reference")
+    run = json.loads((path / "run.json").read_text())
+    run["engine_stats"] = {"spec_decode_acceptance_rate": 0.9, "spec_decode_mean_acceptance_length": 3.125}
+    (path / "run.json").write_text(json.dumps(run))
+    code, out, _ = run_cli(capsys, ["compare", "20250101-000000", "20250101-000001", "--output-dir", tmp_path,
+                                    "--json"])
+    rows = {r["metric"]: r for r in json.loads(out)["rows"]}
+    assert code == 0 and rows["spec_decode_acceptance_rate"]["values"] == [None, 0.9]
+    assert rows["spec_decode_mean_acceptance_length"]["values"] == [None, 3.125]
+    code, out, _ = run_cli(capsys, ["show", "20250101-000001", "--output-dir", tmp_path])
+    assert code == 0 and "draft tokens accepted" in out and "90.0%, 3.12 tokens per drafted step" in out
+    code, out, _ = run_cli(capsys, ["show", "20250101-000000", "--output-dir", tmp_path])
+    assert "draft tokens accepted" not in out
+
+
 # --- run with a fake backend ---------------------------------------------------------------------------
 
 
@@ -309,7 +326,7 @@ def test_run_failure_exits_1_and_reports_where_the_records_are(capsys, tmp_path,
     assert len((run_dir / "requests.jsonl").read_text().splitlines()) == 2
 
 
-@pytest.mark.parametrize("arg", ["gemm=skinny", "sampler=fastest", "kv_layout=ring"])
+@pytest.mark.parametrize("arg", ["gemm=skinny", "sampler=fastest", "kv_layout=ring", "speculative=eagle"])
 def test_reference_engine_arg_outside_its_choices_is_a_user_error(capsys, files, arg):
     code, out, err = run_cli(capsys, ["run", "--backend", "reference", *RANDOM, "--engine-arg", arg])
     key, value = arg.split("=")

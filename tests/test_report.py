@@ -234,6 +234,9 @@ def test_step_bounds_take_the_slower_of_compute_and_memory():
     assert table.loc["all steps", "efficiency (bound ÷ time)"] == pytest.approx((0.2006 + 0.07 + 2 * big) / 1.2,
                                                                                  rel=5e-3)  # 3 significant digits
     assert table.loc["decode only, 1-8 seqs", "ms per token"] == pytest.approx(50)
+    # speculative decoding: 4 sequences with 8 draft tokens are 12 rows of GEMMs, each needing logits
+    spec = steps.iloc[[1]].assign(num_batched_tokens=12, num_decode_seqs=4, num_draft_tokens=8, kv_slots_filled=0)
+    assert roofline.step_bounds(spec, sizes, 1e6, 1e5).loc[0, "flops"] == 2 * (1000 * 12 + 100 * 12)
 
 
 def test_roofline_says_what_is_missing(runs_dir, model, tmp_path):

@@ -89,8 +89,8 @@ def step_bounds(steps: pd.DataFrame, sizes: dict[str, Any], gemm_flop_s: float, 
     flops = 2 × (GEMM weights per token × batched tokens + LM-head weights × rows that need logits)
     bytes = weight bytes + KV bytes of the tokens in the cache (every step reads all weights and, at most, all KV)
     bound = max(flops ÷ measured GEMM FLOP/s, bytes ÷ measured read bandwidth); efficiency = bound ÷ step time
-    Rows that need logits are counted as every scheduled sequence (an upper bound: a prefill chunk that does not
-    end its prompt needs none). Steps with prefill tokens are one kind; decode-only steps are binned by batch size.
+    Rows that need logits are counted as every scheduled sequence plus its draft tokens (an upper bound: a prefill
+    chunk that does not end its prompt needs none). Steps with prefill tokens are one kind; decode-only steps are binned by batch size.
     """
     parts = [p for p in STEP_TIME_PARTS if p in steps]
     out = pd.DataFrame({"step_s": steps[parts].sum(axis=1) if parts else steps["t_s"].diff()})
@@ -99,7 +99,9 @@ def step_bounds(steps: pd.DataFrame, sizes: dict[str, Any], gemm_flop_s: float, 
     rows = rows.fillna(0) if rows is not None else tokens
     kv = steps["kv_slots_filled"].fillna(0) if "kv_slots_filled" in steps else 0
     out["tokens"] = tokens
-    out["flops"] = 2 * (sizes["gemm_parameters_per_token"] * tokens + sizes["lm_head_parameters"] * rows)
+    # a speculative draft's tokens each need logits too
+    logit_rows = rows + (steps["num_draft_tokens"].fillna(0) if "num_draft_tokens" in steps else 0)
+    out["flops"] = 2 * (sizes["gemm_parameters_per_token"] * tokens + sizes["lm_head_parameters"] * logit_rows)
     out["bytes"] = sizes["weight_bytes"] + kv * sizes["kv_bytes_per_token"]
     out["bound_s"] = np.maximum(out["flops"] / gemm_flop_s, out["bytes"] / read_bytes_s)
     prefill = steps["num_prefill_tokens"].fillna(0) > 0 if "num_prefill_tokens" in steps else tokens > rows

@@ -82,6 +82,10 @@ class ServerState:
              bm.num_prefix_query_tokens),
             ("prefix_cache_hits_total", "counter", "prompt tokens found in the prefix cache",
              bm.num_prefix_hits * bm.block_size),
+            # vLLM's spec-decode counters (zero unless speculative=ngram)
+            ("spec_decode_num_drafts_total", "counter", "sequence-steps that had a draft", stats.num_drafts),
+            ("spec_decode_num_draft_tokens_total", "counter", "draft tokens checked", stats.num_draft_tokens),
+            ("spec_decode_num_accepted_tokens_total", "counter", "draft tokens kept", stats.num_accepted_tokens),
         ]
         lines = []
         for name, kind, help_text, value in rows:

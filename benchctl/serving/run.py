@@ -181,7 +181,7 @@ def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, work
                  on_record: Callable[[dict], None] | None, run_dir: Path, run: dict) -> Path:
     from benchctl.serving.client import server_root
     from benchctl.serving.launch import ServerFailed, ServerProcess, free_port, server_argv
-    from benchctl.serving.scrape import prefix_cache_hit_rate, summarize_series
+    from benchctl.serving.scrape import prefix_cache_hit_rate, spec_decode_acceptance, summarize_series
 
     server: ServerProcess | None = None
     sink = RecordSink(run_dir / "requests.jsonl", progress, on_record)
@@ -238,7 +238,9 @@ def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, work
                             "client_processes": state.get("client_processes", {"processes": 1}),
                             "servers": _per_server(rows) if config.extra_base_urls else None,
                             "server_metrics": summarize_series(run_dir / "server_metrics.jsonl")}
-    run["serving_stats"]["prefix_cache"] = prefix_cache_hit_rate(run["serving_stats"]["server_metrics"]["series"])
+    series = run["serving_stats"]["server_metrics"]["series"]
+    run["serving_stats"]["prefix_cache"] = prefix_cache_hit_rate(series)
+    run["serving_stats"]["spec_decode"] = spec_decode_acceptance(series)
     died = state.get("server_died")
     finalize(run, run_dir, rows, config, status="failed" if died else "completed", error=died)
     if died:

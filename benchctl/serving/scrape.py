@@ -24,7 +24,8 @@ from pathlib import Path
 # SGLang's, lmdeploy's and TGI's (running / waiting requests, KV use, prefix-cache hits, preemptions, tokens).
 KEEP = re.compile(r"^(vllm:(gpu_cache_usage_perc|kv_cache_usage_perc|cpu_cache_usage_perc|num_requests_running"
                   r"|num_requests_waiting|num_requests_swapped|num_preemptions(_total)?|prompt_tokens_total"
-                  r"|generation_tokens_total|request_success_total|prefix_cache_(queries|hits)(_total)?)"
+                  r"|generation_tokens_total|request_success_total|prefix_cache_(queries|hits)(_total)?"
+                  r"|spec_decode_num_(drafts|draft_tokens|accepted_tokens)(_total)?)"
                   r"|sglang:(num_running_reqs|num_queue_reqs|token_usage|num_used_tokens|cache_hit_rate"
                   r"|num_retracted_reqs|gen_throughput)"
                   r"|lmdeploy:(num_requests_running|num_requests_waiting|gpu_cache_usage_perc|prompt_tokens_total"
@@ -76,16 +77,37 @@ PREFIX_CACHE_COUNTERS = (("vllm:prefix_cache_hits", "vllm:prefix_cache_queries")
                          ("reference_engine:prefix_cache_hits", "reference_engine:prefix_cache_queries"))
 
 
+def counter_growth(series: dict, name: str) -> float | None:
+    """A counter's growth over the run, from the first sample to the last, summed over label sets (None: absent)."""
+    found = [s["last"] - s.get("first", 0.0) for key, s in series.items()
+             if key.split("{")[0] in (name, name + "_total")]
+    return sum(found) if found else None
+
+
+# (drafts, draft tokens, accepted tokens) counters of servers with speculative decoding
+SPEC_DECODE_COUNTERS = (("vllm:spec_decode_num_drafts", "vllm:spec_decode_num_draft_tokens",
+                         "vllm:spec_decode_num_accepted_tokens"),
+                        ("reference_engine:spec_decode_num_drafts", "reference_engine:spec_decode_num_draft_tokens",
+                         "reference_engine:spec_decode_num_accepted_tokens"))
+
+
+def spec_decode_acceptance(series: dict) -> dict | None:
+    """vLLM's acceptance rate (accepted ÷ draft tokens) and mean acceptance length (1 + accepted ÷ drafts) over the
+    run, from the server's counters; None when it counts no draft tokens."""
+    for drafts_name, tokens_name, accepted_name in SPEC_DECODE_COUNTERS:
+        drafts, tokens, accepted = (counter_growth(series, n) for n in (drafts_name, tokens_name, accepted_name))
+        if tokens and accepted is not None:
+            return {"source": tokens_name, "num_drafts": drafts, "num_draft_tokens": tokens,
+                    "num_accepted_tokens": accepted, "acceptance_rate": accepted / tokens,
+                    "mean_acceptance_length": 1 + accepted / drafts if drafts else None}
+    return None
+
+
 def prefix_cache_hit_rate(series: dict) -> dict | None:
     """Prompt tokens found in the server's prefix cache / prompt tokens looked up, over the run (the counters'
     growth from the first sample to the last, summed over label sets); None when the server counts neither."""
-    def growth(name: str) -> float | None:
-        found = [s["last"] - s.get("first", 0.0) for key, s in series.items()
-                 if key.split("{")[0] in (name, name + "_total")]
-        return sum(found) if found else None
-
     for hits_name, queries_name in PREFIX_CACHE_COUNTERS:
-        hits, queries = growth(hits_name), growth(queries_name)
+        hits, queries = counter_growth(series, hits_name), counter_growth(series, queries_name)
         if hits is not None and queries is not None:
             return {"source": queries_name, "hit_tokens": hits, "query_tokens": queries,
                     "hit_rate": hits / queries if queries > 0 else None}
