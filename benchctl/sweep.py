@@ -105,16 +105,19 @@ class Cell:
 
 
 def cells(spec: SweepSpec) -> list[Cell]:
+    """The cells in run order. Repetitions go round-robin (every cell once, then every cell again), so a machine
+    whose speed drifts during the sweep (shared and virtual machines do, by tens of percent over minutes) slows a
+    round of all cells rather than every repetition of one."""
     if spec.variants:
-        grid = itertools.product(spec.backends, spec.request_rates, spec.max_concurrency, spec.variants.items(),
-                                 range(spec.repetitions))
+        grid = itertools.product(range(spec.repetitions), spec.backends, spec.request_rates, spec.max_concurrency,
+                                 spec.variants.items())
         return [Cell(i, b, rate, conc, {**spec.fixed_engine_args, **args}, rep, variant=name)
-                for i, (b, rate, conc, (name, args), rep) in enumerate(grid)]
+                for i, (rep, b, rate, conc, (name, args)) in enumerate(grid)]
     keys = sorted(spec.engine_args)
-    grid = itertools.product(spec.backends, spec.request_rates, spec.max_concurrency,
-                             itertools.product(*(spec.engine_args[k] for k in keys)), range(spec.repetitions))
+    grid = itertools.product(range(spec.repetitions), spec.backends, spec.request_rates, spec.max_concurrency,
+                             itertools.product(*(spec.engine_args[k] for k in keys)))
     return [Cell(i, b, rate, conc, {**spec.fixed_engine_args, **dict(zip(keys, values))}, rep)
-            for i, (b, rate, conc, values, rep) in enumerate(grid)]
+            for i, (rep, b, rate, conc, values) in enumerate(grid)]
 
 
 def cell_config(spec: SweepSpec, cell: Cell, output_dir: Path) -> RunConfig:

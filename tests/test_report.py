@@ -342,18 +342,27 @@ def test_ablations_are_runs_differing_only_in_engine_options(runs_dir, model):
                          engine_args={"block_size": "16", "sampler": "per_seq"}))
     dropped = load(make_run(runs_dir, "dropped", model_dir=model, n=5, engine_args={}))
     other_workload = load(make_run(runs_dir, "other", model_dir=model, n=7, engine_args={"sampler": "per_seq"}))
-    [group] = ablation.find_ablations([base, slow, other_workload, dropped])
-    assert [d.run_id for d in group] == ["base", "slow", "dropped"]
+    # a second repetition of the baseline, run after the others (sweeps go round-robin), a little slower
+    base2 = load(make_run(runs_dir, "base2", model_dir=model, n=5, decode_gap_s=0.06, engine_args={"block_size": "16"}))
+    [group] = ablation.find_ablations([base, slow, other_workload, dropped, base2])
+    assert [d.run_id for d in group] == ["base", "slow", "dropped", "base2"]
     assert ablation.section([base, other_workload]) is None  # different workloads are not an ablation
     table = ablation.ablation_table(group).reset_index()
     assert list(table["change"]) == ["baseline", "sampler=per_seq", "block_size=default"]
-    tok_s = [d.summary["output_tok_s"] for d in group]
+    assert table["runs"].tolist() == [2, 1, 1]
+    base_runs = [base.summary["output_tok_s"], base2.summary["output_tok_s"]]
+    tok_s = [sum(base_runs) / 2, slow.summary["output_tok_s"], dropped.summary["output_tok_s"]]
     assert table["output tok/s"].tolist() == [round(v, 2) for v in tok_s]
+    assert table["spread (%)"].tolist() == [round(100 * (max(base_runs) - min(base_runs)) / tok_s[0], 2), 0, 0]
+    assert table["spread (%)"][0] > 0
     assert table["vs baseline (%)"].tolist() == [round(100 * (v / tok_s[0] - 1), 2) for v in tok_s]
     assert table["vs baseline (%)"][1] < 0  # twice the decode gap: slower than the baseline
     assert table["mean batch"].tolist() == [3.5, 3.5, 3.5]  # from run.json engine_stats
     fig = ablation.ablation_figure(group, 0)
-    assert list(fig.data[0].x) == table["output tok/s"].tolist()
+    assert list(fig.data[0].x) == pytest.approx(tok_s, abs=0.01)
+    assert fig.data[0].error_x.arrayminus[0] == pytest.approx(tok_s[0] - min(base_runs), abs=0.01)
+    assert fig.data[0].error_x.array[0] == pytest.approx(max(base_runs) - tok_s[0], abs=0.01)
+    assert fig.data[0].y[0] == "baseline (2 runs)"
     assert "fig-ablation-1" in figure_ids(group, None)
 
 

@@ -31,6 +31,9 @@ def test_cells_are_the_full_matrix():
         (b, k) for b in "ab" for k in ("paged", "contiguous")}
     assert all(c.engine_args["block_size"] == "16" for c in cells)
     assert math.isinf(cells[0].request_rate)
+    assert [c.repetition for c in cells] == [r for r in range(3) for _ in range(16)]  # round-robin
+    assert [c.label().removesuffix(" rep=0") for c in cells[:16]] == [
+        c.label().removesuffix(" rep=2") for c in cells[32:]]
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -116,12 +119,14 @@ def test_variants_are_one_cell_each_on_top_of_the_fixed_args():
                               "variants": {"baseline": {}, "per-seq sampler": {"sampler": "per_seq"},
                                            "stack": {"sampler": "per_seq", "block_size": 32}}, "repetitions": 2})
     cells = sw.cells(spec)
+    # round-robin: every variant once, then again (a drifting machine slows a round, not one variant)
     assert [(c.variant, c.repetition) for c in cells] == [
-        ("baseline", 0), ("baseline", 1), ("per-seq sampler", 0), ("per-seq sampler", 1), ("stack", 0), ("stack", 1)]
-    assert cells[0].engine_args == {"block_size": "16"}
-    assert cells[2].engine_args == {"block_size": "16", "sampler": "per_seq"}
-    assert cells[4].engine_args == {"block_size": "32", "sampler": "per_seq"}
-    assert "per-seq sampler" in cells[2].label()
+        ("baseline", 0), ("per-seq sampler", 0), ("stack", 0), ("baseline", 1), ("per-seq sampler", 1), ("stack", 1)]
+    assert [c.index for c in cells] == list(range(6))
+    assert cells[0].engine_args == cells[3].engine_args == {"block_size": "16"}
+    assert cells[1].engine_args == {"block_size": "16", "sampler": "per_seq"}
+    assert cells[2].engine_args == {"block_size": "32", "sampler": "per_seq"}
+    assert "per-seq sampler" in cells[1].label()
     with pytest.raises(sw.SweepSpecError, match="not both"):
         sw.spec_from_dict({"variants": {"a": {}}, "engine_args": {"x": [1, 2]}})
     with pytest.raises(sw.SweepSpecError, match="variants must map a name"):

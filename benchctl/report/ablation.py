@@ -1,8 +1,9 @@
 """Ablations: runs of one backend on one workload that differ only in engine options, against the first of them.
 
-The table the seeds made by hand ("attention fix +5%, sampler +23%, ... all stacked"): one row per run, the engine
-options that differ from the baseline (the first run of the group, in the order given), output tokens/s and its
-change, and where the time went (the engine's step-time breakdown from run.json `engine_stats`).
+The table the seeds made by hand ("attention fix +5%, sampler +23%, ... all stacked"): one row per option set, the
+engine options that differ from the baseline (the first run's, in the order given), output tokens/s (the mean of the
+set's repetitions, and their spread) and its change, and where the time went (the engine's step-time breakdown from
+run.json `engine_stats`).
 """
 
 from __future__ import annotations
@@ -48,33 +49,53 @@ def change_text(base: dict[str, str], args: dict[str, str]) -> str:
 
 
 def ablation_table(group: list[RunData]) -> pd.DataFrame:
-    base_args = _args(group[0])
-    base_tok_s = flat_metrics(group[0].summary).get("output_tok_s")
-    rows = []
+    """One row per option set, in the order first run: repetitions of a set are averaged (throughput, TPOT, batch,
+    step times), with their spread ((max - min) / mean), and each set is compared with the first set's mean."""
+    sets: dict[str, list[RunData]] = {}
     for data in group:
-        flat = flat_metrics(data.summary)
-        tok_s = flat.get("output_tok_s")
-        stats = data.run.get("engine_stats") or {}
-        row = {"change": change_text(base_args, _args(data)), "run": data.run_id,
-               "output tok/s": tok_s,
-               "vs baseline (%)": 100.0 * (tok_s / base_tok_s - 1) if tok_s and base_tok_s else None,
-               "TPOT p50 (ms)": flat.get("tpot_median_ms"), "mean batch": stats.get("mean_batch_size")}
-        row.update({f"{part.removesuffix('_s')} (s)": stats.get(part) for part in STEP_PARTS})
+        sets.setdefault(json.dumps(_args(data), sort_keys=True), []).append(data)
+    base_args = _args(group[0])
+    rows, base_tok_s = [], None
+    for members in sets.values():
+        tok = [flat_metrics(d.summary).get("output_tok_s") for d in members]
+        tok = [v for v in tok if v is not None]
+        mean_tok_s = sum(tok) / len(tok) if tok else None
+        base_tok_s = mean_tok_s if not rows else base_tok_s
+        stats = [d.run.get("engine_stats") or {} for d in members]
+        row = {"change": change_text(base_args, _args(members[0])), "runs": len(members),
+               "output tok/s": mean_tok_s,
+               "spread (%)": 100.0 * (max(tok) - min(tok)) / mean_tok_s if mean_tok_s else None,
+               "vs baseline (%)": 100.0 * (mean_tok_s / base_tok_s - 1) if mean_tok_s and base_tok_s else None,
+               "TPOT p50 (ms)": _mean([flat_metrics(d.summary).get("tpot_median_ms") for d in members]),
+               "mean batch": _mean([st.get("mean_batch_size") for st in stats])}
+        row.update({f"{part.removesuffix('_s')} (s)": _mean([st.get(part) for st in stats]) for part in STEP_PARTS})
         rows.append(row)
-    return pd.DataFrame(rows).set_index(["change", "run"]).astype(float).round(2)
+    return pd.DataFrame(rows).set_index("change").astype(float).round(2)
+
+
+def _mean(values: list) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
 
 
 def ablation_figure(group: list[RunData], index: int) -> go.Figure:
     table = ablation_table(group).reset_index()
-    labels = [f"{c} [{r[-6:]}]" for c, r in zip(table["change"], table["run"])]
+    runs_by_set: dict[str, list[float]] = {}
+    for data in group:
+        runs_by_set.setdefault(json.dumps(_args(data), sort_keys=True), []).append(
+            flat_metrics(data.summary).get("output_tok_s"))
+    low = [m - min(v for v in tok if v is not None) for m, tok in zip(table["output tok/s"], runs_by_set.values())]
+    high = [max(v for v in tok if v is not None) - m for m, tok in zip(table["output tok/s"], runs_by_set.values())]
+    labels = [f"{c} ({int(n)} run{'s' if n > 1 else ''})" for c, n in zip(table["change"], table["runs"])]
     fig = go.Figure(go.Bar(x=table["output tok/s"], y=labels, orientation="h",
+                           error_x=dict(type="data", symmetric=False, array=high, arrayminus=low),
                            text=[f"{v:+.1f}%" if pd.notna(v) else "" for v in table["vs baseline (%)"]],
                            textposition="outside", marker_color="#636EFA"))
     cfg = group[0].run.get("config", {})
     fig.update_yaxes(automargin=True)
     fig.update_layout(height=120 + 40 * len(labels), yaxis=dict(autorange="reversed"),
-                      xaxis_title="output tokens/s",
-                      title=f"Ablation {index + 1}: {cfg.get('backend')} — change vs the first run")
+                      xaxis_title="output tokens/s (mean; bars span the runs)",
+                      title=f"Ablation {index + 1}: {cfg.get('backend')} — change vs the first option set")
     return fig
 
 
@@ -84,8 +105,9 @@ def section(runs: list[RunData]) -> Section | None:
         return None
     sec = Section("ablation", "Ablations",
                   intro="Runs of one backend on the same workload that differ only in engine options. Each row "
-                        "names what changed from the first run (the baseline); step times are the engine's own "
-                        "breakdown (seconds summed over the run).")
+                        "names what changed from the first run's options (the baseline); repeated runs of one option "
+                        "set are averaged, and their spread ((max − min) ÷ mean) says how far one run can be trusted "
+                        "on this machine. Step times are the engine's own breakdown (seconds summed over a run).")
     for i, group in enumerate(groups):
         sec.add_figure(f"fig-ablation-{i + 1}", ablation_figure(group, i))
         sec.tables.append((f"Ablation {i + 1}", ablation_table(group)))
