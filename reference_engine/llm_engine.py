@@ -201,6 +201,7 @@ class LLMEngine:
         if num_draft:
             # K/V is valid up to the last kept draft token; the newest token's is computed next step.
             self.block_manager.truncate(seq, seq.num_tokens - 1)
+            self.scheduler.proposer.observe(seq, num_draft, accepted)
             self._spec_counts[0] += num_draft
             self._spec_counts[1] += accepted
             self._spec_counts[2] += 1

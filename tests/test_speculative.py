@@ -84,6 +84,28 @@ def test_sampler_bans_stop_tokens_per_draft_row_under_min_tokens():
     assert Sampler(torch.device("cpu"), 0, eos_token_ids=(7,))(logits[:2], [s, other]).token_ids == [0, 0]
 
 
+def test_draft_length_follows_each_sequences_acceptance():
+    p = NgramProposer(num_speculative_tokens=3, prompt_lookup_min=1, prompt_lookup_max=2, max_model_len=4096)
+    # as many tokens as keep the compounded chance of keeping the last one at >= 1/2
+    assert [p.draft_length(a) for a in (1.0, 0.8, 0.75, 0.7, 0.5, 0.49, 0.0)] == [3, 3, 2, 1, 1, 0, 0]
+    s = seq([1, 2, 3] * 40, 60, max_tokens=1000)
+    other = seq([1, 2, 3] * 40, 60, max_tokens=1000)
+    assert len(p.propose(s, 10)) == 3 and len(p.propose(other, 10)) == 3
+    p.observe(s, 3, 0)  # rejected at once, twice: s stops drafting
+    assert len(p.propose(s, 10)) == 1
+    p.observe(s, 1, 0)
+    quiet = 0
+    while not p.propose(s, 10):
+        quiet += 1
+    assert 1 <= quiet <= 10  # then, with no evidence, it tries a single token again
+    for _ in range(4):  # kept drafts bring it back to full length
+        p.observe(s, 1, 1)
+    assert len(p.propose(s, 10)) == 3
+    assert len(p.propose(other, 10)) == 3  # each sequence has its own estimate
+    p.observe(other, 3, 2)  # two kept of three tested: 2/3
+    assert len(p.propose(other, 10)) == 3
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"speculative": "eagle"}, "speculative='eagle': expected one of off, ngram"),
     ({"num_speculative_tokens": 0}, "num_speculative_tokens must be >= 1"),
