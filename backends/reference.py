@@ -6,6 +6,7 @@ reached (and a --max-concurrency slot is free), and every engine step's new toke
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 
@@ -41,27 +42,46 @@ ENGINE_ARGS = {
 }
 
 def check_args(engine_args: dict[str, str]) -> None:
-    """Options with a fixed set of values are checked against the engine's own table before any process starts."""
-    choices = _engine_choices()
+    """The engine's options are checked by the engine's own EngineConfig before any process starts: a value outside
+    its choices, not a number where one is needed, or refused by its checks (a count below 1, ...) is a user error."""
+    config = _engine_config()
+    if config is None:
+        return
     for key, value in engine_args.items():
-        if key in choices and value not in choices[key]:
-            raise BackendError(f"reference: {key} must be one of {', '.join(choices[key])}, got {value!r}")
+        if key in config._CHOICES and value not in config._CHOICES[key]:
+            raise BackendError(f"reference: {key} must be one of {', '.join(config._CHOICES[key])}, got {value!r}")
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(config.EngineConfig)}
+    options = {}
+    for key, value in engine_args.items():
+        kind, converted = kinds.get(key, ""), convert(value)
+        if kind == "bool" and not isinstance(converted, bool):
+            raise BackendError(f"reference: {key} must be true or false, got {value!r}")
+        if ("int" in kind or "float" in kind) and (isinstance(converted, (str, bool))
+                                                   or ("float" not in kind and isinstance(converted, float))):
+            raise BackendError(f"reference: {key} must be {'a number' if 'float' in kind else 'an integer'}, "
+                               f"got {value!r}")
+        if key in kinds and key != "model_dir":
+            options[key] = converted if key not in config._CHOICES else value
+    try:
+        config.EngineConfig("model", **options)
+    except ValueError as exc:
+        raise BackendError(f"reference: {exc}") from None
 
 
-def _engine_choices() -> dict[str, tuple[str, ...]]:
-    """reference_engine/config.py's _CHOICES. The file imports only the standard library and is loaded on its own:
-    importing it through the package would run reference_engine/__init__.py, which imports torch (the harness never
-    does). Empty where the engine is not in this interpreter (the worker's EngineConfig still checks)."""
+def _engine_config():
+    """reference_engine/config.py, loaded on its own: it imports only the standard library, while importing it
+    through the package would run reference_engine/__init__.py, which imports torch (the harness never does).
+    None where the engine is not in this interpreter (the worker's EngineConfig still checks)."""
     package = importlib.util.find_spec("reference_engine")
     if package is None or not package.submodule_search_locations:
-        return {}
+        return None
     name = "_benchctl_reference_engine_config"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, f"{list(package.submodule_search_locations)[0]}/config.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
-    return sys.modules[name]._CHOICES
+    return sys.modules[name]
 
 
 BACKEND = Backend(

@@ -326,6 +326,24 @@ def test_run_failure_exits_1_and_reports_where_the_records_are(capsys, tmp_path,
     assert len((run_dir / "requests.jsonl").read_text().splitlines()) == 2
 
 
+@pytest.mark.parametrize("args, message", [
+    (["num_speculative_tokens=0"], "reference: num_speculative_tokens must be >= 1, got 0"),
+    (["prompt_lookup_min=4"], "reference: prompt_lookup_min=4 is above prompt_lookup_max=3"),
+    (["max_num_seqs=many"], "reference: max_num_seqs must be an integer, got 'many'"),
+    (["block_size=1.5"], "reference: block_size must be an integer, got '1.5'"),
+    (["enable_prefix_caching=maybe"], "reference: enable_prefix_caching must be true or false, got 'maybe'"),
+    (["enable_chunked_prefill=false"], "reference: without chunked prefill, max_num_batched_tokens must be >="),
+])
+def test_reference_engine_arg_values_the_engine_refuses_are_user_errors(capsys, files, args, message):
+    argv = ["run", "--backend", "reference", *RANDOM]
+    for arg in args:
+        argv += ["--engine-arg", arg]
+    code, out, err = run_cli(capsys, argv)
+    assert code == 2 and message in " ".join(err.split()) and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err and "Traceback" not in out
+    assert not (files / "results").exists()
+
+
 @pytest.mark.parametrize("arg", ["gemm=skinny", "sampler=fastest", "kv_layout=ring", "speculative=eagle"])
 def test_reference_engine_arg_outside_its_choices_is_a_user_error(capsys, files, arg):
     code, out, err = run_cli(capsys, ["run", "--backend", "reference", *RANDOM, "--engine-arg", arg])
