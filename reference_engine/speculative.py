@@ -2,9 +2,9 @@
 
 The draft for a decoding sequence is what followed the latest earlier occurrence of its last n tokens (the longest
 n in [prompt_lookup_min, prompt_lookup_max] that occurred), up to `num_speculative_tokens` tokens, fewer for a
-sequence whose drafts have lately been rejected (below). The step feeds
-the sequence's last token plus the draft, so one forward gives the model's greedy choice after each of them; the
-draft is kept up to its first token that differs from that choice, and the choice after the kept part is added too.
+sequence whose drafts have lately been rejected (below). The step feeds the sequence's last token plus the draft,
+so one forward gives the model's greedy choice after each of them; the draft is kept up to its first token that
+differs from that choice, and the choice after the kept part is added too.
 Every kept token is the model's own argmax given exactly the tokens before it, so the output is the same as
 decoding one token per step; a step yields 1 to 1 + len(draft) tokens for the cost of a multi-row forward.
 
@@ -49,8 +49,8 @@ class NgramIndex:
 # dozen rows, so a draft pays only where it is likely to be kept. Each sequence keeps a running estimate of the
 # chance that its next draft token is kept given the ones before it were (`acceptance`), drafts only as many
 # tokens as keep that chance, compounded, at least MIN_KEEP_CHANCE, and while it drafts nothing the estimate
-# recovers towards 1 so it tries again now and then. Measured on this 2-core machine (the closing notes of issue 10):
-# the default ShareGPT sample (45% of draft tokens kept with a fixed 3) lost 19-28% of mean TPOT with fixed drafts.
+# recovers towards 1 so it tries again now and then. On this 2-core machine (issue 10's closing notes), fixed
+# 3-token drafts kept 45% on the default ShareGPT sample and made its mean TPOT 19-28% worse; these keep 72.5%.
 MIN_KEEP_CHANCE = 0.5
 ACCEPTANCE_WEIGHT = 0.3  # of the newest draft's outcome in the running estimate
 RECOVERY = 0.05  # per step without a draft, the estimate moves this share of the way back to 1
