@@ -9,7 +9,7 @@ from rich.table import Table
 
 from benchctl import hwinfo
 from benchctl.envinfo import hardware_line
-from benchctl.metrics import LATENCY_METRICS, flat_metrics
+from benchctl.metrics import LATENCY_METRICS, flat_metrics, spec_decode_acceptance
 
 _LAT_LABEL = {"ttft_s": "TTFT", "tpot_s": "TPOT", "itl_s": "ITL", "e2el_s": "E2EL"}
 
@@ -123,16 +123,18 @@ SPEC_DECODE_KEYS = ("spec_decode_acceptance_rate", "spec_decode_mean_acceptance_
 
 
 def spec_decode(run: dict) -> dict | None:
-    """Speculative decoding's acceptance, from the engine's own stats (offline) or the server's /metrics counters;
-    None when the run drafted nothing."""
+    """Speculative decoding's acceptance (metrics.spec_decode_acceptance), from the engine's own counters (offline)
+    or the server's /metrics counters (serving); None when the run drafted nothing."""
     stats = run.get("engine_stats") or {}
-    if stats.get("spec_decode_acceptance_rate") is not None:
-        return {"source": "engine", **{k: stats.get(k) for k in SPEC_DECODE_KEYS}}
-    served = (run.get("serving_stats") or {}).get("spec_decode") or {}
-    if served.get("acceptance_rate") is not None:
-        return {"source": "server /metrics", "spec_decode_acceptance_rate": served["acceptance_rate"],
-                "spec_decode_mean_acceptance_length": served.get("mean_acceptance_length")}
-    return None
+    counts = ("drafts", "draft_tokens", "accepted_tokens")
+    found = spec_decode_acceptance(*(stats.get(f"spec_decode_num_{n}") for n in counts))
+    source = "engine"
+    if found is None:
+        found, source = (run.get("serving_stats") or {}).get("spec_decode"), "server /metrics"
+    if not found:
+        return None
+    return {"source": source, "spec_decode_acceptance_rate": found["acceptance_rate"],
+            "spec_decode_mean_acceptance_length": found.get("mean_acceptance_length")}
 
 
 def server_prefix_cache_hit_rate(run: dict) -> float | None:

@@ -71,7 +71,7 @@ class LLMEngine:
         self._detok_pool = ThreadPoolExecutor(1, "detokenize") if cfg.detokenize == "thread" else None
         self._detok_future: Future | None = None
         self._request_counter = itertools.count()
-        self._spec_counts = [0, 0, 0]
+        self._step_accepted = 0  # draft tokens kept this step
 
     # -- requests -------------------------------------------------------------------------------------------
 
@@ -119,7 +119,7 @@ class LLMEngine:
 
     def _step(self) -> list[RequestOutput]:
         t0 = time.perf_counter()
-        self._spec_counts = [0, 0, 0]  # this step's draft tokens, accepted tokens, sequences with a draft
+        self._step_accepted = 0
         with annotate("engine.schedule"):
             sched = self.scheduler.schedule()
             kv_used, kv_filled = self.block_manager.num_used_blocks, self.block_manager.num_filled_slots
@@ -202,9 +202,7 @@ class LLMEngine:
             # K/V is valid up to the last kept draft token; the newest token's is computed next step.
             self.block_manager.truncate(seq, seq.num_tokens - 1)
             self.scheduler.proposer.observe(seq, num_draft, accepted)
-            self._spec_counts[0] += num_draft
-            self._spec_counts[1] += accepted
-            self._spec_counts[2] += 1
+            self._step_accepted += accepted
         return added
 
     def _check_finished(self, seq: Sequence, token_id: int) -> None:
@@ -288,7 +286,6 @@ class LLMEngine:
         schedule_s, forward_s, sample_s, detokenize_s = times_s
         decoding = [s for s in sched.scheduled if s.num_new_tokens - s.num_draft == 1]
         decode_tokens = sum(s.num_new_tokens for s in decoding)
-        num_draft, num_accepted, num_drafts = self._spec_counts
         self.stats.record(StepStats(
             step=self.stats.num_steps,
             num_running=len(self.scheduler.running),
@@ -304,9 +301,9 @@ class LLMEngine:
             num_prefix_hit_blocks=sched.num_prefix_hit_blocks,
             num_generated_tokens=num_generated,
             num_decode_seqs=len(decoding),
-            num_draft_tokens=num_draft,
-            num_accepted_tokens=num_accepted,
-            num_drafts=num_drafts,
+            num_draft_tokens=sum(s.num_draft for s in decoding),
+            num_accepted_tokens=self._step_accepted,
+            num_drafts=sum(1 for s in decoding if s.num_draft),
             schedule_s=schedule_s, forward_s=forward_s, sample_s=sample_s, detokenize_s=detokenize_s,
         ))
 

@@ -156,8 +156,6 @@ class Scheduler:
 
     def _fail(self, seq: Sequence, out: SchedulerOutput, error: str) -> None:
         self.block_manager.free(seq)
-        if self.proposer is not None:
-            self.proposer.forget(seq)
         seq.status = SequenceStatus.FINISHED
         seq.finish_reason, seq.error = "error", error
         out.failed.append(seq)
@@ -175,8 +173,6 @@ class Scheduler:
         elif seq.status is SequenceStatus.RUNNING:
             self.running.remove(seq)
         self.block_manager.free(seq)
-        if self.proposer is not None:
-            self.proposer.forget(seq)
         seq.status = SequenceStatus.FINISHED
         seq.finish_reason = seq.finish_reason or "abort"
 
@@ -186,6 +182,4 @@ class Scheduler:
             for seq in self.running:
                 if seq.is_finished:
                     self.block_manager.free(seq)
-                    if self.proposer is not None:
-                        self.proposer.forget(seq)
             self.running = [s for s in self.running if not s.is_finished]

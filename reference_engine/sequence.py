@@ -44,6 +44,7 @@ class Sequence:
     logprobs: list[dict[int, float]] | None = None
     cumulative_logprob: float = 0.0
     generator: torch.Generator | None = None  # set when the request has a seed
+    draft_state: object | None = None  # speculative decoding's per-sequence state (speculative.DraftState)
 
     def __post_init__(self) -> None:
         self.prefix_offset = max(self.num_prompt_tokens - 5, 0)

@@ -68,16 +68,15 @@ class NgramProposer:
         self.k = num_speculative_tokens
         self.min_n, self.max_n = prompt_lookup_min, prompt_lookup_max
         self.max_model_len = max_model_len
-        self._states: dict[int, DraftState] = {}  # seq_id -> its index and acceptance estimate
 
     def propose(self, seq: Sequence, budget: int) -> list[int]:
         """Draft tokens for a sequence about to decode one token, within `budget` extra tokens this step."""
         p = seq.params
         if not p.greedy or p.stop or seq.num_output_tokens < 1:
             return []
-        state = self._states.get(seq.seq_id)
+        state = seq.draft_state
         if state is None:
-            state = self._states[seq.seq_id] = DraftState(NgramIndex(self.min_n, self.max_n))
+            state = seq.draft_state = DraftState(NgramIndex(self.min_n, self.max_n))
         # The step always yields one token beyond the accepted draft: leave room for it.
         k = min(self.draft_length(state.acceptance), budget, p.max_tokens - seq.num_output_tokens - 1,
                 self.max_model_len - seq.num_tokens - 1)
@@ -95,11 +94,9 @@ class NgramProposer:
 
     def observe(self, seq: Sequence, num_draft: int, num_accepted: int) -> None:
         """A draft's outcome: tokens are tested in order up to the first rejected one."""
-        state = self._states.get(seq.seq_id)
+        state = seq.draft_state
         if state is None or num_draft == 0:
             return
         tested = num_accepted + (num_accepted < num_draft)
         state.acceptance += ACCEPTANCE_WEIGHT * (num_accepted / tested - state.acceptance)
 
-    def forget(self, seq: Sequence) -> None:
-        self._states.pop(seq.seq_id, None)

@@ -94,6 +94,7 @@ class EngineStats:
             "num_prefix_hit_blocks": self.num_prefix_hit_blocks,
             "num_generated_tokens": self.num_generated_tokens,
             # vLLM's spec-decode metrics: accepted ÷ drafted, and tokens per drafted sequence-step (1 + accepted)
+            "spec_decode_num_drafts": self.num_drafts,
             "spec_decode_num_draft_tokens": self.num_draft_tokens,
             "spec_decode_num_accepted_tokens": self.num_accepted_tokens,
             "spec_decode_acceptance_rate": (self.num_accepted_tokens / self.num_draft_tokens

@@ -248,7 +248,9 @@ def test_compare_and_show_report_speculative_acceptance(capsys, tmp_path):
     write_run(tmp_path, "20250101-000000-reference-aaaaaa", BASE, backend="reference")
     path = write_run(tmp_path, "20250101-000001-reference-bbbbbb", FAST, backend="reference")
     run = json.loads((path / "run.json").read_text())
-    run["engine_stats"] = {"spec_decode_acceptance_rate": 0.9, "spec_decode_mean_acceptance_length": 3.125}
+    # the engine's counters: 153 of 170 draft tokens kept over 72 drafted sequence-steps
+    run["engine_stats"] = {"spec_decode_num_drafts": 72, "spec_decode_num_draft_tokens": 170,
+                           "spec_decode_num_accepted_tokens": 153}
     (path / "run.json").write_text(json.dumps(run))
     code, out, _ = run_cli(capsys, ["compare", "20250101-000000", "20250101-000001", "--output-dir", tmp_path,
                                     "--json"])

@@ -14,7 +14,7 @@ from benchctl import metrics
 from benchctl.cli import main
 from benchctl.records import read_records
 from benchctl.runner import RunConfig, finish_record, run_benchmark
-from benchctl.serving.scrape import parse_exposition, prefix_cache_hit_rate, spec_decode_acceptance
+from benchctl.serving.scrape import parse_exposition, prefix_cache_hit_rate, server_spec_decode
 from benchctl.serving.shards import ShardedClient, conversation_groups
 from benchctl.worker.admission import Admission
 from benchctl.workload import WorkloadError, WorkloadOptions, build_workload
@@ -270,7 +270,7 @@ def test_prefix_cache_hit_rate_is_the_counters_growth_over_the_run():
     assert prefix_cache_hit_rate({"vllm:num_requests_running": {"first": 0, "max": 1, "last": 0}}) is None
 
 
-def test_spec_decode_acceptance_from_the_servers_counters():
+def test_server_spec_decode_from_the_servers_counters():
     text = "\n".join([
         "# TYPE vllm:spec_decode_num_drafts_total counter",
         'vllm:spec_decode_num_drafts_total{engine="0"} 40',
@@ -281,14 +281,14 @@ def test_spec_decode_acceptance_from_the_servers_counters():
     assert set(kept) == {f'vllm:spec_decode_num_{n}_total{{engine="0"}}' for n in ("drafts", "draft_tokens",
                                                                                   "accepted_tokens")}
     series = {key: {"first": value / 4, "max": value, "last": value} for key, value in kept.items()}
-    got = spec_decode_acceptance(series)  # growth: 30 drafts, 90 draft tokens, 67.5 accepted
+    got = server_spec_decode(series)  # growth: 30 drafts, 90 draft tokens, 67.5 accepted
     assert got["source"] == "vllm:spec_decode_num_draft_tokens"
     assert got["acceptance_rate"] == pytest.approx(67.5 / 90) and got["mean_acceptance_length"] == pytest.approx(
         1 + 67.5 / 30)
     ref = {"reference_engine:spec_decode_num_drafts_total": {"first": 0, "max": 0, "last": 0},
            "reference_engine:spec_decode_num_draft_tokens_total": {"first": 0, "max": 0, "last": 0},
            "reference_engine:spec_decode_num_accepted_tokens_total": {"first": 0, "max": 0, "last": 0}}
-    assert spec_decode_acceptance(ref) is None  # speculative decoding off: nothing drafted, no rate
+    assert server_spec_decode(ref) is None  # speculative decoding off: nothing drafted, no rate
 
 
 def _client_specs(n_conv: int, n_turns: int, think_s: float, output_len: int = 4):

@@ -49,17 +49,13 @@ def change_text(base: dict[str, str], args: dict[str, str]) -> str:
 
 
 def ablation_table(group: list[RunData]) -> pd.DataFrame:
-    """One row per option set, in the order first run: repetitions of a set are averaged (throughput, TPOT, batch,
+    """One row per option set, in the order the sets first ran: repetitions of a set are averaged (throughput, TPOT, batch,
     step times), with their spread ((max - min) / mean), and each set is compared with the first set's mean."""
-    sets: dict[str, list[RunData]] = {}
-    for data in group:
-        sets.setdefault(json.dumps(_args(data), sort_keys=True), []).append(data)
     base_args = _args(group[0])
     rows, base_tok_s = [], None
-    for members in sets.values():
-        tok = [flat_metrics(d.summary).get("output_tok_s") for d in members]
-        tok = [v for v in tok if v is not None]
-        mean_tok_s = sum(tok) / len(tok) if tok else None
+    for members in option_sets(group):
+        tok = _output_tok_s(members)
+        mean_tok_s = _mean(tok)
         base_tok_s = mean_tok_s if not rows else base_tok_s
         stats = [d.run.get("engine_stats") or {} for d in members]
         row = {"change": change_text(base_args, _args(members[0])), "runs": len(members),
@@ -73,6 +69,18 @@ def ablation_table(group: list[RunData]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("change").astype(float).round(2)
 
 
+def option_sets(group: list[RunData]) -> list[list[RunData]]:
+    """The group's runs by engine options, in the order each option set first ran."""
+    sets: dict[str, list[RunData]] = {}
+    for data in group:
+        sets.setdefault(json.dumps(_args(data), sort_keys=True), []).append(data)
+    return list(sets.values())
+
+
+def _output_tok_s(members: list[RunData]) -> list[float]:
+    return [v for v in (flat_metrics(d.summary).get("output_tok_s") for d in members) if v is not None]
+
+
 def _mean(values: list) -> float | None:
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None
@@ -80,12 +88,9 @@ def _mean(values: list) -> float | None:
 
 def ablation_figure(group: list[RunData], index: int) -> go.Figure:
     table = ablation_table(group).reset_index()
-    runs_by_set: dict[str, list[float]] = {}
-    for data in group:
-        runs_by_set.setdefault(json.dumps(_args(data), sort_keys=True), []).append(
-            flat_metrics(data.summary).get("output_tok_s"))
-    low = [m - min(v for v in tok if v is not None) for m, tok in zip(table["output tok/s"], runs_by_set.values())]
-    high = [max(v for v in tok if v is not None) - m for m, tok in zip(table["output tok/s"], runs_by_set.values())]
+    tok_s = [_output_tok_s(members) for members in option_sets(group)]
+    low = [m - min(tok) if tok else 0.0 for m, tok in zip(table["output tok/s"], tok_s)]
+    high = [max(tok) - m if tok else 0.0 for m, tok in zip(table["output tok/s"], tok_s)]
     labels = [f"{c} ({int(n)} run{'s' if n > 1 else ''})" for c, n in zip(table["change"], table["runs"])]
     fig = go.Figure(go.Bar(x=table["output tok/s"], y=labels, orientation="h",
                            error_x=dict(type="data", symmetric=False, array=high, arrayminus=low),

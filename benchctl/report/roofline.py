@@ -90,7 +90,8 @@ def step_bounds(steps: pd.DataFrame, sizes: dict[str, Any], gemm_flop_s: float, 
     bytes = weight bytes + KV bytes of the tokens in the cache (every step reads all weights and, at most, all KV)
     bound = max(flops ÷ measured GEMM FLOP/s, bytes ÷ measured read bandwidth); efficiency = bound ÷ step time
     Rows that need logits are counted as every scheduled sequence plus its draft tokens (an upper bound: a prefill
-    chunk that does not end its prompt needs none). Steps with prefill tokens are one kind; decode-only steps are binned by batch size.
+    chunk that does not end its prompt needs none). Steps with prefill tokens are one kind; decode-only steps are
+    binned by batch size.
     """
     parts = [p for p in STEP_TIME_PARTS if p in steps]
     out = pd.DataFrame({"step_s": steps[parts].sum(axis=1) if parts else steps["t_s"].diff()})

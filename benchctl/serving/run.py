@@ -181,7 +181,7 @@ def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, work
                  on_record: Callable[[dict], None] | None, run_dir: Path, run: dict) -> Path:
     from benchctl.serving.client import server_root
     from benchctl.serving.launch import ServerFailed, ServerProcess, free_port, server_argv
-    from benchctl.serving.scrape import prefix_cache_hit_rate, spec_decode_acceptance, summarize_series
+    from benchctl.serving.scrape import prefix_cache_hit_rate, server_spec_decode, summarize_series
 
     server: ServerProcess | None = None
     sink = RecordSink(run_dir / "requests.jsonl", progress, on_record)
@@ -240,7 +240,7 @@ def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, work
                             "server_metrics": summarize_series(run_dir / "server_metrics.jsonl")}
     series = run["serving_stats"]["server_metrics"]["series"]
     run["serving_stats"]["prefix_cache"] = prefix_cache_hit_rate(series)
-    run["serving_stats"]["spec_decode"] = spec_decode_acceptance(series)
+    run["serving_stats"]["spec_decode"] = server_spec_decode(series)
     died = state.get("server_died")
     finalize(run, run_dir, rows, config, status="failed" if died else "completed", error=died)
     if died:

@@ -91,15 +91,15 @@ SPEC_DECODE_COUNTERS = (("vllm:spec_decode_num_drafts", "vllm:spec_decode_num_dr
                          "reference_engine:spec_decode_num_accepted_tokens"))
 
 
-def spec_decode_acceptance(series: dict) -> dict | None:
-    """vLLM's acceptance rate (accepted ÷ draft tokens) and mean acceptance length (1 + accepted ÷ drafts) over the
-    run, from the server's counters; None when it counts no draft tokens."""
-    for drafts_name, tokens_name, accepted_name in SPEC_DECODE_COUNTERS:
-        drafts, tokens, accepted = (counter_growth(series, n) for n in (drafts_name, tokens_name, accepted_name))
-        if tokens and accepted is not None:
-            return {"source": tokens_name, "num_drafts": drafts, "num_draft_tokens": tokens,
-                    "num_accepted_tokens": accepted, "acceptance_rate": accepted / tokens,
-                    "mean_acceptance_length": 1 + accepted / drafts if drafts else None}
+def server_spec_decode(series: dict) -> dict | None:
+    """benchctl.metrics.spec_decode_acceptance over the run, from the growth of the server's counters; None when it
+    counts no draft tokens."""
+    from benchctl.metrics import spec_decode_acceptance  # imported here: not needed by the scraping process
+
+    for names in SPEC_DECODE_COUNTERS:
+        found = spec_decode_acceptance(*(counter_growth(series, n) for n in names))
+        if found is not None:
+            return {"source": names[1], **found}
     return None
 
 
