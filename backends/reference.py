@@ -32,7 +32,9 @@ ENGINE_ARGS = {
     "detokenize": "inline (default), thread or off",
     "speculative": "off (default) or ngram (prompt-lookup drafts for greedy sequences, checked in one forward: "
                    "same tokens)",
-    "num_speculative_tokens": "draft tokens per step with speculative=ngram (default 3)",
+    "num_speculative_tokens": "most draft tokens per sequence and step with speculative=ngram (default 3)",
+    "speculative_overhead_rows": "a step's cost apart from its rows, in rows, against which draft rows are weighed "
+                                 "(default 24, this 2-core CPU; a GPU: hundreds)",
     "prompt_lookup_min": "shortest n-gram looked up for a draft (default 1)",
     "prompt_lookup_max": "longest n-gram looked up for a draft (default 3)",
     "dtype": "auto (default: float32 on CPU), float32, float16, bfloat16",

@@ -93,6 +93,10 @@ class EngineConfig:
     # num_speculative_tokens drafted from the sequence's own earlier tokens, checked in one forward, same output
     speculative: str = "off"
     num_speculative_tokens: int = 3
+    # what a step costs apart from its rows, in rows: the weight given to a draft row's cost when draft lengths are
+    # chosen (speculative.plan_draft_lengths). A decode step on the 2-core Xeon of issue 10 costs ~40 ms + ~1.7 ms
+    # per row: 24. Where a step costs about the same from 1 to 64 rows (a GPU), set it in the hundreds.
+    speculative_overhead_rows: float = 24.0
     prompt_lookup_min: int = 1
     prompt_lookup_max: int = 3
     seed: int = 0  # for requests without their own seed
@@ -105,6 +109,8 @@ class EngineConfig:
                      "num_speculative_tokens", "prompt_lookup_min", "prompt_lookup_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.speculative_overhead_rows >= 0:  # (NaN too)
+            raise ValueError(f"speculative_overhead_rows must be >= 0, got {self.speculative_overhead_rows}")
         if self.prompt_lookup_min > self.prompt_lookup_max:
             raise ValueError(f"prompt_lookup_min={self.prompt_lookup_min} is above "
                              f"prompt_lookup_max={self.prompt_lookup_max}")

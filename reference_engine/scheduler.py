@@ -8,6 +8,7 @@ blocks and goes back to the front of the waiting queue; its prompt and output ar
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -52,7 +53,8 @@ class Scheduler:
         self.forks_after_prefill = config.kv_layout == "paged"
         self.block_manager = block_manager
         self.proposer = (NgramProposer(config.num_speculative_tokens, config.prompt_lookup_min,
-                                       config.prompt_lookup_max, config.max_model_len)
+                                       config.prompt_lookup_max, config.max_model_len,
+                                       config.speculative_overhead_rows)
                          if config.speculative == "ngram" else None)
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
@@ -69,11 +71,12 @@ class Scheduler:
         out = SchedulerOutput()
         budget = self.max_num_batched_tokens
         bm = self.block_manager
+        drafts = self._plan_drafts() if self.proposer else {}
         i = 0
         while i < len(self.running) and budget > 0:
             seq = self.running[i]
             num_new = seq.num_tokens - seq.num_computed_tokens
-            draft = self.proposer.propose(seq, budget - 1) if num_new == 1 and self.proposer else []
+            draft = self.proposer.propose(seq, min(drafts[id(seq)], budget - 1)) if id(seq) in drafts else []
             if draft and not bm.can_append(seq, 1 + len(draft)):
                 draft = []  # no room for the draft: decode one token (or preempt) as usual
             if num_new > budget:
@@ -129,6 +132,24 @@ class Scheduler:
             self.running.append(seq)
             budget -= num_new
         return out
+
+    def _plan_drafts(self) -> dict[int, int]:
+        """Draft length per decoding sequence (by id) for this step. Its rows without drafts: the decoding
+        sequences and the prompt tokens that the token budget left to them would take (running chunks, then the
+        waiting queue), each a certain token that a draft row would compete with."""
+        decoding = [s for s in self.running if s.num_tokens - s.num_computed_tokens == 1]
+        if not decoding:
+            return {}
+        room = self.max_num_batched_tokens - len(decoding)
+        prompt_rows = 0
+        for seq in itertools.chain(self.running, self.waiting):
+            if prompt_rows >= room:
+                break
+            if seq.num_tokens - seq.num_computed_tokens > 1 or seq.status == SequenceStatus.WAITING:
+                prompt_rows += seq.num_tokens - seq.num_computed_tokens
+        certain = len(decoding) + min(prompt_rows, room)
+        lengths = self.proposer.plan(decoding, certain, room)
+        return {id(s): k for s, k in zip(decoding, lengths)}
 
     def _num_seq_slots(self, seqs: list[Sequence]) -> int:
         """Sequences these will be: an unforked parallel-sampling request becomes n once its prompt is in."""

@@ -1,8 +1,8 @@
 """Prompt-lookup (n-gram) speculative decoding for greedy sequences.
 
 The draft for a decoding sequence is what followed the latest earlier occurrence of its last n tokens (the longest
-n in [prompt_lookup_min, prompt_lookup_max] that occurred), up to `num_speculative_tokens` tokens, fewer for a
-sequence whose drafts have lately been rejected (below). The step feeds the sequence's last token plus the draft,
+n in [prompt_lookup_min, prompt_lookup_max] that occurred), up to `num_speculative_tokens` tokens, as many as the
+step's cost makes worth it given how often the sequence's drafts have been kept (below). The step feeds the sequence's last token plus the draft,
 so one forward gives the model's greedy choice after each of them; the draft is kept up to its first token that
 differs from that choice, and the choice after the kept part is added too.
 Every kept token is the model's own argmax given exactly the tokens before it, so the output is the same as
@@ -15,6 +15,7 @@ is still under it, so a drafted eos there is rejected as it would be chosen agai
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 from reference_engine.sequence import Sequence
@@ -45,15 +46,39 @@ class NgramIndex:
         return []
 
 
-# A draft token costs a row of every GEMM whether it is kept or not; on a CPU the GEMMs are compute-bound from a few
-# dozen rows, so a draft pays only where it is likely to be kept. Each sequence keeps a running estimate of the
-# chance that its next draft token is kept given the ones before it were (`acceptance`), drafts only as many
-# tokens as keep that chance, compounded, at least MIN_KEEP_CHANCE, and while it drafts nothing the estimate
-# recovers towards 1 so it tries again now and then. On this 2-core machine (issue 10's closing notes), fixed
-# 3-token drafts kept 45% on the default ShareGPT sample and made its mean TPOT 19-28% worse; these keep 72.5%.
-MIN_KEEP_CHANCE = 0.5
+# How long each sequence's draft is, decided for the whole step at once. A draft token costs a row of every GEMM
+# whether it is kept or not, and a step also costs something that does not grow with its rows (reading the
+# weights, per-layer overhead): `overhead_rows` rows' worth. With T rows in all, the step costs about
+# overhead_rows + T and yields its certain tokens (one per decoding sequence, one per prompt token) plus, for
+# each draft token, the chance it is kept. Adding a draft token whose chance is q raises tokens per unit of cost
+# exactly when q > tokens / (overhead_rows + T) so far, so draft tokens go in most likely first while that holds
+# (each sequence's estimate compounded: the j-th token is kept only if the ones before it were). Few rows: the
+# overhead dominates and even unlikely tokens are worth a row; a full step: only near-certain ones are.
+# Each sequence keeps a running estimate of the chance that its next draft token is kept given the ones before it
+# were (`acceptance`); while it drafts nothing the estimate recovers towards 1 so it tries again now and then.
 ACCEPTANCE_WEIGHT = 0.3  # of the newest draft's outcome in the running estimate
 RECOVERY = 0.05  # per step without a draft, the estimate moves this share of the way back to 1
+
+
+def plan_draft_lengths(acceptances: list[float], caps: list[int], certain_rows: int, room: int,
+                       overhead_rows: float) -> list[int]:
+    """Draft tokens for each of a step's decoding sequences (above): `acceptances[i]` is sequence i's chance of
+    keeping a draft token, `caps[i]` the most it may draft, `certain_rows` the step's rows without drafts (each a
+    certain token), `room` the draft tokens the step's token budget leaves."""
+    lengths = [0] * len(acceptances)
+    tokens, cost = float(certain_rows), overhead_rows + certain_rows
+    heap = [(-a, i) for i, (a, c) in enumerate(zip(acceptances, caps)) if a > 0 and c > 0]
+    heapq.heapify(heap)
+    while heap and room > 0:
+        q, i = heapq.heappop(heap)
+        q = -q
+        if q * cost <= tokens:  # every other candidate is as unlikely or less
+            break
+        lengths[i] += 1
+        tokens, cost, room = tokens + q, cost + 1, room - 1
+        if lengths[i] < caps[i]:
+            heapq.heappush(heap, (-q * acceptances[i], i))
+    return lengths
 
 
 @dataclass(slots=True)
@@ -64,33 +89,38 @@ class DraftState:
 
 class NgramProposer:
     def __init__(self, num_speculative_tokens: int, prompt_lookup_min: int, prompt_lookup_max: int,
-                 max_model_len: int):
+                 max_model_len: int, overhead_rows: float):
         self.k = num_speculative_tokens
         self.min_n, self.max_n = prompt_lookup_min, prompt_lookup_max
         self.max_model_len = max_model_len
+        self.overhead_rows = overhead_rows
 
-    def propose(self, seq: Sequence, budget: int) -> list[int]:
-        """Draft tokens for a sequence about to decode one token, within `budget` extra tokens this step."""
+    def cap(self, seq: Sequence) -> int:
+        """The most draft tokens a sequence about to decode one token may get (0: none, e.g. sampled)."""
         p = seq.params
         if not p.greedy or p.stop or seq.num_output_tokens < 1:
-            return []
+            return 0
+        # The step always yields one token beyond the accepted draft: leave room for it.
+        return max(0, min(self.k, p.max_tokens - seq.num_output_tokens - 1, self.max_model_len - seq.num_tokens - 1))
+
+    def plan(self, seqs: list[Sequence], certain_rows: int, room: int) -> list[int]:
+        """Draft lengths for a step's decoding sequences: plan_draft_lengths with their estimates and caps."""
+        caps = [self.cap(s) for s in seqs]
+        for seq, cap in zip(seqs, caps):
+            if cap > 0 and seq.draft_state is None:
+                seq.draft_state = DraftState(NgramIndex(self.min_n, self.max_n))
+        return plan_draft_lengths([s.draft_state.acceptance if c > 0 else 0.0 for s, c in zip(seqs, caps)], caps,
+                                  certain_rows, room, self.overhead_rows)
+
+    def propose(self, seq: Sequence, k: int) -> list[int]:
+        """Up to k draft tokens (as planned, within the step's budget) for a sequence about to decode one token."""
         state = seq.draft_state
         if state is None:
-            state = seq.draft_state = DraftState(NgramIndex(self.min_n, self.max_n))
-        # The step always yields one token beyond the accepted draft: leave room for it.
-        k = min(self.draft_length(state.acceptance), budget, p.max_tokens - seq.num_output_tokens - 1,
-                self.max_model_len - seq.num_tokens - 1)
-        draft = state.index.propose(seq.token_ids, k) if k > 0 else []
+            return []
+        draft = state.index.propose(seq.token_ids, min(k, self.cap(seq))) if k > 0 else []
         if not draft:
             state.acceptance += (1 - state.acceptance) * RECOVERY
         return draft
-
-    def draft_length(self, acceptance: float) -> int:
-        """The most draft tokens (up to num_speculative_tokens) whose last is kept with chance >= MIN_KEEP_CHANCE."""
-        k = 0
-        while k < self.k and acceptance ** (k + 1) >= MIN_KEEP_CHANCE:
-            k += 1
-        return k
 
     def observe(self, seq: Sequence, num_draft: int, num_accepted: int) -> None:
         """A draft's outcome: tokens are tested in order up to the first rejected one."""
@@ -99,4 +129,3 @@ class NgramProposer:
             return
         tested = num_accepted + (num_accepted < num_draft)
         state.acceptance += ACCEPTANCE_WEIGHT * (num_accepted / tested - state.acceptance)
-

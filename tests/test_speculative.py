@@ -3,6 +3,7 @@ bundled model the same tokens (and logprobs) as decoding one token per step, wit
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -14,7 +15,7 @@ from reference_engine.block_manager import BlockManager
 from reference_engine.config import EngineConfig
 from reference_engine.sampling_params import SamplingParams
 from reference_engine.sequence import Sequence
-from reference_engine.speculative import NgramIndex, NgramProposer
+from reference_engine.speculative import NgramIndex, NgramProposer, plan_draft_lengths
 
 
 def brute_force_draft(tokens: list[int], k: int, min_n: int, max_n: int) -> list[int]:
@@ -54,19 +55,83 @@ def seq(tokens: list[int], num_prompt: int, **params) -> Sequence:
     return Sequence("r", list(tokens), num_prompt, SamplingParams(**{"temperature": 0, **params}))
 
 
+def draft(p: NgramProposer, s: Sequence, budget: int, certain_rows: int = 1) -> list[int]:
+    """What the scheduler does for one decoding sequence: plan its length for the step, then propose."""
+    return p.propose(s, p.plan([s], certain_rows, budget)[0])
+
+
 def test_proposer_drafts_only_for_greedy_decoding_sequences_and_within_their_limits():
-    p = NgramProposer(num_speculative_tokens=4, prompt_lookup_min=1, prompt_lookup_max=2, max_model_len=64)
+    p = NgramProposer(num_speculative_tokens=4, prompt_lookup_min=1, prompt_lookup_max=2, max_model_len=64,
+                      overhead_rows=24.0)
     tokens = [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2]
-    assert p.propose(seq(tokens, 8, max_tokens=16), budget=10) == [3, 4, 5, 1]
-    assert p.propose(seq(tokens, 8, max_tokens=16), budget=2) == [3, 4]  # the step's token budget
-    assert p.propose(seq(tokens, 8, max_tokens=6), budget=10) == [3]  # 4 out + 1 draft + the bonus token = 6
-    assert p.propose(seq(tokens, 8, max_tokens=5), budget=10) == []
-    assert p.propose(seq(tokens, 12, max_tokens=16), budget=10) == []  # no output yet: prefill's last token
-    assert p.propose(seq(tokens, 8, max_tokens=16, temperature=0.7), budget=10) == []
-    assert p.propose(seq(tokens, 8, max_tokens=16, stop=["x"]), budget=10) == []
-    assert p.propose(seq(tokens, 8, max_tokens=16, min_tokens=16), budget=10) == [3, 4, 5, 1]  # banned per row
-    near_end = NgramProposer(4, 1, 2, max_model_len=14)
-    assert near_end.propose(seq(tokens, 8, max_tokens=16), budget=10) == [3]  # 12 tokens + 1 + bonus = 14
+    assert draft(p, seq(tokens, 8, max_tokens=16), budget=10) == [3, 4, 5, 1]
+    assert draft(p, seq(tokens, 8, max_tokens=16), budget=2) == [3, 4]  # the step's token budget
+    assert draft(p, seq(tokens, 8, max_tokens=6), budget=10) == [3]  # 4 out + 1 draft + the bonus token = 6
+    assert draft(p, seq(tokens, 8, max_tokens=5), budget=10) == []
+    assert draft(p, seq(tokens, 12, max_tokens=16), budget=10) == []  # no output yet: prefill's last token
+    assert draft(p, seq(tokens, 8, max_tokens=16, temperature=0.7), budget=10) == []
+    assert draft(p, seq(tokens, 8, max_tokens=16, stop=["x"]), budget=10) == []
+    assert draft(p, seq(tokens, 8, max_tokens=16, min_tokens=16), budget=10) == [3, 4, 5, 1]  # banned per row
+    near_end = NgramProposer(4, 1, 2, max_model_len=14, overhead_rows=24.0)
+    assert draft(near_end, seq(tokens, 8, max_tokens=16), budget=10) == [3]  # 12 tokens + 1 + bonus = 14
+    sampled = seq(tokens, 8, max_tokens=16, temperature=0.7)
+    draft(p, sampled, budget=10)
+    assert sampled.draft_state is None  # no n-gram index kept for a sequence that never drafts
+
+
+def tokens_per_cost(acceptances, lengths, certain_rows, overhead_rows):
+    kept = sum(a ** j for a, k in zip(acceptances, lengths) for j in range(1, k + 1))
+    return (certain_rows + kept) / (overhead_rows + certain_rows + sum(lengths))
+
+
+@settings(max_examples=300, deadline=None)
+@given(acceptances=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4), caps=st.lists(st.integers(0, 3), min_size=4,
+       max_size=4), certain_extra=st.integers(0, 40), room=st.integers(0, 8), overhead=st.floats(0.0, 64.0))
+def test_planned_draft_lengths_give_the_most_tokens_per_cost(acceptances, caps, certain_extra, room, overhead):
+    """Against every combination of lengths within the caps and the room: none yields more expected tokens per unit
+    of step cost than the plan."""
+    caps = caps[:len(acceptances)]
+    certain = len(acceptances) + certain_extra
+    plan = plan_draft_lengths(acceptances, caps, certain, room, overhead)
+    assert all(0 <= k <= c for k, c in zip(plan, caps)) and sum(plan) <= room
+    best = max(tokens_per_cost(acceptances, ks, certain, overhead)
+               for ks in itertools.product(*(range(c + 1) for c in caps)) if sum(ks) <= room)
+    assert tokens_per_cost(acceptances, plan, certain, overhead) >= best - 1e-9
+
+
+def test_planned_draft_lengths_shrink_as_the_step_fills():
+    # Alone in a step, a sequence drafts to its cap even if half its draft tokens are rejected (the step's fixed
+    # cost, 24 rows' worth, is paid anyway); in a step of 64 sequences a draft row must be likelier than the
+    # step's tokens per cost so far: 0.9 and 0.81 are, 0.729 is not.
+    assert plan_draft_lengths([0.5], [3], 1, 100, 24.0) == [3]
+    assert plan_draft_lengths([0.9] * 64, [3] * 64, 64, 448, 24.0) == [2] * 64
+    assert plan_draft_lengths([0.5] * 64, [3] * 64, 64, 448, 24.0) == [0] * 64
+    # prompt tokens in the step are certain tokens too: with 400 of them, only a sure draft token pays
+    assert plan_draft_lengths([0.9, 1.0], [3, 3], 402, 110, 24.0) == [0, 3]
+    # the room left by the token budget, most likely tokens first; no fixed cost: nothing is worth a draft row
+    assert plan_draft_lengths([0.6, 0.95], [3, 3], 2, 2, 24.0) == [0, 2]
+    assert plan_draft_lengths([1.0, 0.9], [3, 3], 2, 10, 0.0) == [0, 0]
+
+
+def test_scheduler_weighs_drafts_against_waiting_prompt_tokens(model_dir):
+    from reference_engine.scheduler import Scheduler
+
+    config = EngineConfig(str(model_dir), speculative="ngram", max_num_batched_tokens=512)
+    bm = BlockManager(64, 16)
+    sched = Scheduler(config, bm)
+    decoding = seq([1, 2, 3, 1, 2, 3, 1, 2], 4, max_tokens=100)
+    bm.allocate(decoding, decoding.num_tokens)
+    decoding.num_computed_tokens = decoding.num_tokens - 1
+    sched.running.append(decoding)
+    out = sched.schedule()  # alone: a full draft
+    assert [(s.seq is decoding, s.num_draft) for s in out.scheduled] == [(True, 3)]
+    decoding.token_ids[-3:] = []  # the engine takes the draft out again and keeps nothing (here)
+    bm.truncate(decoding, decoding.num_tokens - 1)
+    decoding.num_computed_tokens = decoding.num_tokens - 1
+    decoding.draft_state.acceptance = 0.9
+    sched.add(seq(list(range(100, 500)), 400, max_tokens=10))  # a 400-token prompt waits for the budget
+    out = sched.schedule()
+    assert [s.num_draft for s in out.scheduled] == [0, 0] and out.scheduled[1].num_new_tokens == 400
 
 
 def test_sampler_bans_stop_tokens_per_draft_row_under_min_tokens():
@@ -84,26 +149,32 @@ def test_sampler_bans_stop_tokens_per_draft_row_under_min_tokens():
     assert Sampler(torch.device("cpu"), 0, eos_token_ids=(7,))(logits[:2], [s, other]).token_ids == [0, 0]
 
 
-def test_draft_length_follows_each_sequences_acceptance():
-    p = NgramProposer(num_speculative_tokens=3, prompt_lookup_min=1, prompt_lookup_max=2, max_model_len=4096)
-    # as many tokens as keep the compounded chance of keeping the last one at >= 1/2
-    assert [p.draft_length(a) for a in (1.0, 0.8, 0.75, 0.7, 0.5, 0.49, 0.0)] == [3, 3, 2, 1, 1, 0, 0]
+def test_each_sequences_estimate_follows_its_drafts():
+    p = NgramProposer(num_speculative_tokens=3, prompt_lookup_min=1, prompt_lookup_max=2, max_model_len=4096,
+                      overhead_rows=24.0)
     s = seq([1, 2, 3] * 40, 60, max_tokens=1000)
     other = seq([1, 2, 3] * 40, 60, max_tokens=1000)
-    assert len(p.propose(s, 10)) == 3 and len(p.propose(other, 10)) == 3
-    p.observe(s, 3, 0)  # rejected at once, twice: s stops drafting
-    assert len(p.propose(s, 10)) == 1
+    busy = 64  # the rows of a step with 62 other decoding sequences
+
+    def step(*seqs: Sequence) -> list[int]:
+        return [len(p.propose(x, k)) for x, k in zip(seqs, p.plan(list(seqs), busy, 512 - busy))]
+
+    assert step(s, other) == [3, 3]  # optimistic at first
+    p.observe(s, 3, 0)  # rejected at once, twice: 1 -> 0.7 -> 0.49
     p.observe(s, 1, 0)
+    assert s.draft_state.acceptance == pytest.approx(0.49)
+    assert step(s, other) == [0, 3]  # too unlikely for a busy step ...
+    assert len(draft(p, s, budget=100)) == 3  # ... worth a whole draft in a step of its own
     quiet = 0
-    while not p.propose(s, 10):
+    while step(s, other)[0] == 0:  # with no evidence its estimate recovers and it tries again
         quiet += 1
-    assert 1 <= quiet <= 10  # then, with no evidence, it tries a single token again
+    assert 1 <= quiet <= 20
     for _ in range(4):  # kept drafts bring it back to full length
         p.observe(s, 1, 1)
-    assert len(p.propose(s, 10)) == 3
-    assert len(p.propose(other, 10)) == 3  # each sequence has its own estimate
-    p.observe(other, 3, 2)  # two kept of three tested: 2/3
-    assert len(p.propose(other, 10)) == 3
+    assert step(s, other) == [3, 3]
+    p.observe(other, 3, 2)  # two kept of three tested: 1 -> 0.9
+    assert other.draft_state.acceptance == pytest.approx(0.9)
+    assert step(s, other)[1] == 2  # 0.9 and 0.81 pay in a busy step, 0.729 does not
 
 
 @pytest.mark.parametrize("bad, message", [
