@@ -103,6 +103,10 @@ def summary_table(run: dict) -> Table:
     if ceiling is not None and ceiling["share"] is not None:
         table.add_row("share of the compute ceiling (total tok/s)",
                       f"{ceiling['share']:.1%} of {ceiling['ceiling_tok_s']:,.0f} ({ceiling_source(ceiling)})")
+        if below_best(ceiling):
+            table.add_row("share of the CPU's best measured ceiling",
+                          f"{ceiling['share_of_best']:.1%} (fp32 GEMM {ceiling['best_gemm_flop_s'] / 1e9:.1f} "
+                          f"GFLOP/s at {ceiling['best_measured_at']}: {BELOW_BEST_WARNING})")
     stats = run.get("engine_stats") or {}
     for key in ("padding_waste_pct", "kv_waste_pct", "peak_kv_blocks_used", "mean_batch_size", "preemptions"):
         if stats.get(key) is not None:
@@ -143,7 +147,16 @@ def server_prefix_cache_hit_rate(run: dict) -> float | None:
 
 
 # with a `benchctl hwinfo` measurement of the run's CPU and its model on disk (hwinfo.ceiling_for_run)
-CEILING_KEYS = ("compute_ceiling_tok_s", "compute_ceiling_share")
+CEILING_KEYS = ("compute_ceiling_tok_s", "compute_ceiling_share", "compute_ceiling_share_of_best")
+
+BELOW_BEST = 0.9  # a ceiling measured below this share of the CPU's best is flagged
+BELOW_BEST_WARNING = ("the measurement near the run is well below this CPU's best (its host was busy?), so the "
+                      "share against it flatters the run")
+
+
+def below_best(ceiling: dict[str, Any]) -> bool:
+    return (ceiling.get("share_of_best") is not None
+            and ceiling["gemm_flop_s"] < BELOW_BEST * ceiling["best_gemm_flop_s"])
 
 
 STALE_CEILING_MIN = 30
@@ -178,6 +191,7 @@ def compare_rows(runs: list[dict], ceilings: list[dict | None] | None = None) ->
             if ceiling is not None:
                 flat["compute_ceiling_tok_s"] = ceiling["ceiling_tok_s"]
                 flat["compute_ceiling_share"] = ceiling["share"]
+                flat["compute_ceiling_share_of_best"] = ceiling.get("share_of_best")
     rows = []
     for key in keys:
         values = [f.get(key) for f in flats]
@@ -212,6 +226,12 @@ def compare_table(runs: list[dict]) -> Table:
                           f"else the nearest; at most {farthest:.0f} min away): " + " | ".join(sources))
         if farthest > STALE_CEILING_MIN:
             table.caption += f"\n{STALE_CEILING_WARNING}"
+        best = max(found, key=lambda c: c.get("best_gemm_flop_s") or 0)
+        if best.get("best_gemm_flop_s"):
+            table.caption += (f"\nshare_of_best: against this CPU's fastest measurement, "
+                              f"{best['best_gemm_flop_s'] / 1e9:.1f} GFLOP/s at {best['best_measured_at']}")
+            if any(below_best(c) for c in found):
+                table.caption += f"; {BELOW_BEST_WARNING}"
     table.caption_justify = "left"
     return table
 

@@ -144,6 +144,11 @@ def test_ceiling_for_run_is_the_fastest_measurement_near_the_run(tmp_path):
     ceiling = 4e9 / (2 * params)
     assert got["ceiling_tok_s"] == pytest.approx(ceiling) and got["share"] == pytest.approx(100.0 / ceiling)
     assert got["measured_at"] == "2026-01-01T10:35:00Z" and got["minutes_away"] == 0
+    # next to it, the share against the CPU's fastest measurement, near the run or not (13:00); not another CPU's
+    history.append(_entry("2026-01-01T12:00:00Z", 20e9, cpu="Other CPU"))
+    got = hwinfo.ceiling_for_run(_run_on(model, "2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"), history)
+    assert got["best_gemm_flop_s"] == 9e9 and got["best_measured_at"] == "2026-01-01T13:00:00Z"
+    assert got["share_of_best"] == pytest.approx(100.0 / (9e9 / (2 * params)))
     assert hwinfo.ceiling_for_run(_run_on(tmp_path / "gone", "2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"),
                                   history) is None  # model not on this machine: no parameter count
 
@@ -163,6 +168,7 @@ def test_compare_shows_the_ceiling_share_and_warns_when_stale(cache, tmp_path):
     assert rows["compute_ceiling_tok_s"]["values"] == [pytest.approx(ceiling)] * 2
     assert rows["compute_ceiling_share"]["values"] == [pytest.approx(100 / ceiling), pytest.approx(300 / ceiling)]
     assert rows["compute_ceiling_share"]["ratios"][1] == pytest.approx(3.0)
+    assert rows["compute_ceiling_share_of_best"]["values"] == rows["compute_ceiling_share"]["values"]  # one measurement
 
     def caption(runs):
         console = Console(width=400, record=True)
@@ -176,6 +182,36 @@ def test_compare_shows_the_ceiling_share_and_warns_when_stale(cache, tmp_path):
     assert " ".join(STALE_CEILING_WARNING.split()) in caption(late)
     no_model = [_run_on(tmp_path / "gone", "2026-01-01T10:00:00Z", "2026-01-01T10:20:00Z")] * 2
     assert "compute_ceiling_share" not in {r["metric"] for r in compare_rows(no_model)}
+
+
+def test_a_ceiling_measured_while_the_host_was_busy_is_flagged(cache, tmp_path):
+    from rich.console import Console
+
+    from benchctl.console import BELOW_BEST_WARNING, compare_table, summary_table
+
+    model = make_model(tmp_path / "m")
+    cache.mkdir(parents=True)
+    history = [_entry("2026-01-01T08:00:00Z", 4e9), _entry("2026-01-01T10:21:00Z", 3.8e9)]
+    (cache / "hwinfo-history.jsonl").write_text("".join(json.dumps(e) + "\n" for e in history))
+    run = _run_on(model, "2026-01-01T10:00:00Z", "2026-01-01T10:20:00Z", 100_000.0)
+    params = hwinfo.parameter_count(model)
+    got = hwinfo.ceiling_for_run(run)
+    assert got["gemm_flop_s"] == 3.8e9 and got["share_of_best"] == pytest.approx(1e5 / (4e9 / (2 * params)))
+
+    def text(table):
+        console = Console(width=400, record=True)
+        console.print(table)
+        return " ".join(console.export_text().split())
+
+    warning = " ".join(BELOW_BEST_WARNING.split())
+    assert warning not in text(summary_table(run)) and warning not in text(compare_table([run, run]))  # 3.8 >= 90% of 4
+    history.append(_entry("2026-01-01T12:00:00Z", 8e9))  # a quiet hour later the same CPU did twice as much
+    (cache / "hwinfo-history.jsonl").write_text("".join(json.dumps(e) + "\n" for e in history))
+    shown = text(summary_table(run))
+    assert "share of the CPU's best measured ceiling" in shown and warning in shown
+    assert f"{1e5 / (8e9 / (2 * params)):.1%}" in shown  # (model: a few thousand parameters)
+    assert warning in text(compare_table([run, run])) and "8.0 GFLOP/s at 2026-01-01T12:00:00Z" in text(
+        compare_table([run, run]))
 
 
 def test_a_run_keeps_the_measurements_taken_near_it(tmp_path):
