@@ -203,13 +203,15 @@ def compare_rows(runs: list[dict], ceilings: list[dict | None] | None = None) ->
 
 def compare_table(runs: list[dict]) -> Table:
     table = Table(title="benchctl compare (ratio to the first run)")
-    table.add_column("metric")
+    ceilings = [hwinfo.ceiling_for_run(r) for r in runs]
+    rows = compare_rows(runs, ceilings)
+    # metric names are never cut short: with many runs, "compute_ceiling_sha…" would name two rows
+    table.add_column("metric", no_wrap=True, min_width=max(len(row["metric"]) for row in rows))
     for r in runs:
         cfg = r.get("config", {})
         args = " ".join(f"{k}={v}" for k, v in (cfg.get("engine_args") or {}).items())
         table.add_column(f"{r.get('run_id')}\n{cfg.get('backend')} {args}".strip(), justify="right")
-    ceilings = [hwinfo.ceiling_for_run(r) for r in runs]
-    for row in compare_rows(runs, ceilings):
+    for row in rows:
         cells = [f"{_num(v)}" + (f" ({q:.2f}x)" if q is not None and i else "")
                  for i, (v, q) in enumerate(zip(row["values"], row["ratios"]))]
         table.add_row(row["metric"], *cells)

@@ -212,6 +212,10 @@ def test_a_ceiling_measured_while_the_host_was_busy_is_flagged(cache, tmp_path):
     assert f"{1e5 / (8e9 / (2 * params)):.1%}" in shown  # (model: a few thousand parameters)
     assert warning in text(compare_table([run, run])) and "8.0 GFLOP/s at 2026-01-01T12:00:00Z" in text(
         compare_table([run, run]))
+    narrow = Console(width=100, record=True)  # six runs in 100 columns: the run columns wrap, metric names do not
+    narrow.print(compare_table([run] * 6))
+    names = [line.split("│")[1].strip() for line in narrow.export_text().splitlines() if line.startswith("│ compute")]
+    assert names == ["compute_ceiling_tok_s", "compute_ceiling_share", "compute_ceiling_share_of_best"]
 
 
 def test_a_run_keeps_the_measurements_taken_near_it(tmp_path):
