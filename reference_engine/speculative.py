@@ -2,9 +2,9 @@
 
 The draft for a decoding sequence is what followed the latest earlier occurrence of its last n tokens (the longest
 n in [prompt_lookup_min, prompt_lookup_max] that occurred), up to `num_speculative_tokens` tokens, as many as the
-step's cost makes worth it given how often the sequence's drafts have been kept (below). The step feeds the sequence's last token plus the draft,
-so one forward gives the model's greedy choice after each of them; the draft is kept up to its first token that
-differs from that choice, and the choice after the kept part is added too.
+step's cost makes worth it given how often the sequence's drafts have been kept (below). The step feeds the
+sequence's last token plus the draft, so one forward gives the model's greedy choice after each of them; the draft
+is kept up to its first token that differs from that choice, and the choice after the kept part is added too.
 Every kept token is the model's own argmax given exactly the tokens before it, so the output is the same as
 decoding one token per step; a step yields 1 to 1 + len(draft) tokens for the cost of a multi-row forward.
 
@@ -113,11 +113,12 @@ class NgramProposer:
                                   certain_rows, room, self.overhead_rows)
 
     def propose(self, seq: Sequence, k: int) -> list[int]:
-        """Up to k draft tokens (as planned, within the step's budget) for a sequence about to decode one token."""
+        """Up to k draft tokens for a sequence about to decode one token: k from `plan` (so within its cap), cut to
+        the step's remaining budget."""
         state = seq.draft_state
         if state is None:
             return []
-        draft = state.index.propose(seq.token_ids, min(k, self.cap(seq))) if k > 0 else []
+        draft = state.index.propose(seq.token_ids, k) if k > 0 else []
         if not draft:
             state.acceptance += (1 - state.acceptance) * RECOVERY
         return draft

@@ -214,7 +214,8 @@ def test_a_ceiling_measured_while_the_host_was_busy_is_flagged(cache, tmp_path):
         compare_table([run, run]))
     narrow = Console(width=100, record=True)  # six runs in 100 columns: the run columns wrap, metric names do not
     narrow.print(compare_table([run] * 6))
-    names = [line.split("│")[1].strip() for line in narrow.export_text().splitlines() if line.startswith("│ compute")]
+    lines = narrow.export_text().splitlines()
+    names = [line.split("│")[1].strip() for line in lines if line.startswith("│ compute")]
     assert names == ["compute_ceiling_tok_s", "compute_ceiling_share", "compute_ceiling_share_of_best"]
 
 
