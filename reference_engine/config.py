@@ -86,6 +86,11 @@ class EngineConfig:
     # projections: "torch" (x @ W), "onednn" (prepacked oneDNN linear), "packed" (onednn + a CPU kernel over weights
     # packed in column panels for steps of <= 64 rows); auto -> packed on CPU fp32 (onednn if the CPU kernels do not build)
     gemm: str = "auto"
+    # with gemm=packed on a CPU float32 model: the GGUF file the float32 weights were dequantized from. Decode steps
+    # of <= 16 rows then stream its Q4_1/Q8_0 blocks, expanded in the kernel to exactly the float32 weights (checked
+    # bit for bit at load). "auto": the source benchctl's conversion recorded in model_dir (or model_dir's only
+    # .gguf); "none": float32 panels only; or a path (an error if its blocks do not reproduce the weights)
+    gguf_file: str = "auto"
     sampler: str = "batched"
     host_transfer: str = "coalesced"
     detokenize: str = "inline"
@@ -111,6 +116,8 @@ class EngineConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.speculative_overhead_rows >= 0:  # (NaN too)
             raise ValueError(f"speculative_overhead_rows must be >= 0, got {self.speculative_overhead_rows}")
+        if self.gguf_file not in ("auto", "none") and not Path(self.gguf_file).expanduser().is_file():
+            raise ValueError(f"gguf_file={self.gguf_file!r}: no such file (or 'auto', 'none')")
         if self.prompt_lookup_min > self.prompt_lookup_max:
             raise ValueError(f"prompt_lookup_min={self.prompt_lookup_min} is above "
                              f"prompt_lookup_max={self.prompt_lookup_max}")

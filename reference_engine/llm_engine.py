@@ -336,6 +336,7 @@ class LLMEngine:
             "dtype": str(self.dtype).removeprefix("torch."),
             "attention_backend": self.attention_backend,
             "gemm": self.runner.gemm,
+            "gguf_blocks": self.runner.model.gguf_blocks,
             "kv_layout": self.config.kv_layout,
             "block_size": self.config.block_size,
             "num_kv_blocks_total": self.block_manager.num_total_blocks,

@@ -66,7 +66,8 @@ class ModelRunner:
         self.device, self.dtype, self.ops = device, dtype, ops
         self.block_size = config.block_size
         self.gemm = resolve_gemm(config.gemm, device, dtype)
-        self.model = LlamaForCausalLM(model_config, config.model_dir, device, dtype, config.max_model_len, self.gemm)
+        self.model = LlamaForCausalLM(model_config, config.model_dir, device, dtype, config.max_model_len, self.gemm,
+                                      config.gguf_file)
         budget = config.kv_cache_bytes
         if budget is None:
             fraction = config.kv_cache_memory_fraction or (0.8 if device.type == "cuda" else 0.05)

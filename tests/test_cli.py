@@ -335,6 +335,7 @@ def test_run_failure_exits_1_and_reports_where_the_records_are(capsys, tmp_path,
     (["block_size=1.5"], "reference: block_size must be an integer, got '1.5'"),
     (["enable_prefix_caching=maybe"], "reference: enable_prefix_caching must be true or false, got 'maybe'"),
     (["enable_chunked_prefill=false"], "reference: without chunked prefill, max_num_batched_tokens must be >="),
+    (["gguf_file=/no/such/model.gguf"], "reference: gguf_file='/no/such/model.gguf': no such file"),
 ])
 def test_reference_engine_arg_values_the_engine_refuses_are_user_errors(capsys, files, args, message):
     argv = ["run", "--backend", "reference", *RANDOM]

@@ -1,6 +1,7 @@
 """The CPU C++ kernels of csrc/cpu/, built on first use with torch.utils.cpp_extension.load (g++, ninja) and cached.
 
 `packed_linear` is the projection GEMM of decode steps (weights packed once in column panels, one stream each);
+`block_packed_linear` is the same GEMM over a GGUF's Q4_1/Q8_0 blocks, expanded in the kernel to the float32 weights;
 `paged_decode_attention` reads K and V in place through the block table (no gathered copy, no padding);
 `rms_norm` and `silu_and_mul` are one pass each over the activations; `reshape_and_cache` copies each token's K/V
 row straight from the qkv projection's output (no contiguous copy, no boolean mask); `rotary` applies RoPE to the
@@ -148,8 +149,56 @@ def packed_linear(x: torch.Tensor, packed: torch.Tensor, n: int) -> torch.Tensor
     return build().packed_linear(x, packed, n)
 
 
+# GGUF block formats block_packed_linear expands in its panels: name -> (format id, bytes of one GGUF block of 32).
+BLOCK_FORMATS = {"Q4_1": (0, 20), "Q8_0": (1, 34)}
+
+
+def pack_block_panels(blocks: torch.Tensor, fmt: str) -> torch.Tensor:
+    """GGUF blocks (N, K/32 * block bytes) uint8, one weight row (output) per row as in the GGUF file -> the
+    (ceil(N/32), K/32, record bytes) uint8 layout of block_packed_linear (csrc/cpu/cpu_ops.cpp), 64-byte aligned.
+    Outputs past N are zero blocks (weights 0)."""
+    _, block_bytes = BLOCK_FORMATS[fmt]
+    n = blocks.shape[0]
+    panels = -(-n // PANEL)
+    b = torch.nn.functional.pad(blocks, (0, 0, 0, panels * PANEL - n)).view(panels, PANEL, -1, block_bytes)
+    b = b.transpose(1, 2)  # (P, KB, 32 outputs, block bytes)
+    scales = b[..., 0:2].reshape(*b.shape[:2], 64)  # float16 scales, output by output
+    if fmt == "Q4_1":
+        mins = b[..., 2:4].reshape(*b.shape[:2], 64)
+        qs = b[..., 4:]  # (P, KB, 32 outputs, 16): byte i = element i (low nibble) | element i + 16 (high)
+        q = torch.cat([qs & 15, qs >> 4], dim=-1).transpose(2, 3)  # (P, KB, 32 k, 32 outputs), values 0..15
+        parts = [scales, mins, (q[..., :16] | (q[..., 16:] << 4)).reshape(*b.shape[:2], 512)]
+    else:
+        parts = [scales, b[..., 2:].transpose(2, 3).reshape(*b.shape[:2], 1024)]  # int8 q, k-major
+    records = torch.cat(parts, dim=-1)
+    out = torch.empty(records.numel() + 64, dtype=torch.uint8)
+    offset = (-out.data_ptr()) % 64
+    packed = out[offset:offset + records.numel()].view(records.shape)
+    packed.copy_(records)
+    return packed
+
+
+def block_packed_linear(x: torch.Tensor, packed: torch.Tensor, n: int, fmt: str) -> torch.Tensor:
+    """packed_linear for weights given as pack_block_panels(blocks, fmt): the same float32 result, bit for bit,
+    as packed_linear on the GGUF's float32 dequantization of those blocks."""
+    return build().block_packed_linear(x, packed, n, BLOCK_FORMATS[fmt][0])
+
+
+def expand_block_panels(packed: torch.Tensor, fmt: str) -> torch.Tensor:
+    """The float32 panels (P, K, 32) block_packed_linear multiplies by; equal to pack_panels(w) when the blocks
+    are w's."""
+    return build().expand_block_panels(packed, BLOCK_FORMATS[fmt][0])
+
+
+# Up to ~16 rows a projection is bound by reading its weights, and the blocks are a fifth of the bytes; from ~20 rows
+# the FMAs dominate and expanding the blocks is extra work. SmolLM2-135M's projections + LM head, one model pass,
+# packed_linear vs block_packed_linear (interleaved, median of 9, 2 threads, /work/notes/s8/qbench.py): 1 row 31.1 vs
+# 14.3 ms, 4: 32.0 vs 18.5, 8: 33.8 vs 25.4, 16: 42.5 vs 40.5, 20: 47.2 vs 47.7, 32: 82.3 vs 86.3, 64: 132.1 vs 146.8.
+BLOCK_MAX_ROWS = 16
+
 # Model-pass time of SmolLM2-135M's projections, oneDNN prepacked vs packed_linear (same weights, interleaved,
 # median of 9): 1 row 36.2 vs 23.4 ms, 12 rows 35.9 vs 21.9, 64 rows 98.4 vs 76.1, 96 rows 140.4 vs 140.9.
 MAX_PACKED_ROWS = 64
 
-__all__ = ["MAX_PACKED_ROWS", "argmax", "build", "pack_panels", "packed_linear", "paged_decode_attention", "reshape_and_cache", "rms_norm", "rotary", "silu_and_mul"]
+__all__ = ["BLOCK_FORMATS", "BLOCK_MAX_ROWS", "MAX_PACKED_ROWS", "argmax", "block_packed_linear", "build", "expand_block_panels",
+           "pack_block_panels", "pack_panels", "packed_linear", "paged_decode_attention", "reshape_and_cache", "rms_norm", "rotary", "silu_and_mul"]

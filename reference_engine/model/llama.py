@@ -1,7 +1,9 @@
 """Llama in plain PyTorch: RMSNorm, RoPE, grouped-query attention over a paged KV cache, SwiGLU MLP.
 
 Weights load straight from a HF safetensors folder. q/k/v and gate/up projections are fused into one matrix each
-so a layer runs four GEMMs (Projection: torch's x @ W, or oneDNN's prepacked linear on CPU). Every activation is flat over the batch: (num_tokens, ...), no padding.
+so a layer runs four GEMMs (Projection: torch's x @ W, or oneDNN's prepacked linear on CPU; decode steps on CPU use
+the packed kernels, over the GGUF's own blocks when the weights came from one). Every activation is flat over the
+batch: (num_tokens, ...), no padding.
 """
 
 from __future__ import annotations
@@ -35,11 +37,15 @@ class Projection:
     "packed": "onednn", except that inputs of at most MAX_PACKED_ROWS rows (decode steps) go through the CPU
     kernel packed_linear, one streaming pass over the weight packed in column panels (memory bandwidth bound at
     few rows); the weight is then held twice (oneDNN's blocked layout and the panels).
+    `blocks` (with "packed"): the weight's GGUF blocks, (format, (out, row bytes) uint8). They are packed for
+    block_packed_linear and used for inputs of at most BLOCK_MAX_ROWS rows if, expanded, they equal the panels bit
+    for bit (`self.blocks_match`); the result is then packed_linear's, from a fraction of the bytes.
     """
 
-    def __init__(self, weight: torch.Tensor, gemm: str):
+    def __init__(self, weight: torch.Tensor, gemm: str, blocks: tuple[str, torch.Tensor] | None = None):
         self.gemm = gemm
-        self.panels = None
+        self.panels = self.blocks = None
+        self.blocks_match = False
         if gemm in ("onednn", "packed"):
             self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous())
             if gemm == "packed":
@@ -47,15 +53,34 @@ class Projection:
 
                 self.panels, self.out_features = cpu_ops.pack_panels(weight), weight.shape[0]
                 self._packed, self._max_rows = cpu_ops.packed_linear, cpu_ops.MAX_PACKED_ROWS
+                if blocks is not None:
+                    fmt, rows = blocks
+                    packed = cpu_ops.pack_block_panels(rows, fmt)
+                    expanded = cpu_ops.expand_block_panels(packed, fmt)
+                    self.blocks_match = torch.equal(expanded.view(torch.int32), self.panels.view(torch.int32))
+                    if self.blocks_match:
+                        self.blocks, self.block_format = packed, fmt
+                        self._block_packed, self._block_max_rows = (cpu_ops.block_packed_linear,
+                                                                    cpu_ops.BLOCK_MAX_ROWS)
         else:
             self.weight = weight.t().contiguous()  # (in, out)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.blocks is not None and 0 < x.shape[0] <= self._block_max_rows:
+            return self._block_packed(x, self.blocks, self.out_features, self.block_format)
         if self.panels is not None and 0 < x.shape[0] <= self._max_rows:
             return self._packed(x, self.panels, self.out_features)
         if self.gemm != "torch":
             return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.weight, None, "none", [], "")
         return x @ self.weight
+
+
+def fused_blocks(blocks: dict[str, tuple[str, torch.Tensor]], names: list[str]) -> tuple[str, torch.Tensor] | None:
+    """The blocks of weights fused by stacking their rows (q/k/v, gate/up): one format for all, or None."""
+    parts = [blocks.get(name) for name in names]
+    if any(p is None for p in parts) or len({p[0] for p in parts}) != 1:
+        return None
+    return parts[0][0], torch.cat([p[1] for p in parts])
 
 
 def onednn_linear_available(device: torch.device, dtype: torch.dtype) -> bool:
@@ -72,17 +97,25 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class LlamaLayer:
-    def __init__(self, cfg: ModelConfig, weights: dict[str, torch.Tensor], gemm: str = "torch"):
+    def __init__(self, cfg: ModelConfig, weights: dict[str, torch.Tensor], gemm: str = "torch",
+                 blocks: dict[str, tuple[str, torch.Tensor]] | None = None):
+        """blocks: GGUF blocks by weight name, prefix stripped like `weights` (see Projection)."""
         self.cfg = cfg
+        blocks = blocks or {}
+        qkv, gate_up = [f"self_attn.{n}_proj.weight" for n in "qkv"], ["mlp.gate_proj.weight", "mlp.up_proj.weight"]
         self.input_norm = weights["input_layernorm.weight"]  # (hidden,)
         # hidden -> num_heads*head_dim + 2*num_kv_heads*head_dim
-        self.qkv_proj = Projection(torch.cat([weights[f"self_attn.{n}_proj.weight"] for n in "qkv"]), gemm)
-        self.o_proj = Projection(weights["self_attn.o_proj.weight"], gemm)  # num_heads*head_dim -> hidden
+        self.qkv_proj = Projection(torch.cat([weights[n] for n in qkv]), gemm, fused_blocks(blocks, qkv))
+        self.o_proj = Projection(weights["self_attn.o_proj.weight"], gemm,  # num_heads*head_dim -> hidden
+                                 blocks.get("self_attn.o_proj.weight"))
         self.post_attention_norm = weights["post_attention_layernorm.weight"]  # (hidden,)
         # hidden -> 2*intermediate
-        self.gate_up_proj = Projection(torch.cat([weights["mlp.gate_proj.weight"],
-                                                  weights["mlp.up_proj.weight"]]), gemm)
-        self.down_proj = Projection(weights["mlp.down_proj.weight"], gemm)  # intermediate -> hidden
+        self.gate_up_proj = Projection(torch.cat([weights[n] for n in gate_up]), gemm, fused_blocks(blocks, gate_up))
+        self.down_proj = Projection(weights["mlp.down_proj.weight"], gemm,  # intermediate -> hidden
+                                    blocks.get("mlp.down_proj.weight"))
+
+    def projections(self) -> list[Projection]:
+        return [self.qkv_proj, self.o_proj, self.gate_up_proj, self.down_proj]
 
     def forward(self, h: torch.Tensor, cos_sin: torch.Tensor, kv_cache: tuple[torch.Tensor, torch.Tensor],
                 meta: AttentionMetadata, ops: AttentionOps) -> torch.Tensor:
@@ -106,22 +139,59 @@ class LlamaLayer:
 
 class LlamaForCausalLM:
     def __init__(self, cfg: ModelConfig, model_dir: str | Path, device: torch.device, dtype: torch.dtype,
-                 max_positions: int, gemm: str = "torch"):
-        """gemm: "torch", "onednn" or "packed" (see Projection)."""
+                 max_positions: int, gemm: str = "torch", gguf_file: str = "auto"):
+        """gemm: "torch", "onednn" or "packed" (see Projection). gguf_file (with "packed" on a float32 model): the
+        GGUF the weights were dequantized from, whose blocks decode steps stream instead (gguf_blocks.find_gguf:
+        "auto", "none" or a path). `self.gguf_blocks` says what came of it."""
         self.cfg = cfg
         weights = load_safetensors(Path(model_dir), device, dtype)
+        blocks = self._gguf_blocks(model_dir, gemm, dtype, gguf_file)
         self.embed_tokens = weights.pop("model.embed_tokens.weight")  # (vocab, hidden)
         self.norm = weights.pop("model.norm.weight")  # (hidden,)
         self.lm_head = weights.pop("lm_head.weight", None)  # (vocab, hidden)
+        head_blocks = blocks.get("lm_head.weight")
         if self.lm_head is None or cfg.tie_word_embeddings:
-            self.lm_head = self.embed_tokens
-        self.lm_head_proj = Projection(self.lm_head, gemm) if gemm != "torch" else None
+            self.lm_head, head_blocks = self.embed_tokens, blocks.get("model.embed_tokens.weight")
+        self.lm_head_proj = Projection(self.lm_head, gemm, head_blocks) if gemm != "torch" else None
         self.layers = []
         for i in range(cfg.num_layers):
             prefix = f"model.layers.{i}."
             self.layers.append(LlamaLayer(cfg, {k[len(prefix):]: weights.pop(k) for k in list(weights)
-                                                if k.startswith(prefix)}, gemm))
+                                                if k.startswith(prefix)}, gemm,
+                                          {k[len(prefix):]: v for k, v in blocks.items() if k.startswith(prefix)}))
         self.cos_sin = rope_cos_sin(cfg.head_dim, cfg.rope_theta, max_positions, device)  # (pos, 2, head_dim) fp32
+        if self.gguf_blocks.get("file"):
+            projections = [p for layer in self.layers for p in layer.projections()] + [self.lm_head_proj]
+            used = [p for p in projections if p.blocks is not None]
+            self.gguf_blocks.update(projections=len(used), of=len(projections),
+                                    formats=sorted({p.block_format for p in used}),
+                                    bytes=sum(p.blocks.numel() for p in used))
+            if gguf_file != "auto" and len(used) < len(projections):
+                raise ValueError(f"gguf_file={gguf_file!r}: the blocks of {len(projections) - len(used)} of "
+                                 f"{len(projections)} projections are missing, in a format the kernel does not "
+                                 f"read, or do not reproduce {model_dir}'s float32 weights")
+
+    def _gguf_blocks(self, model_dir: str | Path, gemm: str, dtype: torch.dtype,
+                     option: str) -> dict[str, tuple[str, torch.Tensor]]:
+        from reference_engine.model import gguf_blocks
+
+        path = gguf_blocks.find_gguf(model_dir, option)
+        self.gguf_blocks: dict = {"file": None}
+        if path is None:
+            self.gguf_blocks["reason"] = "gguf_file=none" if option == "none" else "no GGUF source found"
+        elif gemm != "packed" or dtype != torch.float32:
+            self.gguf_blocks["reason"] = "GGUF blocks are read by the packed CPU float32 GEMM only"
+        else:
+            try:
+                blocks = gguf_blocks.load_gguf_blocks(path, self.cfg)
+            except (OSError, ValueError) as exc:  # not a GGUF file, or a damaged one
+                self.gguf_blocks["reason"] = f"{path} could not be read as GGUF: {exc}"
+            else:
+                self.gguf_blocks["file"] = str(path)
+                return blocks
+        if option not in ("auto", "none"):
+            raise ValueError(f"gguf_file={option!r}: {self.gguf_blocks['reason']}")
+        return {}
 
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, logits_indices: torch.Tensor,

@@ -1,5 +1,6 @@
 // CPU kernels of the reference engine: paged decode attention read in place from the block table, the fused
-// elementwise ops (RMSNorm, SiLU-and-mul, RoPE), and the projection GEMM of decode steps (packed_linear). Built on first use by reference_engine/kernels/cpu_ops.py with
+// elementwise ops (RMSNorm, SiLU-and-mul, RoPE), and the projection GEMM of decode steps (packed_linear, and
+// block_packed_linear over GGUF blocks). Built on first use by reference_engine/kernels/cpu_ops.py with
 // torch.utils.cpp_extension (-O3 -march=native -fopenmp); threads come from torch's intra-op pool (at::parallel_for,
 // which is OpenMP in torch's CPU builds: without -fopenmp it would silently run on one thread).
 //
@@ -483,11 +484,21 @@ constexpr int64_t kPanelRows = 12;  // AVX-512: 2 * 12 accumulators + 2 weight v
 // `every` k steps, so that with several row blocks the next panel arrives from memory spread over all of them
 // instead of stalling the first block of every panel (both cores streaming a panel needed more bandwidth than
 // there is). 16-64 rows, one projection pass: 7-17% faster (interleaved A/B, /work/notes/s5/pf_ab.py).
+//
+// `ldx`: x's row stride (K when x is whole; wider when K is a slice of its columns). `accumulate`: start from the
+// sums already in y (a previous slice of k) instead of zero; the sums pass through memory unrounded (float32 both
+// ways), so slicing k changes nothing in the result.
 template <int64_t kM>
-void panel_tile(const float* __restrict x, int64_t K, const float* __restrict panel, float* __restrict y, int64_t N,
-                int64_t cols, const float* next, int64_t next_rows, int64_t every) {
+void panel_tile(const float* __restrict x, int64_t ldx, int64_t K, const float* __restrict panel,
+                float* __restrict y, int64_t N, int64_t cols, const float* next, int64_t next_rows, int64_t every,
+                bool accumulate) {
+  const __mmask16 mlo = cols >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << cols) - 1);
+  const __mmask16 mhi = cols >= 32 ? 0xFFFF : (cols <= 16 ? 0 : static_cast<__mmask16>((1u << (cols - 16)) - 1));
   __m512 lo[kM], hi[kM];
-  for (int64_t m = 0; m < kM; ++m) lo[m] = hi[m] = _mm512_setzero_ps();
+  for (int64_t m = 0; m < kM; ++m) {
+    lo[m] = accumulate ? _mm512_maskz_loadu_ps(mlo, y + m * N) : _mm512_setzero_ps();
+    hi[m] = accumulate ? _mm512_maskz_loadu_ps(mhi, y + m * N + 16) : _mm512_setzero_ps();
+  }
   int64_t tick = 0, row = 0;
   for (int64_t k = 0; k < K; ++k) {
     if (next != nullptr && ++tick == every) {
@@ -504,13 +515,11 @@ void panel_tile(const float* __restrict x, int64_t K, const float* __restrict pa
     _mm_prefetch(reinterpret_cast<const char*>(panel + (k + kPrefetch) * kPanel + 16), _MM_HINT_T0);
     const __m512 w0 = _mm512_load_ps(panel + k * kPanel), w1 = _mm512_load_ps(panel + k * kPanel + 16);
     for (int64_t m = 0; m < kM; ++m) {
-      const __m512 xb = _mm512_set1_ps(x[m * K + k]);
+      const __m512 xb = _mm512_set1_ps(x[m * ldx + k]);
       lo[m] = _mm512_fmadd_ps(w0, xb, lo[m]);
       hi[m] = _mm512_fmadd_ps(w1, xb, hi[m]);
     }
   }
-  const __mmask16 mlo = cols >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << cols) - 1);
-  const __mmask16 mhi = cols >= 32 ? 0xFFFF : (cols <= 16 ? 0 : static_cast<__mmask16>((1u << (cols - 16)) - 1));
   for (int64_t m = 0; m < kM; ++m) {
     _mm512_mask_storeu_ps(y + m * N, mlo, lo[m]);
     _mm512_mask_storeu_ps(y + m * N + 16, mhi, hi[m]);
@@ -519,14 +528,16 @@ void panel_tile(const float* __restrict x, int64_t K, const float* __restrict pa
 
 #else
 template <int64_t kM>
-void panel_tile(const float* __restrict x, int64_t K, const float* __restrict panel, float* __restrict y, int64_t N,
-                int64_t cols, const float*, int64_t, int64_t) {  // the same loop order in plain C++ (the compiler
-                                                                  // vectorizes j; no prefetching)
+void panel_tile(const float* __restrict x, int64_t ldx, int64_t K, const float* __restrict panel,
+                float* __restrict y, int64_t N, int64_t cols, const float*, int64_t, int64_t, bool accumulate) {
+  // the same loop order in plain C++ (the compiler vectorizes j; no prefetching)
   float acc[kM][kPanel] = {};
+  if (accumulate)
+    for (int64_t m = 0; m < kM; ++m) std::memcpy(acc[m], y + m * N, cols * sizeof(float));
   for (int64_t k = 0; k < K; ++k) {
     const float* w = panel + k * kPanel;
     for (int64_t m = 0; m < kM; ++m) {
-      const float xv = x[m * K + k];
+      const float xv = x[m * ldx + k];
 #pragma omp simd
       for (int64_t j = 0; j < kPanel; ++j) acc[m][j] += w[j] * xv;
     }
@@ -536,12 +547,13 @@ void panel_tile(const float* __restrict x, int64_t K, const float* __restrict pa
 #endif
 
 template <int64_t kM = 1>
-void panel_rows(int64_t rows, const float* x, int64_t K, const float* panel, float* y, int64_t N, int64_t cols,
-                const float* next, int64_t next_rows, int64_t every) {
+void panel_rows(int64_t rows, const float* x, int64_t ldx, int64_t K, const float* panel, float* y, int64_t N,
+                int64_t cols, const float* next, int64_t next_rows, int64_t every, bool accumulate) {
   if constexpr (kM < kPanelRows) {
-    if (rows != kM) return panel_rows<kM + 1>(rows, x, K, panel, y, N, cols, next, next_rows, every);
+    if (rows != kM)
+      return panel_rows<kM + 1>(rows, x, ldx, K, panel, y, N, cols, next, next_rows, every, accumulate);
   }
-  panel_tile<kM>(x, K, panel, y, N, cols, next, next_rows, every);
+  panel_tile<kM>(x, ldx, K, panel, y, N, cols, next, next_rows, every, accumulate);
 }
 
 torch::Tensor packed_linear(torch::Tensor x, torch::Tensor packed, int64_t N) {
@@ -567,12 +579,170 @@ torch::Tensor packed_linear(torch::Tensor x, torch::Tensor packed, int64_t N) {
       for (int64_t b = 0; b < blocks; ++b) {
         const int64_t m0 = M * b / blocks, m1 = M * (b + 1) / blocks;
         const int64_t r0 = K * b / blocks, r1 = K * (b + 1) / blocks;  // this block's share of the next panel
-        panel_rows(m1 - m0, xp + m0 * K, K, wp + p * K * kPanel, yp + m0 * N + p * kPanel, N, cols,
-                   next ? next + r0 * kPanel : nullptr, r1 - r0, blocks);
+        panel_rows(m1 - m0, xp + m0 * K, K, K, wp + p * K * kPanel, yp + m0 * N + p * kPanel, N, cols,
+                   next ? next + r0 * kPanel : nullptr, r1 - r0, blocks, false);
       }
     }
   });
   return y;
+}
+
+// packed_linear over weights kept in their GGUF block formats, expanded to float32 one panel at a time. A GGUF
+// checkpoint dequantized to float32 (what HF and the engine's safetensors hold) has every weight equal to a block
+// formula in float32: Q4_1 w = d * q + m (q in 0..15; d, m float16), Q8_0 w = q * d (q int8). Computed here with the
+// same two roundings (mul, then add: never an FMA, which rounds once), the panel holds exactly the float32 weights,
+// and panel_tile multiplies them exactly as packed_linear does: the result is bit for bit packed_linear's. What
+// changes is what a step streams from memory: 5 (Q4_1) or 8.5 (Q8_0) bits per weight instead of 32.
+//
+// Packed layout (pack_block_panels in cpu_ops.py): (P, K/32, bytes) uint8, one record per panel of 32 outputs and
+// block of 32 inputs. Q4_1: d[32] and m[32] float16 (one per output), then 32 rows (k) of 16 bytes, byte j holding
+// output j's q in its low nibble and output j+16's in its high nibble (640 bytes). Q8_0: d[32] float16, then 32 rows
+// of 32 int8 (1088 bytes).
+constexpr int64_t kQ4_1 = 0, kQ8_0 = 1;
+constexpr int64_t kBlockK = 32;
+
+int64_t block_record_bytes(int64_t format) { return format == kQ4_1 ? 640 : 1088; }
+
+#if defined(__AVX512F__)
+#ifndef PREFETCH_RECORDS
+#define PREFETCH_RECORDS 8
+#endif
+constexpr int64_t kPrefetchRecords = PREFETCH_RECORDS;
+constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+
+// One panel (K/32 records) -> out[k][32] float32.
+void expand_panel(const uint8_t* __restrict rec, int64_t K, int64_t format, float* __restrict out) {
+  const int64_t bytes = block_record_bytes(format);
+  for (int64_t kb = 0; kb < K / kBlockK; ++kb, rec += bytes) {
+    // every line of the record kPrefetchRecords ahead (the hardware prefetcher alone left the stream at ~9 GB/s)
+    for (int64_t line = 0; line < bytes; line += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(rec + kPrefetchRecords * bytes + line), _MM_HINT_T0);
+    const __m512 d_lo = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec)));
+    const __m512 d_hi = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + 32)));
+    float* o = out + kb * kBlockK * kPanel;
+    if (format == kQ4_1) {
+      const __m512 m_lo = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + 64)));
+      const __m512 m_hi = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + 96)));
+      const uint8_t* q = rec + 128;
+      const __m512i low4 = _mm512_set1_epi32(0x0F);
+      for (int64_t k = 0; k < kBlockK; ++k) {
+        const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k * 16)));
+        const __m512 q_lo = _mm512_cvtepi32_ps(_mm512_and_si512(b, low4));
+        const __m512 q_hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4));
+        _mm512_store_ps(o + k * kPanel, _mm512_add_round_ps(_mm512_mul_round_ps(d_lo, q_lo, kRound), m_lo, kRound));
+        _mm512_store_ps(o + k * kPanel + 16,
+                        _mm512_add_round_ps(_mm512_mul_round_ps(d_hi, q_hi, kRound), m_hi, kRound));
+      }
+    } else {
+      const int8_t* q = reinterpret_cast<const int8_t*>(rec + 64);
+      for (int64_t k = 0; k < kBlockK; ++k) {
+        const __m512 q_lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k * 32))));
+        const __m512 q_hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k * 32 + 16))));
+        _mm512_store_ps(o + k * kPanel, _mm512_mul_round_ps(q_lo, d_lo, kRound));
+        _mm512_store_ps(o + k * kPanel + 16, _mm512_mul_round_ps(q_hi, d_hi, kRound));
+      }
+    }
+  }
+}
+#else
+float half_to_float(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return c10::detail::fp16_ieee_to_fp32_value(h);
+}
+
+// The same formulas one weight at a time; fp-contract=off keeps d * q + m two roundings.
+__attribute__((optimize("fp-contract=off"))) void expand_panel(const uint8_t* rec, int64_t K, int64_t format,
+                                                                  float* out) {
+  const int64_t bytes = block_record_bytes(format);
+  for (int64_t kb = 0; kb < K / kBlockK; ++kb, rec += bytes) {
+    float* o = out + kb * kBlockK * kPanel;
+    for (int64_t j = 0; j < kPanel; ++j) {
+      const float d = half_to_float(rec + 2 * j);
+      for (int64_t k = 0; k < kBlockK; ++k) {
+        if (format == kQ4_1) {
+          const uint8_t b = rec[128 + k * 16 + j % 16];
+          const float q = static_cast<float>(j < 16 ? b & 0x0F : b >> 4);
+          const float dq = d * q;
+          o[k * kPanel + j] = dq + half_to_float(rec + 64 + 2 * j);
+        } else {
+          o[k * kPanel + j] = static_cast<float>(reinterpret_cast<const int8_t*>(rec + 64)[k * 32 + j]) * d;
+        }
+      }
+    }
+  }
+}
+#endif
+
+void check_block_panels(const torch::Tensor& packed, int64_t format, int64_t K) {
+  TORCH_CHECK(format == kQ4_1 || format == kQ8_0, "format must be 0 (Q4_1) or 1 (Q8_0), got ", format);
+  TORCH_CHECK(packed.is_contiguous() && packed.dim() == 3 && packed.scalar_type() == torch::kUInt8 &&
+                  packed.size(2) == block_record_bytes(format),
+              "packed must be a contiguous (panels, K/32, ", block_record_bytes(format), ") uint8 tensor");
+  TORCH_CHECK(packed.size(1) * kBlockK == K, "x has K=", K, " inputs, packed has ", packed.size(1), " blocks of 32");
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(packed.data_ptr()) % 64 == 0, "packed must be 64-byte aligned");
+}
+
+// A thread's float32 panel (K x 32), 64-byte aligned, kept between calls.
+float* panel_buffer(int64_t K) {
+  thread_local std::vector<float> buffer;
+  if (static_cast<int64_t>(buffer.size()) < K * kPanel + 16) buffer.resize(K * kPanel + 16);
+  const uintptr_t address = reinterpret_cast<uintptr_t>(buffer.data());
+  return buffer.data() + ((64 - address % 64) % 64) / sizeof(float);
+}
+
+// x (M, K) float32 @ w.T with w as pack_block_panels(w) in `format`; N outputs. Threads split the panels; each
+// expands kExpandK rows of a panel at a time into its buffer and runs every row block over them while they are in
+// L1 (a whole panel, 72-192 KiB, went through L2 twice: the expansion cost about what the smaller reads saved).
+constexpr int64_t kExpandK = 128;  // 16 KiB of float32
+torch::Tensor block_packed_linear(torch::Tensor x, torch::Tensor packed, int64_t N, int64_t format) {
+  x = x.contiguous();
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.dim() == 2,
+              "block_packed_linear takes x as an (M, K) float32 CPU tensor");
+  const int64_t M = x.size(0), K = x.size(1), P = packed.size(0);
+  check_block_panels(packed, format, K);
+  TORCH_CHECK(N > (P - 1) * kPanel && N <= P * kPanel, "N=", N, " does not match ", P, " panels");
+  auto y = torch::empty({M, N}, x.options());
+  const float* xp = x.data_ptr<float>();
+  const uint8_t* wp = packed.data_ptr<uint8_t>();
+  float* yp = y.data_ptr<float>();
+  const int64_t blocks = (M + kPanelRows - 1) / kPanelRows, record = packed.size(2);
+  at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
+    float* panel = panel_buffer(kExpandK);
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t cols = std::min(kPanel, N - p * kPanel);
+      for (int64_t k0 = 0; k0 < K; k0 += kExpandK) {
+        const int64_t kc = std::min(kExpandK, K - k0);
+        expand_panel(wp + (p * K + k0) / kBlockK * record, kc, format, panel);
+        for (int64_t b = 0; b < blocks; ++b) {
+          const int64_t m0 = M * b / blocks, m1 = M * (b + 1) / blocks;
+          panel_rows(m1 - m0, xp + m0 * K + k0, K, kc, panel, yp + m0 * N + p * kPanel, N, cols, nullptr, 0, 1,
+                     k0 > 0);
+        }
+      }
+    }
+  });
+  return y;
+}
+
+// The float32 panels (P, K, 32) that block_packed_linear multiplies by: for checking them against pack_panels(w).
+torch::Tensor expand_block_panels(torch::Tensor packed, int64_t format) {
+  TORCH_CHECK(packed.dim() == 3, "packed must be (panels, K/32, bytes)");
+  const int64_t P = packed.size(0), K = packed.size(1) * kBlockK;
+  check_block_panels(packed, format, K);
+  auto out = torch::empty({P, K, kPanel}, torch::kFloat32);
+  const uint8_t* wp = packed.data_ptr<uint8_t>();
+  const int64_t panel_bytes = packed.size(1) * packed.size(2);
+  at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
+    float* panel = panel_buffer(K);
+    for (int64_t p = begin; p < end; ++p) {
+      expand_panel(wp + p * panel_bytes, K, format, panel);
+      std::memcpy(out.data_ptr<float>() + p * K * kPanel, panel, K * kPanel * sizeof(float));
+    }
+  });
+  return out;
 }
 
 // Greedy sampling's argmax over each row of the logits (rows, vocab) float32: the first index of the row's maximum,
@@ -632,6 +802,9 @@ torch::Tensor argmax_rows(torch::Tensor logits) {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("packed_linear", &packed_linear, "x @ w.T with w packed as (panels, K, 32) float32 (CPU)");
+  m.def("block_packed_linear", &block_packed_linear,
+        "x @ w.T with w packed as (panels, K/32, bytes) GGUF blocks, expanded to float32 per panel (CPU)");
+  m.def("expand_block_panels", &expand_block_panels, "the float32 panels of block-packed weights (CPU)");
   m.def("rotary_embedding", &rotary_embedding, "rotate-half RoPE in place on the first heads of qkv (CPU)");
   m.def("reshape_and_cache", &reshape_and_cache, "write K/V rows into paged cache slots (CPU)");
   m.def("paged_attention", &paged_attention, "paged decode attention over a block table (CPU)");
