@@ -206,7 +206,11 @@ inline __m512 hsum16(const __m512* v) {
 // pass 2 keeps each query row's output in registers across a chunk of tokens. A chunk's K (or V) rows are read
 // from memory once, for the task's first head, and from L1 for the others. bench-attention, paged vs contiguous
 // SDPA: 64x200 2,235 -> 1,724 us (0.78x SDPA), 2x4096 2,060 -> 843 us (0.78x). With the cache out of L2 it is
-// bound by reading it (~11-15 GB/s over scattered 12 KiB blocks; software prefetch and huge pages did not help).
+// bound by waiting for it (~5.5 GB/s per thread, scaling with threads, about the same with 64-token blocks or huge
+// pages): each token's rows are prefetched kPrefetchTokens ahead, and the first V rows before pass 2 starts. 30
+// layers of 64 sequences x 230 tokens (678 MB, out of cache), interleaved: no prefetch 61-64 ms, 4 tokens ahead
+// 52-57, 8: 51-54, 12: 51-52, 16: 55-57, 32 (and without the first V rows, as tried before): no gain.
+constexpr int64_t kPrefetchTokens = 8;
 template <int64_t kD, int64_t kG>
 void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cache, const torch::Tensor& v_cache,
                          const torch::Tensor& block_tables, const torch::Tensor& context_lens, float scale,
@@ -243,7 +247,14 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
           offsets[t] = base + j * token_stride;
       std::fill(offsets.begin() + len, offsets.end(), offsets[len - 1]);  // the last token again: read, never used
       // pass 1: scores[r][t] = q_r . k_t for 16 tokens at a time
+      // the task's rows of token t, kPrefetchTokens ahead of their use, into L1
+      const auto prefetch_rows = [&](const float* cache, int64_t t) {
+        if (t < len)
+          for (int64_t line = 0; line < heads_per_task * kD; line += 16)
+            _mm_prefetch(reinterpret_cast<const char*>(cache + offsets[t] + line), _MM_HINT_T0);
+      };
       for (int64_t t0 = 0; t0 < padded; t0 += kChunk) {
+        for (int64_t j = 0; j < kChunk; ++j) prefetch_rows(k_ptr, t0 + j + kPrefetchTokens);
         for (int64_t h = 0; h < heads_per_task; ++h) {
           for (int64_t g = 0; g < kG; ++g) {
             const int64_t r = h * kG + g;
@@ -267,8 +278,10 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
       }
       // pass 2: acc_r = sum_t p[r][t] * v_t, a chunk of tokens per head with the head's rows in registers
       std::fill(acc.begin(), acc.end(), 0.f);
+      for (int64_t t = 0; t < kPrefetchTokens; ++t) prefetch_rows(v_ptr, t);
       for (int64_t t0 = 0; t0 < len; t0 += kChunk) {
         const int64_t n = std::min(kChunk, len - t0);
+        for (int64_t j = 0; j < kChunk; ++j) prefetch_rows(v_ptr, t0 + j + kPrefetchTokens);
         for (int64_t h = 0; h < heads_per_task; ++h) {
           __m512 a[kG][kV];
           for (int64_t g = 0; g < kG; ++g)
