@@ -39,13 +39,12 @@ class Projection:
     few rows); the weight is then held twice (oneDNN's blocked layout and the panels).
     `blocks` (with "packed"): the weight's GGUF blocks, (format, (out, row bytes) uint8). They are packed for
     block_packed_linear and used for inputs of at most BLOCK_MAX_ROWS rows if, expanded, they equal the panels bit
-    for bit (`self.blocks_match`); the result is then packed_linear's, from a fraction of the bytes.
+    for bit (else `self.blocks` stays None); the result is then packed_linear's, from a fraction of the bytes.
     """
 
     def __init__(self, weight: torch.Tensor, gemm: str, blocks: tuple[str, torch.Tensor] | None = None):
         self.gemm = gemm
         self.panels = self.blocks = None
-        self.blocks_match = False
         if gemm in ("onednn", "packed"):
             self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous())
             if gemm == "packed":
@@ -57,8 +56,7 @@ class Projection:
                     fmt, rows = blocks
                     packed = cpu_ops.pack_block_panels(rows, fmt)
                     expanded = cpu_ops.expand_block_panels(packed, fmt)
-                    self.blocks_match = torch.equal(expanded.view(torch.int32), self.panels.view(torch.int32))
-                    if self.blocks_match:
+                    if torch.equal(expanded.view(torch.int32), self.panels.view(torch.int32)):
                         self.blocks, self.block_format = packed, fmt
                         self._block_packed, self._block_max_rows = (cpu_ops.block_packed_linear,
                                                                     cpu_ops.BLOCK_MAX_ROWS)
