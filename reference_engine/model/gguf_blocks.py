@@ -34,14 +34,11 @@ CONVERSION_RECORD = "benchctl-conversion.json"
 def find_gguf(model_dir: str | Path, option: str) -> Path | None:
     """The GGUF file behind model_dir: `option` when it is a path; for "auto", the source named by benchctl's
     conversion record if that file still exists, else the only *.gguf inside model_dir; None for "none" or when
-    there is none. An explicit path that is not a file is a ValueError."""
+    there is none. (EngineConfig has checked that an explicit path is a file.)"""
     if option == "none":
         return None
     if option != "auto":
-        path = Path(option).expanduser()
-        if not path.is_file():
-            raise ValueError(f"gguf_file={option!r}: no such file")
-        return path
+        return Path(option).expanduser()
     model_dir = Path(model_dir)
     record = model_dir / CONVERSION_RECORD
     if record.is_file():
@@ -73,8 +70,8 @@ def unpermute_rows(rows: np.ndarray, num_heads: int) -> np.ndarray:
 # GGUF metadata value types (gguf's GGUFValueType) -> struct format; 8 = string, 9 = array
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
-# ggml tensor types read here -> (name, bytes per block of 32 weights)
-GGML_TYPES = {3: ("Q4_1", 20), 8: ("Q8_0", 34)}
+# ggml tensor type ids (gguf's GGMLQuantizationType) of the formats the kernel reads (cpu_ops.BLOCK_FORMATS)
+GGML_TYPES = {3: "Q4_1", 8: "Q8_0"}
 
 
 class _Cursor:
@@ -144,12 +141,15 @@ def read_tensor_index(path: Path) -> dict[str, tuple[int, tuple[int, ...], int]]
 def load_gguf_blocks(path: Path, cfg: ModelConfig) -> dict[str, tuple[str, torch.Tensor]]:
     """HF weight name -> (format, (rows, row bytes) uint8 blocks) for every 2-D weight stored in a GGML_TYPES
     format. A file that is not GGUF, or is cut short, is a ValueError."""
+    from reference_engine.kernels.cpu_ops import BLOCK_FORMATS
+
     blocks = {}
     for gguf_name, (kind, dims, offset) in read_tensor_index(path).items():
         name = hf_name(gguf_name)
         if name is None or kind not in GGML_TYPES or len(dims) != 2 or dims[0] % 32:
             continue
-        fmt, block_bytes = GGML_TYPES[kind]
+        fmt = GGML_TYPES[kind]
+        block_bytes = BLOCK_FORMATS[fmt][1]
         row_bytes = dims[0] // 32 * block_bytes
         rows = np.fromfile(path, dtype=np.uint8, count=dims[1] * row_bytes, offset=offset)
         if rows.size != dims[1] * row_bytes:

@@ -143,7 +143,7 @@ class LlamaForCausalLM:
         "auto", "none" or a path). `self.gguf_blocks` says what came of it."""
         self.cfg = cfg
         weights = load_safetensors(Path(model_dir), device, dtype)
-        blocks = self._gguf_blocks(model_dir, gemm, dtype, gguf_file)
+        blocks, self.gguf_blocks = gguf_blocks_for(model_dir, cfg, gemm, dtype, gguf_file)
         self.embed_tokens = weights.pop("model.embed_tokens.weight")  # (vocab, hidden)
         self.norm = weights.pop("model.norm.weight")  # (hidden,)
         self.lm_head = weights.pop("lm_head.weight", None)  # (vocab, hidden)
@@ -169,28 +169,6 @@ class LlamaForCausalLM:
                                  f"{len(projections)} projections are missing, in a format the kernel does not "
                                  f"read, or do not reproduce {model_dir}'s float32 weights")
 
-    def _gguf_blocks(self, model_dir: str | Path, gemm: str, dtype: torch.dtype,
-                     option: str) -> dict[str, tuple[str, torch.Tensor]]:
-        from reference_engine.model import gguf_blocks
-
-        path = gguf_blocks.find_gguf(model_dir, option)
-        self.gguf_blocks: dict = {"file": None}
-        if path is None:
-            self.gguf_blocks["reason"] = "gguf_file=none" if option == "none" else "no GGUF source found"
-        elif gemm != "packed" or dtype != torch.float32:
-            self.gguf_blocks["reason"] = "GGUF blocks are read by the packed CPU float32 GEMM only"
-        else:
-            try:
-                blocks = gguf_blocks.load_gguf_blocks(path, self.cfg)
-            except (OSError, ValueError) as exc:  # not a GGUF file, or a damaged one
-                self.gguf_blocks["reason"] = f"{path} could not be read as GGUF: {exc}"
-            else:
-                self.gguf_blocks["file"] = str(path)
-                return blocks
-        if option not in ("auto", "none"):
-            raise ValueError(f"gguf_file={option!r}: {self.gguf_blocks['reason']}")
-        return {}
-
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, logits_indices: torch.Tensor,
                 kv_caches: list[tuple[torch.Tensor, torch.Tensor]], meta: AttentionMetadata,
@@ -205,6 +183,28 @@ class LlamaForCausalLM:
         if self.lm_head_proj is not None:
             return self.lm_head_proj(h).float()
         return F.linear(h, self.lm_head).float()
+
+
+def gguf_blocks_for(model_dir: str | Path, cfg: ModelConfig, gemm: str, dtype: torch.dtype,
+                    option: str) -> tuple[dict[str, tuple[str, torch.Tensor]], dict]:
+    """The GGUF blocks the projections may stream (gguf_blocks.find_gguf: option "auto", "none" or a path) and what
+    came of the search ({"file": path} or {"file": None, "reason": why not}). An explicit path that cannot be used
+    is a ValueError."""
+    from reference_engine.model import gguf_blocks
+
+    path = gguf_blocks.find_gguf(model_dir, option)
+    if path is None:
+        reason = "gguf_file=none" if option == "none" else "no GGUF source found"
+    elif gemm != "packed" or dtype != torch.float32:
+        reason = "GGUF blocks are read by the packed CPU float32 GEMM only"
+    else:
+        try:
+            return gguf_blocks.load_gguf_blocks(path, cfg), {"file": str(path)}
+        except (OSError, ValueError) as exc:  # not a GGUF file, or a damaged one
+            reason = f"{path} could not be read as GGUF: {exc}"
+    if option not in ("auto", "none"):
+        raise ValueError(f"gguf_file={option!r}: {reason}")
+    return {}, {"file": None, "reason": reason}
 
 
 def load_safetensors(model_dir: Path, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:

@@ -629,7 +629,7 @@ torch::Tensor packed_linear(torch::Tensor x, torch::Tensor packed, int64_t N) {
   return y;
 }
 
-// packed_linear over weights kept in their GGUF block formats, expanded to float32 one panel at a time. A GGUF
+// packed_linear over weights kept in their GGUF block formats, expanded to float32 a slice of a panel at a time. A GGUF
 // checkpoint dequantized to float32 (what HF and the engine's safetensors hold) has every weight equal to a block
 // formula in float32: Q4_1 w = d * q + m (q in 0..15; d, m float16), Q8_0 w = q * d (q int8). Computed here with the
 // same two roundings (mul, then add: never an FMA, which rounds once), the panel holds exactly the float32 weights,
@@ -646,10 +646,7 @@ constexpr int64_t kBlockK = 32;
 int64_t block_record_bytes(int64_t format) { return format == kQ4_1 ? 640 : 1088; }
 
 #if defined(__AVX512F__)
-#ifndef PREFETCH_RECORDS
-#define PREFETCH_RECORDS 8
-#endif
-constexpr int64_t kPrefetchRecords = PREFETCH_RECORDS;
+constexpr int64_t kPrefetchRecords = 8;
 constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
 
 // One panel (K/32 records) -> out[k][32] float32.
@@ -727,7 +724,7 @@ void check_block_panels(const torch::Tensor& packed, int64_t format, int64_t K) 
   TORCH_CHECK(reinterpret_cast<uintptr_t>(packed.data_ptr()) % 64 == 0, "packed must be 64-byte aligned");
 }
 
-// A thread's float32 panel (K x 32), 64-byte aligned, kept between calls.
+// A thread's float32 panel slice (K x 32), 64-byte aligned, kept between calls.
 float* panel_buffer(int64_t K) {
   thread_local std::vector<float> buffer;
   if (static_cast<int64_t>(buffer.size()) < K * kPanel + 16) buffer.resize(K * kPanel + 16);
@@ -775,14 +772,12 @@ torch::Tensor expand_block_panels(torch::Tensor packed, int64_t format) {
   const int64_t P = packed.size(0), K = packed.size(1) * kBlockK;
   check_block_panels(packed, format, K);
   auto out = torch::empty({P, K, kPanel}, torch::kFloat32);
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(out.data_ptr()) % 64 == 0, "expected a 64-byte aligned allocation");
   const uint8_t* wp = packed.data_ptr<uint8_t>();
+  float* op = out.data_ptr<float>();
   const int64_t panel_bytes = packed.size(1) * packed.size(2);
   at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
-    float* panel = panel_buffer(K);
-    for (int64_t p = begin; p < end; ++p) {
-      expand_panel(wp + p * panel_bytes, K, format, panel);
-      std::memcpy(out.data_ptr<float>() + p * K * kPanel, panel, K * kPanel * sizeof(float));
-    }
+    for (int64_t p = begin; p < end; ++p) expand_panel(wp + p * panel_bytes, K, format, op + p * K * kPanel);
   });
   return out;
 }
