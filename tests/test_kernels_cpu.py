@@ -50,6 +50,33 @@ def test_paged_attention_matches_the_reference(cpu_ops, case_id):
     torch.testing.assert_close(out.float(), expected.float(), atol=tol, rtol=tol)
 
 
+@pytest.mark.parametrize("dim,kv,ratio", [(64, 3, 3), (128, 1, 4)])
+def test_rows_sharing_a_block_table_are_answered_as_one_row_each(cpu_ops, dim, kv, ratio):
+    # A sequence's decode token and draft tokens, or its prefill chunk, are consecutive rows with the same block
+    # table: the kernel reads their K/V once for the group, and each row must still get exactly its own answer.
+    g = torch.Generator().manual_seed(dim)
+    num_blocks, block = 120, 16
+    k_cache, v_cache = (torch.randn(num_blocks, block, kv, dim, generator=g) for _ in range(2))
+    free = torch.randperm(num_blocks, generator=g).tolist()
+    a, b, c = free[:20], free[20:23], free[23:24]
+    shares_a = a[:2] + free[24:29]  # another sequence whose first two blocks are a's (prefix caching)
+    rows = ([(a, n) for n in range(250, 254)]  # a decode token and 3 drafts
+            + [(b, n) for n in range(1, 41)]  # a 40-token prefill chunk: more rows than one group takes
+            + [(c, 7)] + [(shares_a, n) for n in (30, 33, 31)]  # not a's rows: other blocks past the second
+            + [(a, 17), (a, 5)])  # shorter rows after longer ones, same table
+    width = max(len(t) for t, _ in rows)
+    tables = torch.tensor([t + [-1] * (width - len(t)) for t, _ in rows], dtype=torch.int32)
+    lens = torch.tensor([n for _, n in rows], dtype=torch.int32)
+    query = torch.randn(len(rows), kv * ratio, dim, generator=g)
+    scale = dim ** -0.5
+    together = cpu_ops.paged_decode_attention(query, k_cache, v_cache, tables, lens, scale)
+    one_by_one = torch.cat([cpu_ops.paged_decode_attention(query[i:i + 1], k_cache, v_cache, tables[i:i + 1],
+                                                           lens[i:i + 1], scale) for i in range(len(rows))])
+    assert torch.equal(together, one_by_one)
+    torch.testing.assert_close(together, reference.paged_decode_attention(query, k_cache, v_cache, tables, lens,
+                                                                          scale), atol=2e-5, rtol=2e-5)
+
+
 def test_paged_attention_takes_a_strided_query(cpu_ops):
     # in the engine the query is a slice of the fused qkv projection output
     case = random_paged_decode_case([5, 40], num_kv_heads=1, queries_per_kv=3, head_dim=64, block_size=16)

@@ -91,15 +91,15 @@ inline float exp_shifted_sum(float* sc, int64_t len, float m) {
   return sum;
 }
 
-// The attention's tasks (sequence s, KV-head range) in the order threads take them: longest context first.
+// The attention's tasks (unit u, KV-head range) in the order threads take them: the costliest first.
 // at::parallel_for cuts a range into equal counts, and sequences of a decode batch differ in length (W: 32 to
 // 512 tokens), so one thread finished early and waited at the barrier (perf, 64 sequences: the main thread spent
-// ~12% of a decode step in libgomp). Here each thread takes the next task when it finishes one, longest first.
-std::vector<int64_t> longest_first(const int32_t* lens, int64_t S, int64_t tasks_per_seq) {
-  std::vector<int64_t> order(S * tasks_per_seq);
+// ~12% of a decode step in libgomp). Here each thread takes the next task when it finishes one, costliest first.
+std::vector<int64_t> costliest_first(const std::vector<int64_t>& cost, int64_t tasks_per_unit) {
+  std::vector<int64_t> order(cost.size() * tasks_per_unit);
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
-                   [&](int64_t a, int64_t b) { return lens[a / tasks_per_seq] > lens[b / tasks_per_seq]; });
+                   [&](int64_t a, int64_t b) { return cost[a / tasks_per_unit] > cost[b / tasks_per_unit]; });
   return order;
 }
 
@@ -137,7 +137,7 @@ void paged_attention_impl(const torch::Tensor& query, const torch::Tensor& k_cac
   const int64_t heads_per_task = S >= 2 * at::get_num_threads() ? Hkv : 1;
   const int64_t tasks_per_seq = Hkv / heads_per_task;
 
-  const std::vector<int64_t> order = longest_first(lens, S, tasks_per_seq);
+  const std::vector<int64_t> order = costliest_first(std::vector<int64_t>(lens, lens + S), tasks_per_seq);
   const int64_t total = S * tasks_per_seq;
   parallel_dynamic(total, [&](const auto& take) {
     const int64_t rows = heads_per_task * G;  // query rows of a task
@@ -227,7 +227,7 @@ inline __m512 hsum16(const __m512* v) {
   return _mm512_permutexvar_ps(order, d);
 }
 
-// paged_attention_impl for float32 with AVX-512, the same two passes and task split, restructured so nothing waits
+// paged_attention_impl for float32 with AVX-512, the same two passes, restructured so nothing waits
 // on a horizontal sum: pass 1 scores 16 tokens at a time (one partial-product vector per token, folded by hsum16),
 // pass 2 keeps each query row's output in registers across a chunk of tokens. A chunk's K (or V) rows are read
 // from memory once, for the task's first head, and from L1 for the others. bench-attention, paged vs contiguous
@@ -236,7 +236,36 @@ inline __m512 hsum16(const __m512* v) {
 // pages): each token's rows are prefetched kPrefetchTokens ahead, and the first V rows before pass 2 starts. 30
 // layers of 64 sequences x 230 tokens (678 MB, out of cache), interleaved: no prefetch 61-64 ms, 4 tokens ahead
 // 52-57, 8: 51-54, 12: 51-52, 16: 55-57, 32 (and without the first V rows, as tried before): no gain.
+// Also prefetching 32-64 tokens ahead into L2 (T1/T2) beside the L1 prefetch: no clear change (63.8-66.9 vs
+// 66.6 ms median). The same 23.6 MB layer read 30 times from L3 takes 44 ms: out of cache is what it waits on.
 constexpr int64_t kPrefetchTokens = 8;
+
+// Query rows that read the same blocks: a sequence's decode token and its draft tokens, or the tokens of its prefill
+// chunk (model_runner gives each its own row, block table and context length). Consecutive rows whose block tables
+// agree over the blocks the longest of them reads are answered together, so their K and V come from memory once.
+// Without it, a decode step with 3 draft tokens per sequence read every sequence's cache 4 times (ngram on W:
+// 161 rows cost 2.9 ms each against 2.8 for a plain 51-row step, the drafts' gain eaten by the extra reads).
+constexpr int64_t kMaxGroupRows = 16;
+struct RowGroup {
+  int64_t first, count, len;  // rows first..first+count-1; len: the longest context among them
+};
+
+std::vector<RowGroup> group_rows(const int32_t* tables, const int32_t* lens, int64_t S, int64_t M, int64_t B) {
+  std::vector<RowGroup> groups;
+  for (int64_t s = 0; s < S;) {
+    RowGroup g{s, 1, lens[s]};
+    for (int64_t r = s + 1; r < S && g.count < kMaxGroupRows; ++r, ++g.count) {
+      const int64_t len = std::max<int64_t>(g.len, lens[r]);
+      // row s's table is the group's: it must hold every block any member reads (a longer member's blocks too)
+      if (std::memcmp(tables + s * M, tables + r * M, (len + B - 1) / B * sizeof(int32_t)) != 0) break;
+      g.len = len;
+    }
+    groups.push_back(g);
+    s += g.count;
+  }
+  return groups;
+}
+
 template <int64_t kD, int64_t kG>
 void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cache, const torch::Tensor& v_cache,
                          const torch::Tensor& block_tables, const torch::Tensor& context_lens, float scale,
@@ -252,22 +281,33 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
   const int32_t* lens = context_lens.data_ptr<int32_t>();
   float* o_ptr = out.data_ptr<float>();
   const int64_t token_stride = Hkv * kD, block_stride = B * token_stride;
-  const int64_t heads_per_task = S >= 2 * at::get_num_threads() ? Hkv : 1;  // as in paged_attention_impl
-  const int64_t tasks_per_seq = Hkv / heads_per_task;
+  const std::vector<RowGroup> groups = group_rows(tables, lens, S, M, B);
+  const int64_t U = static_cast<int64_t>(groups.size());
+  const int64_t heads_per_task = U >= 2 * at::get_num_threads() ? Hkv : 1;  // as in paged_attention_impl
+  const int64_t tasks_per_group = Hkv / heads_per_task;
+  std::vector<int64_t> cost(U);  // reads (len) plus each member's arithmetic (~ len / 4 by the kernel's timings)
+  for (int64_t u = 0; u < U; ++u) cost[u] = groups[u].len * (4 + groups[u].count);
 
-  const std::vector<int64_t> order = longest_first(lens, S, tasks_per_seq);
-  const int64_t total = S * tasks_per_seq;
+  const std::vector<int64_t> order = costliest_first(cost, tasks_per_group);
+  const int64_t total = U * tasks_per_group;
   parallel_dynamic(total, [&](const auto& take) {
-    const int64_t rows = heads_per_task * kG;
-    std::vector<float> q(rows * kD), acc(rows * kD), scores, row_sum(rows);
+    std::vector<float> q, acc, scores, row_sum;
     std::vector<int64_t> offsets;  // of each token's row in the caches
     for (int64_t taken = take(); taken < total; taken = take()) {
       const int64_t task = order[taken];
-      const int64_t s = task / tasks_per_seq, kv0 = (task % tasks_per_seq) * heads_per_task;
-      const int64_t len = lens[s];
-      const int32_t* table = tables + s * M;
-      const float* q_rows = q_ptr + (s * H + kv0 * kG) * kD;
-      for (int64_t i = 0; i < rows * kD; ++i) q[i] = q_rows[i] * scale;
+      const RowGroup& grp = groups[task / tasks_per_group];
+      const int64_t kv0 = (task % tasks_per_group) * heads_per_task;
+      const int64_t len = grp.len, members = grp.count;
+      const int64_t per_member = heads_per_task * kG;  // query rows of one member
+      const int64_t rows = members * per_member;  // row r = m * per_member + h * kG + g
+      const int32_t* table = tables + grp.first * M;
+      q.resize(rows * kD);
+      acc.assign(rows * kD, 0.f);
+      row_sum.resize(rows);
+      for (int64_t m = 0; m < members; ++m) {  // the member's query heads of this task are consecutive
+        const float* q_rows = q_ptr + ((grp.first + m) * H + kv0 * kG) * kD;
+        for (int64_t i = 0; i < per_member * kD; ++i) q[m * per_member * kD + i] = q_rows[i] * scale;
+      }
       const int64_t padded = (len + kChunk - 1) / kChunk * kChunk;
       scores.resize(rows * padded);
       offsets.resize(padded);
@@ -275,64 +315,81 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
         for (int64_t j = 0, base = table[b] * block_stride + kv0 * kD; j < B && t < len; ++j, ++t)
           offsets[t] = base + j * token_stride;
       std::fill(offsets.begin() + len, offsets.end(), offsets[len - 1]);  // the last token again: read, never used
-      // pass 1: scores[r][t] = q_r . k_t for 16 tokens at a time
       // the task's rows of token t, kPrefetchTokens ahead of their use, into L1
       const auto prefetch_rows = [&](const float* cache, int64_t t) {
         if (t < len)
           for (int64_t line = 0; line < heads_per_task * kD; line += 16)
             _mm_prefetch(reinterpret_cast<const char*>(cache + offsets[t] + line), _MM_HINT_T0);
       };
+      // pass 1: scores[r][t] = q_r . k_t for 16 tokens at a time; a chunk's K rows come from memory for the first
+      // query row and from L1 for the others
       for (int64_t t0 = 0; t0 < padded; t0 += kChunk) {
         for (int64_t j = 0; j < kChunk; ++j) prefetch_rows(k_ptr, t0 + j + kPrefetchTokens);
         for (int64_t h = 0; h < heads_per_task; ++h) {
-          for (int64_t g = 0; g < kG; ++g) {
-            const int64_t r = h * kG + g;
-            __m512 qv[kV], part[kChunk];
-            for (int64_t i = 0; i < kV; ++i) qv[i] = _mm512_loadu_ps(q.data() + r * kD + 16 * i);
-            for (int64_t j = 0; j < kChunk; ++j) {
-              const float* k = k_ptr + offsets[t0 + j] + h * kD;
-              __m512 p = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k));
-              for (int64_t i = 1; i < kV; ++i) p = _mm512_fmadd_ps(qv[i], _mm512_loadu_ps(k + 16 * i), p);
-              part[j] = p;
+          for (int64_t m = 0; m < members; ++m) {
+            if (t0 >= lens[grp.first + m]) continue;  // past this member's context
+            for (int64_t g = 0; g < kG; ++g) {
+              const int64_t r = m * per_member + h * kG + g;
+              __m512 qv[kV], part[kChunk];
+              for (int64_t i = 0; i < kV; ++i) qv[i] = _mm512_loadu_ps(q.data() + r * kD + 16 * i);
+              for (int64_t j = 0; j < kChunk; ++j) {
+                const float* k = k_ptr + offsets[t0 + j] + h * kD;
+                __m512 p = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k));
+                for (int64_t i = 1; i < kV; ++i) p = _mm512_fmadd_ps(qv[i], _mm512_loadu_ps(k + 16 * i), p);
+                part[j] = p;
+              }
+              _mm512_storeu_ps(scores.data() + r * padded + t0, hsum16(part));
             }
-            _mm512_storeu_ps(scores.data() + r * padded + t0, hsum16(part));
           }
         }
       }
-      for (int64_t r = 0; r < rows; ++r) {  // softmax numerators and their sums
+      // softmax numerators and their sums over each member's own context
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t own = lens[grp.first + r / per_member];
         float* sc = scores.data() + r * padded;
-        __m512 vmax = _mm512_loadu_ps(sc);
-        for (int64_t t = kChunk; t < padded; t += kChunk) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(sc + t));
-        row_sum[r] = exp_shifted_sum(sc, len, _mm512_reduce_max_ps(vmax));  // padding repeats the last score
+        const int64_t full = own / kChunk * kChunk;
+        __m512 vmax = _mm512_set1_ps(sc[0]);
+        for (int64_t t = 0; t < full; t += kChunk) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(sc + t));
+        float m = _mm512_reduce_max_ps(vmax);
+        for (int64_t t = full; t < own; ++t) m = std::max(m, sc[t]);
+        row_sum[r] = exp_shifted_sum(sc, own, m);
       }
-      // pass 2: acc_r = sum_t p[r][t] * v_t, a chunk of tokens per head with the head's rows in registers
-      std::fill(acc.begin(), acc.end(), 0.f);
+      // pass 2: acc_r = sum_t p[r][t] * v_t over the member's own tokens, a chunk of tokens per head with the row's
+      // output in registers; the chunk's V rows come from memory once
       for (int64_t t = 0; t < kPrefetchTokens; ++t) prefetch_rows(v_ptr, t);
       for (int64_t t0 = 0; t0 < len; t0 += kChunk) {
-        const int64_t n = std::min(kChunk, len - t0);
         for (int64_t j = 0; j < kChunk; ++j) prefetch_rows(v_ptr, t0 + j + kPrefetchTokens);
         for (int64_t h = 0; h < heads_per_task; ++h) {
-          __m512 a[kG][kV];
-          for (int64_t g = 0; g < kG; ++g)
-            for (int64_t i = 0; i < kV; ++i) a[g][i] = _mm512_loadu_ps(acc.data() + (h * kG + g) * kD + 16 * i);
-          for (int64_t j = 0; j < n; ++j) {
-            const float* v = v_ptr + offsets[t0 + j] + h * kD;
-            __m512 vv[kV];
-            for (int64_t i = 0; i < kV; ++i) vv[i] = _mm512_loadu_ps(v + 16 * i);
-            for (int64_t g = 0; g < kG; ++g) {
-              const __m512 p = _mm512_set1_ps(scores[(h * kG + g) * padded + t0 + j]);
-              for (int64_t i = 0; i < kV; ++i) a[g][i] = _mm512_fmadd_ps(p, vv[i], a[g][i]);
+          for (int64_t m = 0; m < members; ++m) {
+            const int64_t n = std::min(kChunk, lens[grp.first + m] - t0);
+            if (n <= 0) continue;
+            float* acc_h = acc.data() + (m * per_member + h * kG) * kD;
+            const float* p_h = scores.data() + (m * per_member + h * kG) * padded + t0;
+            __m512 a[kG][kV];
+            for (int64_t g = 0; g < kG; ++g)
+              for (int64_t i = 0; i < kV; ++i) a[g][i] = _mm512_loadu_ps(acc_h + g * kD + 16 * i);
+            for (int64_t j = 0; j < n; ++j) {
+              const float* v = v_ptr + offsets[t0 + j] + h * kD;
+              __m512 vv[kV];
+              for (int64_t i = 0; i < kV; ++i) vv[i] = _mm512_loadu_ps(v + 16 * i);
+              for (int64_t g = 0; g < kG; ++g) {
+                const __m512 p = _mm512_set1_ps(p_h[g * padded + j]);
+                for (int64_t i = 0; i < kV; ++i) a[g][i] = _mm512_fmadd_ps(p, vv[i], a[g][i]);
+              }
             }
+            for (int64_t g = 0; g < kG; ++g)
+              for (int64_t i = 0; i < kV; ++i) _mm512_storeu_ps(acc_h + g * kD + 16 * i, a[g][i]);
           }
-          for (int64_t g = 0; g < kG; ++g)
-            for (int64_t i = 0; i < kV; ++i) _mm512_storeu_ps(acc.data() + (h * kG + g) * kD + 16 * i, a[g][i]);
         }
       }
-      float* o_rows = o_ptr + (s * H + kv0 * kG) * kD;
-      for (int64_t r = 0; r < rows; ++r) {
-        const __m512 inv = _mm512_set1_ps(1.f / row_sum[r]);
-        for (int64_t i = 0; i < kV; ++i)
-          _mm512_storeu_ps(o_rows + r * kD + 16 * i, _mm512_mul_ps(_mm512_loadu_ps(acc.data() + r * kD + 16 * i), inv));
+      for (int64_t m = 0; m < members; ++m) {
+        float* o_rows = o_ptr + ((grp.first + m) * H + kv0 * kG) * kD;
+        for (int64_t i = 0; i < per_member; ++i) {
+          const int64_t r = m * per_member + i;
+          const __m512 inv = _mm512_set1_ps(1.f / row_sum[r]);
+          for (int64_t l = 0; l < kV; ++l)
+            _mm512_storeu_ps(o_rows + i * kD + 16 * l, _mm512_mul_ps(_mm512_loadu_ps(acc.data() + r * kD + 16 * l), inv));
+        }
       }
     }
   });
