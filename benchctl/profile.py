@@ -127,13 +127,21 @@ def summarize_torch_trace(path: Path, top: int = 25) -> dict[str, Any]:
             "host_syncs_per_step": sum(1 for e in events if e.get("name") in SYNC_EVENTS) / len(steps),
         })
     ops: dict[str, list[float]] = {}
-    for e, self_us in _self_times([e for e in events if e.get("cat") in ("cpu_op", "kernel", "gpu_op")]):
+    for e, self_us in _self_times([e for e in events if is_operator(e)]):
         ops.setdefault(e["name"], []).append(self_us)
     table = sorted(((name, sum(d), len(d)) for name, d in ops.items()), key=lambda t: -t[1])
     total = sum(t[1] for t in table) or 1.0
     result["top_operators"] = [{"name": n, "self_ms": t / 1e3, "calls": c, "self_share": t / total}
                                for n, t, c in table[:top]]
     return result
+
+
+def is_operator(event: dict) -> bool:
+    """torch's own ops and device kernels, and the ranges (user annotations) named `<library>::<kernel>` that an
+    engine opens around kernels it calls outside torch's dispatcher (the reference engine's `cpu_ops::packed_linear`,
+    `cpu_ops::paged_attention`, ...): without them a profile would not show what such an engine spends its time on."""
+    cat = event.get("cat")
+    return cat in ("cpu_op", "kernel", "gpu_op") or (cat == "user_annotation" and "::" in event.get("name", ""))
 
 
 def _self_times(ops: list[dict]) -> list[tuple[dict, float]]:

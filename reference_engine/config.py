@@ -83,8 +83,8 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     watermark: float = 0.01  # fraction of blocks new prefills may not take, so decodes can grow
     attention_backend: str = "auto"
-    # projections: "torch" (x @ W), "onednn" (prepacked oneDNN linear), "packed" (onednn + a CPU kernel over weights
-    # packed in column panels for steps of <= 64 rows); auto -> packed on CPU fp32 (onednn if the CPU kernels do not build)
+    # projections: "torch" (x @ W), "onednn" (prepacked oneDNN linear), "packed" (a CPU kernel over weights packed in
+    # column panels); auto -> packed on CPU fp32 (onednn if the CPU kernels do not build)
     gemm: str = "auto"
     # with gemm=packed on a CPU float32 model: the GGUF file the float32 weights were dequantized from. Decode steps
     # of <= 16 rows then stream its Q4_1/Q8_0 blocks, expanded in the kernel to exactly the float32 weights (checked

@@ -17,20 +17,24 @@ def kv_bytes_per_block(cfg: ModelConfig, block_size: int, dtype: torch.dtype) ->
 
 
 def resolve_gemm(requested: str, device: torch.device, dtype: torch.dtype) -> str:
-    """The projection GEMM: "auto" -> "packed" where oneDNN's prepacked linear and the CPU kernels run (CPU,
-    float32), "onednn" if only the former does, else "torch"; a choice that cannot run here is a ValueError."""
+    """The projection GEMM: "auto" -> "packed" where the CPU kernels run (a CPU float32 model), else "onednn" where
+    oneDNN's prepacked linear does, else "torch"; a choice that cannot run here is a ValueError."""
     from reference_engine.model.llama import onednn_linear_available
 
-    available = onednn_linear_available(device, dtype)
+    cpu_fp32 = device.type == "cpu" and dtype == torch.float32
     if requested == "auto":
-        if not available:
-            return "torch"
-        return "packed" if _cpu_kernels_reason() is None else "onednn"
-    if requested in ("onednn", "packed") and not available:
-        raise ValueError(f"gemm={requested!r} needs a CPU float32 model and a torch built with mkldnn "
+        if cpu_fp32 and _cpu_kernels_reason() is None:
+            return "packed"
+        return "onednn" if onednn_linear_available(device, dtype) else "torch"
+    if requested == "onednn" and not onednn_linear_available(device, dtype):
+        raise ValueError(f"gemm='onednn' needs a CPU float32 model and a torch built with mkldnn "
                          f"(device={device.type}, dtype={str(dtype).removeprefix('torch.')})")
-    if requested == "packed" and (reason := _cpu_kernels_reason()) is not None:
-        raise ValueError(f"gemm='packed' needs the CPU kernels: {reason}")
+    if requested == "packed":
+        if not cpu_fp32:
+            raise ValueError(f"gemm='packed' needs a CPU float32 model "
+                             f"(device={device.type}, dtype={str(dtype).removeprefix('torch.')})")
+        if (reason := _cpu_kernels_reason()) is not None:
+            raise ValueError(f"gemm='packed' needs the CPU kernels: {reason}")
     return requested
 
 

@@ -152,9 +152,10 @@ def test_auto_on_cpu_picks_the_cpu_kernels_and_the_build_is_keyed_on_this_cpu(cp
     assert "not 'cuda'" in kernels.available_backends("cuda")["cpu"]
 
 
-# rows: every tile height (1-12), two and more blocks over a panel (13, 25, 64), past MAX_PACKED_ROWS (100);
+# rows: every tile height (1-12), two and more blocks over a panel (13, 25, 64, 100), one chunk of rows and the
+# next (128, 129), three chunks with a short last one (300);
 # n: whole panels, a last panel with 1, 5, 16 and 17 columns (the masked stores of both halves)
-@pytest.mark.parametrize("rows", [*range(1, 14), 25, 64, 100])
+@pytest.mark.parametrize("rows", [*range(1, 14), 25, 64, 100, 128, 129, 300])
 @pytest.mark.parametrize("k, n", [(576, 960), (1536, 576), (100, 37), (16, 1), (7, 48), (33, 17)])
 def test_packed_linear_matches_a_float64_matmul(cpu_ops, rows, k, n):
     from reference_engine.kernels import cpu_ops as ext
@@ -170,6 +171,19 @@ def test_packed_linear_matches_a_float64_matmul(cpu_ops, rows, k, n):
     # fp32 dot products of length k, summed in another order than any library's: within a few ulp of the sum
     torch.testing.assert_close(got, exact, rtol=1e-5, atol=1e-5 * k ** 0.5)
     torch.testing.assert_close(ext.packed_linear(x.T.contiguous().T, packed, n), got)  # strided x: made contiguous
+
+
+def test_packed_linear_gives_each_row_the_same_bits_whatever_rows_come_with_it(cpu_ops):
+    # every output is one k-ordered chain of FMAs, whichever tile height, row block or chunk of rows computes it:
+    # a step's answer for a sequence does not depend on what else the step holds
+    from reference_engine.kernels import cpu_ops as ext
+
+    g = torch.Generator().manual_seed(7)
+    x, w = torch.randn(300, 576, generator=g), torch.randn(200, 576, generator=g)
+    packed = ext.pack_panels(w)
+    whole = ext.packed_linear(x, packed, 200)
+    parts = [ext.packed_linear(x[a:b], packed, 200) for a, b in [(0, 1), (1, 8), (8, 20), (20, 170), (170, 300)]]
+    assert torch.equal(whole, torch.cat(parts))
 
 
 def test_packed_linear_rejects_what_it_cannot_do(cpu_ops):

@@ -83,6 +83,9 @@ def test_torch_trace_summary_coverage_idle_and_self_time(tmp_path):
         {"ph": "X", "cat": "cpu_op", "name": "aten::addmm", "ts": 12, "dur": 15, "pid": 1, "tid": 1},
         {"ph": "X", "cat": "cpu_op", "name": "aten::addmm", "ts": 70, "dur": 15, "pid": 1, "tid": 1},
         {"ph": "X", "cat": "cpu_op", "name": "aten::_local_scalar_dense", "ts": 90, "dur": 1, "pid": 1, "tid": 1},
+        # a kernel called outside torch's dispatcher, in its own range, allocating its output (1 us)
+        {"ph": "X", "cat": ann, "name": "cpu_ops::packed_linear", "ts": 62, "dur": 6, "pid": 1, "tid": 1},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::empty", "ts": 63, "dur": 1, "pid": 1, "tid": 1},
     ]
     s = profile.summarize_torch_trace(_trace(tmp_path, events))
     assert s["num_steps"] == 2 and s["window_s"] == pytest.approx(100e-6)
@@ -94,6 +97,7 @@ def test_torch_trace_summary_coverage_idle_and_self_time(tmp_path):
     assert ops["aten::linear"]["self_ms"] == pytest.approx(0.005)
     assert sum(o["self_share"] for o in s["top_operators"]) == pytest.approx(1.0)
     assert ops["aten::_local_scalar_dense"]["calls"] == 1
+    assert ops["cpu_ops::packed_linear"]["self_ms"] == pytest.approx(0.005) and "engine.step" not in ops
     assert s["ranges"]["engine.step"]["count"] == 2
 
 
@@ -115,5 +119,7 @@ def test_torch_profile_of_a_real_reference_run(tmp_path):
     assert run["engine"]["sampling"] == {"temperature": 0.0}  # greedy unless asked, like every backend
     assert run["profile"]["range_coverage"] >= 0.9
     summary = json.loads((run_dir / "profile_summary.json").read_text())
-    gemms = ("aten::mm", "aten::addmm", "aten::linear", "mkldnn::_linear_pointwise")  # torch's or oneDNN's GEMMs
+    # torch's, oneDNN's or the engine's own GEMMs
+    gemms = ("aten::mm", "aten::addmm", "aten::linear", "mkldnn::_linear_pointwise", "cpu_ops::packed_linear",
+             "cpu_ops::block_packed_linear")
     assert any(op["name"] in gemms for op in summary["top_operators"][:5]), summary["top_operators"][:5]

@@ -20,6 +20,8 @@ import threading
 from types import ModuleType
 
 import torch
+from torch.autograd import _profiler_enabled
+from torch.profiler import record_function
 
 from . import launch
 
@@ -72,6 +74,17 @@ def build(verbose: bool = False) -> ModuleType:
     return _extension
 
 
+def _run(name: str, *args: object) -> object:
+    """The extension's `name`(*args). Under a profiler it runs inside a `cpu_ops::<name>` range: these kernels are
+    called outside torch's dispatcher, so without it the profile would not see the engine's own GEMMs and attention
+    (benchctl's profile summary counts these ranges as operators)."""
+    fn = getattr(build(), name)
+    if _profiler_enabled():
+        with record_function(f"cpu_ops::{name}"):
+            return fn(*args)
+    return fn(*args)
+
+
 def paged_decode_attention(
     query: torch.Tensor,  # (S, H, D)
     k_cache: torch.Tensor,  # (N, B, Hkv, D), contiguous
@@ -81,7 +94,7 @@ def paged_decode_attention(
     scale: float,
     **_: object,  # version / max_context_len of the GPU kernels: one version here
 ) -> torch.Tensor:  # (S, H, D) in query's dtype
-    return build().paged_attention(query, k_cache, v_cache, block_tables.contiguous(), context_lens, float(scale))
+    return _run("paged_attention", query, k_cache, v_cache, block_tables.contiguous(), context_lens, float(scale))
 
 
 # The step's prefill tokens go through paged_decode_attention as well, each a query over its own context: at
@@ -97,12 +110,12 @@ def reshape_and_cache(
     v_cache: torch.Tensor,  # (N, B, Hkv, D), contiguous, written in place
     slot_mapping: torch.Tensor,  # (T,) int64, -1 = skip
 ) -> None:
-    build().reshape_and_cache(key, value, k_cache, v_cache, slot_mapping)
+    _run("reshape_and_cache", key, value, k_cache, v_cache, slot_mapping)
 
 
 def rotary(qkv: torch.Tensor, cos_sin: torch.Tensor, num_heads: int) -> None:
     """RoPE in place on heads [0, num_heads) of qkv (T, heads, D) float32; cos_sin (T, 2, D) float32."""
-    build().rotary_embedding(qkv, cos_sin, int(num_heads))
+    _run("rotary_embedding", qkv, cos_sin, int(num_heads))
 
 
 def silu_and_mul(x: torch.Tensor) -> torch.Tensor:  # x (..., 2*d) -> (..., d)
@@ -110,7 +123,7 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:  # x (..., 2*d) -> (..., d)
         from .reference import silu_and_mul as torch_silu_and_mul
 
         return torch_silu_and_mul(x)
-    return build().silu_and_mul(x)
+    return _run("silu_and_mul", x)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:  # (..., hidden), (hidden,)
@@ -118,14 +131,14 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         from .reference import rms_norm as torch_rms_norm
 
         return torch_rms_norm(x, weight, eps)
-    return build().rms_norm(x, weight.float(), float(eps))
+    return _run("rms_norm", x, weight.float(), float(eps))
 
 
 def argmax(logits: torch.Tensor) -> torch.Tensor:
     """(rows, vocab) -> (rows,) int64: the first index of each row's maximum, as torch.argmax(dim=-1)."""
     if logits.dtype != torch.float32 or logits.dim() != 2 or logits.shape[1] == 0:
         return logits.argmax(dim=-1)
-    return build().argmax_rows(logits)
+    return _run("argmax_rows", logits)
 
 
 PANEL = 32
@@ -144,9 +157,12 @@ def pack_panels(weight: torch.Tensor) -> torch.Tensor:
 
 
 def packed_linear(x: torch.Tensor, packed: torch.Tensor, n: int) -> torch.Tensor:
-    """x @ weight.T for x (M, K) float32, the weight given as pack_panels(weight) and its row count n. Any M; fastest
-    below MAX_PACKED_ROWS (above, oneDNN's blocked GEMM wins)."""
-    return build().packed_linear(x, packed, n)
+    """x @ weight.T for x (M, K) float32, the weight given as pack_panels(weight) and its row count n, any M.
+    SmolLM2-135M's projections, one model pass against oneDNN's prepacked linear (interleaved, median of 9, hwinfo's
+    square GEMM at 237 GFLOP/s): 160 rows 219 vs 194 GFLOP/s, 320: 225 vs 211, 512: 215 vs 216; in a busier minute
+    (square GEMM 191): 256 rows 177 vs 153, 512: 172 vs 150 (/work/notes/s9/chunk_variants.py). Every output is one
+    k-ordered chain of FMAs, so a row's result does not depend on the other rows of the call."""
+    return _run("packed_linear", x, packed, n)
 
 
 # GGUF block formats block_packed_linear expands in its panels: name -> (format id, bytes of one GGUF block of 32).
@@ -181,7 +197,7 @@ def pack_block_panels(blocks: torch.Tensor, fmt: str) -> torch.Tensor:
 def block_packed_linear(x: torch.Tensor, packed: torch.Tensor, n: int, fmt: str) -> torch.Tensor:
     """packed_linear for weights given as pack_block_panels(blocks, fmt): the same float32 result, bit for bit,
     as packed_linear on the GGUF's float32 dequantization of those blocks."""
-    return build().block_packed_linear(x, packed, n, BLOCK_FORMATS[fmt][0])
+    return _run("block_packed_linear", x, packed, n, BLOCK_FORMATS[fmt][0])
 
 
 def expand_block_panels(packed: torch.Tensor, fmt: str) -> torch.Tensor:
@@ -196,9 +212,6 @@ def expand_block_panels(packed: torch.Tensor, fmt: str) -> torch.Tensor:
 # 14.3 ms, 4: 32.0 vs 18.5, 8: 33.8 vs 25.4, 16: 42.5 vs 40.5, 20: 47.2 vs 47.7, 32: 82.3 vs 86.3, 64: 132.1 vs 146.8.
 BLOCK_MAX_ROWS = 16
 
-# Model-pass time of SmolLM2-135M's projections, oneDNN prepacked vs packed_linear (same weights, interleaved,
-# median of 9): 1 row 36.2 vs 23.4 ms, 12 rows 35.9 vs 21.9, 64 rows 98.4 vs 76.1, 96 rows 140.4 vs 140.9.
-MAX_PACKED_ROWS = 64
-
-__all__ = ["BLOCK_FORMATS", "BLOCK_MAX_ROWS", "MAX_PACKED_ROWS", "argmax", "block_packed_linear", "build", "expand_block_panels",
-           "pack_block_panels", "pack_panels", "packed_linear", "paged_decode_attention", "reshape_and_cache", "rms_norm", "rotary", "silu_and_mul"]
+__all__ = ["BLOCK_FORMATS", "BLOCK_MAX_ROWS", "argmax", "block_packed_linear", "build", "expand_block_panels",
+           "pack_block_panels", "pack_panels", "packed_linear", "paged_decode_attention", "reshape_and_cache", "rms_norm",
+           "rotary", "silu_and_mul"]
