@@ -54,16 +54,19 @@ def test_paged_attention_matches_the_reference(cpu_ops, case_id):
 def test_rows_sharing_a_block_table_are_answered_as_one_row_each(cpu_ops, dim, kv, ratio):
     # A sequence's decode token and draft tokens, or its prefill chunk, are consecutive rows with the same block
     # table: the kernel reads their K/V once for the group, and each row must still get exactly its own answer.
+    # Long contexts are scored in fixed parts and merged: a row's answer depends on its own length alone.
     g = torch.Generator().manual_seed(dim)
-    num_blocks, block = 120, 16
+    num_blocks, block = 200, 16
     k_cache, v_cache = (torch.randn(num_blocks, block, kv, dim, generator=g) for _ in range(2))
     free = torch.randperm(num_blocks, generator=g).tolist()
-    a, b, c = free[:20], free[20:23], free[23:24]
+    a, b, c, d = free[:20], free[20:23], free[23:24], free[29:159]
     shares_a = a[:2] + free[24:29]  # another sequence whose first two blocks are a's (prefix caching)
     rows = ([(a, n) for n in range(250, 254)]  # a decode token and 3 drafts
             + [(b, n) for n in range(1, 41)]  # a 40-token prefill chunk: more rows than one group takes
             + [(c, 7)] + [(shares_a, n) for n in (30, 33, 31)]  # not a's rows: other blocks past the second
-            + [(a, 17), (a, 5)])  # shorter rows after longer ones, same table
+            + [(a, 17), (a, 5)]  # shorter rows after longer ones, same table
+            # contexts past one 1024-token part, merged from parts; in a group, rows that end in different parts
+            + [(d, n) for n in (1023, 1024, 1025, 1110, 2080)])
     width = max(len(t) for t, _ in rows)
     tables = torch.tensor([t + [-1] * (width - len(t)) for t, _ in rows], dtype=torch.int32)
     lens = torch.tensor([n for _, n in rows], dtype=torch.int32)

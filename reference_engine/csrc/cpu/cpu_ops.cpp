@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -246,6 +247,11 @@ constexpr int64_t kPrefetchTokens = 8;
 // Without it, a decode step with 3 draft tokens per sequence read every sequence's cache 4 times (ngram on W:
 // 161 rows cost 2.9 ms each against 2.8 for a plain 51-row step, the drafts' gain eaten by the extra reads).
 constexpr int64_t kMaxGroupRows = 16;
+// A context longer than this is scored in parts of this many tokens, merged after (the partial maxima, exp-sums and
+// outputs, as flash-decoding does): the parts are tasks of their own, so a few long sequences still give every thread
+// work with all KV heads read per task (contiguous rows) instead of one head each (strided). Fixed, not chosen per
+// batch, so that a sequence's result never depends on the rest of the batch; contexts up to it are computed whole.
+constexpr int64_t kPartitionTokens = 1024;
 struct RowGroup {
   int64_t first, count, len;  // rows first..first+count-1; len: the longest context among them
 };
@@ -282,28 +288,51 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
   float* o_ptr = out.data_ptr<float>();
   const int64_t token_stride = Hkv * kD, block_stride = B * token_stride;
   const std::vector<RowGroup> groups = group_rows(tables, lens, S, M, B);
-  const int64_t U = static_cast<int64_t>(groups.size());
+  // A unit of work is a group's tokens [begin, end): the whole context, or one kPartitionTokens part of a longer one.
+  struct Unit {
+    int64_t group, begin, end, scratch;  // scratch: where a part leaves its partial sums (-1: a whole context)
+  };
+  std::vector<Unit> units;
+  int64_t scratch_rows = 0;
+  for (int64_t u = 0; u < static_cast<int64_t>(groups.size()); ++u) {
+    const int64_t len = groups[u].len;
+    if (len <= kPartitionTokens) {
+      units.push_back({u, 0, len, -1});
+      continue;
+    }
+    for (int64_t b = 0; b < len; b += kPartitionTokens) {
+      units.push_back({u, b, std::min(len, b + kPartitionTokens), scratch_rows});
+      scratch_rows += groups[u].count * H;
+    }
+  }
+  // per part and query row: the scores' max, the sum of exp(score - max), and the unnormalized output (D)
+  std::vector<float> scratch(scratch_rows * (kD + 2));
+  const int64_t U = static_cast<int64_t>(units.size());
   const int64_t heads_per_task = U >= 2 * at::get_num_threads() ? Hkv : 1;  // as in paged_attention_impl
-  const int64_t tasks_per_group = Hkv / heads_per_task;
-  std::vector<int64_t> cost(U);  // reads (len) plus each member's arithmetic (~ len / 4 by the kernel's timings)
-  for (int64_t u = 0; u < U; ++u) cost[u] = groups[u].len * (4 + groups[u].count);
+  const int64_t tasks_per_unit = Hkv / heads_per_task;
+  std::vector<int64_t> cost(U);  // reads (tokens) plus each member's arithmetic (~ tokens / 4 by the kernel's timings)
+  for (int64_t u = 0; u < U; ++u) cost[u] = (units[u].end - units[u].begin) * (4 + groups[units[u].group].count);
 
-  const std::vector<int64_t> order = costliest_first(cost, tasks_per_group);
-  const int64_t total = U * tasks_per_group;
+  const std::vector<int64_t> order = costliest_first(cost, tasks_per_unit);
+  const int64_t total = U * tasks_per_unit;
   parallel_dynamic(total, [&](const auto& take) {
-    std::vector<float> q, acc, scores, row_sum;
+    std::vector<float> q, acc, scores, row_sum, row_max;
     std::vector<int64_t> offsets;  // of each token's row in the caches
     for (int64_t taken = take(); taken < total; taken = take()) {
       const int64_t task = order[taken];
-      const RowGroup& grp = groups[task / tasks_per_group];
-      const int64_t kv0 = (task % tasks_per_group) * heads_per_task;
-      const int64_t len = grp.len, members = grp.count;
+      const Unit& unit = units[task / tasks_per_unit];
+      const RowGroup& grp = groups[unit.group];
+      const int64_t kv0 = (task % tasks_per_unit) * heads_per_task;
+      const int64_t begin = unit.begin, len = unit.end - unit.begin, members = grp.count;
       const int64_t per_member = heads_per_task * kG;  // query rows of one member
       const int64_t rows = members * per_member;  // row r = m * per_member + h * kG + g
       const int32_t* table = tables + grp.first * M;
+      // member m's tokens in this unit: [0, own(m)) relative to begin (none when its context ends before)
+      const auto own = [&](int64_t m) { return std::max<int64_t>(0, std::min<int64_t>(lens[grp.first + m] - begin, len)); };
       q.resize(rows * kD);
       acc.assign(rows * kD, 0.f);
-      row_sum.resize(rows);
+      row_sum.assign(rows, 0.f);
+      row_max.assign(rows, -std::numeric_limits<float>::infinity());
       for (int64_t m = 0; m < members; ++m) {  // the member's query heads of this task are consecutive
         const float* q_rows = q_ptr + ((grp.first + m) * H + kv0 * kG) * kD;
         for (int64_t i = 0; i < per_member * kD; ++i) q[m * per_member * kD + i] = q_rows[i] * scale;
@@ -311,8 +340,8 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
       const int64_t padded = (len + kChunk - 1) / kChunk * kChunk;
       scores.resize(rows * padded);
       offsets.resize(padded);
-      for (int64_t t = 0, b = 0; t < len; ++b)
-        for (int64_t j = 0, base = table[b] * block_stride + kv0 * kD; j < B && t < len; ++j, ++t)
+      for (int64_t t = 0, b = begin / B, j = begin % B; t < len; ++b, j = 0)
+        for (const int64_t base = table[b] * block_stride + kv0 * kD; j < B && t < len; ++j, ++t)
           offsets[t] = base + j * token_stride;
       std::fill(offsets.begin() + len, offsets.end(), offsets[len - 1]);  // the last token again: read, never used
       // the task's rows of token t, kPrefetchTokens ahead of their use, into L1
@@ -327,7 +356,7 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
         for (int64_t j = 0; j < kChunk; ++j) prefetch_rows(k_ptr, t0 + j + kPrefetchTokens);
         for (int64_t h = 0; h < heads_per_task; ++h) {
           for (int64_t m = 0; m < members; ++m) {
-            if (t0 >= lens[grp.first + m]) continue;  // past this member's context
+            if (t0 >= own(m)) continue;  // past this member's context
             for (int64_t g = 0; g < kG; ++g) {
               const int64_t r = m * per_member + h * kG + g;
               __m512 qv[kV], part[kChunk];
@@ -343,16 +372,18 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
           }
         }
       }
-      // softmax numerators and their sums over each member's own context
+      // softmax numerators and their sums over each member's own tokens
       for (int64_t r = 0; r < rows; ++r) {
-        const int64_t own = lens[grp.first + r / per_member];
+        const int64_t n = own(r / per_member);
+        if (n == 0) continue;  // row_max -inf, row_sum 0: this part adds nothing to the row
         float* sc = scores.data() + r * padded;
-        const int64_t full = own / kChunk * kChunk;
+        const int64_t full = n / kChunk * kChunk;
         __m512 vmax = _mm512_set1_ps(sc[0]);
         for (int64_t t = 0; t < full; t += kChunk) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(sc + t));
-        float m = _mm512_reduce_max_ps(vmax);
-        for (int64_t t = full; t < own; ++t) m = std::max(m, sc[t]);
-        row_sum[r] = exp_shifted_sum(sc, own, m);
+        float mx = _mm512_reduce_max_ps(vmax);
+        for (int64_t t = full; t < n; ++t) mx = std::max(mx, sc[t]);
+        row_max[r] = mx;
+        row_sum[r] = exp_shifted_sum(sc, n, mx);
       }
       // pass 2: acc_r = sum_t p[r][t] * v_t over the member's own tokens, a chunk of tokens per head with the row's
       // output in registers; the chunk's V rows come from memory once
@@ -361,7 +392,7 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
         for (int64_t j = 0; j < kChunk; ++j) prefetch_rows(v_ptr, t0 + j + kPrefetchTokens);
         for (int64_t h = 0; h < heads_per_task; ++h) {
           for (int64_t m = 0; m < members; ++m) {
-            const int64_t n = std::min(kChunk, lens[grp.first + m] - t0);
+            const int64_t n = std::min(kChunk, own(m) - t0);
             if (n <= 0) continue;
             float* acc_h = acc.data() + (m * per_member + h * kG) * kD;
             const float* p_h = scores.data() + (m * per_member + h * kG) * padded + t0;
@@ -383,13 +414,47 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
         }
       }
       for (int64_t m = 0; m < members; ++m) {
-        float* o_rows = o_ptr + ((grp.first + m) * H + kv0 * kG) * kD;
         for (int64_t i = 0; i < per_member; ++i) {
           const int64_t r = m * per_member + i;
+          if (unit.scratch >= 0) {  // a part: its partial sums, merged below
+            float* out = scratch.data() + (unit.scratch + m * H + kv0 * kG + i) * (kD + 2);
+            out[0] = row_max[r];
+            out[1] = row_sum[r];
+            std::memcpy(out + 2, acc.data() + r * kD, kD * sizeof(float));
+            continue;
+          }
+          float* o_row = o_ptr + ((grp.first + m) * H + kv0 * kG + i) * kD;
           const __m512 inv = _mm512_set1_ps(1.f / row_sum[r]);
           for (int64_t l = 0; l < kV; ++l)
-            _mm512_storeu_ps(o_rows + i * kD + 16 * l, _mm512_mul_ps(_mm512_loadu_ps(acc.data() + r * kD + 16 * l), inv));
+            _mm512_storeu_ps(o_row + 16 * l, _mm512_mul_ps(_mm512_loadu_ps(acc.data() + r * kD + 16 * l), inv));
         }
+      }
+    }
+  });
+  // The parts of a long context: out = sum_p acc_p e^(max_p - max) / sum_p sum_p e^(max_p - max), per query row.
+  std::vector<int64_t> first_parts;  // the units that begin a partitioned group
+  for (int64_t u = 0; u < U; ++u)
+    if (units[u].scratch >= 0 && units[u].begin == 0) first_parts.push_back(u);
+  at::parallel_for(0, static_cast<int64_t>(first_parts.size()), 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t f = lo; f < hi; ++f) {
+      const int64_t u0 = first_parts[f];
+      const RowGroup& grp = groups[units[u0].group];
+      const int64_t parts = (grp.len + kPartitionTokens - 1) / kPartitionTokens;
+      for (int64_t row = 0; row < grp.count * H; ++row) {
+        float mx = -std::numeric_limits<float>::infinity(), sum = 0.f;
+        for (int64_t p = 0; p < parts; ++p) mx = std::max(mx, scratch[(units[u0 + p].scratch + row) * (kD + 2)]);
+        __m512 a[kV];
+        for (int64_t i = 0; i < kV; ++i) a[i] = _mm512_setzero_ps();
+        for (int64_t p = 0; p < parts; ++p) {
+          const float* part = scratch.data() + (units[u0 + p].scratch + row) * (kD + 2);
+          if (part[1] == 0.f) continue;  // the row's context ended before this part
+          const float w = std::exp(part[0] - mx);
+          sum += part[1] * w;
+          for (int64_t i = 0; i < kV; ++i) a[i] = _mm512_fmadd_ps(_mm512_set1_ps(w), _mm512_loadu_ps(part + 2 + 16 * i), a[i]);
+        }
+        const __m512 inv = _mm512_set1_ps(1.f / sum);
+        float* o_row = o_ptr + (grp.first * H + row) * kD;
+        for (int64_t i = 0; i < kV; ++i) _mm512_storeu_ps(o_row + 16 * i, _mm512_mul_ps(a[i], inv));
       }
     }
   });
