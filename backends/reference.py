@@ -26,7 +26,7 @@ ENGINE_ARGS = {
     "enable_chunked_prefill": "true/false",
     "attention_backend": "auto (default: cpu C++ kernels on CPU when they build, else torch), torch, cpu, triton or cuda",
     "gemm": "auto (default: packed on CPU float32), torch (x @ W), onednn (oneDNN's prepacked linear) or packed "
-            "(onednn + a kernel over weights packed in column panels for steps of <= 64 rows)",
+            "(a kernel over weights packed once in column panels, every step)",
     "gguf_file": "auto (default: the GGUF the model was converted from), none, or a path: decode steps of <= 16 "
                  "rows stream its Q4_1/Q8_0 blocks, expanded in the kernel to the same float32 weights",
     "sampler": "batched (default) or per_seq",
