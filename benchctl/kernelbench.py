@@ -7,6 +7,11 @@ torch's scaled_dot_product_attention over contiguous (S, Hkv, L, D) keys and val
 the same length, the most favourable case for the contiguous layout). Times are the median of many calls after a
 warm-up, interleaved call by call so machine noise hits every implementation alike; the ratio column is median
 time / contiguous median time (1.10 = 10% slower than contiguous).
+
+With --queries-per-seq Q > 1 each sequence has Q query rows, at its last Q positions, each seeing the context up to
+itself: a decode token and Q - 1 draft tokens being verified (or the last Q tokens of a prefill chunk). The paged
+kernels get them as rows of their own with the sequence's block table; SDPA gets them as Q queries per sequence with
+a causal mask over the contiguous keys.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ def _interleaved_seconds(fns: dict[str, Callable[[], object]], min_time_s: float
 
 def bench_attention(num_seqs: int, context_len: int, num_heads: int, num_kv_heads: int, head_dim: int,
                     block_size: int, backends: list[str], threads: int | None, min_time_s: float,
-                    seed: int = 0) -> dict:
+                    seed: int = 0, queries_per_seq: int = 1) -> dict:
     """{"shapes": ..., "results": [{"impl", "median_us", "calls", "vs_contiguous", "max_abs_err"}]}."""
     import torch
     import torch.nn.functional as F
@@ -50,25 +55,40 @@ def bench_attention(num_seqs: int, context_len: int, num_heads: int, num_kv_head
 
     if num_heads % num_kv_heads:
         raise ValueError(f"--heads {num_heads} is not a multiple of --kv-heads {num_kv_heads}")
+    if not 1 <= queries_per_seq <= context_len:
+        raise ValueError(f"--queries-per-seq {queries_per_seq} must be between 1 and --context-len {context_len}")
     if threads:
         torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(seed)
     group = num_heads // num_kv_heads
     blocks_per_seq = -(-context_len // block_size)
     num_blocks = num_seqs * blocks_per_seq
-    query = torch.randn(num_seqs, num_heads, head_dim, generator=gen)  # (S, H, D)
+    rows = num_seqs * queries_per_seq
+    query = torch.randn(rows, num_heads, head_dim, generator=gen)  # (S*Q, H, D), a sequence's Q rows together
     k_cache = torch.randn(num_blocks, block_size, num_kv_heads, head_dim, generator=gen)  # (N, B, Hkv, D)
     v_cache = torch.randn(num_blocks, block_size, num_kv_heads, head_dim, generator=gen)
-    tables = torch.randperm(num_blocks, generator=gen).to(torch.int32).view(num_seqs, blocks_per_seq)  # (S, M)
-    lens = torch.full((num_seqs,), context_len, dtype=torch.int32)
+    seq_tables = torch.randperm(num_blocks, generator=gen).to(torch.int32).view(num_seqs, blocks_per_seq)  # (S, M)
+    tables = seq_tables.repeat_interleave(queries_per_seq, dim=0)  # (S*Q, M)
+    # row i of a sequence sits at position context_len - Q + i and sees the tokens up to itself
+    lens = (torch.arange(context_len - queries_per_seq + 1, context_len + 1, dtype=torch.int32)
+            .repeat(num_seqs))
     # The same keys and values, contiguous per sequence: (S, Hkv, L, D)
-    keys = k_cache[tables.long()].flatten(1, 2)[:, :context_len].transpose(1, 2).contiguous()
-    values = v_cache[tables.long()].flatten(1, 2)[:, :context_len].transpose(1, 2).contiguous()
-    q4 = query.view(num_seqs, num_kv_heads, group, head_dim)
+    keys = k_cache[seq_tables.long()].flatten(1, 2)[:, :context_len].transpose(1, 2).contiguous()
+    values = v_cache[seq_tables.long()].flatten(1, 2)[:, :context_len].transpose(1, 2).contiguous()
+    # (S, Hkv, G*Q, D): a KV head's query heads and rows as one query block, so SDPA needs no GQA expansion
+    q4 = (query.view(num_seqs, queries_per_seq, num_kv_heads, group, head_dim).permute(0, 2, 3, 1, 4)
+          .reshape(num_seqs, num_kv_heads, group * queries_per_seq, head_dim))
+    # query row (g, i) sees keys 0 .. context_len - Q + i; None for one row per sequence (it sees everything)
+    mask = None
+    if queries_per_seq > 1:
+        mask = torch.ones(queries_per_seq, context_len, dtype=torch.bool).tril(context_len - queries_per_seq)
+        mask = mask.repeat(group, 1)
     scale = head_dim ** -0.5
 
     def contiguous() -> torch.Tensor:
-        return F.scaled_dot_product_attention(q4, keys, values, scale=scale).reshape(num_seqs, num_heads, head_dim)
+        out = F.scaled_dot_product_attention(q4, keys, values, attn_mask=mask, scale=scale)
+        return (out.view(num_seqs, num_kv_heads, group, queries_per_seq, head_dim).permute(0, 3, 1, 2, 4)
+                .reshape(rows, num_heads, head_dim))
 
     with torch.inference_mode():
         expected = contiguous()
@@ -91,7 +111,8 @@ def bench_attention(num_seqs: int, context_len: int, num_heads: int, num_kv_head
                 "vs_contiguous": statistics.median(t) / base, "max_abs_err": errors[impl]}
                for impl, t in times.items()]
     results += [{"impl": impl, "unavailable": reason} for impl, reason in unavailable.items()]
-    return {"shapes": {"num_seqs": num_seqs, "context_len": context_len, "num_heads": num_heads,
+    return {"shapes": {"num_seqs": num_seqs, "context_len": context_len, "queries_per_seq": queries_per_seq,
+                       "num_heads": num_heads,
                        "num_kv_heads": num_kv_heads, "head_dim": head_dim, "block_size": block_size,
                        "dtype": "float32", "threads": torch.get_num_threads()},
             "results": results}
@@ -100,6 +121,8 @@ def bench_attention(num_seqs: int, context_len: int, num_heads: int, num_kv_head
 def bench_attention_command(
     num_seqs: Annotated[int, typer.Option("--num-seqs", min=1, help="Sequences in the decode batch.")] = 32,
     context_len: Annotated[int, typer.Option("--context-len", min=1, help="Tokens of context per sequence.")] = 256,
+    queries_per_seq: Annotated[int, typer.Option(
+        "--queries-per-seq", min=1, help="Query rows per sequence at its last positions (1 + draft tokens).")] = 1,
     heads: Annotated[int, typer.Option("--heads", min=1, help="Query heads (SmolLM2-135M: 9).")] = 9,
     kv_heads: Annotated[int, typer.Option("--kv-heads", min=1, help="KV heads (SmolLM2-135M: 3).")] = 3,
     head_dim: Annotated[int, typer.Option("--head-dim", min=1)] = 64,
@@ -113,14 +136,15 @@ def bench_attention_command(
     names = [b.strip() for b in backends.split(",") if b.strip()]
     try:
         result = bench_attention(num_seqs, context_len, heads, kv_heads, head_dim, block_size, names, threads or None,
-                                 min_time)
+                                 min_time, queries_per_seq=queries_per_seq)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     if json_out:
         print(json.dumps(result, indent=2))
         return
     s = result["shapes"]
-    table = Table(title=f"decode attention, {s['num_seqs']} seqs x {s['context_len']} tokens, H={s['num_heads']} "
+    rows = f" x {s['queries_per_seq']} query rows" if s["queries_per_seq"] > 1 else ""
+    table = Table(title=f"decode attention, {s['num_seqs']} seqs{rows} x {s['context_len']} tokens, H={s['num_heads']} "
                         f"Hkv={s['num_kv_heads']} D={s['head_dim']} block {s['block_size']}, fp32, "
                         f"{s['threads']} threads")
     for col in ("impl", "median µs", "min µs", "calls", "vs contiguous", "max abs err"):
