@@ -160,8 +160,8 @@ def packed_linear(x: torch.Tensor, packed: torch.Tensor, n: int) -> torch.Tensor
     """x @ weight.T for x (M, K) float32, the weight given as pack_panels(weight) and its row count n, any M.
     SmolLM2-135M's projections, one model pass against oneDNN's prepacked linear (interleaved, median of 9, hwinfo's
     square GEMM at 237 GFLOP/s): 160 rows 219 vs 194 GFLOP/s, 320: 225 vs 211, 512: 215 vs 216; in a busier minute
-    (square GEMM 191): 256 rows 177 vs 153, 512: 172 vs 150 (/work/notes/s9/chunk_variants.py). Every output is one
-    k-ordered chain of FMAs, so a row's result does not depend on the other rows of the call."""
+    (square GEMM 191): 256 rows 177 vs 153, 512: 172 vs 150. Every output is one k-ordered chain of FMAs, so a
+    row's result does not depend on the other rows of the call."""
     return _run("packed_linear", x, packed, n)
 
 
