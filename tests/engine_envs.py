@@ -19,3 +19,16 @@ def engine_python(name: str) -> str:
             pytest.fail(f"{name} unavailable under CI: {reason} (scripts/test installs it before pytest)")
         pytest.skip(f"{name} unavailable: {reason}")
     return backend.python()
+
+
+def require_cpu_kernels() -> None:
+    """Skip the calling test module where the reference engine's CPU kernels cannot be built (no C++ compiler:
+    kernels.cpu_ops.unavailable_reason) — except under CI, where a compiler is part of the machine and its absence
+    is a failure."""
+    from reference_engine.kernels import cpu_ops
+
+    reason = cpu_ops.unavailable_reason()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CPU kernels unavailable under CI: {reason}", pytrace=False)
+        pytest.skip(reason, allow_module_level=True)

@@ -3,7 +3,6 @@ gguf's own, and the engine on the bundled Q4_1 model uses the blocks and keeps H
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import gguf  # a dependency of the reference extra (the conversion needs it)
@@ -11,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from engine_envs import require_cpu_kernels
 from engine_fixtures import greedy, hf_greedy, model_dir, prompt_ids  # noqa: F401
 from reference_engine.model import gguf_blocks
 
-if shutil.which("g++") is None and shutil.which("c++") is None and not os.environ.get("CI"):
-    pytest.skip("no C++ compiler", allow_module_level=True)  # as test_kernels_cpu.py; never in CI
+require_cpu_kernels()
 
 
 @pytest.fixture(scope="module")

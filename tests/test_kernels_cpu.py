@@ -7,18 +7,15 @@ Skipped only where no C++ compiler exists (in CI a missing compiler fails the bu
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 import torch
 
+from engine_envs import require_cpu_kernels
 from reference_engine import kernels
 from reference_engine.kernels import reference
 from reference_engine.kernels.testing import TOLERANCES, random_paged_decode_case
 
-if shutil.which("g++") is None and shutil.which("c++") is None and not os.environ.get("CI"):
-    pytest.skip("no C++ compiler", allow_module_level=True)
+require_cpu_kernels()
 
 
 @pytest.fixture(scope="module")
