@@ -1,6 +1,6 @@
 """The CPU C++ kernels of csrc/cpu/, built on first use with torch.utils.cpp_extension.load (g++, ninja) and cached.
 
-`packed_linear` is the projection GEMM of decode steps (weights packed once in column panels, one stream each);
+`packed_linear` is the projection GEMM of every step (weights packed once in column panels, one stream each);
 `block_packed_linear` is the same GEMM over a GGUF's Q4_1/Q8_0 blocks, expanded in the kernel to the float32 weights;
 `paged_decode_attention` reads K and V in place through the block table (no gathered copy, no padding);
 `rms_norm` and `silu_and_mul` are one pass each over the activations; `reshape_and_cache` copies each token's K/V

@@ -1,9 +1,9 @@
 """Llama in plain PyTorch: RMSNorm, RoPE, grouped-query attention over a paged KV cache, SwiGLU MLP.
 
 Weights load straight from a HF safetensors folder. q/k/v and gate/up projections are fused into one matrix each
-so a layer runs four GEMMs (Projection: torch's x @ W, or oneDNN's prepacked linear on CPU; decode steps on CPU use
-the packed kernels, over the GGUF's own blocks when the weights came from one). Every activation is flat over the
-batch: (num_tokens, ...), no padding.
+so a layer runs four GEMMs (Projection: torch's x @ W, oneDNN's prepacked linear, or on CPU the packed kernels, over
+the GGUF's own blocks for small steps when the weights came from one). Every activation is flat over the batch:
+(num_tokens, ...), no padding.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 // CPU kernels of the reference engine: paged decode attention read in place from the block table, the fused
-// elementwise ops (RMSNorm, SiLU-and-mul, RoPE), and the projection GEMM of decode steps (packed_linear, and
-// block_packed_linear over GGUF blocks). Built on first use by reference_engine/kernels/cpu_ops.py with
+// elementwise ops (RMSNorm, SiLU-and-mul, RoPE), and the projection GEMM of every step (packed_linear, and
+// block_packed_linear over GGUF blocks for small ones). Built on first use by reference_engine/kernels/cpu_ops.py with
 // torch.utils.cpp_extension (-O3 -march=native -fopenmp); threads come from torch's intra-op pool (at::parallel_for,
 // which is OpenMP in torch's CPU builds: without -fopenmp it would silently run on one thread).
 //
@@ -328,7 +328,9 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
       const int64_t rows = members * per_member;  // row r = m * per_member + h * kG + g
       const int32_t* table = tables + grp.first * M;
       // member m's tokens in this unit: [0, own(m)) relative to begin (none when its context ends before)
-      const auto own = [&](int64_t m) { return std::max<int64_t>(0, std::min<int64_t>(lens[grp.first + m] - begin, len)); };
+      const auto own = [&](int64_t m) {
+        return std::max<int64_t>(0, std::min<int64_t>(lens[grp.first + m] - begin, len));
+      };
       q.resize(rows * kD);
       acc.assign(rows * kD, 0.f);
       row_sum.assign(rows, 0.f);
@@ -450,7 +452,8 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
           if (part[1] == 0.f) continue;  // the row's context ended before this part
           const float w = std::exp(part[0] - mx);
           sum += part[1] * w;
-          for (int64_t i = 0; i < kV; ++i) a[i] = _mm512_fmadd_ps(_mm512_set1_ps(w), _mm512_loadu_ps(part + 2 + 16 * i), a[i]);
+          for (int64_t i = 0; i < kV; ++i)
+            a[i] = _mm512_fmadd_ps(_mm512_set1_ps(w), _mm512_loadu_ps(part + 2 + 16 * i), a[i]);
         }
         const __m512 inv = _mm512_set1_ps(1.f / sum);
         float* o_row = o_ptr + (grp.first * H + row) * kD;
