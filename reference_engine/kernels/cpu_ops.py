@@ -210,6 +210,10 @@ def expand_block_panels(packed: torch.Tensor, fmt: str) -> torch.Tensor:
 # the FMAs dominate and expanding the blocks is extra work. SmolLM2-135M's projections + LM head, one model pass,
 # packed_linear vs block_packed_linear (interleaved, median of 9, 2 threads, /work/notes/s8/qbench.py): 1 row 31.1 vs
 # 14.3 ms, 4: 32.0 vs 18.5, 8: 33.8 vs 25.4, 16: 42.5 vs 40.5, 20: 47.2 vs 47.7, 32: 82.3 vs 86.3, 64: 132.1 vs 146.8.
+# The crossover moves with the memory: a 2-core AMD EPYC (Zen 4) VM reads ~33 GB/s against the Xeon's ~20, and there
+# (two interleaved runs, median of 9) 1 row 18.6 vs 7.2, 4: 12.1-17.8 vs 12.4-12.8, 8: 14.0-19.6 vs 15.9-16.7, 12:
+# 21.4-25.7 vs 22.4-25.4, 16: 22.4-24.0 vs 27.0-27.2. Steps of 13-16 rows are a small share of a run, so one
+# threshold serves both.
 BLOCK_MAX_ROWS = 16
 
 __all__ = ["BLOCK_FORMATS", "BLOCK_MAX_ROWS", "argmax", "block_packed_linear", "build", "expand_block_panels",
