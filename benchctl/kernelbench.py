@@ -112,9 +112,8 @@ def bench_attention(num_seqs: int, context_len: int, num_heads: int, num_kv_head
                for impl, t in times.items()]
     results += [{"impl": impl, "unavailable": reason} for impl, reason in unavailable.items()]
     return {"shapes": {"num_seqs": num_seqs, "context_len": context_len, "queries_per_seq": queries_per_seq,
-                       "num_heads": num_heads,
-                       "num_kv_heads": num_kv_heads, "head_dim": head_dim, "block_size": block_size,
-                       "dtype": "float32", "threads": torch.get_num_threads()},
+                       "num_heads": num_heads, "num_kv_heads": num_kv_heads, "head_dim": head_dim,
+                       "block_size": block_size, "dtype": "float32", "threads": torch.get_num_threads()},
             "results": results}
 
 

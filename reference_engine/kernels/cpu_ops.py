@@ -217,5 +217,5 @@ def expand_block_panels(packed: torch.Tensor, fmt: str) -> torch.Tensor:
 BLOCK_MAX_ROWS = 16
 
 __all__ = ["BLOCK_FORMATS", "BLOCK_MAX_ROWS", "argmax", "block_packed_linear", "build", "expand_block_panels",
-           "pack_block_panels", "pack_panels", "packed_linear", "paged_decode_attention", "reshape_and_cache", "rms_norm",
-           "rotary", "silu_and_mul"]
+           "pack_block_panels", "pack_panels", "packed_linear", "paged_decode_attention", "reshape_and_cache",
+           "rms_norm", "rotary", "silu_and_mul"]
