@@ -7,7 +7,7 @@ import random
 import threading
 
 import pytest
-from engine_fixtures import NUM_TOKENS, PROMPTS, greedy, hf_greedy, model_dir, prompt_ids  # noqa: F401
+from engine_fixtures import NUM_TOKENS, PROMPTS, greedy
 
 from reference_engine import LLMEngine, SamplingParams, StreamingEngine
 

@@ -7,7 +7,7 @@ import itertools
 import random
 
 import pytest
-from engine_fixtures import NUM_TOKENS, greedy, hf_greedy, model_dir, prompt_ids  # noqa: F401
+from engine_fixtures import NUM_TOKENS, greedy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

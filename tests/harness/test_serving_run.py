@@ -18,7 +18,7 @@ from benchctl.records import read_records
 from benchctl.runner import RunConfig, RunFailed, run_benchmark
 from benchctl.serving.launch import free_port
 from benchctl.workload import WorkloadOptions
-from tests.fakes_serving import FakeServerProcess
+from tests.harness.fakes_serving import FakeServerProcess
 
 
 def config(tmp_path, **kw) -> RunConfig:

@@ -8,7 +8,7 @@ The shapes are written from each project's source (see backends/tgi.py, lmdeploy
   (404 otherwise); /health answers JSON; metrics lmdeploy:*.
 - sglang: /health is 503 until warm-up is done; a final `choices: []` chunk carries usage; metrics sglang:*.
 
-Run: python tests/fakes_serving/preset_server.py FLAVOR PORT   (prints "listening on PORT")
+Run: python tests/harness/fakes_serving/preset_server.py FLAVOR PORT   (prints "listening on PORT")
 """
 
 from __future__ import annotations

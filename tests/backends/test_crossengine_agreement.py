@@ -19,7 +19,7 @@ from engine_envs import engine_python
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATASET = REPO / "datasets" / "sharegpt_sample.json"
 # Varied on purpose: C code, a story, German, arithmetic (each is longer than MAX_TOKENS).
 CONVERSATIONS = ["cKfrjwj_0", "DmzMoLI_0", "eyfZnfk_0", "7EM5vWK_0"]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from engine_envs import require_cpu_kernels
-from engine_fixtures import greedy, hf_greedy, model_dir, prompt_ids  # noqa: F401
+from engine_fixtures import greedy
 from reference_engine.model import gguf_blocks
 
 require_cpu_kernels()

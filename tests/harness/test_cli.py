@@ -13,7 +13,7 @@ import pytest
 from benchctl.backend import Backend, Capabilities
 from benchctl.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -269,7 +269,7 @@ def test_compare_and_show_report_speculative_acceptance(capsys, tmp_path):
 @pytest.fixture
 def fake_backend(monkeypatch):
     def use(worker: str):
-        backend = Backend(name="fake", description="", worker=f"tests.fakes.workers:{worker}",
+        backend = Backend(name="fake", description="", worker=f"tests.harness.fakes.workers:{worker}",
                           capabilities=Capabilities(arrivals=True, per_token_times=True))
         monkeypatch.setattr("benchctl.runner.get_backend", lambda name: backend)
 

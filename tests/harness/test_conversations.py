@@ -20,7 +20,7 @@ from benchctl.worker.admission import Admission
 from benchctl.workload import WorkloadError, WorkloadOptions, build_workload
 from benchctl.workload.chat import ChatTemplate
 from benchctl.workload.conversations import _conversation_requests, chat_turns, sample_conversations
-from tests.fakes_serving import FakeServerProcess, run_client
+from tests.harness.fakes_serving import FakeServerProcess, run_client
 
 
 def turns(*pairs: tuple[str, str], system: str | None = None) -> list[dict]:

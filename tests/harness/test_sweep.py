@@ -11,7 +11,7 @@ from benchctl import store
 from benchctl import sweep as sw
 from benchctl.cli import main
 
-FAKE = "fake=tests.sweep_fakes:BACKEND"
+FAKE = "fake=tests.harness.sweep_fakes:BACKEND"
 WORKLOAD = {"dataset": "random", "num_prompts": 4, "random_input_len": 8, "random_output_len": 4}
 
 
@@ -136,7 +136,7 @@ def test_variants_are_one_cell_each_on_top_of_the_fixed_args():
 def test_the_bundled_w_ablation_spec_loads(tmp_path):
     from pathlib import Path
 
-    spec = sw.load_spec(Path(__file__).resolve().parent.parent / "examples" / "sweeps" / "w-ablations.yaml")
+    spec = sw.load_spec(Path(__file__).resolve().parents[2] / "examples" / "sweeps" / "w-ablations.yaml")
     assert spec.workload["num_prompts"] == 64 and list(spec.variants)[0] == "baseline"
     lo = spec.workload["random_input_len"] * (1 - spec.workload["random_range_ratio"])
     hi = spec.workload["random_input_len"] * (1 + spec.workload["random_range_ratio"])

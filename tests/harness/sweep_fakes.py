@@ -5,7 +5,7 @@ from __future__ import annotations
 from backends._common import record
 from benchctl.backend import Backend, Capabilities
 
-BACKEND = Backend(name="fake", description="synthetic timings for tests", worker="tests.sweep_fakes:FakeWorker",
+BACKEND = Backend(name="fake", description="synthetic timings for tests", worker="tests.harness.sweep_fakes:FakeWorker",
                   capabilities=Capabilities(arrivals=True, per_token_times=True),
                   engine_args={"step_ms": "simulated time per output token"})
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # (case id) -> parameters. Attention: context lens, KV heads, GQA ratio, head dim, block size, dtype, version,
 # partition size (None = the kernels' default of 512 tokens).

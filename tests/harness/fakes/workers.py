@@ -1,6 +1,6 @@
 """Fake backend workers for the worker-protocol and runner tests (stdlib only, like a real worker).
 
-Each runs in a real subprocess via `python -m benchctl.worker tests.fakes.workers:Name`. Records carry
+Each runs in a real subprocess via `python -m benchctl.worker tests.harness.fakes.workers:Name`. Records carry
 synthetic, exactly known timestamps so the derived latencies can be checked by hand:
 request i (0-based) starts at arrival_s + 0.001*i, its first token comes TTFT_S later, then one token
 every TPOT_S.

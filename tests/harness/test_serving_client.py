@@ -15,7 +15,7 @@ from benchctl import metrics
 from benchctl.runner import finish_record
 from benchctl.serving.bench import client_lag_s
 from benchctl.serving.launch import free_port
-from tests.fakes_serving import FakeServerProcess, close, fake_requests, run_client, spec
+from tests.harness.fakes_serving import FakeServerProcess, close, fake_requests, run_client, spec
 
 # The bar is 2 ms or 2%, whichever is looser: 6 ms on TTFT, 2 ms on ITL/TPOT. TTFT as the client sees it includes the
 # server process waking up to read the request, which on a loaded 2-core machine alone can take a few ms; the

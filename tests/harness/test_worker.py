@@ -13,9 +13,9 @@ from benchctl.backend import Backend, BackendError, Capabilities
 from benchctl.runner import RunConfig, RunFailed, run_benchmark
 from benchctl.worker.host import WorkerDied, WorkerProcess
 from benchctl.workload import WorkloadError, WorkloadOptions, build_workload
-from tests.fakes.workers import TPOT_S, TTFT_S
+from tests.harness.fakes.workers import TPOT_S, TTFT_S
 
-FAKES = "tests.fakes.workers"
+FAKES = "tests.harness.fakes.workers"
 
 
 def wire_requests(n: int = 3, output_len: int = 4) -> list[dict]:
@@ -120,7 +120,7 @@ def test_unknown_op_and_unknown_worker_are_fatal(tmp_path):
 
 @pytest.fixture
 def fake_backend(monkeypatch):
-    """Make every backend name resolve to a fake whose worker is tests.fakes.workers:<name>."""
+    """Make every backend name resolve to a fake whose worker is tests.harness.fakes.workers:<name>."""
     chosen = {}
 
     def use(worker: str, **caps) -> Backend:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from engine_fixtures import model_dir  # noqa: F401
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

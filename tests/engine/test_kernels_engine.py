@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # Prompt lengths around the block size of 16: 1, one block exactly, one past it, and three blocks plus some.
 PROMPT_LENGTHS = (1, 16, 17, 40)
 MAX_TOKENS = 8
