@@ -26,7 +26,7 @@ def python() -> str:
 
 
 def run(tmp_path: Path, *args: str) -> dict:
-    result = subprocess.run(check=False, args=[sys.executable, "-m", "benchctl.cli", "run", "--backend", "llamacpp", *WORKLOAD,
+    result = subprocess.run(check=False, args=[sys.executable, "-m", "benchctl", "run", "--backend", "llamacpp", *WORKLOAD,
                              "--output-dir", str(tmp_path), "--json", *args],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
@@ -139,7 +139,7 @@ def test_model_without_gguf_is_refused(python, tmp_path):
     from benchctl.models import resolve_model
 
     hf_dir = str(resolve_model("smollm2-135m").hf_dir)  # the converted folder: safetensors, no GGUF
-    result = subprocess.run(check=False, args=[sys.executable, "-m", "benchctl.cli", "run", "--backend", "llamacpp", "--model", hf_dir,
+    result = subprocess.run(check=False, args=[sys.executable, "-m", "benchctl", "run", "--backend", "llamacpp", "--model", hf_dir,
                              "--num-prompts", "1", "--dataset", "random", "--output-dir", str(tmp_path)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 1

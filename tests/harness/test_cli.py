@@ -110,7 +110,7 @@ def test_show_of_a_missing_absolute_path_is_a_user_error(capsys, tmp_path):
 def _subprocess_cli(args, cwd):
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # as in a CI log or a pipe
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "benchctl.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "benchctl", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=120)
 
 
@@ -175,7 +175,7 @@ def test_backends_json_lists_hf_and_reference(capsys):
 def test_backends_reports_why_a_backend_is_unavailable(capsys, monkeypatch):
     ghost = Backend(name="ghost", description="", worker="x:Y", requirements=("no_such_module_xyz",), extra="ghost")
     gpu = Backend(name="gpu", description="", worker="x:Y", capabilities=Capabilities(needs_cuda=True))
-    monkeypatch.setattr("benchctl.cli.list_backends",
+    monkeypatch.setattr("benchctl.cli.info.list_backends",
                         lambda: {"ghost": ghost, "gpu": gpu, "broken": "cannot load x:Y: boom"})
     monkeypatch.setattr("benchctl.backend.cuda_present", lambda: False)
     code, out, _ = run_cli(capsys, ["backends", "--json"])

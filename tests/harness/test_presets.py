@@ -50,7 +50,7 @@ def test_launch_commands_are_what_each_projects_users_type():
 
 
 def test_backends_lists_every_engine_and_says_why_these_cannot_run_here():
-    out = subprocess.run([sys.executable, "-m", "benchctl.cli", "backends", "--json"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "benchctl", "backends", "--json"], capture_output=True,
                          text=True, check=True).stdout
     listed = {b["name"]: b for b in json.loads(out)}
     assert {"reference", "hf", "vllm", "llamacpp", "exllamav2", "openai", "tgi", "lmdeploy", "sglang"} <= set(listed)

@@ -13,13 +13,17 @@ from benchctl.models import DEFAULT_MODEL
 
 
 def serve(
-    backend: Annotated[str, typer.Option(help="Engine whose server to run (only `reference` has one in benchctl).")] = "reference",
+    backend: Annotated[str, typer.Option(
+            help="Engine whose server to run (only `reference` has one in benchctl).")] = "reference",
     model: Annotated[str, typer.Option(help="Alias, GGUF file, or HF folder.")] = DEFAULT_MODEL,
     model_name: Annotated[Optional[str], typer.Option(help="Name clients send as `model` (default: --model).")] = None,
-    host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(
+            help="Interface to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    api_key: Annotated[Optional[str], typer.Option(envvar="BENCHCTL_API_KEY", show_envvar=False, help="Require `Authorization: Bearer KEY` (or $BENCHCTL_API_KEY).")] = None,
-    engine_arg: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE for the engine (repeatable); temperature/top_p/top_k set request defaults.")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="BENCHCTL_API_KEY", show_envvar=False,
+            help="Require `Authorization: Bearer KEY` (or $BENCHCTL_API_KEY).")] = None,
+    engine_arg: Annotated[Optional[list[str]], typer.Option(
+            help="KEY=VALUE for the engine (repeatable); temperature/top_p/top_k set request defaults.")] = None,
 ) -> None:
     """Serve the reference engine over an OpenAI-compatible HTTP API (completions, chat, models, health, metrics)."""
     from benchctl.models import resolve_model
@@ -43,7 +47,8 @@ def bench_client(
     output_len: Annotated[int, typer.Option(help="Streamed tokens (chunks) per request.")] = 8,
     ttft_ms: Annotated[float, typer.Option(help="Latency phase: server's time to first chunk.")] = 20.0,
     itl_ms: Annotated[float, typer.Option(help="Latency phase: server's gap between chunks.")] = 5.0,
-    client_processes: Annotated[int, typer.Option(min=1, help="Load client processes (as in run --client-processes).")] = 1,
+    client_processes: Annotated[int, typer.Option(min=1,
+            help="Load client processes (as in run --client-processes).")] = 1,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Measure the load client against a trivial local server: requests/s it sustains, latency it adds."""
@@ -69,10 +74,11 @@ def bench_client(
                f"{lat['request_rate']:g} req/s): p50 {lag['p50']:.3f} ms, p90 {lag['p90']:.3f} ms, "
                f"p99 {lag['p99']:.3f} ms, max {lag['max']:.3f} ms")
     typer.echo(f"server set TTFT {lat['server_ttft_ms']:g} ms, ITL {lat['server_itl_ms']:g} ms; client measured "
-               f"TTFT mean {lat['measured_ttft_ms']['mean']:.3f} ms, TPOT mean {lat['measured_tpot_ms']['mean']:.3f} ms, "
+               f"TTFT mean {lat['measured_ttft_ms']['mean']:.3f} ms, "
+               f"TPOT mean {lat['measured_tpot_ms']['mean']:.3f} ms, "
                f"ITL mean {lat['measured_itl_ms']['mean']:.3f} ms")
 
 
-def register_commands(app: typer.Typer) -> None:
+def register(app: typer.Typer) -> None:
     app.command()(serve)
     app.command("bench-client")(bench_client)

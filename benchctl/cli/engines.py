@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from benchctl import engines
+from benchctl.cli.output import err, out
 
 engines_app = typer.Typer(no_args_is_help=True, help="Install and list engine virtualenvs (vllm, llamacpp, exllamav2).")
-# Without a terminal (CI logs, pipes) rich would wrap at 80 columns (as benchctl.cli does).
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 class _RichInstallProgress(engines.InstallProgress):
@@ -57,7 +53,8 @@ def _versions_text(versions: dict[str, str]) -> str:
 
 @engines_app.command()
 def install(
-    engine: Annotated[list[str], typer.Argument(metavar="ENGINE...", help=f"One or more of: {', '.join(engines.ENGINES)}.")],
+    engine: Annotated[list[str], typer.Argument(metavar="ENGINE...",
+            help=f"One or more of: {', '.join(engines.ENGINES)}.")],
     force: Annotated[bool, typer.Option(help="Rebuild even if a completed environment exists.")] = False,
     find_links: Annotated[list[Path] | None, typer.Option(
         help="Extra folder of wheels for pip (a speed-up; skipped when the folder does not exist).")] = None,

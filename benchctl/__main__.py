@@ -1,0 +1,7 @@
+"""`python -m benchctl` is the `benchctl` command."""
+
+import sys
+
+from benchctl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,182 @@
+"""`benchctl run`: options -> RunConfig -> benchctl.run, with a progress bar and the summary table."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from benchctl import console as render
+from benchctl import hwinfo, store
+from benchctl.cli.output import err, out
+from benchctl.models import DEFAULT_MODEL
+from benchctl.runner import Progress as RunProgress
+from benchctl.runner import RunConfig, RunFailed, parse_engine_args, run_benchmark
+from benchctl.workload import DEFAULT_DATASET, WorkloadOptions
+
+
+class RichProgress(RunProgress):
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar: Progress | None = None
+        self.task = None
+        self.output_tokens = 0
+
+    def stage(self, text: str) -> None:
+        if self.enabled:
+            err.print(f"[dim]·[/dim] {text}")
+
+    def start_requests(self, total: int) -> None:
+        if not self.enabled:
+            return
+        self.bar = Progress(TextColumn("requests"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[tokens]} output tokens"), TimeElapsedColumn(),
+                            console=err, transient=True)
+        self.task = self.bar.add_task("run", total=total, tokens=0)
+        self.bar.start()
+
+    def request_done(self, record: dict) -> None:
+        self.output_tokens += record.get("output_tokens") or 0
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, tokens=self.output_tokens)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def parse_goodput(items: list[str]) -> dict[str, float]:
+    slos = {}
+    for item in items:
+        key, sep, value = item.partition(":")
+        try:
+            if not sep or key not in ("ttft", "tpot", "e2el") or not 0 < float(value) < math.inf:
+                raise ValueError
+            slos[key] = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"expected ttft|tpot|e2el:MILLISECONDS, got {item!r}",
+                                     param_hint="--goodput") from None
+    return slos
+
+
+def run(
+    backend: Annotated[str, typer.Option(help="Engine to benchmark (see `benchctl backends`).")] = "reference",
+    model: Annotated[str, typer.Option(
+        help="Alias, GGUF file, or HF folder (config.json + safetensors).")] = DEFAULT_MODEL,
+    dataset: Annotated[str, typer.Option(
+        help="Bundled name, a ShareGPT JSON path, sharegpt:PATH, or random.")] = DEFAULT_DATASET,
+    num_prompts: Annotated[int, typer.Option(
+        help="Number of requests (of conversations with --workload conversations).")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed for sampling prompts, lengths and arrivals.")] = 0,
+    workload: Annotated[str, typer.Option(
+            help="single-turn (a prompt and its answer per entry) or conversations (whole multi-turn ShareGPT "
+                 "conversations, each turn sent with the history after the previous answer).")] = "single-turn",
+    max_turns: Annotated[Optional[int], typer.Option(
+        help="conversations: at most this many turns per conversation.")] = None,
+    think_time: Annotated[float, typer.Option(
+        help="conversations: seconds between an answer and the next user turn.")] = 0.0,
+    history: Annotated[str, typer.Option(
+            help="conversations: earlier answers sent back as recorded in the dataset (identical prompts for "
+                 "every engine) or as generated (what a chat client sends).")] = "recorded",
+    mode: Annotated[str, typer.Option(help="offline (engine in a worker process) or serving.")] = "offline",
+    request_rate: Annotated[float, typer.Option(help="Requests per second; inf sends everything at t=0.")] = math.inf,
+    burstiness: Annotated[float, typer.Option(help="Gamma shape of inter-arrival gaps (1 = Poisson).")] = 1.0,
+    arrival: Annotated[str, typer.Option(
+        help="Arrival process for a finite rate: poisson, gamma or constant.")] = "poisson",
+    max_concurrency: Annotated[Optional[int], typer.Option(help="Cap on requests in flight.")] = None,
+    random_input_len: Annotated[int, typer.Option(help="random dataset: mean input tokens.")] = 144,
+    random_output_len: Annotated[int, typer.Option(help="random dataset: mean output tokens.")] = 144,
+    random_range_ratio: Annotated[float, typer.Option(help="random dataset: lengths uniform in len*(1±ratio).")] = 0.0,
+    random_prefix_len: Annotated[int, typer.Option(help="random dataset: shared prefix tokens.")] = 0,
+    sharegpt_output_len: Annotated[Optional[int], typer.Option(help="Fixed output length for ShareGPT.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        help="Static batch size (backends that batch statically).")] = None,
+    engine_arg: Annotated[Optional[list[str]], typer.Option(
+        help="KEY=VALUE passed to the engine (repeatable).")] = None,
+    goodput: Annotated[Optional[list[str]], typer.Option(
+        help="SLO for goodput, e.g. ttft:500 (ms; repeatable).")] = None,
+    output_dir: Annotated[Path, typer.Option(help="Where run folders are written.")] = Path("results"),
+    label: Annotated[Optional[str], typer.Option(help="Free-text label stored with the run.")] = None,
+    base_url: Annotated[Optional[list[str]], typer.Option(
+            help="serving: attach to this OpenAI-compatible server instead of launching one; repeat for several "
+                 "servers (requests go round-robin).")] = None,
+    endpoint: Annotated[str, typer.Option(help="serving: completions or chat.")] = "completions",
+    api_key: Annotated[Optional[str], typer.Option(
+        envvar="OPENAI_API_KEY", show_envvar=False,
+                help="serving: bearer token for the server (or $OPENAI_API_KEY).")] = None,
+    warmup_requests: Annotated[int, typer.Option(
+        help="serving: requests sent before the run, excluded from metrics.")] = 0,
+    request_timeout: Annotated[float, typer.Option(
+        help="serving: seconds a request may take before it counts as failed.")] = 600.0,
+    client_processes: Annotated[int, typer.Option(
+        help="serving: load client processes (for rates one event loop cannot send).")] = 1,
+    quantization: Annotated[Optional[str], typer.Option(
+            help="Weight quantization where the backend offers it (hf: bnb-4bit, bnb-8bit; CUDA only). Same as "
+                 "--engine-arg quantization=...")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print run.json to stdout instead of a table.")] = False,
+    profile: Annotated[str, typer.Option(help="none, torch (torch.profiler trace) or nsys (Nsight Systems).")] = "none",
+    measure_ceiling: Annotated[bool, typer.Option(
+        help="Measure the machine's ceilings (benchctl hwinfo, a few seconds) right before and after the run and "
+             "keep them in run.json: its share of the compute ceiling is then the machine's at the time.")] = False,
+) -> None:
+    """Run a benchmark and write results/<run-id>/ (run.json, requests.jsonl, requests.parquet)."""
+    engine_args = parse_engine_args(engine_arg or [])
+    if quantization is not None:
+        if engine_args.setdefault("quantization", quantization) != quantization:
+            raise typer.BadParameter("--quantization and --engine-arg quantization=... disagree")
+    config = RunConfig(
+        backend=backend, model=model, mode=mode, batch_size=batch_size,
+        engine_args=engine_args, output_dir=output_dir,
+        slos_ms=parse_goodput(goodput or []), label=label, profile=profile, base_url=(base_url or [None])[0],
+        extra_base_urls=list(base_url or [])[1:], endpoint=endpoint,
+        api_key=api_key, warmup_requests=warmup_requests, request_timeout_s=request_timeout,
+        client_processes=client_processes, workload=WorkloadOptions(
+            dataset=dataset, num_prompts=num_prompts, seed=seed, sharegpt_output_len=sharegpt_output_len,
+            kind=workload, max_turns=max_turns, think_time_s=think_time, history=history,
+            random_input_len=random_input_len, random_output_len=random_output_len,
+            random_range_ratio=random_range_ratio, random_prefix_len=random_prefix_len,
+            request_rate=request_rate, burstiness=burstiness, arrival=arrival, max_concurrency=max_concurrency))
+    if measure_ceiling:
+        _measure_ceiling("before the run", json_out)
+    progress = RichProgress(enabled=not json_out)
+    try:
+        run_dir = run_benchmark(config, progress)
+    except RunFailed as e:
+        progress.close()
+        err.print(f"[red]benchctl: run failed:[/red] {e}\nfinished records kept in {e.run_dir}")
+        if e.log_tail:
+            err.print(f"[dim]worker log (tail):\n{e.log_tail}[/dim]", markup=False)
+        raise typer.Exit(1) from None
+    progress.close()
+    run = store.load_run(run_dir)
+    if measure_ceiling and _measure_ceiling("after the run", json_out):
+        run.setdefault("environment", {})["hwinfo"] = hwinfo.near_run(run)
+        store.write_json_atomic(run_dir / "run.json", store.clean_floats(run))
+    print_run(run, json_out)
+    if not json_out:
+        err.print(f"results: {run_dir}")
+
+
+def _measure_ceiling(when: str, quiet: bool) -> bool:
+    """benchctl hwinfo --refresh in a child process; a failure is a warning, never the run's end."""
+    if not quiet:
+        err.print(f"· measuring the machine's ceilings {when} (benchctl hwinfo)")
+    result, why = hwinfo.measure_in_subprocess()
+    if result is None:
+        err.print(f"[yellow]benchctl: warning:[/yellow] could not measure the ceilings {when}: {why}")
+    return result is not None
+
+
+def print_run(run: dict, json_out: bool) -> None:
+    if json_out:
+        typer.echo(json.dumps(run, indent=2))
+    else:
+        out.print(render.summary_table(run))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)

@@ -1,0 +1,107 @@
+"""`benchctl sweep`: a matrix of runs or a saturation search (benchctl.sweep), and its table."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from benchctl import console as render
+from benchctl import store
+from benchctl.cli.output import err, out
+from benchctl.cli.run import parse_goodput
+from benchctl.metrics import flat_metrics
+from benchctl.models import DEFAULT_MODEL
+from benchctl.runner import parse_engine_args
+from benchctl.workload import DEFAULT_DATASET
+
+
+def sweep(
+    spec_file: Annotated[Optional[Path], typer.Argument(
+        metavar="[SPEC.yaml]", help="Sweep spec (YAML); flags build one otherwise.")] = None,
+    backend: Annotated[Optional[list[str]], typer.Option(help="Backend(s) to sweep (repeatable).")] = None,
+    request_rate: Annotated[Optional[list[float]], typer.Option(
+        help="Request rate(s) (repeatable; inf allowed).")] = None,
+    max_concurrency: Annotated[Optional[list[int]], typer.Option(help="Concurrency cap(s) (repeatable).")] = None,
+    engine_arg_grid: Annotated[Optional[list[str]], typer.Option(
+        help="KEY=V1,V2 swept engine option (repeatable).")] = None,
+    engine_arg: Annotated[Optional[list[str]], typer.Option(
+        help="KEY=VALUE fixed for every cell (repeatable).")] = None,
+    repetitions: Annotated[int, typer.Option(help="Runs per cell.")] = 1,
+    model: Annotated[str, typer.Option()] = DEFAULT_MODEL,
+    mode: Annotated[str, typer.Option()] = "offline",
+    dataset: Annotated[str, typer.Option()] = DEFAULT_DATASET,
+    num_prompts: Annotated[int, typer.Option()] = 16,
+    seed: Annotated[int, typer.Option()] = 0,
+    random_input_len: Annotated[int, typer.Option()] = 144,
+    random_output_len: Annotated[int, typer.Option()] = 144,
+    random_range_ratio: Annotated[float, typer.Option()] = 0.0,
+    goodput: Annotated[Optional[list[str]], typer.Option(help="SLO, e.g. ttft:500 (ms; repeatable).")] = None,
+    executor: Annotated[str, typer.Option(
+        help="local (one cell at a time here) or ray (an existing cluster).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(
+        help="Ray cluster address (default: RAY_ADDRESS or a local instance).")] = None,
+    num_cpus: Annotated[float, typer.Option(help="Ray: CPUs each cell requests.")] = 1.0,
+    num_gpus: Annotated[float, typer.Option(help="Ray: GPUs each cell requests.")] = 0.0,
+    saturate: Annotated[bool, typer.Option(help="Bisect for the highest rate whose goodput SLOs still hold.")] = False,
+    rate_low: Annotated[float, typer.Option(help="Saturation search: lowest rate (req/s).")] = 0.25,
+    rate_high: Annotated[float, typer.Option(help="Saturation search: highest rate (req/s).")] = 16.0,
+    target: Annotated[float, typer.Option(
+        help="Saturation search: fraction of requests that must meet the SLOs.")] = 0.9,
+    output_dir: Annotated[Path, typer.Option(help="Where the sweep folder is written.")] = Path("results/sweeps"),
+) -> None:
+    """Run a matrix of benchmarks (or a saturation search); each cell is an ordinary run folder."""
+    from benchctl import sweep as sw
+
+    if spec_file is not None:
+        spec = sw.load_spec(spec_file)
+    else:
+        grid = {}
+        for item in engine_arg_grid or []:
+            key, sep, values = item.partition("=")
+            if not sep or not key:
+                raise sw.SweepSpecError(f"--engine-arg-grid expects KEY=V1,V2, got {item!r}")
+            grid[key] = values.split(",")
+        spec = sw.spec_from_dict({
+            "backends": backend or ["reference"], "request_rates": request_rate or [math.inf],
+            "max_concurrency": max_concurrency or [None], "engine_args": grid,
+            "fixed_engine_args": parse_engine_args(engine_arg or []), "repetitions": repetitions,
+            "model": model, "mode": mode, "slos_ms": parse_goodput(goodput or []),
+            "workload": {"dataset": dataset, "num_prompts": num_prompts, "seed": seed,
+                         "random_input_len": random_input_len, "random_output_len": random_output_len,
+                         "random_range_ratio": random_range_ratio}}, "flags")
+    if saturate:
+        result = sw.saturate(spec, output_dir, rate_low, rate_high, target,
+                             on_probe=lambda r, a: err.print(f"rate {r:.3g} req/s: {a:.0%} of requests met the SLOs"))
+        rate = result.get("saturation_rate")
+        out.print(f"saturation rate: {rate:.3g} req/s" if rate else f"no saturation rate: {result.get('note')}")
+        err.print(f"sweep: {result['sweep_dir']}")
+        return
+    if executor not in ("local", "ray"):
+        raise sw.SweepSpecError(f"--executor must be local or ray, got {executor!r}")
+    runner = sw.LocalExecutor() if executor == "local" else sw.RayExecutor(ray_address, num_cpus, num_gpus)
+    total = len(sw.cells(spec))
+    sweep_dir = sw.run_sweep(spec, output_dir, runner, on_cell=lambda c, r: err.print(
+        f"[{c.index + 1}/{total}] {c.label()}: {r['status']} -> {r['run_dir'].name}"))
+    index = store.load_run_index(sweep_dir)
+    table = Table(title=f"sweep {sweep_dir.name}")
+    for col in ("cell", "status", "req/s", "output tok/s", "vs first", "TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms"):
+        table.add_column(col)
+    baseline = None
+    for c in index["cells"]:
+        run = store.load_run(sweep_dir / c["run"])
+        f = flat_metrics(run.get("summary", {}))
+        tok_s = f.get("output_tok_s")
+        baseline = baseline or tok_s
+        ratio = f"{tok_s / baseline:.2f}x" if tok_s and baseline else "-"
+        table.add_row(c["label"], c["status"], render._num(f.get("request_throughput")), render._num(tok_s), ratio,
+                      *(render._num(f.get(k)) for k in ("ttft_median_ms", "ttft_p99_ms", "tpot_median_ms")))
+    out.print(table)
+    err.print(f"sweep: {sweep_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(sweep)
