@@ -4,7 +4,9 @@ Requests leave at absolute times `t0 + arrival_s` (never one sleep per gap: that
 to a --max-concurrency semaphore; `start_s` is taken when a request is actually sent, so a wait for a slot is
 `queue_s`, not TTFT. Each response is streamed and every SSE line is timestamped as it is read; the client
 records times and counts only, benchctl.metrics turns them into TTFT/TPOT/ITL/E2EL. Failures (HTTP status,
-timeout, connection, malformed stream) become records with `error` set; the run goes on.
+timeout, connection, malformed stream) become records with `error` set and a short kind in `extra.error_kind`;
+the run goes on. Every request gets exactly one record: an exception nobody foresaw is that request's failure
+(kind `client_error`, with its type and message), and a request left without a record at the end gets one.
 
 Everything here runs on one asyncio loop and must stay cheap per chunk: payloads are serialised before t0,
 records leave through `emit` (a queue put; the disk is another thread's job).
@@ -59,6 +61,11 @@ def server_root(base_url: str) -> str:
     return base.removesuffix("/v1")
 
 
+def describe(e: BaseException) -> str:
+    """`Type: message` (or just the type when the message is empty) of an exception, for a record's error."""
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
 def build_payload(spec: RequestSpec, options: ClientOptions) -> bytes:
     """The request body. `min_tokens` + `ignore_eos` (vLLM extensions, also honoured by benchctl's server) make
     the output length the workload's; `continuous_usage_stats` lets servers that know it reveal tokens per chunk."""
@@ -95,10 +102,18 @@ class LoadClient:
         self._answers: dict[str, str] = {}  # --history generated: answer texts the next turn sends back
         self._payloads: dict[str, bytes] = {}
         self._slots: asyncio.Semaphore | None = None
+        self._recorded: set[str] = set()  # request ids emitted this run: exactly one record each
+        self._start_s: dict[str, float] = {}  # request id -> when it was sent (an interrupted request's record)
+        self.num_requests = 0
 
     @property
     def num_sent(self) -> int:
         return len(self._sent_ids)
+
+    @property
+    def num_records(self) -> int:
+        """Records emitted by the last run(); equal to num_requests once it has returned."""
+        return len(self._recorded)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -140,15 +155,20 @@ class LoadClient:
             chosen = [RequestSpec(f"warmup-{i}", [], f"Warm-up request {i}: count from one to twenty.", 16)
                       for i in range(count)]
         self.assign_servers(chosen)
-        return list(await asyncio.gather(*(self.send(r, build_payload(r, self.options), t0) for r in chosen)))
+        return list(await asyncio.gather(*(self._send_or_fail(r, build_payload(r, self.options), t0)
+                                           for r in chosen)))
 
     # -- the run ------------------------------------------------------------------------------------------------
 
     async def run(self, requests: Sequence[RequestSpec], t0: float, emit: Callable[[dict], None]) -> None:
-        """Send every request at t0 + arrival_s (time.monotonic clock); `emit` each finished record."""
+        """Send every request at t0 + arrival_s (time.monotonic clock); `emit` each finished record, exactly one
+        per request (failures included)."""
         if self._session is None:
             await self.open(self.options.max_concurrency or len(requests))
         ordered = sorted(requests, key=lambda r: r.arrival_s)
+        self._recorded, self._start_s = set(), {}
+        self.num_requests = len(ordered)
+        emit = self._once(emit)
         self.assign_servers(ordered)
         self._sent_ids = set()
         # A conversation's later turn is not on the schedule: it leaves think_time_s after its previous turn's answer.
@@ -170,12 +190,28 @@ class LoadClient:
         while tasks:  # followers start new tasks while earlier ones finish
             await asyncio.gather(*list(tasks), return_exceptions=True)
         for spec in ordered:
+            if spec.request_id in self._recorded:
+                continue
             if spec.request_id not in self._sent_ids:
                 emit(self.unsent_record(spec, t0, self.stop_reason or "not sent"))
+            else:  # sent, yet nothing recorded it: a client bug, but the request is still accounted for
+                emit(self.unsent_record(spec, t0, "client error: the request ended without a record", "client_error"))
 
-    def unsent_record(self, spec: RequestSpec, t0: float, reason: str) -> dict:
+    def _once(self, emit: Callable[[dict], None]) -> Callable[[dict], None]:
+        """`emit`, noting each request id; a second record for the same request is dropped."""
+        recorded = self._recorded
+
+        def emit_once(record: dict) -> None:
+            if record["request_id"] not in recorded:
+                recorded.add(record["request_id"])
+                emit(record)
+
+        return emit_once
+
+    def unsent_record(self, spec: RequestSpec, t0: float, reason: str, kind: str = "not_sent") -> dict:
         """The failed record of a request that was never sent (server gone, run stopped, client process died)."""
-        return self._record(spec, None, StreamAccumulator(self.options.endpoint), time.monotonic() - t0, reason, None)
+        return self._record(spec, None, StreamAccumulator(self.options.endpoint), time.monotonic() - t0, reason,
+                            None, kind=kind)
 
     def assign_servers(self, ordered: Sequence[RequestSpec]) -> None:
         """Round-robin in arrival order: with N servers, request i goes to server i % N."""
@@ -201,7 +237,12 @@ class LoadClient:
         self._in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
         try:
-            record = await self.send(spec, self._payloads[spec.request_id], t0)
+            record = await self._send_or_fail(spec, self._payloads[spec.request_id], t0)
+        except asyncio.CancelledError:  # stopped mid-flight (Ctrl-C): still this request's one record
+            emit(self._record(spec, self._start_s.get(spec.request_id), StreamAccumulator(self.options.endpoint),
+                              time.monotonic() - t0, f"interrupted: {self.stop_reason or 'cancelled'}", None,
+                              kind="interrupted"))
+            raise
         finally:
             self._in_flight -= 1
             if self._slots is not None:
@@ -210,9 +251,13 @@ class LoadClient:
         follower = self._followers.pop(spec.request_id, None)
         answer = self._answers.pop(spec.request_id, "")
         if follower is not None and self.stop_reason is None:
-            if follower.suffix_text is not None:  # --history generated: the answer this server gave goes back
-                self._splice_answer(spec, follower, answer)
-            await self._follow(follower, time.monotonic() - t0, t0, emit, tasks)
+            try:
+                if follower.suffix_text is not None:  # --history generated: the answer this server gave goes back
+                    self._splice_answer(spec, follower, answer)
+                await self._follow(follower, time.monotonic() - t0, t0, emit, tasks)
+            except Exception as e:  # noqa: BLE001 - the next turn could not be sent: it fails, with the reason
+                if follower.request_id not in self._sent_ids:
+                    emit(self.unsent_record(follower, t0, f"client error: {describe(e)}", "client_error"))
 
     def _splice_answer(self, previous: RequestSpec, follower: RequestSpec, answer: str) -> None:
         """The next turn's history ends with the generated answer instead of the recorded one."""
@@ -236,20 +281,28 @@ class LoadClient:
             return
         self._launch(spec, t0, emit, tasks)
 
+    async def _send_or_fail(self, spec: RequestSpec, payload: bytes, t0: float) -> dict:
+        """send(), where any exception it lets through is this request's failed record."""
+        try:
+            return await self.send(spec, payload, t0)
+        except Exception as e:  # noqa: BLE001 - a client bug must cost one request, never its record
+            return self.unsent_record(spec, t0, f"client error: {describe(e)}", "client_error")
+
     async def send(self, spec: RequestSpec, payload: bytes, t0: float) -> dict:
         """One streamed request; always returns a record (errors included)."""
         acc = StreamAccumulator(self.options.endpoint)
         headers = {**self._headers, "X-Request-Id": spec.request_id}
         server = self._server_of.get(spec.request_id, 0)
         error: str | None = None
+        kind: str | None = None
         status: int | None = None
-        start_s = time.monotonic() - t0
+        start_s = self._start_s[spec.request_id] = time.monotonic() - t0
         try:
             async with self._session.post(self.urls[server], data=payload, headers=headers) as resp:
                 status = resp.status
                 if status != 200:
                     body = (await resp.read())[:300].decode("utf-8", errors="replace")
-                    error = f"HTTP {status}: {body}"
+                    error, kind = f"HTTP {status}: {body}", "http_status"
                 else:
                     # Read whatever has arrived (one syscall's worth), stamp it once, split it into lines:
                     # lines that arrived together get the same time, and no per-line reads cost CPU.
@@ -265,22 +318,30 @@ class LoadClient:
                     if pending and not acc.done:
                         acc.feed(pending, time.monotonic() - t0)
                     if not acc.done:
-                        error = "stream ended before 'data: [DONE]'"
+                        error, kind = "stream ended before 'data: [DONE]'", "incomplete_stream"
         except MalformedStream as e:
-            error = f"malformed stream: {e}"
+            error, kind = f"malformed stream: {e}", "malformed_stream"
         except (asyncio.TimeoutError, TimeoutError):
             error = f"timeout: no complete response within {self.options.request_timeout_s:g} s"
+            kind = "timeout"
         except aiohttp.ClientError as e:
-            error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            error, kind = describe(e), "connection"
         except ValueError as e:  # aiohttp: a line longer than its buffer
-            error = f"malformed stream: {e}"
-        follower = self._followers.get(spec.request_id)
-        if follower is not None and follower.suffix_text is not None:
-            self._answers[spec.request_id] = acc.text
-        return self._record(spec, start_s, acc, time.monotonic() - t0, error, status, server)
+            error, kind = f"malformed stream: {e}", "malformed_stream"
+        except Exception as e:  # noqa: BLE001 - unforeseen: this request failed, the run goes on
+            error, kind = f"client error: {describe(e)}", "client_error"
+        try:
+            follower = self._followers.get(spec.request_id)
+            if follower is not None and follower.suffix_text is not None:
+                self._answers[spec.request_id] = acc.text
+            return self._record(spec, start_s, acc, time.monotonic() - t0, error, status, server, kind)
+        except Exception as e:  # noqa: BLE001 - e.g. the tokenizer failed on the text: still one record
+            return self._record(spec, start_s, StreamAccumulator(self.options.endpoint), time.monotonic() - t0,
+                                f"client error: recording the response failed: {describe(e)}", status, server,
+                                "client_error")
 
     def _record(self, spec: RequestSpec, start_s: float | None, acc: StreamAccumulator, end_s: float,
-                error: str | None, status: int | None, server: int | None = None) -> dict:
+                error: str | None, status: int | None, server: int | None = None, kind: str | None = None) -> dict:
         output_tokens, source = acc.completion_tokens, "usage"
         if output_tokens is None:
             if error is None and self.tokenizer is not None:
@@ -289,6 +350,8 @@ class LoadClient:
                 output_tokens, source = len(acc.token_times_s), "retokenized" if error is None else "usage"
         times = acc.token_times_s
         extra: dict = {"http_status": status}
+        if error is not None:
+            extra["error_kind"] = kind or "client_error"
         if len(self.base_urls) > 1:  # which server of a load-balanced set answered
             extra["server"] = self.base_urls[server if server is not None else self._server_of.get(spec.request_id, 0)]
         if acc.finish_reason is not None:

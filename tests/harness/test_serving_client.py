@@ -144,3 +144,47 @@ def test_chat_endpoint(instant_server):
     records, _, _ = run_client(instant_server.base_url, [spec(0, 5)], endpoint="chat")
     assert records[0]["error"] is None and records[0]["output_tokens"] == 5
     assert len(records[0]["token_times_s"]) == 5
+
+
+class _BrokenTokenizer:
+    def encode(self, text: str) -> list[int]:
+        raise RuntimeError("tokenizer broke")
+
+
+def test_an_exception_in_the_record_step_is_that_requests_failed_record(instant_server):
+    # without usage the record step retokenizes the text; a tokenizer that raises must cost a request, not its record
+    requests = [spec(0, prompt="!nousage"), spec(1), spec(2, prompt="!nousage")]
+    records, _, client = run_client(instant_server.base_url, requests, tokenizer=_BrokenTokenizer())
+    by_id = {r["request_id"]: r for r in records}
+    assert sorted(by_id) == [r.request_id for r in requests] and len(records) == 3
+    assert client.num_records == client.num_requests == 3
+    assert by_id["req-00001"]["error"] is None
+    for rid in ("req-00000", "req-00002"):
+        assert "RuntimeError: tokenizer broke" in by_id[rid]["error"]
+        assert by_id[rid]["extra"]["error_kind"] == "client_error"
+
+
+def test_an_unforeseen_exception_while_streaming_or_sending_is_a_failed_record(instant_server, monkeypatch):
+    import benchctl.serving.client as client_module
+    from benchctl.serving.stream import StreamAccumulator
+
+    class Exploding(StreamAccumulator):
+        def feed(self, line: bytes, t_s: float) -> None:
+            if b"hello" in line:
+                raise KeyError("boom")  # a bug, not a MalformedStream
+            super().feed(line, t_s)
+
+    monkeypatch.setattr(client_module, "StreamAccumulator", Exploding)
+    records, _, client = run_client(instant_server.base_url, [spec(0), spec(1)])
+    assert sorted(r["request_id"] for r in records) == ["req-00000", "req-00001"]
+    assert all(r["error"] == "client error: KeyError: 'boom'" for r in records)
+    assert all(r["extra"]["error_kind"] == "client_error" and r["start_s"] is not None for r in records)
+    monkeypatch.undo()
+
+    async def broken_send(self, spec, payload, t0):
+        raise OverflowError("send broke")
+
+    monkeypatch.setattr(client_module.LoadClient, "send", broken_send)
+    records, _, client = run_client(instant_server.base_url, [spec(0), spec(1), spec(2)])
+    assert len(records) == 3 == client.num_records
+    assert all(r["error"] == "client error: OverflowError: send broke" for r in records)
