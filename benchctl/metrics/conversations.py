@@ -1,0 +1,50 @@
+"""Multi-turn workloads: TTFT by turn, and the share of prompt tokens the engine's prefix cache served."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from benchctl.metrics.latency import PERCENTILES, distribution, request_latencies
+
+
+def cached_fraction(records: list[Mapping[str, Any]]) -> float | None:
+    """Prompt tokens served from the engine's prefix cache / prompt tokens, over the records whose engine reports
+    it (`extra.num_cached_tokens`: the reference engine, servers' usage.prompt_tokens_details); vLLM's hit rate."""
+    known = [r for r in records if isinstance((r.get("extra") or {}).get("num_cached_tokens"), int)]
+    prompt = sum(r.get("prompt_tokens", 0) for r in known)
+    return sum(r["extra"]["num_cached_tokens"] for r in known) / prompt if prompt else None
+
+
+def conversation_summary(records: list[Mapping[str, Any]], percentiles: Iterable[int] = PERCENTILES) -> dict:
+    """Multi-turn workloads: TTFT of first turns vs later turns (whose prompts carry the history a prefix cache can
+    reuse), per-turn TTFT, the cached share of prompt tokens, and how long whole conversations took."""
+    done = [r for r in records if r.get("error") is None and r.get("finish_s") is not None]
+    first = [r for r in done if r.get("turn") == 0]
+    later = [r for r in done if (r.get("turn") or 0) > 0]
+    ttft = {id(r): request_latencies(r)["ttft_s"] for r in done}
+    by_conv: dict[str, list[Mapping[str, Any]]] = {}
+    for r in records:
+        by_conv.setdefault(r.get("conversation_id") or r["request_id"], []).append(r)
+    done_ids = {id(r) for r in done}
+    complete = [rs for rs in by_conv.values() if all(id(r) in done_ids for r in rs)]
+    summary = {
+        "num_conversations": len(by_conv),
+        "completed_conversations": len(complete),
+        "turns": distribution((len(rs) for rs in by_conv.values()), percentiles),
+        "ttft_first_turn_s": distribution((ttft[id(r)] for r in first), percentiles),
+        "ttft_later_turns_s": distribution((ttft[id(r)] for r in later), percentiles),
+        "prompt_tokens_first_turn": distribution((r.get("prompt_tokens") for r in first), percentiles),
+        "prompt_tokens_later_turns": distribution((r.get("prompt_tokens") for r in later), percentiles),
+        "ttft_by_turn_s": {str(k): distribution((ttft[id(r)] for r in done if r.get("turn") == k), (50, 99))
+                           for k in sorted({r.get("turn") for r in done})},
+        "cached_prompt_fraction": cached_fraction(done),
+        "cached_prompt_fraction_later_turns": cached_fraction(later),
+        # from turn 0's arrival to the last turn's last token: what a user of the conversation waited in all
+        "conversation_duration_s": distribution(
+            (max(r["finish_s"] for r in rs) - min(r.get("arrival_s", 0.0) for r in rs) for rs in complete),
+            percentiles),
+    }
+    a, b = summary["ttft_first_turn_s"].get("median"), summary["ttft_later_turns_s"].get("median")
+    summary["ttft_later_vs_first_median"] = b / a if a and b is not None else None
+    return summary

@@ -1,0 +1,17 @@
+"""Engine-side counters turned into metrics: speculative decoding's acceptance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def spec_decode_acceptance(num_drafts: float | None, num_draft_tokens: float | None,
+                           num_accepted_tokens: float | None) -> dict[str, Any] | None:
+    """Speculative decoding, vLLM's definitions: acceptance rate = accepted ÷ draft tokens; mean acceptance length =
+    1 + accepted ÷ drafts (sequence-steps that had a draft: the tokens such a step yields). None when nothing was
+    drafted."""
+    if not num_draft_tokens or num_accepted_tokens is None:
+        return None
+    return {"num_drafts": num_drafts, "num_draft_tokens": num_draft_tokens, "num_accepted_tokens": num_accepted_tokens,
+            "acceptance_rate": num_accepted_tokens / num_draft_tokens,
+            "mean_acceptance_length": 1 + num_accepted_tokens / num_drafts if num_drafts else None}
