@@ -26,6 +26,9 @@ from benchctl.serving.stream import MalformedStream, StreamAccumulator
 from benchctl.workload import RequestSpec, Tokenizer
 
 ENDPOINTS = {"completions": "/completions", "chat": "/chat/completions"}
+# An SSE line longer than this fails the request (a server streaming without newlines would fill the memory);
+# the cap is checked once per read, so a line may pass it by at most one read (64 KiB) before it is refused.
+MAX_SSE_LINE_BYTES = 1 << 20
 
 
 @dataclass(slots=True)
@@ -315,16 +318,23 @@ class LoadClient:
                                 acc.feed(line, t_s)
                         if acc.done:
                             break
+                        if len(pending) > MAX_SSE_LINE_BYTES:
+                            raise MalformedStream(f"an SSE line longer than {MAX_SSE_LINE_BYTES} bytes "
+                                                  f"({len(pending)} bytes without a newline)", "line_too_long")
                     if pending and not acc.done:
                         acc.feed(pending, time.monotonic() - t0)
                     if not acc.done:
                         error, kind = "stream ended before 'data: [DONE]'", "incomplete_stream"
+                    elif not acc.token_times_s:  # an answer without a token has no TTFT: not a completed request
+                        error, kind = "empty response: 'data: [DONE]' before any token", "empty_output"
         except MalformedStream as e:
-            error, kind = f"malformed stream: {e}", "malformed_stream"
+            error, kind = f"malformed stream: {e}", e.kind
         except (asyncio.TimeoutError, TimeoutError):
             error = f"timeout: no complete response within {self.options.request_timeout_s:g} s"
             kind = "timeout"
-        except aiohttp.ClientError as e:
+        except aiohttp.ClientConnectorError as e:
+            error, kind = describe(e), "connect"
+        except aiohttp.ClientError as e:  # reset, disconnected, payload cut short mid-response
             error, kind = describe(e), "connection"
         except ValueError as e:  # aiohttp: a line longer than its buffer
             error, kind = f"malformed stream: {e}", "malformed_stream"
@@ -356,6 +366,8 @@ class LoadClient:
             extra["server"] = self.base_urls[server if server is not None else self._server_of.get(spec.request_id, 0)]
         if acc.finish_reason is not None:
             extra["finish_reason"] = acc.finish_reason
+        if error is None and output_tokens > spec.output_len:  # still completed; the summary counts these
+            extra["output_tokens_over"] = output_tokens - spec.output_len
         if acc.usage and isinstance(acc.usage.get("prompt_tokens"), int):
             extra["server_prompt_tokens"] = acc.usage["prompt_tokens"]
         if acc.usage and isinstance(acc.usage.get("prompt_tokens_details"), dict):

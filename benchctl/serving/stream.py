@@ -4,6 +4,8 @@ The client timestamps each `data:` line the moment it is read and hands it here;
 looks at a clock. A chunk is *token-bearing* when it carries text (completions `text`, chat `delta.content`)
 or, with per-chunk usage (vLLM's `continuous_usage_stats`), when the completion token count grew. Chat's
 role-only first delta and the usage-only last chunk are not tokens, so they never count towards TTFT or ITL.
+Fields of the wrong type (`usage` not an object, `text`/`content` not a string) make the stream malformed, with
+a kind the record keeps (extra.error_kind), rather than an exception somewhere later.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ except ImportError:
 
 
 class MalformedStream(ValueError):
-    """The server sent something that is not an OpenAI SSE stream."""
+    """The server sent something that is not an OpenAI SSE stream; `kind` is the record's extra.error_kind."""
+
+    def __init__(self, message: str, kind: str = "malformed_stream"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class StreamAccumulator:
@@ -51,17 +57,21 @@ class StreamAccumulator:
         if "error" in chunk:  # vLLM reports mid-stream failures as a data line with an error object
             error = chunk["error"]
             message = error.get("message", error) if isinstance(error, dict) else error
-            raise MalformedStream(f"server error in stream: {message}")
+            raise MalformedStream(f"server error in stream: {message}", "server_error")
         choices = chunk.get("choices")
         text = self._choice_text(choices) if choices else ""
         usage = chunk.get("usage")
         cumulative = None
-        if usage:
-            self.usage = usage
-            if choices:  # per-chunk usage (continuous_usage_stats); the final usage-only chunk carries no tokens
-                cumulative = usage.get("completion_tokens") if type(usage) is dict else None
-                if type(cumulative) is not int:
-                    cumulative = None
+        if usage is not None:  # vLLM sends "usage": null on chunks without usage
+            if type(usage) is not dict:
+                raise MalformedStream(f"'usage' is not an object: {str(usage)[:120]}", "bad_usage")
+            count = usage.get("completion_tokens")
+            if count is not None and (type(count) is not int or count < 0):
+                raise MalformedStream(f"'usage.completion_tokens' is not a count: {str(count)[:120]}", "bad_usage")
+            if usage:
+                self.usage = usage
+                if choices:  # per-chunk usage (continuous_usage_stats); the final usage-only chunk carries no tokens
+                    cumulative = count
         if text or (cumulative is not None and cumulative > self._last_cumulative):
             self.token_times_s.append(t_s)
             self._texts.append(text)
@@ -76,9 +86,20 @@ class StreamAccumulator:
         if choice.get("finish_reason"):
             self.finish_reason = choice["finish_reason"]
         if self.chat:
-            delta = choice.get("delta") or {}
-            return delta.get("content") or "" if isinstance(delta, dict) else ""
-        return choice.get("text") or ""
+            delta = choice.get("delta")
+            if delta is None:
+                return ""
+            if type(delta) is not dict:
+                raise MalformedStream(f"'delta' is not an object: {str(delta)[:120]}")
+            text = delta.get("content")
+        else:
+            text = choice.get("text")
+        if text is None:
+            return ""
+        if type(text) is not str:
+            field = "delta.content" if self.chat else "text"
+            raise MalformedStream(f"'{field}' is not a string: {str(text)[:120]}", "bad_text")
+        return text
 
     @property
     def text(self) -> str:

@@ -12,10 +12,17 @@ import numpy as np
 import pytest
 
 from benchctl import metrics
-from benchctl.runner import finish_record
+from benchctl.run.sink import finish_record
 from benchctl.serving.bench import client_lag_s
 from benchctl.serving.launch import free_port
-from tests.harness.fakes_serving import FakeServerProcess, close, fake_requests, run_client, spec
+from tests.harness.fakes_serving import (
+    FakeServerProcess,
+    MisbehavingServerProcess,
+    close,
+    fake_requests,
+    run_client,
+    spec,
+)
 
 # The bar is 2 ms or 2%, whichever is looser: 6 ms on TTFT, 2 ms on ITL/TPOT. TTFT as the client sees it includes the
 # server process waking up to read the request, which on a loaded 2-core machine alone can take a few ms; the
@@ -188,3 +195,50 @@ def test_an_unforeseen_exception_while_streaming_or_sending_is_a_failed_record(i
     records, _, client = run_client(instant_server.base_url, [spec(0), spec(1), spec(2)])
     assert len(records) == 3 == client.num_records
     assert all(r["error"] == "client error: OverflowError: send broke" for r in records)
+
+
+# mode -> (error kind or None for a completed request, text in the error)
+MISBEHAVIOUR = {
+    "ok": (None, None),
+    "usage_list": ("bad_usage", "'usage' is not an object"),
+    "usage_string": ("bad_usage", "'usage' is not an object"),
+    "text_number": ("bad_text", "is not a string"),
+    "empty": ("empty_output", "before any token"),
+    "over": (None, None),
+    "stall": ("timeout", "timeout: no complete response within 3 s"),
+    "long_line": ("line_too_long", "an SSE line longer than 1048576 bytes"),
+    "status_500": ("http_status", "HTTP 500: "),
+    "reset": ("connection", "ClientPayloadError"),
+    "non_json": ("malformed_stream", "invalid JSON"),
+}
+
+
+@pytest.mark.parametrize("endpoint", ["completions", "chat"])
+def test_a_misbehaving_server_gives_every_request_one_classified_record(endpoint):
+    modes = list(MISBEHAVIOUR)
+    requests = [spec(i, 4, prompt=f"mode:{mode}") for i, mode in enumerate(modes)]
+    with MisbehavingServerProcess() as server:
+        records, _, client = run_client(server.base_url, requests, timeout_s=3.0, endpoint=endpoint)
+        # how the stall and the endless line ended, as the server saw it
+        events = server.events_of([requests[modes.index("stall")].request_id,
+                                   requests[modes.index("long_line")].request_id])
+    assert sorted(r["request_id"] for r in records) == [r.request_id for r in requests]
+    assert client.num_records == len(requests)
+    by_mode = {modes[int(r["request_id"].split("-")[1])]: r for r in records}
+    for mode, (kind, text) in MISBEHAVIOUR.items():
+        record = by_mode[mode]
+        if kind is None:
+            assert record["error"] is None, (mode, record)
+            assert "error_kind" not in record["extra"]
+        else:
+            assert record["extra"]["error_kind"] == kind, (mode, record)
+            assert text in record["error"], (mode, record)
+    assert by_mode["ok"]["output_tokens"] == 4 and "output_tokens_over" not in by_mode["ok"]["extra"]
+    assert by_mode["over"]["output_tokens"] == 7 and by_mode["over"]["extra"]["output_tokens_over"] == 3
+    # the stalled stream: the timeout fired and the client closed the connection (the server saw it go)
+    stalled = events[by_mode["stall"]["request_id"]]
+    assert stalled["event"] == "closed_by_client" and 2.5 < stalled["after_s"] < 6
+    # the endless line: the client hung up soon after the cap, long before the server's 64 MiB
+    assert events[by_mode["long_line"]["request_id"]]["sent_bytes"] < 32 << 20
+    summary = metrics.summarize(_rows(records))
+    assert (summary["completed"], summary["failed"]) == (2, len(modes) - 2)

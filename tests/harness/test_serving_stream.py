@@ -77,3 +77,25 @@ def test_one_token_per_chunk_is_reported_as_none():
 def test_malformed_streams_raise(line, message):
     with pytest.raises(MalformedStream, match=message):
         StreamAccumulator("completions").feed(line, 0.0)
+
+
+@pytest.mark.parametrize("endpoint, line, kind, message", [
+    ("completions", data({"choices": [], "usage": [1, 2]}), "bad_usage", "'usage' is not an object"),
+    ("completions", data({"choices": [], "usage": "12 tokens"}), "bad_usage", "'usage' is not an object"),
+    ("completions", data({"choices": [], "usage": {"completion_tokens": "5"}}), "bad_usage", "not a count"),
+    ("completions", data({"choices": [{"text": 7}]}), "bad_text", "'text' is not a string"),
+    ("chat", data({"choices": [{"delta": {"content": ["a"]}}]}), "bad_text", "'delta.content' is not a string"),
+    ("chat", data({"choices": [{"delta": "a"}]}), "malformed_stream", "'delta' is not an object"),
+    ("completions", data({"error": "engine died"}), "server_error", "engine died"),
+])
+def test_fields_of_the_wrong_type_are_malformed_with_a_kind(endpoint, line, kind, message):
+    with pytest.raises(MalformedStream, match=message) as raised:
+        StreamAccumulator(endpoint).feed(line, 0.0)
+    assert raised.value.kind == kind
+
+
+def test_null_usage_and_null_text_are_not_errors():
+    acc = StreamAccumulator("chat")
+    acc.feed(data({"choices": [{"delta": {"content": None}}], "usage": None}), 0.1)  # vLLM's chunks
+    acc.feed(data({"choices": [{"delta": {"content": "x"}}], "usage": None}), 0.2)
+    assert acc.token_times_s == [0.2] and acc.usage is None

@@ -41,3 +41,48 @@ def spec(i: int, output_len: int = 4, prompt: str = "hi", arrival_s: float = 0.0
 def close(measured: float, expected: float, abs_tol: float = 0.002, rel_tol: float = 0.02) -> bool:
     """The issue's bar: within 2 ms or 2%, whichever is looser."""
     return math.isclose(measured, expected, abs_tol=abs_tol, rel_tol=rel_tol)
+
+
+class MisbehavingServerProcess:
+    """tests/harness/fakes_serving/misbehaving_server.py on a free port; `events()` is what it noted."""
+
+    def __init__(self) -> None:
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        script = Path(__file__).with_name("misbehaving_server.py")
+        self.proc = subprocess.Popen([sys.executable, str(script), "0"], stdout=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on "):
+            self.stop()
+            raise RuntimeError(f"misbehaving server did not start: {line!r}")
+        self.base_url = f"http://127.0.0.1:{int(line.split()[-1])}"
+
+    def events(self) -> list[dict]:
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(self.base_url + "/debug/events", timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def events_of(self, request_ids: list[str], timeout_s: float = 10.0) -> dict[str, dict]:
+        """Events by request id, waiting until each of `request_ids` has one (the server notes a hang-up late)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            events = {e["request"]: e for e in self.events()}
+            if all(r in events for r in request_ids) or time.monotonic() > deadline:
+                return events
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def __enter__(self) -> "MisbehavingServerProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
