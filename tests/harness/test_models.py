@@ -167,3 +167,21 @@ def test_alias_real_conversion_then_reuse(cache, monkeypatch):
     again = resolve_model("smollm2-135m", progress=stages.append)
     assert again.hf_dir == folder and len(stages) == 1
     assert (folder / "model.safetensors").stat().st_mtime_ns == mtime
+
+
+def test_conversion_runs_in_a_child_and_a_failure_is_one_line(tmp_path):
+    """The conversion needs torch and transformers: the harness process imports neither (the child does), and
+    what the child says about a file that is not a GGUF comes back as one ModelError line."""
+    from harness_imports import engine_modules, run_with_importtime
+
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf at all")
+    code = ("from pathlib import Path\nfrom benchctl.models import ModelError, resolve_model\n"
+            f"try:\n    resolve_model({str(bad)!r})\nexcept ModelError as e:\n    print('ModelError:', e)\n")
+    proc, modules = run_with_importtime(code, env={"BENCHCTL_CACHE_DIR": str(tmp_path / "cache")})
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ModelError: converting bad.gguf to safetensors failed: ")
+    assert "GGUF" in lines[0]  # the child's own reason
+    assert "benchctl.models" in modules and engine_modules(modules) == []
+    left = [p.name for p in (tmp_path / "cache" / "models").iterdir()]
+    assert len(left) == 1 and left[0].endswith(".lock")  # no half-written folder
