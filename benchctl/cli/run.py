@@ -14,8 +14,8 @@ from benchctl import console as render
 from benchctl import hwinfo, store
 from benchctl.cli.output import err, out
 from benchctl.models import DEFAULT_MODEL
-from benchctl.runner import Progress as RunProgress
-from benchctl.runner import RunConfig, RunFailed, parse_engine_args, run_benchmark
+from benchctl.run import Progress as RunProgress
+from benchctl.run import RunConfig, RunFailed, parse_engine_args, run_benchmark
 from benchctl.workload import DEFAULT_DATASET, WorkloadOptions
 
 

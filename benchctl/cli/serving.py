@@ -27,7 +27,7 @@ def serve(
 ) -> None:
     """Serve the reference engine over an OpenAI-compatible HTTP API (completions, chat, models, health, metrics)."""
     from benchctl.models import resolve_model
-    from benchctl.runner import parse_engine_args
+    from benchctl.run import parse_engine_args
 
     if backend != "reference":
         raise BackendError(f"`benchctl serve` runs the reference engine's server; {backend!r} has its own "

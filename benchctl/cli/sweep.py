@@ -15,7 +15,7 @@ from benchctl.cli.output import err, out
 from benchctl.cli.run import parse_goodput
 from benchctl.metrics import flat_metrics
 from benchctl.models import DEFAULT_MODEL
-from benchctl.runner import parse_engine_args
+from benchctl.run import parse_engine_args
 from benchctl.workload import DEFAULT_DATASET
 
 

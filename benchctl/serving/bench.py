@@ -22,9 +22,9 @@ from pathlib import Path
 import psutil
 
 from benchctl import metrics
-from benchctl.runner import Progress, RecordSink
+from benchctl.run.config import Progress
+from benchctl.run.sink import RecordPump, RecordSink
 from benchctl.serving.client import ClientOptions, LoadClient, run_event_loop
-from benchctl.serving.run import RecordPump
 from benchctl.serving.shards import ShardedClient
 from benchctl.workload import RequestSpec, arrival_times
 

@@ -66,7 +66,7 @@ def test_chat_template_renders_the_models_own_template(model_dir):
 def server(tmp_path_factory, model_dir):
     port = free_port()
     log = tmp_path_factory.mktemp("reference-server") / "server.log"
-    proc = ServerProcess([sys.executable, "-m", "benchctl.cli", "serve", "--model", str(model_dir), "--model-name",
+    proc = ServerProcess([sys.executable, "-m", "benchctl", "serve", "--model", str(model_dir), "--model-name",
                           "smollm2-135m", "--port", str(port), "--api-key", API_KEY,
                           "--engine-arg", "kv_cache_bytes=67108864", "--engine-arg", "max_model_len=512"], log)
     try:
@@ -184,7 +184,7 @@ def test_32_streaming_clients_some_disconnecting_leave_zero_kv_blocks(server):
 @pytest.mark.slow
 def test_serving_run_launches_the_reference_server_end_to_end(tmp_path):
     from benchctl.records import read_records
-    from benchctl.runner import RunConfig, run_benchmark
+    from benchctl.run import RunConfig, run_benchmark
     from benchctl.workload import WorkloadOptions
 
     cfg = RunConfig(backend="reference", mode="serving", output_dir=tmp_path,

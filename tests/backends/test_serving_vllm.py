@@ -14,7 +14,7 @@ import pytest
 
 from benchctl import engines
 from benchctl.records import read_records
-from benchctl.runner import RunConfig, run_benchmark
+from benchctl.run import RunConfig, run_benchmark
 from benchctl.workload import WorkloadOptions
 
 pytestmark = pytest.mark.slow

@@ -271,7 +271,7 @@ def fake_backend(monkeypatch):
     def use(worker: str):
         backend = Backend(name="fake", description="", worker=f"tests.harness.fakes.workers:{worker}",
                           capabilities=Capabilities(arrivals=True, per_token_times=True))
-        monkeypatch.setattr("benchctl.runner.get_backend", lambda name: backend)
+        monkeypatch.setattr("benchctl.run.prepare.get_backend", lambda name: backend)
 
     return use
 

@@ -13,7 +13,8 @@ import pytest
 from benchctl import metrics
 from benchctl.cli import main
 from benchctl.records import read_records
-from benchctl.runner import RunConfig, finish_record, run_benchmark
+from benchctl.run import RunConfig, run_benchmark
+from benchctl.run.sink import finish_record
 from benchctl.serving.scrape import parse_exposition, prefix_cache_hit_rate, server_spec_decode
 from benchctl.serving.shards import ShardedClient, conversation_groups
 from benchctl.worker.admission import Admission

@@ -11,11 +11,11 @@ import time
 import psutil
 import pytest
 
-from benchctl import runner
+import benchctl.run.prepare as run_prepare
 from benchctl.backend import Backend, Capabilities, ServerSpec
 from benchctl.cli import main
 from benchctl.records import read_records
-from benchctl.runner import RunConfig, RunFailed, run_benchmark
+from benchctl.run import RunConfig, RunFailed, run_benchmark
 from benchctl.serving.launch import free_port
 from benchctl.workload import WorkloadOptions
 from tests.harness.fakes_serving import FakeServerProcess
@@ -38,7 +38,7 @@ def fake_backend(*args: str, timeout_s: float = 60.0, argv: tuple[str, ...] | No
 @pytest.fixture
 def use_backend(monkeypatch):
     def use(backend: Backend) -> None:
-        monkeypatch.setattr(runner, "get_backend", lambda name: backend)
+        monkeypatch.setattr(run_prepare, "get_backend", lambda name: backend)
     return use
 
 
@@ -179,13 +179,13 @@ import sys
 # Ctrl-C as in a terminal: a shell that starts a job in the background (`cmd &` without job control, as CI
 # scripts do) leaves SIGINT ignored, and an ignored signal stays ignored in every process started under it
 signal.signal(signal.SIGINT, signal.default_int_handler)
-from benchctl import runner
+import benchctl.run.prepare as run_prepare
 from benchctl.backend import Backend, Capabilities, ServerSpec
-from benchctl.runner import RunConfig, run_benchmark
+from benchctl.run import RunConfig, run_benchmark
 from benchctl.workload import WorkloadOptions
 spec = ServerSpec(argv=("{python}", "-m", "benchctl.serving.fake_server", "--port", "{port}", "--ttft-ms", "100",
                         "--itl-ms", "100"))
-runner.get_backend = lambda name: Backend("fake", "", "", capabilities=Capabilities(serving=True), server=spec)
+run_prepare.get_backend = lambda name: Backend("fake", "", "", capabilities=Capabilities(serving=True), server=spec)
 workload = WorkloadOptions(dataset="random", num_prompts=50, random_input_len=8, random_output_len=50,
                            request_rate=5.0)
 run_benchmark(RunConfig(backend="fake", mode="serving", workload=workload, output_dir=sys.argv[1]),

@@ -10,7 +10,7 @@ import pytest
 
 from benchctl import metrics
 from benchctl.backend import Backend, BackendError, Capabilities
-from benchctl.runner import RunConfig, RunFailed, run_benchmark
+from benchctl.run import RunConfig, RunFailed, run_benchmark
 from benchctl.worker.host import WorkerDied, WorkerProcess
 from benchctl.workload import WorkloadError, WorkloadOptions, build_workload
 from tests.harness.fakes.workers import TPOT_S, TTFT_S
@@ -129,7 +129,7 @@ def fake_backend(monkeypatch):
                                                                  **caps}))
         return chosen["backend"]
 
-    monkeypatch.setattr("benchctl.runner.get_backend", lambda name: chosen["backend"])
+    monkeypatch.setattr("benchctl.run.prepare.get_backend", lambda name: chosen["backend"])
     return use
 
 

@@ -1,0 +1,272 @@
+"""Serving mode: launch (or attach to) an OpenAI-compatible server, drive the workload's schedule through the
+load client, scrape the server's metrics beside it, and leave a run folder shaped like an offline one.
+
+results/<run-id>/: run.json, requests.jsonl (+ .parquet), server_metrics.jsonl (when the server has
+/metrics), server.log (launched servers).
+
+Several --base-url values benchmark a load-balanced deployment: requests go round-robin (in arrival order) over
+the servers, each record names its server (extra.server), run.json counts requests and failures per server.
+Server metrics are scraped from the first URL only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchctl.backend import Backend
+from benchctl.models import ResolvedModel
+from benchctl.run.config import Progress, RunConfig, RunFailed
+from benchctl.run.folder import RunFolder
+from benchctl.run.prepare import model_context_len
+from benchctl.run.sink import RecordPump
+from benchctl.serving.launch import ServerFailed, ServerProcess, free_port, server_argv
+from benchctl.serving.scrape import API_KEY_ENV, parse_exposition, prefix_cache_hit_rate, server_spec_decode
+from benchctl.serving.scrape import summarize_series
+from benchctl.workload import Workload, load_tokenizer
+
+HOST = "127.0.0.1"
+START_LEAD_S = 0.2  # t0 is this far after the client is ready, so the first arrival is not already late
+
+
+@dataclass(slots=True)
+class ServingState:
+    """What the client's coroutine learns during the run, for the run's serving_stats and for cleanup."""
+
+    model_name: str | None = None  # the name requests were sent with (from /v1/models when it answers)
+    warmup: dict[str, int] | None = None  # {"requests": n, "failed": m}
+    peak_in_flight: int | None = None
+    client_processes: dict[str, Any] = field(default_factory=lambda: {"processes": 1})
+    t0: float | None = None  # time.monotonic() of the run's start
+    scraper: subprocess.Popen | None = None
+    sharded: Any = None  # benchctl.serving.shards.ShardedClient while it runs
+    server_died: str | None = None  # why a launched server ended the run
+
+
+def run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, workload: Workload,
+                progress: Progress, on_record: Callable[[dict], None] | None = None) -> Path:
+    serving_info = {"base_url": config.base_url, "extra_base_urls": list(config.extra_base_urls),
+                    "endpoint": config.endpoint, "launched": config.base_url is None,
+                    "api_key": "set" if config.api_key else None, "warmup_requests": config.warmup_requests,
+                    "request_timeout_s": config.request_timeout_s, "client_processes": config.client_processes}
+    folder = RunFolder.start(config, backend, model, workload, extra_config={"serving": serving_info})
+    with _sigterm_as_interrupt():
+        return _run_serving(config, backend, model, workload, progress, on_record, folder)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM unwinds like Ctrl-C, so the `finally` that stops the server runs (it lives in its own session and
+    would otherwise outlive us)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, workload: Workload, progress: Progress,
+                 on_record: Callable[[dict], None] | None, folder: RunFolder) -> Path:
+    from benchctl.serving.client import run_event_loop, server_root  # aiohttp: checked by prepare.check_serving
+
+    run_dir, run = folder.path, folder.run
+    server: ServerProcess | None = None
+    sink = folder.sink(progress, on_record)
+    pump = RecordPump(sink)
+    state = ServingState()
+    try:
+        base_url, metrics_route = config.base_url, "/metrics"
+        if base_url is None:
+            spec = backend.server
+            port = free_port(HOST)
+            context = config.engine_args.get("max_model_len") or model_context_len(model) or ""
+            values = {"python": backend.python(), "model_dir": str(model.hf_dir),
+                      "gguf_path": str(model.gguf_path or ""), "model_name": config.model, "host": HOST,
+                      "port": str(port), "max_model_len": str(context)}
+            argv, env = server_argv(spec, values, config.engine_args)
+            progress.stage(f"starting the {backend.name} server on {HOST}:{port}")
+            server = ServerProcess(argv, run_dir / "server.log", env)
+            base_url = f"http://{HOST}:{port}"
+            startup_s = server.wait_healthy(base_url + spec.health_route, spec.startup_timeout_s)
+            metrics_route = spec.metrics_route
+            run["engine"] = {"server_argv": argv, "server_env": env, "base_url": base_url, "startup_s": startup_s}
+            folder.save()
+        metrics_url = server_root(base_url) + metrics_route if metrics_route else None
+        tokenizer = load_tokenizer(str(model.hf_dir))
+        run_event_loop(_drive(config, workload, tokenizer, base_url, server, pump, progress, run_dir, metrics_url,
+                              state))
+        _stop(state.scraper)
+        if state.scraper is not None:  # one last sample, after the last request: the state the run left
+            _final_scrape(metrics_url, run_dir / "server_metrics.jsonl", state.t0, config.api_key)
+        pump.close()
+    except ServerFailed as e:
+        _stop(state.scraper)
+        pump.close()
+        folder.finalize(sink.rows, status="failed", error=str(e))
+        raise RunFailed(f"{backend.name} server failed: {e}", run_dir, e.log_tail) from None
+    except BaseException as e:  # Ctrl-C or a harness bug: stop everything, keep what was measured
+        _stop(state.scraper)
+        try:
+            pump.close()
+        finally:
+            folder.finalize(sink.rows, status="failed", error=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        if server is not None:
+            server.stop()
+        sink.close()
+    rows = sink.rows
+    errors = collections.Counter(_error_kind(r["error"]) for r in rows if r.get("error"))
+    series_summary = summarize_series(run_dir / "server_metrics.jsonl")
+    run["serving_stats"] = {"model_name": state.model_name, "warmup": state.warmup,
+                            "peak_in_flight": state.peak_in_flight, "failures_by_error": dict(errors),
+                            "client_processes": state.client_processes,
+                            "servers": _per_server(rows) if config.extra_base_urls else None,
+                            "server_metrics": series_summary,
+                            "prefix_cache": prefix_cache_hit_rate(series_summary["series"]),
+                            "spec_decode": server_spec_decode(series_summary["series"])}
+    died = state.server_died
+    folder.finalize(rows, status="failed" if died else "completed", error=died)
+    if died:
+        raise RunFailed(f"{backend.name} server failed mid-run: {died}", run_dir, server.log_tail() if server else "")
+    return run_dir
+
+
+async def _drive(config: RunConfig, workload: Workload, tokenizer, base_url: str, server: ServerProcess | None,
+                 pump: RecordPump, progress: Progress, run_dir: Path, metrics_url: str | None,
+                 state: ServingState) -> None:
+    import aiohttp
+
+    from benchctl.serving.client import ClientOptions, LoadClient
+    from benchctl.serving.shards import ShardedClient
+
+    max_concurrency = workload.schedule.get("max_concurrency")
+    options = ClientOptions(base_url=base_url, extra_base_urls=tuple(config.extra_base_urls),
+                            model_name=config.model, endpoint=config.endpoint,
+                            api_key=config.api_key, request_timeout_s=config.request_timeout_s,
+                            max_concurrency=max_concurrency)
+    client = LoadClient(options, tokenizer)
+    await client.open(max_concurrency or len(workload.requests))
+    watcher = None
+    try:
+        try:
+            served = await client.list_models()
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError):
+            served = []  # no usable /v1/models: send the name the user gave
+        options.model_name = config.model if config.model in served or not served else served[0]
+        state.model_name = options.model_name
+        if config.warmup_requests:
+            progress.stage(f"warming up with {config.warmup_requests} requests")
+            warm = await client.warmup(workload.requests, config.warmup_requests)
+            failed = [r for r in warm if r["error"]]
+            state.warmup = {"requests": len(warm), "failed": len(failed)}
+            if len(failed) == len(warm):
+                raise ServerFailed(f"every warm-up request failed; first error: {failed[0]['error']}",
+                                   server.log_tail() if server else "")
+        if config.client_processes > 1:
+            progress.stage(f"starting {config.client_processes} load client processes")
+            tokenizer_dir = str(tokenizer.model_dir) if tokenizer is not None else None
+            state.sharded = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: ShardedClient(options, workload.requests, config.client_processes, tokenizer_dir))
+        t0 = state.t0 = time.monotonic() + START_LEAD_S
+        if metrics_url:
+            state.scraper = _start_scraper(metrics_url, run_dir / "server_metrics.jsonl", t0, config.api_key)
+        if server is not None:
+            watcher = asyncio.create_task(_watch(server, state.sharded or client, state))
+        progress.start_requests(len(workload.requests))
+        if state.sharded is None:
+            await client.run(workload.requests, t0, pump.put)
+            state.peak_in_flight = client.peak_in_flight
+        else:
+            result = await asyncio.get_running_loop().run_in_executor(None, state.sharded.run, t0, pump.put)
+            state.peak_in_flight = result.peak_in_flight
+            state.client_processes = {"processes": state.sharded.n, "died": result.died, "cpu_s": result.cpu_s}
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        if state.sharded is not None:
+            state.sharded.close()
+            state.sharded = None
+        await client.close()
+
+
+async def _watch(server: ServerProcess, client, state: ServingState) -> None:
+    """A launched server that dies mid-run ends the run: in-flight requests fail, unsent ones are recorded failed."""
+    while (code := server.exit_code()) is None:
+        await asyncio.sleep(0.2)
+    state.server_died = f"server exited with code {code} during the run"
+    client.stop(state.server_died)
+
+
+def _start_scraper(url: str, out: Path, t0: float, api_key: str | None) -> subprocess.Popen | None:
+    """Only when the URL answers with a Prometheus exposition; the scraper is its own process."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as resp:
+            if resp.status != 200:
+                return None
+    except (urllib.error.URLError, OSError):
+        return None
+    env = {**os.environ, **({API_KEY_ENV: api_key} if api_key else {})}
+    return subprocess.Popen([sys.executable, "-m", "benchctl.serving.scrape", url, str(out), "--t0", repr(t0)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
+
+
+def _final_scrape(url: str, out: Path, t0: float, api_key: str | None) -> None:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    t = time.monotonic()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as resp:
+            sample = {"t_s": round(t - t0, 6), "final": True,
+                      "metrics": parse_exposition(resp.read().decode("utf-8", errors="replace"))}
+    except (urllib.error.URLError, OSError):
+        return
+    with open(out, "a", encoding="utf-8") as f:
+        f.write(json.dumps(sample, separators=(",", ":")) + "\n")
+
+
+def _stop(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _per_server(rows: list[dict]) -> dict[str, dict[str, int]]:
+    """Requests and failures per server of a load-balanced run (records' extra.server)."""
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        entry = out.setdefault((r.get("extra") or {}).get("server") or "?", {"requests": 0, "failed": 0})
+        entry["requests"] += 1
+        entry["failed"] += 1 if r.get("error") else 0
+    return out
+
+
+def _error_kind(error: str) -> str:
+    """`HTTP 503: {...}` -> `HTTP 503`; other messages up to their first colon."""
+    return error.split(":", 1)[0][:80]
