@@ -18,11 +18,11 @@ import pytest
 import backends.lmdeploy as lmdeploy
 import backends.sglang as sglang
 import backends.tgi as tgi
-from benchctl import runner
+import benchctl.run.prepare as run_prepare
 from benchctl.backend import Capabilities, get_backend
 from benchctl.cli import main
 from benchctl.records import read_records
-from benchctl.runner import RunConfig, run_benchmark
+from benchctl.run import RunConfig, run_benchmark
 from benchctl.serving.launch import free_port, server_argv
 from benchctl.workload import WorkloadOptions
 
@@ -84,7 +84,7 @@ def test_launched_preset_health_model_name_metrics_and_stream_shapes(flavor, end
         preset, capabilities=dataclasses.replace(preset.capabilities, needs_cuda=False), requirements=(),
         executables=(), server=dataclasses.replace(preset.server, argv=(sys.executable, str(FAKE), flavor, "{port}"),
                                                    startup_timeout_s=60.0))
-    monkeypatch.setattr(runner, "get_backend", lambda name: stand_in)
+    monkeypatch.setattr(run_prepare, "get_backend", lambda name: stand_in)
     run_dir = run_benchmark(_cfg(tmp_path, flavor, endpoint=endpoint))
     run = json.loads((run_dir / "run.json").read_text())
     rows = read_records(run_dir / "requests.jsonl")
