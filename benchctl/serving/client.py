@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ class ClientOptions:
     model_name: str
     endpoint: str = "completions"  # completions | chat
     api_key: str | None = None
-    request_timeout_s: float = 600.0
+    request_timeout_s: float | None = 600.0  # inf or None: no timeout
     max_concurrency: int | None = None
     temperature: float = 0.0  # greedy, as vLLM's benchmark and benchctl's offline runs
     extra_base_urls: tuple[str, ...] = ()  # more servers: requests go round-robin over all of them
@@ -62,6 +63,13 @@ def api_root(base_url: str) -> str:
 def server_root(base_url: str) -> str:
     base = base_url.rstrip("/")
     return base.removesuffix("/v1")
+
+
+def request_timeout(seconds: float | None) -> aiohttp.ClientTimeout:
+    """The per-request limit; inf or None is none at all (aiohttp would fail every request on ceil(inf))."""
+    if seconds is None or math.isinf(seconds):
+        return aiohttp.ClientTimeout(total=None, sock_read=None)
+    return aiohttp.ClientTimeout(total=seconds)
 
 
 def describe(e: BaseException) -> str:
@@ -125,7 +133,7 @@ class LoadClient:
         connector = aiohttp.TCPConnector(limit=max(connections, 1), limit_per_host=0, ttl_dns_cache=None,
                                          keepalive_timeout=60)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=self.options.request_timeout_s),
+            connector=connector, timeout=request_timeout(self.options.request_timeout_s),
             read_bufsize=1 << 16, auto_decompress=False)
 
     async def close(self) -> None:

@@ -6,6 +6,7 @@ remembers when it really did, so the client is checked both against the nominal 
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import numpy as np
@@ -242,3 +243,11 @@ def test_a_misbehaving_server_gives_every_request_one_classified_record(endpoint
     assert events[by_mode["long_line"]["request_id"]]["sent_bytes"] < 32 << 20
     summary = metrics.summarize(_rows(records))
     assert (summary["completed"], summary["failed"]) == (2, len(modes) - 2)
+
+
+@pytest.mark.parametrize("timeout_s", [math.inf, None])
+def test_an_infinite_request_timeout_means_no_timeout(timeout_s):
+    with FakeServerProcess("--ttft-ms", "400", "--itl-ms", "50") as server:
+        records, _, _ = run_client(server.base_url, [spec(0, 4), spec(1, 4)], timeout_s=timeout_s)
+    assert [r["error"] for r in records] == [None, None]
+    assert all(r["output_tokens"] == 4 and r["first_token_s"] - r["start_s"] > 0.35 for r in records)

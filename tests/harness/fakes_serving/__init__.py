@@ -11,7 +11,7 @@ from benchctl.workload import RequestSpec
 
 
 def run_client(base_url: str, requests: list[RequestSpec], max_concurrency: int | None = None,
-               timeout_s: float = 30.0, endpoint: str = "completions", tokenizer=None,
+               timeout_s: float | None = 30.0, endpoint: str = "completions", tokenizer=None,
                lead_s: float = 0.05, warmup: int = 0) -> tuple[list[dict], float, LoadClient]:
     """Records (as the client emits them, no derived latencies) in emit order, t0, and the client.
     `warmup` requests first open that many pooled connections, as --warmup-requests does."""
