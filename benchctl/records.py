@@ -36,7 +36,10 @@ class RequestRecord:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.finish_s is not None
+        """Completed, by benchctl.metrics.is_completed (the one definition)."""
+        from benchctl.metrics.latency import is_completed  # on use: workers build records without the harness's numpy
+
+        return is_completed(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

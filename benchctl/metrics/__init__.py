@@ -19,9 +19,18 @@ from __future__ import annotations
 
 from benchctl.metrics.conversations import cached_fraction, conversation_summary
 from benchctl.metrics.engine import spec_decode_acceptance
-from benchctl.metrics.latency import LATENCY_METRICS, PERCENTILES, distribution, request_latencies, run_duration_s
+from benchctl.metrics.latency import (
+                                      LATENCY_METRICS,
+                                      PERCENTILES,
+                                      completed,
+                                      distribution,
+                                      is_completed,
+                                      request_latencies,
+                                      run_duration_s,
+)
 from benchctl.metrics.names import NAME_MAP
 from benchctl.metrics.summary import flat_metrics, meets_slos, summarize
 
-__all__ = ["LATENCY_METRICS", "NAME_MAP", "PERCENTILES", "cached_fraction", "conversation_summary", "distribution",
-           "flat_metrics", "meets_slos", "request_latencies", "run_duration_s", "spec_decode_acceptance", "summarize"]
+__all__ = ["LATENCY_METRICS", "NAME_MAP", "PERCENTILES", "cached_fraction", "completed", "conversation_summary",
+           "distribution", "flat_metrics", "is_completed", "meets_slos", "request_latencies", "run_duration_s",
+           "spec_decode_acceptance", "summarize"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from benchctl.metrics.latency import PERCENTILES, distribution, request_latencies
+from benchctl.metrics.latency import PERCENTILES, completed, distribution, request_latencies
 
 
 def cached_fraction(records: list[Mapping[str, Any]]) -> float | None:
@@ -19,15 +19,14 @@ def cached_fraction(records: list[Mapping[str, Any]]) -> float | None:
 def conversation_summary(records: list[Mapping[str, Any]], percentiles: Iterable[int] = PERCENTILES) -> dict:
     """Multi-turn workloads: TTFT of first turns vs later turns (whose prompts carry the history a prefix cache can
     reuse), per-turn TTFT, the cached share of prompt tokens, and how long whole conversations took."""
-    done = [r for r in records if r.get("error") is None and r.get("finish_s") is not None]
+    done = completed(records)
     first = [r for r in done if r.get("turn") == 0]
     later = [r for r in done if (r.get("turn") or 0) > 0]
     ttft = {id(r): request_latencies(r)["ttft_s"] for r in done}
     by_conv: dict[str, list[Mapping[str, Any]]] = {}
     for r in records:
         by_conv.setdefault(r.get("conversation_id") or r["request_id"], []).append(r)
-    done_ids = {id(r) for r in done}
-    complete = [rs for rs in by_conv.values() if all(id(r) in done_ids for r in rs)]
+    complete = [rs for rs in by_conv.values() if len(completed(rs)) == len(rs)]
     summary = {
         "num_conversations": len(by_conv),
         "completed_conversations": len(complete),

@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 PERCENTILES = (50, 90, 95, 99)
 LATENCY_METRICS = ("ttft_s", "tpot_s", "itl_s", "e2el_s")
+RecordT = TypeVar("RecordT", bound=Mapping[str, Any])
+
+
+def is_completed(record: Mapping[str, Any]) -> bool:
+    """A request completed when its record has no error and a finish time; every other record is a failure. The one
+    definition: summaries, the report, the gate and RequestRecord.ok all ask this function."""
+    return record.get("error") is None and record.get("finish_s") is not None
+
+
+def completed(records: Iterable[RecordT]) -> list[RecordT]:
+    """The completed records (is_completed), in their order."""
+    return [r for r in records if is_completed(r)]
 
 
 def request_latencies(record: Mapping[str, Any]) -> dict[str, Any]:
     """Derived per-request latencies (seconds) of one record; None where undefined."""
-    ok = record.get("error") is None and record.get("finish_s") is not None
+    ok = is_completed(record)
     start = record.get("start_s")
     if start is None:
         start = record.get("arrival_s", 0.0)

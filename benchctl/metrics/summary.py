@@ -7,7 +7,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from benchctl.metrics.conversations import conversation_summary
-from benchctl.metrics.latency import LATENCY_METRICS, PERCENTILES, distribution, request_latencies, run_duration_s
+from benchctl.metrics.latency import (
+    LATENCY_METRICS,
+    PERCENTILES,
+    completed,
+    distribution,
+    request_latencies,
+    run_duration_s,
+)
 
 
 def meets_slos(latencies: Mapping[str, Any], slos_ms: Mapping[str, float]) -> bool:
@@ -29,10 +36,13 @@ def summarize(records: list[Mapping[str, Any]], duration_s: float | None = None,
     for key in (slos_ms or {}):
         if key not in ("ttft", "tpot", "e2el"):
             raise ValueError(f"unknown SLO {key!r}; use ttft, tpot or e2el (milliseconds)")
-    done = [r for r in records if r.get("error") is None and r.get("finish_s") is not None]
+    done = completed(records)
     lat = [request_latencies(r) for r in done]
     duration = duration_s if duration_s is not None else run_duration_s(records)
-    rate = (lambda n: n / duration if duration > 0 else math.nan)
+
+    def rate(n: float) -> float:
+        return n / duration if duration > 0 else math.nan
+
     input_tokens = sum(r.get("prompt_tokens", 0) for r in done)
     output_tokens = sum(r.get("output_tokens", 0) for r in done)
     summary: dict[str, Any] = {

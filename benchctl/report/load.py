@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from benchctl import store
-from benchctl.metrics import request_latencies, summarize
+from benchctl.metrics import completed, request_latencies, summarize
 from benchctl.records import read_records
 
 # steps.jsonl columns (one object per engine step); all optional except t_s.
@@ -96,7 +96,7 @@ def load(path: Path, slos_ms: Mapping[str, float] | None = None) -> RunData:
         notes.append(f"run status is {run.get('status')!r}: {run.get('error') or 'no error recorded'}")
     slos = dict(slos_ms) if slos_ms else dict(run.get("config", {}).get("slos_ms") or {})
     summary = summarize(records, slos_ms=slos or None)
-    done = [r for r in records if r.get("error") is None and r.get("finish_s") is not None]
+    done = completed(records)
     return RunData(path=path, run=run, records=records, summary=summary,
                    latencies=[request_latencies(r) for r in done], done=done,
                    steps=_steps(path, notes), notes=notes)
