@@ -1,4 +1,4 @@
-"""`benchctl hwinfo`: what this machine can do, measured with torch, cached for reports.
+"""`benchctl hwinfo`: what this machine can do, measured with torch (in a child process), cached for reports.
 
 Two ceilings a decode step can hit: memory bandwidth (every step reads all weights plus the KV cache)
 and fp32 GEMM throughput (2 FLOPs per parameter per token). Both are measured here and cached in
@@ -15,9 +15,6 @@ from __future__ import annotations
 import json
 import math
 import struct
-import subprocess
-import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,70 +26,36 @@ from rich.table import Table
 from benchctl import store
 from benchctl.envinfo import hardware, hardware_line, package_versions
 from benchctl.models import cache_dir
+from benchctl.worker.child import ChildFailed, run_child
 
 HWINFO_VERSION = 1
 DEFAULT_THREADS = 2
 BANDWIDTH_BYTES = 256 * 2**20  # well past any last-level cache, small enough for a shared machine
 GEMM_SIZE = 1536  # (n, n) @ (n, n): ~7 GFLOP per product
+MEASURE_TIMEOUT_S = 300.0  # a few seconds normally; a measurement that hangs must not hold up a run
 
 
 def cache_path() -> Path:
     return cache_dir() / "hwinfo.json"
 
 
-def _best_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: page faults, thread pool start
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def measure_bandwidth(num_bytes: int | None = None, repeats: int = 5) -> dict[str, float]:
-    """Read bandwidth (sum over a large fp32 tensor) and copy bandwidth (read + write), GB/s = 1e9 B/s."""
-    import torch
-
-    num_bytes = num_bytes or BANDWIDTH_BYTES
-
-    src = torch.ones(num_bytes // 4, dtype=torch.float32)  # (n,)
-    dst = torch.empty_like(src)  # (n,)
-    read_s = _best_seconds(lambda: src.sum(), repeats)
-    copy_s = _best_seconds(lambda: dst.copy_(src), repeats)
-    return {"read_bandwidth_gb_s": num_bytes / read_s / 1e9,
-            "copy_bandwidth_gb_s": 2 * num_bytes / copy_s / 1e9,
-            "bandwidth_bytes": num_bytes}
-
-
-def measure_gemm(n: int | None = None, repeats: int = 10) -> dict[str, float]:
-    """fp32 (n, n) @ (n, n): 2 n^3 FLOPs per product."""
-    import torch
-
-    n = n or GEMM_SIZE
-
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen)  # (n, n)
-    b = torch.randn(n, n, generator=gen)  # (n, n)
-    out = torch.empty(n, n)  # (n, n)
-    seconds = _best_seconds(lambda: torch.mm(a, b, out=out), repeats)
-    return {"gemm_fp32_flop_s": 2 * n**3 / seconds, "gemm_size": n}
+class MeasureFailed(RuntimeError):
+    """The measurement could not be taken (no torch in this interpreter, the child died): one line why."""
 
 
 def measure(threads: int = DEFAULT_THREADS) -> dict[str, Any]:
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    """Measure bandwidth and GEMM with torch in a child process (benchctl.worker.hwprobe): the harness never
+    imports torch. The sizes are read here, at call time, and sent to the child."""
+    result = {"hwinfo_version": HWINFO_VERSION,
+              "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "threads": threads, "hardware": hardware(), "packages": package_versions(("torch",))}
     try:
-        t0 = time.perf_counter()
-        result = {"hwinfo_version": HWINFO_VERSION,
-                  "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                  "threads": threads, "hardware": hardware(), "packages": package_versions(("torch",)),
-                  **measure_bandwidth(), **measure_gemm()}
-        result["measure_s"] = time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(previous)
+        probed = run_child("benchctl.worker.hwprobe", {"threads": threads, "bandwidth_bytes": BANDWIDTH_BYTES,
+                                                       "gemm_size": GEMM_SIZE}, timeout_s=MEASURE_TIMEOUT_S)
+    except ChildFailed as e:
+        raise MeasureFailed(f"hwinfo: measuring failed: {e}") from None
+    result.update({key: probed[key] for key in ("read_bandwidth_gb_s", "copy_bandwidth_gb_s", "bandwidth_bytes",
+                                                "gemm_fp32_flop_s", "gemm_size", "measure_s")})
     return result
 
 
@@ -206,21 +169,13 @@ def near_run(run: dict[str, Any], history: list[dict[str, Any]] | None = None) -
             if minutes <= NEAR_RUN_MIN]
 
 
-def measure_in_subprocess(timeout_s: float = 300.0) -> tuple[dict[str, Any] | None, str | None]:
-    """`benchctl hwinfo --refresh` in a child process (the harness never loads torch): (result, None) or
-    (None, why). The child adds the measurement to the cache and its history as usual."""
-    code = "import sys; from benchctl.cli import main; sys.exit(main(['hwinfo', '--refresh', '--json']))"
+def measure_in_subprocess() -> tuple[dict[str, Any] | None, str | None]:
+    """A fresh measurement (taken in a child process, as every one is), cached and added to the history:
+    (result, None), or (None, why) when it cannot be taken. Never raises: a run goes on without it."""
     try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"{type(exc).__name__}: {exc}"
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        return None, lines[-1] if lines else f"exit code {proc.returncode}"
-    try:
-        return json.loads(proc.stdout), None
-    except json.JSONDecodeError:
-        return None, "benchctl hwinfo printed no JSON"
+        return get(refresh=True)[0], None
+    except (MeasureFailed, OSError) as e:  # OSError: the cache could not be written
+        return None, str(e)
 
 
 def _with_runs_own(run: dict[str, Any], history: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -340,7 +295,11 @@ def hwinfo_command(
     refresh: Annotated[bool, typer.Option(help="Measure again instead of showing the cached result.")] = False,
 ) -> None:
     """Measure memory bandwidth and fp32 GEMM FLOP/s with torch (a few seconds; cached for reports)."""
-    result, measured_now = get(refresh=refresh)
+    try:
+        result, measured_now = get(refresh=refresh)
+    except MeasureFailed as e:
+        typer.echo(f"benchctl: error: {e}", err=True)
+        raise typer.Exit(1) from None
     if json_out:
         typer.echo(json.dumps(result, indent=2))
     else:

@@ -246,3 +246,31 @@ def test_measure_in_subprocess_measures_and_keeps_the_history(cache):
     result, why = hwinfo.measure_in_subprocess()
     assert why is None and result["gemm_fp32_flop_s"] > 0 and result["read_bandwidth_gb_s"] > 0
     assert [e["measured_at"] for e in hwinfo.load_history()] == [result["measured_at"]]
+
+
+def test_hwinfo_measures_in_a_child_and_the_harness_imports_no_torch(cache):
+    from harness_imports import engine_modules, run_with_importtime
+
+    code = ("import sys\nfrom benchctl import hwinfo\nfrom benchctl.cli import main\n"
+            "hwinfo.BANDWIDTH_BYTES, hwinfo.GEMM_SIZE = 8 * 2**20, 128\n"
+            "sys.exit(main(['hwinfo', '--refresh', '--json']))\n")
+    proc, modules = run_with_importtime(code, env={"BENCHCTL_CACHE_DIR": str(cache)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    printed = json.loads(proc.stdout)
+    assert printed["gemm_size"] == 128 and printed["bandwidth_bytes"] == 8 * 2**20  # the sizes reach the child
+    assert printed["gemm_fp32_flop_s"] > 0 and printed["packages"]["torch"]
+    assert printed == json.loads((cache / "hwinfo.json").read_text())
+    assert "benchctl.hwinfo" in modules and engine_modules(modules) == []
+
+
+def test_a_measurement_that_cannot_be_taken_is_one_line(cache, tmp_path, monkeypatch, capsys):
+    fake = tmp_path / "no-torch" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no torch in this interpreter')\n")
+    monkeypatch.setenv("PYTHONPATH", str(fake.parent))  # the child finds this torch first
+    assert main(["hwinfo", "--refresh"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["benchctl: error: hwinfo: measuring failed: ImportError: no torch in this interpreter"]
+    assert hwinfo.measure_in_subprocess() == (None, "hwinfo: measuring failed: ImportError: no torch in this "
+                                                    "interpreter")
+    assert hwinfo.load_cached() is None and not hwinfo.history_path().exists()
