@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from benchctl.serving.stream import MalformedStream, StreamAccumulator
+from benchctl.serving.stream import MalformedStream, StreamAccumulator, build_record
 from benchctl.workload import RequestSpec, Tokenizer
 
 ENDPOINTS = {"completions": "/completions", "chat": "/chat/completions"}
@@ -360,39 +360,7 @@ class LoadClient:
 
     def _record(self, spec: RequestSpec, start_s: float | None, acc: StreamAccumulator, end_s: float,
                 error: str | None, status: int | None, server: int | None = None, kind: str | None = None) -> dict:
-        output_tokens, source = acc.completion_tokens, "usage"
-        if output_tokens is None:
-            if error is None and self.tokenizer is not None:
-                output_tokens, source = len(self.tokenizer.encode(acc.text)), "retokenized"
-            else:
-                output_tokens, source = len(acc.token_times_s), "retokenized" if error is None else "usage"
-        times = acc.token_times_s
-        extra: dict = {"http_status": status}
-        if error is not None:
-            extra["error_kind"] = kind or "client_error"
+        url = None
         if len(self.base_urls) > 1:  # which server of a load-balanced set answered
-            extra["server"] = self.base_urls[server if server is not None else self._server_of.get(spec.request_id, 0)]
-        if acc.finish_reason is not None:
-            extra["finish_reason"] = acc.finish_reason
-        if error is None and output_tokens > spec.output_len:  # still completed; the summary counts these
-            extra["output_tokens_over"] = output_tokens - spec.output_len
-        if acc.usage and isinstance(acc.usage.get("prompt_tokens"), int):
-            extra["server_prompt_tokens"] = acc.usage["prompt_tokens"]
-        if acc.usage and isinstance(acc.usage.get("prompt_tokens_details"), dict):
-            cached = acc.usage["prompt_tokens_details"].get("cached_tokens")
-            if isinstance(cached, int):  # servers that report prefix-cache hits per request (vLLM, OpenAI)
-                extra["num_cached_tokens"] = cached
-        prompt_tokens = spec.prompt_len
-        if spec.suffix_text is not None and "server_prompt_tokens" in extra:  # the generated answer, tokenized there
-            prompt_tokens = extra["server_prompt_tokens"]
-        return {
-            "request_id": spec.request_id, "prompt_tokens": prompt_tokens,
-            "conversation_id": spec.conversation_id, "turn": spec.turn,
-            "expected_output_tokens": spec.output_len, "output_tokens": output_tokens,
-            "arrival_s": spec.arrival_s, "start_s": start_s,
-            "first_token_s": times[0] if times else None,
-            "finish_s": times[-1] if times and error is None else end_s,
-            "token_times_s": list(times) or None,
-            "chunk_tokens": acc.chunk_tokens(output_tokens) if error is None else None,
-            "error": error, "output_tokens_source": source, "extra": extra,
-        }
+            url = self.base_urls[server if server is not None else self._server_of.get(spec.request_id, 0)]
+        return build_record(spec, acc, start_s, end_s, error, kind, status, self.tokenizer, url)

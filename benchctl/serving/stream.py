@@ -11,6 +11,10 @@ a kind the record keeps (extra.error_kind), rather than an exception somewhere l
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from benchctl.workload import RequestSpec, Tokenizer
 
 try:  # optional (benchctl[serving]): ~5x faster than json on the client's hot path
     from orjson import loads as _loads
@@ -120,3 +124,45 @@ class StreamAccumulator:
         if sum(counts) != output_tokens or all(n == 1 for n in counts):
             return None
         return counts
+
+
+def build_record(spec: RequestSpec, acc: StreamAccumulator, start_s: float | None, end_s: float, error: str | None,
+                 kind: str | None, status: int | None, tokenizer: Tokenizer | None, server_url: str | None) -> dict:
+    """The request's record (times relative to t0): a failed one has `error` and extra.error_kind; without the
+    server's usage count the output is the tokenizer's count of the text (or the token chunks, without one)."""
+    output_tokens, source = acc.completion_tokens, "usage"
+    if output_tokens is None:
+        if error is None and tokenizer is not None:
+            output_tokens, source = len(tokenizer.encode(acc.text)), "retokenized"
+        else:
+            output_tokens, source = len(acc.token_times_s), "retokenized" if error is None else "usage"
+    times = acc.token_times_s
+    extra: dict = {"http_status": status}
+    if error is not None:
+        extra["error_kind"] = kind or "client_error"
+    if server_url is not None:
+        extra["server"] = server_url
+    if acc.finish_reason is not None:
+        extra["finish_reason"] = acc.finish_reason
+    if error is None and output_tokens > spec.output_len:  # still completed; the summary counts these
+        extra["output_tokens_over"] = output_tokens - spec.output_len
+    if acc.usage and isinstance(acc.usage.get("prompt_tokens"), int):
+        extra["server_prompt_tokens"] = acc.usage["prompt_tokens"]
+    if acc.usage and isinstance(acc.usage.get("prompt_tokens_details"), dict):
+        cached = acc.usage["prompt_tokens_details"].get("cached_tokens")
+        if isinstance(cached, int):  # servers that report prefix-cache hits per request (vLLM, OpenAI)
+            extra["num_cached_tokens"] = cached
+    prompt_tokens = spec.prompt_len
+    if spec.suffix_text is not None and "server_prompt_tokens" in extra:  # the generated answer, tokenized there
+        prompt_tokens = extra["server_prompt_tokens"]
+    return {
+        "request_id": spec.request_id, "prompt_tokens": prompt_tokens,
+        "conversation_id": spec.conversation_id, "turn": spec.turn,
+        "expected_output_tokens": spec.output_len, "output_tokens": output_tokens,
+        "arrival_s": spec.arrival_s, "start_s": start_s,
+        "first_token_s": times[0] if times else None,
+        "finish_s": times[-1] if times and error is None else end_s,
+        "token_times_s": list(times) or None,
+        "chunk_tokens": acc.chunk_tokens(output_tokens) if error is None else None,
+        "error": error, "output_tokens_source": source, "extra": extra,
+    }
