@@ -14,13 +14,24 @@ from benchctl.cli import main
 def _run(folder, run_id, output_tok_s, ttft_p99_s, seed=0, status="completed", dataset="random"):
     path = folder / run_id
     path.mkdir(parents=True)
-    run = {"run_id": run_id, "status": status,
-           "config": {"model": {"name": "smollm2-135m"}, "mode": "offline", "backend": "reference"},
-           "workload": {"dataset": dataset, "num_requests": 8, "seed": seed,
-                        "input_tokens": {"mean": 10}, "output_tokens": {"mean": 20},
-                        "schedule": {"kind": "all-at-once", "last_arrival_s": 0.0}},
-           "summary": {"output_tok_s": output_tok_s, "request_throughput": 1.0,
-                       "ttft_s": {"count": 8, "mean": ttft_p99_s / 2, "p99": ttft_p99_s}}}
+    run = {
+        "run_id": run_id,
+        "status": status,
+        "config": {"model": {"name": "smollm2-135m"}, "mode": "offline", "backend": "reference"},
+        "workload": {
+            "dataset": dataset,
+            "num_requests": 8,
+            "seed": seed,
+            "input_tokens": {"mean": 10},
+            "output_tokens": {"mean": 20},
+            "schedule": {"kind": "all-at-once", "last_arrival_s": 0.0},
+        },
+        "summary": {
+            "output_tok_s": output_tok_s,
+            "request_throughput": 1.0,
+            "ttft_s": {"count": 8, "mean": ttft_p99_s / 2, "p99": ttft_p99_s},
+        },
+    }
     (path / "run.json").write_text(json.dumps(run))
     return path
 
@@ -57,6 +68,7 @@ def test_bootstrap_ci_covers_true_ratio_and_shrinks_with_reps():
 def test_mann_whitney_matches_hand_computation():
     # x entirely below y: U1 = 0; n1 = n2 = 4; mean 8, var = 4*4*9/12 = 12; z = (8 - 0.5)/sqrt(12)
     import math
+
     p = regress.mann_whitney_p(np.array([1.0, 2, 3, 4]), np.array([5.0, 6, 7, 8]))
     assert p == pytest.approx(math.erfc((7.5 / math.sqrt(12)) / math.sqrt(2)))
     assert regress.mann_whitney_p(np.array([1.0, 2]), np.array([1.0, 2])) == pytest.approx(1.0, abs=0.35)
@@ -106,6 +118,27 @@ def test_cli_exit_codes_and_outputs(tmp_path, monkeypatch, capsys):
     assert err.count("\n") == 1 and err.startswith("benchctl: error:") and "Traceback" not in err
     _run(tmp_path / "failed", "f-0", 100, 0.5, status="failed")
     assert main(args + [str(tmp_path / "failed")]) == 2
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"[]",
+        b'{"run_id": "x", "status": "completed", "summary": null}',
+        b'{"run_id": "x", "status": "completed", "summary": {}, "note": "\xff\xfe"}',
+    ],
+)
+def test_a_run_json_that_is_not_a_run_is_bad_input_not_a_regression(tmp_path, capsys, content):
+    base = _side(tmp_path, "base", [100, 101, 99], [0.5] * 3)
+    (tmp_path / "odd" / "r").mkdir(parents=True)
+    (tmp_path / "odd" / "r" / "run.json").write_bytes(content)
+    for args in (
+        ["--baseline", str(base), "--candidate", str(tmp_path / "odd")],
+        ["--baseline", str(tmp_path / "odd"), "--candidate", str(base)],
+    ):
+        assert main(["regress", *args]) == 2  # 1 would read as "regression" to the gate's callers
+        err = capsys.readouterr().err
+        assert err.startswith("benchctl: error:") and err.count("\n") == 1 and "run.json" in err
 
 
 def _trial_verdicts(slowdown: float, trials: int = 20, reps: int = 5, noise: float = 0.03) -> list[bool]:
