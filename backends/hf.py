@@ -14,7 +14,8 @@ import time
 import importlib.util
 
 from backends._common import record, torch_threads, versions
-from benchctl.backend import Backend, BackendError, Capabilities, cuda_present
+from benchctl.backend import Backend, BackendError, Capabilities
+from benchctl.envinfo import cuda_present
 
 QUANTIZATIONS = ("none", "bnb-4bit", "bnb-8bit")
 

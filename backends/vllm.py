@@ -56,7 +56,7 @@ def cpu_kv_cache_default(args: dict, on_cpu: bool) -> dict:
 
 
 def _server_args(args: dict[str, str]) -> dict[str, str]:
-    from benchctl.backend import cuda_present
+    from benchctl.envinfo import cuda_present
 
     return {k: str(v) for k, v in cpu_kv_cache_default(args, on_cpu=not cuda_present()).items()}
 

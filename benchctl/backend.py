@@ -1,8 +1,8 @@
 """The backend contract: what an engine adapter declares, and the registry that finds them.
 
 A backend is data, not code the harness runs: the harness reads its capabilities and requirements
-and starts `worker` ("module:Class") in a separate process. Third-party packages add backends through
-the entry-point group `benchctl.backends`, pointing at a `Backend` instance.
+and starts `worker` ("module:Class") in a separate process. Backends are found through the entry-point group
+`benchctl.backends` (pyproject.toml lists the built-in ones: the one list), each pointing at a `Backend` instance.
 """
 
 from __future__ import annotations
@@ -15,13 +15,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from pathlib import Path
+
+from benchctl import engines, envinfo
 
 ENTRY_POINT_GROUP = "benchctl.backends"
-# Used when benchctl runs from a source tree that is not pip-installed (no entry-point metadata).
-_BUILTIN = {"hf": "backends.hf:BACKEND", "openai": "backends.openai:BACKEND", "reference": "backends.reference:BACKEND",
-            "vllm": "backends.vllm:BACKEND", "llamacpp": "backends.llamacpp:BACKEND",
-            "exllamav2": "backends.exllamav2:BACKEND"}
 
 
 class BackendError(ValueError):
@@ -92,7 +89,7 @@ class Backend:
     def unavailable_reason(self) -> str | None:
         """None when this backend can run on this machine, else one line saying why not."""
         hint = f" ({self.install_hint})" if self.install_hint else ""
-        if self.capabilities.needs_cuda and not cuda_present():
+        if self.capabilities.needs_cuda and not envinfo.cuda_present():
             return f"needs an NVIDIA GPU with CUDA; none found on this machine{hint}"
         absent = [exe for exe in self.executables if shutil.which(exe) is None]
         if absent:
@@ -118,24 +115,21 @@ class Backend:
         return [m for m in self.requirements if importlib.util.find_spec(m) is None]
 
     def _managed_python(self) -> str | None:
-        from benchctl import engines  # lazy: harness-side bookkeeping, not needed inside workers
-
         env = engines.installed(self.managed_env) if self.managed_env else None
         return str(env.python) if env else None
 
 
-def cuda_present() -> bool:
-    return shutil.which("nvidia-smi") is not None and any(Path("/dev").glob("nvidia[0-9]*"))
-
-
 def _targets() -> dict[str, str]:
-    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)} or dict(_BUILTIN)
+    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
     # BENCHCTL_BACKENDS="name=module:attr,..." adds backends without packaging them (local plugins,
     # and it travels with the environment to Ray workers).
     for item in filter(None, os.environ.get("BENCHCTL_BACKENDS", "").split(",")):
         name, sep, target = item.partition("=")
         if sep and name.strip() and ":" in target:
             found[name.strip()] = target.strip()
+    if not found:  # the built-in backends are named in benchctl's package metadata, nowhere else
+        raise BackendError("no backends registered: benchctl's package metadata is missing; install it "
+                           "(pip install -e .) instead of running from a bare source tree")
     return found
 
 

@@ -6,7 +6,8 @@ writes `benchctl-engine.json` (the exact installed versions). That manifest is a
 a folder without one is a failed or interrupted install and is rebuilt. benchctl itself is not installed
 into the venv: a worker finds `benchctl.worker` and `backends` through PYTHONPATH.
 
-Stdlib only: `benchctl.backend` imports this inside engine workers' interpreters too.
+Stdlib only: `benchctl.backend` imports this inside engine workers' interpreters too. It never imports
+benchctl.backend (the backend contract uses this module, not the other way round).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from benchctl import envinfo
 
 ENGINES_DIR_ENV = "BENCHCTL_ENGINES_DIR"
 MANIFEST = "benchctl-engine.json"
@@ -71,9 +74,7 @@ class Host:
 
     @classmethod
     def detect(cls) -> Host:
-        from benchctl.backend import cuda_present
-
-        return cls(machine=platform.machine().lower(), cuda=cuda_present())
+        return cls(machine=platform.machine().lower(), cuda=envinfo.cuda_present())
 
 
 def plan(engine: str, host: Host | None = None) -> EnginePlan:

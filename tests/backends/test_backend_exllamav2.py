@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from backends.exllamav2 import BACKEND, ResultCollector, job_kwargs
-from benchctl.backend import cuda_present
+from benchctl.envinfo import cuda_present
 
 no_cuda = pytest.mark.skipif(cuda_present(), reason="this host has CUDA: exllamav2 is not refused here")
 

@@ -177,7 +177,7 @@ def test_backends_reports_why_a_backend_is_unavailable(capsys, monkeypatch):
     gpu = Backend(name="gpu", description="", worker="x:Y", capabilities=Capabilities(needs_cuda=True))
     monkeypatch.setattr("benchctl.cli.info.list_backends",
                         lambda: {"ghost": ghost, "gpu": gpu, "broken": "cannot load x:Y: boom"})
-    monkeypatch.setattr("benchctl.backend.cuda_present", lambda: False)
+    monkeypatch.setattr("benchctl.envinfo.cuda_present", lambda: False)
     code, out, _ = run_cli(capsys, ["backends", "--json"])
     rows = {r["name"]: r for r in json.loads(out)}
     assert code == 0

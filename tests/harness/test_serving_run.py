@@ -236,11 +236,11 @@ def test_server_argv_fills_placeholders_and_maps_engine_args():
 def test_vllm_server_gets_a_fixed_cpu_kv_cache_unless_the_user_sizes_it(monkeypatch):
     # vLLM-CPU's default reserves 92% of RAM and refuses to start beside any other process (seen in CI)
     import backends.vllm as vllm_backend
-    import benchctl.backend
+    import benchctl.envinfo
     from benchctl.serving.launch import server_argv
 
     monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
-    monkeypatch.setattr(benchctl.backend, "cuda_present", lambda: False)
+    monkeypatch.setattr(benchctl.envinfo, "cuda_present", lambda: False)
     spec = vllm_backend.BACKEND.server
     values = {"python": "py", "model_dir": "/m", "model_name": "m", "host": "h", "port": "1", "max_model_len": "64"}
     argv, env = server_argv(spec, values, {})
@@ -249,7 +249,7 @@ def test_vllm_server_gets_a_fixed_cpu_kv_cache_unless_the_user_sizes_it(monkeypa
         argv, env = server_argv(spec, values, user)
         assert argv.count("--kv-cache-memory-bytes") == (1 if "kv_cache_memory_bytes" in user else 0), user
     assert server_argv(spec, values, {"kv_cache_space": "2"})[1] == {"VLLM_CPU_KVCACHE_SPACE": "2"}
-    monkeypatch.setattr(benchctl.backend, "cuda_present", lambda: True)
+    monkeypatch.setattr(benchctl.envinfo, "cuda_present", lambda: True)
     assert "--kv-cache-memory-bytes" not in server_argv(spec, values, {})[0]
 
 
