@@ -41,3 +41,25 @@ def test_json_output_names_the_shapes(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["shapes"]["context_len"] == 20 and [r["impl"] for r in out["results"]] == ["contiguous sdpa",
                                                                                           "paged cpu"]
+
+
+def test_the_benchmark_runs_in_a_child_and_the_harness_imports_no_torch():
+    from harness_imports import engine_modules, run_with_importtime
+
+    code = ("import sys\nfrom benchctl.cli import main\n"
+            "sys.exit(main(['bench-attention', '--num-seqs', '2', '--context-len', '20', '--backends', 'torch',"
+            " '--threads', '1', '--min-time', '0.01', '--json']))\n")
+    proc, modules = run_with_importtime(code)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert [r["impl"] for r in out["results"]] == ["contiguous sdpa", "paged torch"]
+    assert out["results"][1]["max_abs_err"] < 2e-6
+    assert "benchctl.kernelbench" in modules and engine_modules(modules) == []
+
+
+def test_an_unknown_kernel_backend_is_one_line_and_exit_2(capsys):
+    from benchctl.cli import main
+
+    assert main(["bench-attention", "--backends", "torch,nonesuch", "--min-time", "0.01"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown kernel backend 'nonesuch'" in err[0]
