@@ -17,7 +17,7 @@ names (the anchors' names for ours).
 
 from __future__ import annotations
 
-from benchctl.metrics.conversations import cached_fraction, conversation_summary
+from benchctl.metrics.conversations import TURN_PERCENTILES, cached_fraction, conversation_summary, ttft_by_turn
 from benchctl.metrics.engine import spec_decode_acceptance
 from benchctl.metrics.latency import (
                                       LATENCY_METRICS,
@@ -31,6 +31,6 @@ from benchctl.metrics.latency import (
 from benchctl.metrics.names import NAME_MAP
 from benchctl.metrics.summary import flat_metrics, meets_slos, summarize
 
-__all__ = ["LATENCY_METRICS", "NAME_MAP", "PERCENTILES", "cached_fraction", "completed", "conversation_summary",
-           "distribution", "flat_metrics", "is_completed", "meets_slos", "request_latencies", "run_duration_s",
-           "spec_decode_acceptance", "summarize"]
+__all__ = ["LATENCY_METRICS", "NAME_MAP", "PERCENTILES", "TURN_PERCENTILES", "cached_fraction", "completed",
+           "conversation_summary", "distribution", "flat_metrics", "is_completed", "meets_slos", "request_latencies",
+           "run_duration_s", "spec_decode_acceptance", "summarize", "ttft_by_turn"]

@@ -7,6 +7,8 @@ from typing import Any
 
 from benchctl.metrics.latency import PERCENTILES, completed, distribution, request_latencies
 
+TURN_PERCENTILES = (50, 90, 99)  # few requests per turn: the median, and p90 / p99 for the spread
+
 
 def cached_fraction(records: list[Mapping[str, Any]]) -> float | None:
     """Prompt tokens served from the engine's prefix cache / prompt tokens, over the records whose engine reports
@@ -14,6 +16,17 @@ def cached_fraction(records: list[Mapping[str, Any]]) -> float | None:
     known = [r for r in records if isinstance((r.get("extra") or {}).get("num_cached_tokens"), int)]
     prompt = sum(r.get("prompt_tokens", 0) for r in known)
     return sum(r["extra"]["num_cached_tokens"] for r in known) / prompt if prompt else None
+
+
+def ttft_by_turn(records: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Turn index -> distribution (TURN_PERCENTILES) of the TTFTs (s) of that turn's completed requests, in turn
+    order; records without a turn are left out."""
+    by_turn: dict[int, list[float]] = {}
+    for r in completed(records):
+        ttft = request_latencies(r)["ttft_s"]
+        if r.get("turn") is not None and ttft is not None:
+            by_turn.setdefault(int(r["turn"]), []).append(ttft)
+    return {turn: distribution(by_turn[turn], TURN_PERCENTILES) for turn in sorted(by_turn)}
 
 
 def conversation_summary(records: list[Mapping[str, Any]], percentiles: Iterable[int] = PERCENTILES) -> dict:
@@ -35,8 +48,7 @@ def conversation_summary(records: list[Mapping[str, Any]], percentiles: Iterable
         "ttft_later_turns_s": distribution((ttft[id(r)] for r in later), percentiles),
         "prompt_tokens_first_turn": distribution((r.get("prompt_tokens") for r in first), percentiles),
         "prompt_tokens_later_turns": distribution((r.get("prompt_tokens") for r in later), percentiles),
-        "ttft_by_turn_s": {str(k): distribution((ttft[id(r)] for r in done if r.get("turn") == k), (50, 99))
-                           for k in sorted({r.get("turn") for r in done})},
+        "ttft_by_turn_s": {str(turn): stats for turn, stats in ttft_by_turn(done).items()},
         "cached_prompt_fraction": cached_fraction(done),
         "cached_prompt_fraction_later_turns": cached_fraction(later),
         # from turn 0's arrival to the last turn's last token: what a user of the conversation waited in all

@@ -10,23 +10,20 @@ from benchctl.report.load import RunData
 from benchctl.report.section import Section, run_color
 
 
-def ttft_by_turn_ms(data: RunData) -> dict[int, list[float]]:
-    """Turn index -> TTFTs (ms) of that turn's completed requests."""
-    by_turn: dict[int, list[float]] = {}
-    for record, lat in zip(data.done, data.latencies):
-        if record.get("turn") is not None and lat.get("ttft_s") is not None:
-            by_turn.setdefault(int(record["turn"]), []).append(lat["ttft_s"] * 1000.0)
-    return dict(sorted(by_turn.items()))
+def ttft_by_turn(data: RunData) -> dict[int, dict]:
+    """Turn index -> the summary's TTFT distribution of that turn (benchctl.metrics.ttft_by_turn), in turn order."""
+    stored = (data.summary.get("conversations") or {}).get("ttft_by_turn_s") or {}
+    return {int(turn): stats for turn, stats in sorted(stored.items(), key=lambda item: int(item[0]))}
 
 
 def turn_figure(runs: list[RunData]) -> go.Figure:
     fig = go.Figure()
     for i, data in enumerate(runs):
-        by_turn = ttft_by_turn_ms(data)
+        by_turn = ttft_by_turn(data)
         turns = list(by_turn)
-        p50 = [float(np.percentile(v, 50)) for v in by_turn.values()]
-        p90 = [float(np.percentile(v, 90)) for v in by_turn.values()]
-        counts = [len(v) for v in by_turn.values()]
+        p50 = [stats["median"] * 1000.0 for stats in by_turn.values()]
+        p90 = [stats["p90"] * 1000.0 for stats in by_turn.values()]
+        counts = [stats["count"] for stats in by_turn.values()]
         fig.add_trace(go.Scatter(x=turns, y=p50, mode="lines+markers", name=data.label, line_color=run_color(i),
                                  error_y=dict(type="data", symmetric=False, array=[b - a for a, b in zip(p50, p90)],
                                               thickness=1),

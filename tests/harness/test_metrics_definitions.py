@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchctl import metrics
 from benchctl.metrics import latency as metrics_latency
 from benchctl.records import RequestRecord
@@ -47,3 +49,41 @@ def test_completed_is_one_definition_that_record_ok_and_every_summary_ask(monkey
     (run_dir / "run.json").write_text(json.dumps({"schema_version": 1, "run_id": "run", "status": "completed"}))
     (run_dir / "requests.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert [r["request_id"] for r in load(run_dir).done] == ["a"]
+
+
+# --- TTFT by turn --------------------------------------------------------------------------------------------
+
+def _run_data(rows, run=None):
+    from pathlib import Path
+
+    from benchctl.report.load import RunData
+
+    done = metrics.completed(rows)
+    return RunData(path=Path("run"), run=run or {"run_id": "run"}, records=rows, summary=metrics.summarize(rows),
+                   latencies=[metrics.request_latencies(r) for r in done], done=done, steps=None)
+
+
+# Two conversations of two turns, and a failed third turn. TTFTs (s): turn 0: 0.5, 0.7; turn 1: 0.1, 0.3.
+TURNS = [rec("a0", 4, 4, 0.0, 0.5, 1.0, turn=0, conversation="a"), rec("a1", 4, 4, 2.0, 2.1, 3.0, turn=1,
+                                                                        conversation="a"),
+         rec("b0", 4, 4, 0.0, 0.7, 1.0, turn=0, conversation="b"), rec("b1", 4, 4, 2.0, 2.3, 3.0, turn=1,
+                                                                        conversation="b"),
+         rec("b2", 4, 0, 4.0, None, 4.5, turn=2, conversation="b", error="HTTP 500")]
+
+
+def test_ttft_by_turn_is_computed_once_and_the_report_draws_it():
+    from benchctl.report import conversations
+
+    by_turn = metrics.ttft_by_turn(TURNS)
+    assert list(by_turn) == [0, 1]  # the failed turn 2 has no TTFT
+    # turn 1: [0.1, 0.3] -> median 0.2, p90 = 0.1 + 0.9 * 0.2 = 0.28, p99 = 0.1 + 0.99 * 0.2 = 0.298
+    assert by_turn[1]["count"] == 2 and by_turn[1]["median"] == pytest.approx(0.2)
+    assert by_turn[1]["p90"] == pytest.approx(0.28) and by_turn[1]["p99"] == pytest.approx(0.298)
+    assert by_turn[0]["p90"] == pytest.approx(0.5 + 0.9 * 0.2)
+    stored = metrics.summarize(TURNS)["conversations"]["ttft_by_turn_s"]
+    assert stored == {str(k): v for k, v in by_turn.items()}  # the summary keeps exactly these
+    [trace] = conversations.turn_figure([_run_data(TURNS)]).data
+    assert list(trace.x) == [0, 1]
+    assert list(trace.y) == pytest.approx([600.0, 200.0])  # medians, ms
+    assert list(trace.error_y.array) == pytest.approx([80.0, 80.0])  # bar from the median to p90: 0.68 - 0.6, 0.28 - 0.2
+    assert [c[1] for c in trace.customdata] == [2, 2]
