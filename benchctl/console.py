@@ -36,7 +36,8 @@ def workload_line(workload: dict) -> str:
         requests += (f" ({source['conversations']} conversations, {_num(turns.get('mean'), 1)} turns each on average, "
                      f"think time {source.get('think_time_s', 0):g} s)")
     return (f"{requests} from {workload.get('dataset')} (seed {workload.get('seed')}) · "
-            f"input tokens mean {_num(inp.get('mean'), 0)} p50 {_num(inp.get('p50'), 0)} p99 {_num(inp.get('p99'), 0)} · "
+            f"input tokens mean {_num(inp.get('mean'), 0)} p50 {_num(inp.get('p50'), 0)} "
+            f"p99 {_num(inp.get('p99'), 0)} · "
             f"output tokens mean {_num(out.get('mean'), 0)} p50 {_num(out.get('p50'), 0)} "
             f"p99 {_num(out.get('p99'), 0)} · {rate_text}")
 
@@ -90,7 +91,7 @@ def summary_table(run: dict) -> Table:
                               " / ".join(_num(stats[k] * 1000) for k in ("mean", "median", "p99")))
         if conv.get("cached_prompt_fraction") is not None:
             table.add_row("prompt tokens from the prefix cache (engine)", f"{conv['cached_prompt_fraction']:.1%}")
-    hit = server_prefix_cache_hit_rate(run)
+    hit = run_server_hit_rate(run)
     if hit is not None:
         table.add_row("prefix-cache hit rate (server /metrics)", f"{hit:.1%}")
     spec = spec_decode(run)
@@ -141,7 +142,8 @@ def spec_decode(run: dict) -> dict | None:
             "spec_decode_mean_acceptance_length": found.get("mean_acceptance_length")}
 
 
-def server_prefix_cache_hit_rate(run: dict) -> float | None:
+def run_server_hit_rate(run: dict) -> float | None:
+    """The server's prefix-cache hit rate stored with a serving run (metrics.server_prefix_cache_hit_rate)."""
     cache = (run.get("serving_stats") or {}).get("prefix_cache") or {}
     return cache.get("hit_rate")
 
@@ -174,8 +176,8 @@ def compare_rows(runs: list[dict], ceilings: list[dict | None] | None = None) ->
     """One row per metric: value per run and ratio to the first run (the baseline)."""
     flats = [flat_metrics(r.get("summary", {})) for r in runs]
     for run, flat in zip(runs, flats):
-        if server_prefix_cache_hit_rate(run) is not None:
-            flat["server_prefix_cache_hit_rate"] = server_prefix_cache_hit_rate(run)
+        if run_server_hit_rate(run) is not None:
+            flat["server_prefix_cache_hit_rate"] = run_server_hit_rate(run)
     keys = COMPARE_KEYS
     if any("conversations" in r.get("summary", {}) for r in runs):
         keys += CONVERSATION_KEYS

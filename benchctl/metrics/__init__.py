@@ -17,20 +17,43 @@ names (the anchors' names for ours).
 
 from __future__ import annotations
 
-from benchctl.metrics.conversations import TURN_PERCENTILES, cached_fraction, conversation_summary, ttft_by_turn
-from benchctl.metrics.engine import spec_decode_acceptance
+from benchctl.metrics.conversations import (
+    TURN_PERCENTILES,
+    cached_fraction,
+    cached_prompt_fraction,
+    conversation_summary,
+    ttft_by_turn,
+)
+from benchctl.metrics.engine import server_prefix_cache_hit_rate, spec_decode_acceptance
 from benchctl.metrics.latency import (
-                                      LATENCY_METRICS,
-                                      PERCENTILES,
-                                      completed,
-                                      distribution,
-                                      is_completed,
-                                      request_latencies,
-                                      run_duration_s,
+    LATENCY_METRICS,
+    PERCENTILES,
+    completed,
+    distribution,
+    is_completed,
+    request_latencies,
+    run_duration_s,
 )
 from benchctl.metrics.names import NAME_MAP
 from benchctl.metrics.summary import flat_metrics, meets_slos, summarize
 
-__all__ = ["LATENCY_METRICS", "NAME_MAP", "PERCENTILES", "TURN_PERCENTILES", "cached_fraction", "completed",
-           "conversation_summary", "distribution", "flat_metrics", "is_completed", "meets_slos", "request_latencies",
-           "run_duration_s", "spec_decode_acceptance", "summarize", "ttft_by_turn"]
+__all__ = [
+    "LATENCY_METRICS",
+    "NAME_MAP",
+    "PERCENTILES",
+    "TURN_PERCENTILES",
+    "cached_fraction",
+    "cached_prompt_fraction",
+    "completed",
+    "conversation_summary",
+    "distribution",
+    "flat_metrics",
+    "is_completed",
+    "meets_slos",
+    "request_latencies",
+    "run_duration_s",
+    "server_prefix_cache_hit_rate",
+    "spec_decode_acceptance",
+    "summarize",
+    "ttft_by_turn",
+]

@@ -10,12 +10,16 @@ from benchctl.metrics.latency import PERCENTILES, completed, distribution, reque
 TURN_PERCENTILES = (50, 90, 99)  # few requests per turn: the median, and p90 / p99 for the spread
 
 
-def cached_fraction(records: list[Mapping[str, Any]]) -> float | None:
-    """Prompt tokens served from the engine's prefix cache / prompt tokens, over the records whose engine reports
-    it (`extra.num_cached_tokens`: the reference engine, servers' usage.prompt_tokens_details); vLLM's hit rate."""
+def cached_prompt_fraction(records: Iterable[Mapping[str, Any]]) -> float | None:
+    """Client side, from the records: prompt tokens the engine says it served from its prefix cache / prompt tokens,
+    over the records that report it (`extra.num_cached_tokens`: the reference engine, servers' usage
+    .prompt_tokens_details); None when none does. The server's own counters give server_prefix_cache_hit_rate."""
     known = [r for r in records if isinstance((r.get("extra") or {}).get("num_cached_tokens"), int)]
     prompt = sum(r.get("prompt_tokens", 0) for r in known)
     return sum(r["extra"]["num_cached_tokens"] for r in known) / prompt if prompt else None
+
+
+cached_fraction = cached_prompt_fraction  # its name before the server's hit rate was defined beside it
 
 
 def ttft_by_turn(records: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -49,8 +53,8 @@ def conversation_summary(records: list[Mapping[str, Any]], percentiles: Iterable
         "prompt_tokens_first_turn": distribution((r.get("prompt_tokens") for r in first), percentiles),
         "prompt_tokens_later_turns": distribution((r.get("prompt_tokens") for r in later), percentiles),
         "ttft_by_turn_s": {str(turn): stats for turn, stats in ttft_by_turn(done).items()},
-        "cached_prompt_fraction": cached_fraction(done),
-        "cached_prompt_fraction_later_turns": cached_fraction(later),
+        "cached_prompt_fraction": cached_prompt_fraction(done),
+        "cached_prompt_fraction_later_turns": cached_prompt_fraction(later),
         # from turn 0's arrival to the last turn's last token: what a user of the conversation waited in all
         "conversation_duration_s": distribution(
             (max(r["finish_s"] for r in rs) - min(r.get("arrival_s", 0.0) for r in rs) for rs in complete),

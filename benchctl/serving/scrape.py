@@ -104,13 +104,14 @@ def server_spec_decode(series: dict) -> dict | None:
 
 
 def prefix_cache_hit_rate(series: dict) -> dict | None:
-    """Prompt tokens found in the server's prefix cache / prompt tokens looked up, over the run (the counters'
-    growth from the first sample to the last, summed over label sets); None when the server counts neither."""
+    """benchctl.metrics.server_prefix_cache_hit_rate over the run, from the growth of the server's counters (first
+    sample to last, summed over label sets); None when the server counts neither hits nor queries."""
+    from benchctl.metrics import server_prefix_cache_hit_rate  # imported here: not needed by the scraping process
+
     for hits_name, queries_name in PREFIX_CACHE_COUNTERS:
-        hits, queries = counter_growth(series, hits_name), counter_growth(series, queries_name)
-        if hits is not None and queries is not None:
-            return {"source": queries_name, "hit_tokens": hits, "query_tokens": queries,
-                    "hit_rate": hits / queries if queries > 0 else None}
+        found = server_prefix_cache_hit_rate(counter_growth(series, hits_name), counter_growth(series, queries_name))
+        if found is not None:
+            return {"source": queries_name, **found}
     return None
 
 

@@ -85,5 +85,29 @@ def test_ttft_by_turn_is_computed_once_and_the_report_draws_it():
     [trace] = conversations.turn_figure([_run_data(TURNS)]).data
     assert list(trace.x) == [0, 1]
     assert list(trace.y) == pytest.approx([600.0, 200.0])  # medians, ms
-    assert list(trace.error_y.array) == pytest.approx([80.0, 80.0])  # bar from the median to p90: 0.68 - 0.6, 0.28 - 0.2
+    assert list(trace.error_y.array) == pytest.approx([80.0, 80.0])  # median to p90: 680 - 600, 280 - 200
     assert [c[1] for c in trace.customdata] == [2, 2]
+
+
+# --- the prefix cache: the records' cached fraction and the server's hit rate ------------------------------------
+
+def test_cached_prompt_fraction_and_server_hit_rate_are_two_named_definitions(monkeypatch):
+    from benchctl.serving import scrape
+
+    rows = [rec("a", 4, 4, 0.0, 0.5, 1.0, prompt=100, extra={"num_cached_tokens": 0}),
+            rec("b", 4, 4, 0.0, 0.5, 1.0, prompt=300, extra={"num_cached_tokens": 240}),
+            rec("c", 4, 4, 0.0, 0.5, 1.0, prompt=600)]  # its engine does not say: left out, not counted as 0
+    assert metrics.cached_prompt_fraction(rows) == pytest.approx(240 / 400)
+    assert metrics.cached_prompt_fraction(rows[2:]) is None
+    assert metrics.cached_fraction is metrics.cached_prompt_fraction  # the old name, kept for importers
+    assert metrics.server_prefix_cache_hit_rate(600.0, 1000.0) == {"hit_tokens": 600.0, "query_tokens": 1000.0,
+                                                                   "hit_rate": 0.6}
+    assert metrics.server_prefix_cache_hit_rate(0.0, 0.0)["hit_rate"] is None  # nothing looked up
+    assert metrics.server_prefix_cache_hit_rate(None, 10.0) is None
+    # the scraper's summary of /metrics asks the same function: change it and the scrape result follows
+    series = {"reference_engine:prefix_cache_hits_total": {"first": 0.0, "max": 30.0, "last": 30.0},
+              "reference_engine:prefix_cache_queries_total": {"first": 0.0, "max": 120.0, "last": 120.0}}
+    assert scrape.prefix_cache_hit_rate(series) == {"source": "reference_engine:prefix_cache_queries",
+                                                    "hit_tokens": 30.0, "query_tokens": 120.0, "hit_rate": 0.25}
+    monkeypatch.setattr(metrics, "server_prefix_cache_hit_rate", lambda hits, queries: {"hit_rate": "from metrics"})
+    assert scrape.prefix_cache_hit_rate(series)["hit_rate"] == "from metrics"
