@@ -35,12 +35,13 @@ from benchctl.metrics.latency import (
     run_duration_s,
 )
 from benchctl.metrics.names import NAME_MAP
-from benchctl.metrics.summary import flat_metrics, meets_slos, summarize
+from benchctl.metrics.summary import SLO_NAMES, flat_metrics, meets_slos, parse_slos, summarize
 
 __all__ = [
     "LATENCY_METRICS",
     "NAME_MAP",
     "PERCENTILES",
+    "SLO_NAMES",
     "TURN_PERCENTILES",
     "cached_fraction",
     "cached_prompt_fraction",
@@ -50,6 +51,7 @@ __all__ = [
     "flat_metrics",
     "is_completed",
     "meets_slos",
+    "parse_slos",
     "request_latencies",
     "run_duration_s",
     "server_prefix_cache_hit_rate",

@@ -16,6 +16,26 @@ from benchctl.metrics.latency import (
     run_duration_s,
 )
 
+SLO_NAMES = ("ttft", "tpot", "e2el")  # goodput SLOs, each a limit in milliseconds
+
+
+def parse_slos(items: Iterable[str]) -> dict[str, float]:
+    """`--goodput` values (`ttft:500`) -> {"ttft": 500.0}: NAME is ttft, tpot or e2el, the limit a finite number of
+    milliseconds > 0. A bad item raises ValueError with a one-line message naming it."""
+    slos: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition(":")
+        if not sep or name not in SLO_NAMES:
+            raise ValueError(f"expected ttft|tpot|e2el:MILLISECONDS, got {item!r}")
+        try:
+            limit = float(value)
+        except ValueError:
+            limit = math.nan
+        if not 0 < limit < math.inf:
+            raise ValueError(f"expected ttft|tpot|e2el:MILLISECONDS, got {item!r} (a finite number > 0)")
+        slos[name] = limit
+    return slos
+
 
 def meets_slos(latencies: Mapping[str, Any], slos_ms: Mapping[str, float]) -> bool:
     """True when every SLO (keys ttft, tpot, e2el, in milliseconds) holds; undefined TPOT passes."""
@@ -34,7 +54,7 @@ def summarize(records: list[Mapping[str, Any]], duration_s: float | None = None,
     """Run-level metrics from per-request records (the only place they are computed)."""
     percentiles = tuple(percentiles)
     for key in (slos_ms or {}):
-        if key not in ("ttft", "tpot", "e2el"):
+        if key not in SLO_NAMES:
             raise ValueError(f"unknown SLO {key!r}; use ttft, tpot or e2el (milliseconds)")
     done = completed(records)
     lat = [request_latencies(r) for r in done]

@@ -5,26 +5,13 @@ Imported by the CLI on every start, so it imports plotly (the `report` extra) on
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-
-def parse_slos(items: list[str]) -> dict[str, float]:
-    slos = {}
-    for item in items:
-        key, sep, value = item.partition(":")
-        try:
-            limit = float(value)
-        except ValueError:
-            limit = math.nan
-        if not sep or key not in ("ttft", "tpot", "e2el") or not limit > 0:
-            raise typer.BadParameter(f"expected ttft|tpot|e2el:MILLISECONDS, got {item!r}", param_hint="--goodput")
-        slos[key] = limit
-    return slos
+from benchctl.metrics import parse_slos
 
 
 def write_report(html: str, output: Path) -> None:
@@ -52,11 +39,15 @@ def report_command(
 ) -> None:
     """One self-contained HTML report (plotly) for one run or a comparison of several."""
     try:
+        slos_ms = parse_slos(goodput or [])
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--goodput") from None
+    try:
         from benchctl import hwinfo
         from benchctl.report.load import load_all
         from benchctl.report.render import render_html
     except ImportError as e:
         raise typer.BadParameter(f"{e.name} is missing: pip install 'benchctl[report]' (plotly, jinja2)") from None
-    runs = load_all(run_refs, output_dir, baseline=baseline, slos_ms=parse_slos(goodput or []))
+    runs = load_all(run_refs, output_dir, baseline=baseline, slos_ms=slos_ms)
     write_report(render_html(runs, hwinfo.load_cached(), title), output)
     typer.echo(f"report: {output} ({output.stat().st_size / 1e6:.1f} MB, {len(runs)} runs)", err=True)

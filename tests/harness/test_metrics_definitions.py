@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from report_fixtures import make_run
 
 from benchctl import metrics
 from benchctl.metrics import latency as metrics_latency
@@ -44,9 +45,7 @@ def test_completed_is_one_definition_that_record_ok_and_every_summary_ask(monkey
     assert s["conversations"]["completed_conversations"] == 0  # turn 1 failed: the conversation did not complete
     assert metrics.request_latencies(rows[1])["e2el_s"] is None
     assert not RequestRecord("z", 1, 0, finish_s=1.0).ok
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "run.json").write_text(json.dumps({"schema_version": 1, "run_id": "run", "status": "completed"}))
+    run_dir = make_run(tmp_path, "run", n=2)
     (run_dir / "requests.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert [r["request_id"] for r in load(run_dir).done] == ["a"]
 
@@ -111,3 +110,25 @@ def test_cached_prompt_fraction_and_server_hit_rate_are_two_named_definitions(mo
                                                     "hit_tokens": 30.0, "query_tokens": 120.0, "hit_rate": 0.25}
     monkeypatch.setattr(metrics, "server_prefix_cache_hit_rate", lambda hits, queries: {"hit_rate": "from metrics"})
     assert scrape.prefix_cache_hit_rate(series)["hit_rate"] == "from metrics"
+
+
+# --- goodput SLOs --------------------------------------------------------------------------------------------
+
+def test_parse_slos_one_rule_finite_positive_milliseconds():
+    assert metrics.parse_slos(["ttft:500", "tpot:12.5", "e2el:2000"]) == {"ttft": 500.0, "tpot": 12.5, "e2el": 2000.0}
+    assert metrics.parse_slos([]) == {}
+    for bad in ("ttft", "itl:50", "ttft:fast", "ttft:0", "ttft:-1", "ttft:inf", "e2el:Infinity", "tpot:nan", ":5"):
+        with pytest.raises(ValueError, match=r"expected ttft\|tpot\|e2el:MILLISECONDS, got ") as err:
+            metrics.parse_slos([bad])
+        assert repr(bad) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_report_refuses_an_infinite_slo_like_run_does(tmp_path, capsys):
+    from benchctl.cli import main
+
+    run = make_run(tmp_path / "runs", "a", n=3)
+    out = tmp_path / "r.html"
+    assert main(["report", str(run), "-o", str(out), "--goodput", "ttft:inf"]) == 2  # the report took it before
+    err = capsys.readouterr().err
+    assert "expected ttft|tpot|e2el:MILLISECONDS, got 'ttft:inf' (a finite number > 0)" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
