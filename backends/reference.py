@@ -97,9 +97,10 @@ BACKEND = Backend(
     capabilities=Capabilities(offline=True, serving=True, per_token_times=True, arrivals=True, engine_stats=True),
     engine_args=ENGINE_ARGS,
     check_args=check_args,
-    # serving mode: `benchctl serve` (benchctl.serving.reference_server) in the engine's interpreter
-    server=ServerSpec(argv=("{python}", "-m", "benchctl.cli", "serve", "--backend", "reference", "--model",
-                            "{model_dir}", "--model-name", "{model_name}", "--host", "{host}", "--port", "{port}"),
+    # serving mode (and `benchctl serve`): backends/reference_server in the engine's interpreter
+    server=ServerSpec(argv=("{python}", "-P", "-m", "backends.reference_server", "--model-dir", "{model_dir}",
+                            "--model-name", "{model_name}", "--host", "{host}", "--port", "{port}",
+                            "--exit-with-parent"),
                       engine_arg=("--engine-arg", "{key}={value}")),
 )
 _SAMPLING_KEYS = ("temperature", "top_p", "top_k")

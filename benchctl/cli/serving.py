@@ -26,19 +26,29 @@ def serve(
             help="KEY=VALUE for the engine (repeatable); temperature/top_p/top_k set request defaults.")] = None,
 ) -> None:
     """Serve the reference engine over an OpenAI-compatible HTTP API (completions, chat, models, health, metrics)."""
+    from benchctl.backend import get_backend
     from benchctl.models import resolve_model
     from benchctl.run import parse_engine_args
+    from benchctl.serving.launch import run_foreground, server_argv
 
     if backend != "reference":
         raise BackendError(f"`benchctl serve` runs the reference engine's server; {backend!r} has its own "
                            f"(`benchctl run --mode serving --backend {backend}` launches it)")
-    from benchctl.serving.reference_server import serve_reference
-
-    hf_dir = resolve_model(model, progress=lambda text: typer.echo(text, err=True)).hf_dir
-    try:
-        serve_reference(hf_dir, model_name or model, host, port, api_key, parse_engine_args(engine_arg or []))
-    except ValueError as e:  # the engine rejected an --engine-arg
-        raise BackendError(f"reference engine: {e}") from None
+    spec = get_backend(backend)
+    reason = spec.unavailable_reason()
+    if reason:
+        raise BackendError(f"{backend}: {reason}")
+    engine_args = parse_engine_args(engine_arg or [])
+    spec.check_args(engine_args)  # a bad --engine-arg: one line, before the model is converted or loaded
+    resolved = resolve_model(model, progress=lambda text: typer.echo(text, err=True))
+    values = {"python": spec.python(), "model_dir": str(resolved.hf_dir), "gguf_path": str(resolved.gguf_path or ""),
+              "model_name": model_name or model, "host": host, "port": str(port),
+              "max_model_len": engine_args.get("max_model_len", "")}
+    argv, env = server_argv(spec.server, values, engine_args)
+    # the server (backends/reference_server) runs in its own process: the harness never imports the engine
+    code = run_foreground(argv, {**env, "BENCHCTL_API_KEY": api_key} if api_key else env)
+    if code:
+        raise typer.Exit(code)
 
 
 def bench_client(

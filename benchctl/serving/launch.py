@@ -67,6 +67,44 @@ def _fields(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
 
+def server_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """A server's environment: ours plus `env`; benchctl and backends/ found from this checkout (an engine's own
+    virtualenv has neither installed), and the current directory kept off sys.path (PYTHONSAFEPATH: a
+    `platform.py` where benchctl was started must not run inside the server)."""
+    child_env = {**os.environ, **(env or {})}
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH")) if p)
+    child_env.setdefault("PYTHONUNBUFFERED", "1")
+    child_env.setdefault("PYTHONSAFEPATH", "1")
+    return child_env
+
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def run_foreground(argv: list[str], env: dict[str, str] | None = None) -> int:
+    """Run a server in the foreground until it exits (`benchctl serve`) and return its exit code (128 + N when
+    signal N ended it). It has its own session, so a terminal's Ctrl-C reaches it once, forwarded by us, as do
+    SIGTERM and SIGHUP sent to benchctl (uvicorn takes a second SIGINT as "stop now")."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=server_env(env), start_new_session=True)
+
+    def forward(signum, _frame) -> None:
+        try:
+            proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if proc.poll() is None:  # only when wait itself failed: nothing may outlive us
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return 128 - code if code < 0 else code
+
+
 class ServerProcess:
     def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None):
         self.argv = argv
@@ -74,12 +112,8 @@ class ServerProcess:
         self._log = open(log_path, "ab")
         self._log.write(("$ " + " ".join(argv) + "\n").encode())
         self._log.flush()
-        child_env = {**os.environ, **(env or {})}
-        # Another interpreter (an engine's own virtualenv) finds benchctl here (`benchctl serve`).
-        child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH")) if p)
-        child_env.setdefault("PYTHONUNBUFFERED", "1")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=child_env, start_new_session=True)
+                                     env=server_env(env), start_new_session=True)
 
     def exit_code(self) -> int | None:
         return self.proc.poll()

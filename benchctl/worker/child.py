@@ -64,13 +64,14 @@ def run_child(module: str, payload: dict[str, Any], python: str = sys.executable
     return answer
 
 
-def _exit_when_orphaned(poll_s: float = 1.0) -> None:
+def exit_when_orphaned(poll_s: float = 1.0) -> None:
+    """Exit (at once, exit code 1) when the process that started this one dies: a thread polls getppid."""
     parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(poll_s)
-        os._exit(1)  # the parent died: nobody will read the answer
+        os._exit(1)  # the parent died: nobody reads the answer, nobody stops us
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
@@ -79,7 +80,7 @@ def child_main(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
     """The child's end: fn(payload from argv[1]) -> one JSON line on the original stdout. Returns the exit code."""
     answer_fd = os.dup(1)
     os.dup2(2, 1)
-    _exit_when_orphaned()
+    exit_when_orphaned()
     try:
         answer = fn(json.loads(sys.argv[1]))
         code = 0

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from benchctl.serving.launch import ServerProcess, free_port
-from benchctl.serving.openai_api import InvalidRequest, parse_request
+from backends.reference_server.openai_api import InvalidRequest, parse_request
 from benchctl.workload.chat import ChatTemplate
 
 API_KEY = "test-key"

@@ -1,4 +1,4 @@
-"""`benchctl serve --backend reference`: the reference engine behind an OpenAI-compatible HTTP API.
+"""The reference engine behind an OpenAI-compatible HTTP API (`python -m backends.reference_server`).
 
 FastAPI + uvicorn on one asyncio loop; the engine steps on its own thread (reference_engine.StreamingEngine)
 and hands each request's outputs to that request's asyncio queue. Routes: POST /v1/completions and
@@ -18,7 +18,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
-from benchctl.serving.openai_api import (
+from backends.reference_server.openai_api import (
     InvalidRequest,
     ParsedRequest,
     error_body,
@@ -239,30 +239,3 @@ async def _complete(state: ServerState, request: Request, stream, req: ParsedReq
     state.num_finished += 1
     return final_body(request_id, state.model_name, req.chat, final.text, final.finish_reason,
                       usage(num_prompt, len(final.token_ids), final.num_cached_tokens))
-
-
-def build_state(model_dir: Path, model_name: str, api_key: str | None, engine_args: dict[str, str]) -> ServerState:
-    import torch
-
-    from backends._common import torch_threads
-    from backends.reference import convert
-    from reference_engine import LLMEngine, StreamingEngine
-
-    torch.set_num_threads(torch_threads())
-    args = {k: convert(v) for k, v in engine_args.items()}
-    defaults = {k: args.pop(k) for k in SAMPLING_ENGINE_ARGS if k in args}
-    engine = LLMEngine(str(model_dir), **args)
-    engine.stats.keep_steps = False  # a server runs for long: counters only
-    return ServerState(StreamingEngine(engine), model_name, Path(model_dir), defaults, api_key)
-
-
-def serve_reference(model_dir: Path, model_name: str, host: str, port: int, api_key: str | None,
-                    engine_args: dict[str, str]) -> None:
-    import uvicorn
-
-    state = build_state(model_dir, model_name, api_key, engine_args)
-    try:
-        uvicorn.run(create_app(state), host=host, port=port, log_level="warning", access_log=False,
-                    timeout_graceful_shutdown=5)
-    finally:
-        state.se.close()
