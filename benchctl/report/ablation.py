@@ -14,10 +14,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from benchctl.metrics import flat_metrics
+from benchctl.metrics.steps import STEP_TIME_PARTS
 from benchctl.report.load import RunData
 from benchctl.report.section import Section
-
-STEP_PARTS = ("forward_s", "sample_s", "detokenize_s", "schedule_s")
 
 
 def ablation_key(data: RunData) -> str:
@@ -64,7 +63,8 @@ def ablation_table(group: list[RunData]) -> pd.DataFrame:
                "vs baseline (%)": 100.0 * (mean_tok_s / base_tok_s - 1) if mean_tok_s and base_tok_s else None,
                "TPOT p50 (ms)": _mean([flat_metrics(d.summary).get("tpot_median_ms") for d in members]),
                "mean batch": _mean([st.get("mean_batch_size") for st in stats])}
-        row.update({f"{part.removesuffix('_s')} (s)": _mean([st.get(part) for st in stats]) for part in STEP_PARTS})
+        row.update({f"{part.removesuffix('_s')} (s)": _mean([st.get(part) for st in stats])
+                    for part in STEP_TIME_PARTS})
         rows.append(row)
     return pd.DataFrame(rows).set_index("change").astype(float).round(2)
 

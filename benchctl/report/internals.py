@@ -13,7 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from benchctl.report.load import STEP_TIME_PARTS, RunData
+from benchctl.metrics.steps import STEP_TIME_PARTS
+from benchctl.report.load import RunData
 from benchctl.report.section import Section, row_spacing, run_color
 
 PART_COLORS = {"schedule_s": "#FFA15A", "forward_s": "#636EFA", "sample_s": "#00CC96", "detokenize_s": "#AB63FA",

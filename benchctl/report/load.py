@@ -18,9 +18,6 @@ from benchctl import store
 from benchctl.metrics import completed, request_latencies, summarize
 from benchctl.records import read_records
 
-# steps.jsonl columns (one object per engine step); all optional except t_s.
-STEP_TIME_PARTS = ("schedule_s", "forward_s", "sample_s", "detokenize_s")
-
 
 @dataclass(slots=True)
 class RunData:

@@ -16,8 +16,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from benchctl import hwinfo
+from benchctl.metrics.steps import STEP_TIME_PARTS
 from benchctl.report.internals import batch_size
-from benchctl.report.load import STEP_TIME_PARTS, RunData, read_json
+from benchctl.report.load import RunData, read_json
 from benchctl.report.section import Section, run_color
 
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "bfloat16": 2, "bf16": 2}

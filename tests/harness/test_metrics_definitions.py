@@ -132,3 +132,19 @@ def test_report_refuses_an_infinite_slo_like_run_does(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "expected ttft|tpot|e2el:MILLISECONDS, got 'ttft:inf' (a finite number > 0)" in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+# --- the step-time split -------------------------------------------------------------------------------------
+
+def test_one_step_time_split_for_the_internals_and_the_ablations(tmp_path):
+    import pandas as pd
+
+    from benchctl.metrics.steps import STEP_TIME_PARTS
+    from benchctl.report import ablation, internals
+
+    runs = [load(make_run(tmp_path, name, n=3, engine_args=args))
+            for name, args in (("base", {"block_size": "16"}), ("other", {"block_size": "32"}))]
+    table = ablation.ablation_table(runs)
+    assert list(table.columns[-len(STEP_TIME_PARTS):]) == [f"{p.removesuffix('_s')} (s)" for p in STEP_TIME_PARTS]
+    steps = pd.DataFrame({"t_s": [1.0], **{part: [0.1] for part in STEP_TIME_PARTS}})
+    assert list(internals.step_times(steps).columns) == ["t_s", *STEP_TIME_PARTS, "idle_s"]
