@@ -7,8 +7,6 @@ reached (and a --max-concurrency slot is free), and every engine step's new toke
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 
 from backends._common import convert, record, torch_threads, versions, wait_until
 from benchctl.backend import Backend, BackendError, Capabilities, ServerSpec
@@ -24,7 +22,8 @@ ENGINE_ARGS = {
     "kv_layout": "paged (default) or contiguous (each sequence reserves max_model_len slots)",
     "enable_prefix_caching": "true/false",
     "enable_chunked_prefill": "true/false",
-    "attention_backend": "auto (default: cpu C++ kernels on CPU when they build, else torch), torch, cpu, triton or cuda",
+    "attention_backend": "auto (default: cpu C++ kernels on CPU when they build, else torch), torch, cpu, triton "
+                         "or cuda",
     "gemm": "auto (default: packed on CPU float32), torch (x @ W), onednn (oneDNN's prepacked linear) or packed "
             "(a kernel over weights packed once in column panels, every step)",
     "gguf_file": "auto (default: the GGUF the model was converted from), none, or a path: decode steps of <= 16 "
@@ -47,10 +46,13 @@ ENGINE_ARGS = {
 
 def check_args(engine_args: dict[str, str]) -> None:
     """The engine's options are checked by the engine's own EngineConfig before any process starts: a value outside
-    its choices, not a number where one is needed, or refused by its checks (a count below 1, ...) is a user error."""
-    config = _engine_config()
-    if config is None:
+    its choices, not a number where one is needed, or refused by its checks (a count below 1, ...) is a user error.
+    reference_engine.config imports only the standard library; without options there is nothing to check (and the
+    harness imports nothing of the engine)."""
+    if not engine_args:
         return
+    from reference_engine import config
+
     for key, value in engine_args.items():
         if key in config._CHOICES and value not in config._CHOICES[key]:
             raise BackendError(f"reference: {key} must be one of {', '.join(config._CHOICES[key])}, got {value!r}")
@@ -70,22 +72,6 @@ def check_args(engine_args: dict[str, str]) -> None:
         config.EngineConfig("model", **options)
     except ValueError as exc:
         raise BackendError(f"reference: {exc}") from None
-
-
-def _engine_config():
-    """reference_engine/config.py, loaded on its own: it imports only the standard library, while importing it
-    through the package would run reference_engine/__init__.py, which imports torch (the harness never does).
-    None where the engine is not in this interpreter (the worker's EngineConfig still checks)."""
-    package = importlib.util.find_spec("reference_engine")
-    if package is None or not package.submodule_search_locations:
-        return None
-    name = "_benchctl_reference_engine_config"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, f"{list(package.submodule_search_locations)[0]}/config.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 BACKEND = Backend(
