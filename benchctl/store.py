@@ -1,4 +1,7 @@
-"""results/<run-id>/: run.json (atomic), requests.jsonl (appended live), requests.parquet (at the end)."""
+"""results/<run-id>/: run.json (atomic), requests.jsonl (appended live), requests.parquet (at the end).
+
+run.json's schema and its validating reader live in benchctl.manifest; load_run is how every command reads a run.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from benchctl import manifest
+from benchctl.manifest import ManifestError, RunNotFound
 
+__all__ = ["ManifestError", "RunNotFound", "SCHEMA_VERSION", "clean_floats", "load_run", "load_run_index",
+           "new_run_dir", "resolve_run", "write_json_atomic", "write_parquet"]
 
-class RunNotFound(ValueError):
-    pass
+SCHEMA_VERSION = 1  # of sweep.json; run.json's is benchctl.manifest.SCHEMA_VERSION
 
 
 def new_run_dir(output_dir: Path, backend: str) -> Path:
@@ -89,15 +94,16 @@ def resolve_run(ref: str, output_dir: Path) -> Path:
 
 
 def load_run(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads((path / "run.json").read_text())
-    except json.JSONDecodeError as e:
-        raise RunNotFound(f"{path}/run.json is not valid JSON ({e})") from None
+    """path/run.json, validated (benchctl.manifest): RunNotFound or ManifestError, one line, if it is not a run."""
+    return manifest.load(path)
 
 
 def load_run_index(path: Path) -> dict[str, Any]:
     """A sweep folder's sweep.json."""
     try:
-        return json.loads((path / "sweep.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        index = json.loads((path / "sweep.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise RunNotFound(f"{path}: no readable sweep.json ({e})") from None
+    if not isinstance(index, dict):
+        raise ManifestError(f"{path}/sweep.json is not a sweep index (expected a JSON object)")
+    return index

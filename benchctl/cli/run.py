@@ -16,6 +16,7 @@ from benchctl.cli.output import err, out
 from benchctl.models import DEFAULT_MODEL
 from benchctl.run import Progress as RunProgress
 from benchctl.run import RunConfig, RunFailed, parse_engine_args, run_benchmark
+from benchctl.run.folder import RunFolder
 from benchctl.workload import DEFAULT_DATASET, WorkloadOptions
 
 
@@ -152,10 +153,9 @@ def run(
             err.print(f"[dim]worker log (tail):\n{e.log_tail}[/dim]", markup=False)
         raise typer.Exit(1) from None
     progress.close()
-    run = store.load_run(run_dir)
     if measure_ceiling and _measure_ceiling("after the run", json_out):
-        run.setdefault("environment", {})["hwinfo"] = hwinfo.near_run(run)
-        store.write_json_atomic(run_dir / "run.json", store.clean_floats(run))
+        RunFolder.open(run_dir).refresh_hwinfo()
+    run = store.load_run(run_dir)
     print_run(run, json_out)
     if not json_out:
         err.print(f"results: {run_dir}")

@@ -1,15 +1,22 @@
-"""results/<run-id>/ of one run: created at the start, its run.json written here and nowhere else."""
+"""results/<run-id>/ of one run, and the only writer of its run.json (a benchctl.manifest.RunManifest).
+
+`start` creates the folder and writes the manifest with status `running`; the run reports what it learns
+(`engine_ready`, `requests_started`); `finalize` writes the outcome and requests.parquet. After a run, `open`
+reads a folder back for the one later change there is: the machine's ceilings measured around it.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchctl import envinfo, hwinfo, metrics, store
+from benchctl import envinfo, hwinfo, manifest, metrics, store
 from benchctl.backend import Backend
+from benchctl.manifest import RunManifest
 from benchctl.models import ResolvedModel
 from benchctl.run.config import Progress, RunConfig
 from benchctl.run.sink import RecordSink
@@ -17,50 +24,69 @@ from benchctl.workload import Workload
 
 
 class RunFolder:
-    """A run folder and its run.json: `start` writes it with status `running`, `finalize` with the outcome."""
-
-    def __init__(self, path: Path, run: dict, slos_ms: dict[str, float] | None = None):
+    def __init__(self, path: Path, run: RunManifest):
         self.path = path
-        self.run = run
-        self.slos_ms = slos_ms
+        self.manifest = run
+        self._t_start = time.monotonic()
+        self._t_requests: float | None = None
 
     @classmethod
     def start(cls, config: RunConfig, backend: Backend, model: ResolvedModel, workload: Workload,
-              extra_config: dict | None = None) -> RunFolder:
+              serving: dict[str, Any] | None = None) -> RunFolder:
         path = store.new_run_dir(Path(config.output_dir), backend.name)
-        run = {
-            "schema_version": store.SCHEMA_VERSION,
-            "run_id": path.name,
-            "status": "running",
-            "created_at": _now(),
-            "label": config.label,
-            "config": {"backend": backend.name, "model": model.to_json(), "mode": config.mode,
-                       "batch_size": config.batch_size, "engine_args": config.engine_args,
-                       "slos_ms": config.slos_ms, "workload_options": _jsonable(asdict(config.workload)),
-                       **(extra_config or {})},
-            "workload": workload.spec(),
-            "environment": envinfo.environment(),
-        }
-        folder = cls(path, run, config.slos_ms or None)
-        folder.save()
+        run_config = {"backend": backend.name, "model": model.to_json(), "mode": config.mode,
+                      "batch_size": config.batch_size, "engine_args": config.engine_args,
+                      "slos_ms": config.slos_ms, "workload_options": _jsonable(asdict(config.workload))}
+        if serving is not None:
+            run_config["serving"] = serving
+        run = RunManifest(run_id=path.name, created_at=_now(), label=config.label, config=run_config,
+                          workload=workload.spec(), environment=envinfo.environment())
+        folder = cls(path, run)
+        folder._write()
         return folder
 
-    def sink(self, progress: Progress, on_record=None) -> RecordSink:
+    @classmethod
+    def open(cls, path: Path) -> RunFolder:
+        """A finished run's folder (ManifestError if its run.json is not a valid manifest)."""
+        return cls(path, manifest.read(path))
+
+    def sink(self, progress: Progress, on_record: Callable[[dict], None] | None = None) -> RecordSink:
         return RecordSink(self.path / "requests.jsonl", progress, on_record)
 
-    def save(self) -> None:
-        store.write_json_atomic(self.path / "run.json", store.clean_floats(self.run))
+    def engine_ready(self, engine: dict[str, Any], setup_s: float) -> None:
+        """The engine (worker or server) is up: what it reported, and how long it took to get there."""
+        self.manifest.engine = engine
+        self.manifest.timings["setup_s"] = setup_s
+        self._write()
 
-    def finalize(self, rows: list[dict], status: str, error: str | None) -> None:
-        run = self.run
-        run["status"] = status
-        run["error"] = error
-        run["finished_at"] = _now()
-        run["summary"] = metrics.summarize(rows, slos_ms=self.slos_ms)
-        run.setdefault("environment", {})["hwinfo"] = hwinfo.near_run(run)  # this machine's ceilings around the run
+    def requests_started(self) -> None:
+        self._t_requests = time.monotonic()
+
+    def finalize(self, rows: list[dict], status: str, error: str | None, *, engine_stats: dict | None = None,
+                 serving_stats: dict | None = None, profile: dict | None = None) -> None:
+        """The run's outcome: requests.parquet (the records of requests.jsonl, in columns) and the final run.json."""
+        run = self.manifest
+        t_end = time.monotonic()
+        run.status, run.error, run.finished_at = status, error, _now()
+        run.engine_stats = engine_stats if engine_stats is not None else run.engine_stats
+        run.serving_stats = serving_stats if serving_stats is not None else run.serving_stats
+        run.profile = profile if profile is not None else run.profile
+        run.summary = metrics.summarize(rows, slos_ms=run.config.get("slos_ms") or None)
+        if self._t_requests is not None:
+            run.timings["requests_s"] = t_end - self._t_requests
+        run.timings["total_s"] = t_end - self._t_start
+        run.environment["hwinfo"] = hwinfo.near_run(run.to_dict())  # this machine's ceilings around the run
         if rows:
             store.write_parquet(rows, self.path / "requests.parquet")
-        self.save()
+        self._write()
+
+    def refresh_hwinfo(self) -> None:
+        """Ceilings measured right after the run (benchctl run --measure-ceiling) join the ones near it."""
+        self.manifest.environment["hwinfo"] = hwinfo.near_run(self.manifest.to_dict())
+        self._write()
+
+    def _write(self) -> None:
+        store.write_json_atomic(self.path / "run.json", store.clean_floats(self.manifest.to_dict()))
 
 
 def _now() -> str:

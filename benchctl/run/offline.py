@@ -25,11 +25,12 @@ TORCH_TRACE = "torch_trace.json"
 def run_offline(config: RunConfig, backend: Backend, model: ResolvedModel, workload: Workload,
                 progress: Progress, on_record: Callable[[dict], None] | None = None) -> Path:
     folder = RunFolder.start(config, backend, model, workload)
-    run_dir, run = folder.path, folder.run
+    run_dir = folder.path
     expected = {r.request_id: r for r in workload.requests}
     worker = WorkerProcess(backend.worker, python=backend.python(), log_path=run_dir / "worker.log",
                            prefix=profile.nsys_prefix(run_dir) if config.profile == "nsys" else None)
     step_writer: RecordWriter | None = None
+    engine_stats: dict | None = None
     sink = folder.sink(progress, on_record)
     try:
         with sink:
@@ -38,9 +39,10 @@ def run_offline(config: RunConfig, backend: Backend, model: ResolvedModel, workl
             options = {"batch_size": config.batch_size, "engine_args": config.engine_args,
                        "seed": workload.seed}
             ready = worker.request({"op": "load", "model": model.to_json(), "options": options}, "ready")
-            run["engine"] = {**ready["info"], "load_s": time.monotonic() - t_load}
-            folder.save()
+            load_s = time.monotonic() - t_load
+            folder.engine_ready({**ready["info"], "load_s": load_s}, setup_s=load_s)
             progress.start_requests(len(workload.requests))
+            folder.requests_started()
             worker.send({"op": "run", "requests": [r.to_wire() for r in workload.requests],
                          "max_concurrency": workload.schedule.get("max_concurrency"),
                          "torch_trace": str(run_dir / TORCH_TRACE) if config.profile == "torch" else None})
@@ -54,7 +56,7 @@ def run_offline(config: RunConfig, backend: Backend, model: ResolvedModel, workl
                         step_writer = RecordWriter(run_dir / "steps.jsonl")
                     step_writer.append(event["step"])
                 elif event["event"] == "done":
-                    run["engine_stats"] = event.get("stats", {})
+                    engine_stats = event.get("stats", {})
                     break
     except WorkerDied as e:
         folder.finalize(sink.rows, status="failed", error=str(e))
@@ -68,11 +70,11 @@ def run_offline(config: RunConfig, backend: Backend, model: ResolvedModel, workl
         if step_writer is not None:
             step_writer.close()
     rows = sink.rows
-    if config.profile != "none":
-        run["profile"] = _profile_summary(config.profile, run_dir)
+    profiled = _profile_summary(config.profile, run_dir) if config.profile != "none" else None
     missing = sorted(set(expected) - {r["request_id"] for r in rows})
     folder.finalize(rows, status="completed" if not missing else "failed",
-                    error=f"{len(missing)} requests never reported" if missing else None)
+                    error=f"{len(missing)} requests never reported" if missing else None,
+                    engine_stats=engine_stats, profile=profiled)
     if missing:
         raise RunFailed(f"{len(missing)} requests were never reported by the worker", run_dir)
     return run_dir

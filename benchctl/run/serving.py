@@ -63,7 +63,7 @@ def run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, workl
                     "endpoint": config.endpoint, "launched": config.base_url is None,
                     "api_key": "set" if config.api_key else None, "warmup_requests": config.warmup_requests,
                     "request_timeout_s": config.request_timeout_s, "client_processes": config.client_processes}
-    folder = RunFolder.start(config, backend, model, workload, extra_config={"serving": serving_info})
+    folder = RunFolder.start(config, backend, model, workload, serving=serving_info)
     with _sigterm_as_interrupt():
         return _run_serving(config, backend, model, workload, progress, on_record, folder)
 
@@ -90,7 +90,7 @@ def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, work
                  on_record: Callable[[dict], None] | None, folder: RunFolder) -> Path:
     from benchctl.serving.client import run_event_loop, server_root  # aiohttp: checked by prepare.check_serving
 
-    run_dir, run = folder.path, folder.run
+    run_dir = folder.path
     server: ServerProcess | None = None
     sink = folder.sink(progress, on_record)
     pump = RecordPump(sink)
@@ -110,11 +110,11 @@ def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, work
             base_url = f"http://{HOST}:{port}"
             startup_s = server.wait_healthy(base_url + spec.health_route, spec.startup_timeout_s)
             metrics_route = spec.metrics_route
-            run["engine"] = {"server_argv": argv, "server_env": env, "base_url": base_url, "startup_s": startup_s}
-            folder.save()
+            folder.engine_ready({"server_argv": argv, "server_env": env, "base_url": base_url,
+                                 "startup_s": startup_s}, setup_s=startup_s)
         metrics_url = server_root(base_url) + metrics_route if metrics_route else None
         tokenizer = load_tokenizer(str(model.hf_dir))
-        run_event_loop(_drive(config, workload, tokenizer, base_url, server, pump, progress, run_dir, metrics_url,
+        run_event_loop(_drive(config, workload, tokenizer, base_url, server, pump, progress, folder, metrics_url,
                               state))
         _stop(state.scraper)
         if state.scraper is not None:  # one last sample, after the last request: the state the run left
@@ -139,22 +139,22 @@ def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, work
     rows = sink.rows
     errors = collections.Counter(_error_kind(r["error"]) for r in rows if r.get("error"))
     series_summary = summarize_series(run_dir / "server_metrics.jsonl")
-    run["serving_stats"] = {"model_name": state.model_name, "warmup": state.warmup,
-                            "peak_in_flight": state.peak_in_flight, "failures_by_error": dict(errors),
-                            "client_processes": state.client_processes,
-                            "servers": _per_server(rows) if config.extra_base_urls else None,
-                            "server_metrics": series_summary,
-                            "prefix_cache": prefix_cache_hit_rate(series_summary["series"]),
-                            "spec_decode": server_spec_decode(series_summary["series"])}
+    serving_stats = {"model_name": state.model_name, "warmup": state.warmup,
+                     "peak_in_flight": state.peak_in_flight, "failures_by_error": dict(errors),
+                     "client_processes": state.client_processes,
+                     "servers": _per_server(rows) if config.extra_base_urls else None,
+                     "server_metrics": series_summary,
+                     "prefix_cache": prefix_cache_hit_rate(series_summary["series"]),
+                     "spec_decode": server_spec_decode(series_summary["series"])}
     died = state.server_died
-    folder.finalize(rows, status="failed" if died else "completed", error=died)
+    folder.finalize(rows, status="failed" if died else "completed", error=died, serving_stats=serving_stats)
     if died:
         raise RunFailed(f"{backend.name} server failed mid-run: {died}", run_dir, server.log_tail() if server else "")
     return run_dir
 
 
 async def _drive(config: RunConfig, workload: Workload, tokenizer, base_url: str, server: ServerProcess | None,
-                 pump: RecordPump, progress: Progress, run_dir: Path, metrics_url: str | None,
+                 pump: RecordPump, progress: Progress, folder: RunFolder, metrics_url: str | None,
                  state: ServingState) -> None:
     import aiohttp
 
@@ -191,10 +191,11 @@ async def _drive(config: RunConfig, workload: Workload, tokenizer, base_url: str
                 None, lambda: ShardedClient(options, workload.requests, config.client_processes, tokenizer_dir))
         t0 = state.t0 = time.monotonic() + START_LEAD_S
         if metrics_url:
-            state.scraper = _start_scraper(metrics_url, run_dir / "server_metrics.jsonl", t0, config.api_key)
+            state.scraper = _start_scraper(metrics_url, folder.path / "server_metrics.jsonl", t0, config.api_key)
         if server is not None:
             watcher = asyncio.create_task(_watch(server, state.sharded or client, state))
         progress.start_requests(len(workload.requests))
+        folder.requests_started()
         if state.sharded is None:
             await client.run(workload.requests, t0, pump.put)
             state.peak_in_flight = client.peak_in_flight

@@ -156,7 +156,7 @@ def test_completed_run_writes_run_json_jsonl_and_parquet(tmp_path, fake_backend,
     workload = build_workload(cfg.workload, tok)  # the same seed gives the same requests
 
     assert run["status"] == "completed" and run["error"] is None
-    assert run["schema_version"] == 1 and run["run_id"] == run_dir.name
+    assert run["schema_version"] == 2 and run["run_id"] == run_dir.name
     assert run["config"]["backend"] == "fake" and run["config"]["model"]["name"] == "smollm2-135m"
     assert run["config"]["workload_options"]["request_rate"] is None  # inf is not JSON
     spec = run["workload"]

@@ -1,0 +1,117 @@
+"""run.json's typed manifest (benchctl/manifest.py): one validating reader, one line for a broken file everywhere."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchctl import manifest, store
+from benchctl.cli import main
+from benchctl.manifest import ManifestError, RunManifest
+
+BASELINES = Path(__file__).resolve().parents[2] / "results" / "baselines" / "reference-sharegpt-sample"
+SUMMARY = {"num_requests": 4, "completed": 4, "failed": 0, "duration_s": 2.0, "request_throughput": 2.0,
+           "output_tok_s": 40.0, "ttft_s": {"count": 4, "mean": 0.5, "p99": 0.8}}
+
+
+def good_run(run_id: str = "20250101-000000-hf-aaaaaa", **changes) -> dict:
+    run = {"schema_version": 2, "run_id": run_id, "status": "completed", "created_at": "2025-01-01T00:00:00Z",
+           "config": {"backend": "hf", "mode": "offline", "model": {"name": "m"}, "engine_args": {}, "slos_ms": {}},
+           "workload": {"num_requests": 4, "dataset": "random", "seed": 0, "schedule": {"kind": "all-at-once"}},
+           "environment": {"hardware": {}}, "summary": dict(SUMMARY), "timings": {"total_s": 3.0}}
+    run.update(changes)
+    return run
+
+
+def write(folder: Path, content) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "run.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return folder
+
+
+BROKEN = [  # (run.json content, the one line the reader gives)
+    ([], "is not a run manifest: a JSON array, expected an object"),
+    ("7", "is not a run manifest: a JSON number, expected an object"),
+    ({"status": "completed", "summary": None}, "summary must be an object, got null"),
+    ({"status": "completed"}, "a completed run without a summary"),
+    (b'{"run_id": "caf\xe9"}', "is not UTF-8 text (byte 0xe9 at offset 15)"),
+    ('{"status": "runn', "is not valid JSON"),
+    ('{"summary": {"output_tok_s": NaN}}', "is not valid JSON (NaN is not a JSON number)"),
+    (good_run(status="done"), "status must be one of running, completed, failed, got 'done'"),
+    (good_run(schema_version="2"), "schema_version must be a positive integer, got '2'"),
+    (good_run(schema_version=3), "written by a newer benchctl (schema 3; this one reads up to 2)"),
+    (good_run(run_id=7), "run_id must be a string, got number"),
+    (good_run(config=["hf"]), "config must be an object, got array"),
+    (good_run(config={"backend": ["hf"]}), "config.backend must be a string, got array"),
+    (good_run(config={"slos_ms": {"ttft": "fast"}}), "config.slos_ms.ttft must be a number, got string"),
+    (good_run(workload={"num_requests": "4"}), "workload.num_requests must be an integer, got string"),
+    (good_run(environment={"hardware": "x"}), "environment.hardware must be an object, got string"),
+    (good_run(summary={**SUMMARY, "completed": 4.0}), "summary.completed must be an integer, got number"),
+    (good_run(summary={**SUMMARY, "output_tok_s": "40"}), "summary.output_tok_s must be a number, got string"),
+    (good_run(summary={**SUMMARY, "ttft_s": {"count": 4, "p99": [0.8]}}), "summary.ttft_s.p99 must be a number"),
+    (good_run(summary={**SUMMARY, "failed": True}), "summary.failed must be an integer, got boolean"),
+    (good_run(timings={"total_s": "3"}), "timings.total_s must be a number, got string"),
+]
+
+
+@pytest.mark.parametrize("content, message", BROKEN)
+def test_a_broken_run_json_is_one_manifest_error(tmp_path, content, message):
+    folder = write(tmp_path / "run", content)
+    with pytest.raises(ManifestError) as e:
+        store.load_run(folder)
+    assert message in str(e.value) and str(folder / "run.json") in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("content, message", [BROKEN[0], BROKEN[2], BROKEN[4], BROKEN[10], BROKEN[17]])
+@pytest.mark.parametrize("command", ["show", "compare", "report", "regress"])
+def test_every_reader_turns_a_broken_run_json_into_one_line_and_exit_2(tmp_path, capsys, command, content, message):
+    good = write(tmp_path / "runs" / "20250101-000000-hf-aaaaaa", good_run())
+    bad = write(tmp_path / "runs" / "20250101-000001-hf-bbbbbb", content)
+    argv = {"show": ["show", str(bad)], "compare": ["compare", str(good), str(bad)],
+            "report": ["report", str(good), str(bad), "-o", str(tmp_path / "r.html")],
+            "regress": ["regress", "--baseline", str(good), "--candidate", str(bad)]}[command]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("benchctl: error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_runs_of_schema_1_still_read(tmp_path):
+    runs = sorted(p for p in BASELINES.iterdir() if (p / "run.json").is_file())
+    assert len(runs) == 3
+    for path in runs:
+        data = store.load_run(path)
+        assert data["schema_version"] == 1  # read as it is on disk
+        typed = manifest.read(path)
+        assert typed.status == "completed" and typed.run_id == path.name and typed.timings == {}
+        assert typed.summary["completed"] == data["summary"]["completed"] > 0
+        assert typed.engine == data["engine"] and typed.extra == {}
+    copy = tmp_path / runs[0].name
+    shutil.copytree(runs[0], copy)
+    assert main(["show", str(copy), "--json"]) == 0
+
+
+def test_the_manifest_round_trips_and_keeps_keys_it_does_not_know():
+    data = good_run(engine={"engine": "hf"}, error=None, label=None, finished_at="2025-01-01T00:00:03Z",
+                    future_field={"kept": True})
+    typed = RunManifest.from_dict(data)
+    assert typed.extra == {"future_field": {"kept": True}} and typed.engine == {"engine": "hf"}
+    assert typed.to_dict() == data
+    running = RunManifest(run_id="r", created_at="2025-01-01T00:00:00Z")
+    assert running.to_dict()["status"] == "running" and "summary" not in running.to_dict()
+    assert RunManifest.from_dict(running.to_dict()) == running
+
+
+def test_a_missing_run_json_is_run_not_found(tmp_path):
+    with pytest.raises(store.RunNotFound, match="no run.json there") as e:
+        store.load_run(tmp_path)
+    assert not isinstance(e.value, ManifestError)
