@@ -7,13 +7,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
-from benchctl import console as render
-from benchctl import store
 from benchctl.cli.output import err, out
 from benchctl.cli.run import parse_goodput
-from benchctl.metrics import flat_metrics
 from benchctl.models import DEFAULT_MODEL
 from benchctl.run import parse_engine_args
 from benchctl.workload import DEFAULT_DATASET
@@ -52,6 +48,8 @@ def sweep(
     target: Annotated[float, typer.Option(
         help="Saturation search: fraction of requests that must meet the SLOs.")] = 0.9,
     output_dir: Annotated[Path, typer.Option(help="Where the sweep folder is written.")] = Path("results/sweeps"),
+    cell_timeout_s: Annotated[Optional[float], typer.Option(
+        help="A cell still running after this many seconds is killed and marked (default 7200).")] = None,
 ) -> None:
     """Run a matrix of benchmarks (or a saturation search); each cell is an ordinary run folder."""
     from benchctl import sweep as sw
@@ -73,6 +71,8 @@ def sweep(
             "workload": {"dataset": dataset, "num_prompts": num_prompts, "seed": seed,
                          "random_input_len": random_input_len, "random_output_len": random_output_len,
                          "random_range_ratio": random_range_ratio}}, "flags")
+    if cell_timeout_s is not None:
+        spec.cell_timeout_s = sw.spec_from_dict({"cell_timeout_s": cell_timeout_s}, "--cell-timeout-s").cell_timeout_s
     if saturate:
         result = sw.saturate(spec, output_dir, rate_low, rate_high, target,
                              on_probe=lambda r, a: err.print(f"rate {r:.3g} req/s: {a:.0%} of requests met the SLOs"))
@@ -85,21 +85,8 @@ def sweep(
     runner = sw.LocalExecutor() if executor == "local" else sw.RayExecutor(ray_address, num_cpus, num_gpus)
     total = len(sw.cells(spec))
     sweep_dir = sw.run_sweep(spec, output_dir, runner, on_cell=lambda c, r: err.print(
-        f"[{c.index + 1}/{total}] {c.label()}: {r['status']} -> {r['run_dir'].name}"))
-    index = store.load_run_index(sweep_dir)
-    table = Table(title=f"sweep {sweep_dir.name}")
-    for col in ("cell", "status", "req/s", "output tok/s", "vs first", "TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms"):
-        table.add_column(col)
-    baseline = None
-    for c in index["cells"]:
-        run = store.load_run(sweep_dir / c["run"])
-        f = flat_metrics(run.get("summary", {}))
-        tok_s = f.get("output_tok_s")
-        baseline = baseline or tok_s
-        ratio = f"{tok_s / baseline:.2f}x" if tok_s and baseline else "-"
-        table.add_row(c["label"], c["status"], render._num(f.get("request_throughput")), render._num(tok_s), ratio,
-                      *(render._num(f.get(k)) for k in ("ttft_median_ms", "ttft_p99_ms", "tpot_median_ms")))
-    out.print(table)
+        f"[{c.index + 1}/{total}] {c.label()}: {r['status']} -> {r['run_dir'].name if r['run_dir'] else '-'}"))
+    out.print(sw.results_table(sweep_dir))
     err.print(f"sweep: {sweep_dir}")
 
 

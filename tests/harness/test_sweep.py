@@ -366,3 +366,22 @@ def test_interrupting_a_ray_sweep_cancels_the_pending_tasks(tmp_path, fake_backe
     with pytest.raises(KeyboardInterrupt):
         sw.run_sweep(spec, tmp_path, sw.RayExecutor(None, ray_module=ray), on_cell=stop)
     assert ray.cancelled == [1, 2]
+
+
+def test_sweep_cli_prints_failed_cells_and_takes_a_cell_timeout(tmp_path, fake_backend, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        json.dumps(
+            {
+                "backends": ["fake"],
+                "workload": WORKLOAD,
+                "variants": {"base": {"step_ms": "10"}, "broken": {"fail": "1"}},
+            }
+        )
+    )
+    assert main(["sweep", str(spec), "--output-dir", str(tmp_path / "out"), "--cell-timeout-s", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "failed: " in out and "1 of 2 cells did not complete" in out
+    (sweep_dir,) = (tmp_path / "out").iterdir()
+    assert store.load_run_index(sweep_dir)["spec"]["cell_timeout_s"] == 300
+    assert main(["sweep", str(spec), "--cell-timeout-s", "-1"]) == 2
