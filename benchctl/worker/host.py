@@ -1,11 +1,17 @@
-"""The harness's end of a backend worker: spawn, send commands, read events, notice death."""
+"""The harness's end of a backend worker: spawn, send commands, read events, notice death.
+
+A thread drains the worker's protocol pipe into a queue as fast as the worker writes, so a harness that is slow to
+handle events (an fsync per record on a slow disk) never blocks the engine on a full pipe.
+"""
 
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -36,6 +42,16 @@ class WorkerProcess:
         self.proc = subprocess.Popen([*(prefix or []), python, "-m", "benchctl.worker", target], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log, env=child_env,
                                      start_new_session=True)
+        self._lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()  # None: the pipe reached EOF
+        self._reader = threading.Thread(target=self._drain, name="worker-pipe", daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        try:
+            for line in self.proc.stdout:
+                self._lines.put(line)
+        finally:
+            self._lines.put(None)
 
     def send(self, message: dict[str, Any]) -> None:
         try:
@@ -46,11 +62,12 @@ class WorkerProcess:
 
     def events(self) -> Iterator[dict[str, Any]]:
         """Events until the stream ends; a `fatal` event or an early EOF raises WorkerDied."""
-        for line in self.proc.stdout:
+        while (line := self._lines.get()) is not None:
             event = decode(line)
             if event.get("event") == "fatal":
                 raise self._died(event.get("error", "worker failed"), event.get("traceback", ""))
             yield event
+        self._lines.put(None)  # the end stays visible to the next call
         raise self._died("worker exited unexpectedly")
 
     def request(self, message: dict[str, Any], expect: str) -> dict[str, Any]:

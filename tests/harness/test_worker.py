@@ -273,3 +273,20 @@ def test_user_errors_are_raised_before_a_run_folder_exists(tmp_path, fake_backen
         run_benchmark(config(tmp_path, request_rate=-1.0))
     assert not (tmp_path / "results").exists()
     assert math.isinf(WorkloadOptions().request_rate)
+
+
+def test_a_slow_disk_never_blocks_the_worker_on_its_pipe(tmp_path, fake_backend, monkeypatch):
+    """200 records of ~2 KB (400 KB, a pipe holds 64 KB) and 10 ms per fsync: the worker finishes emitting while
+    the harness is still writing; a harness that read the pipe only between writes held the worker until the end."""
+    import os
+    import time
+
+    fake_backend("FloodWorker")
+    real_fsync = os.fsync
+    monkeypatch.setattr("benchctl.records.os.fsync", lambda fd: (time.sleep(0.01), real_fsync(fd)))
+    written_at = []
+    run_dir = run_benchmark(config(tmp_path, num_prompts=200), on_record=lambda row: written_at.append(time.monotonic()))
+    run = json.loads((run_dir / "run.json").read_text())
+    assert len(written_at) == 200 and run["status"] == "completed"
+    assert written_at[-1] - written_at[0] > 1.5  # the disk really was slow
+    assert written_at[-1] - run["engine_stats"]["emitted_at"] > 1.0

@@ -110,3 +110,15 @@ class StrangerWorker(EchoWorker):
         ctx.emit(fake_record(requests[0], 0))
         ctx.emit({**fake_record(requests[1], 1), "request_id": "who-is-this"})
         return {}
+
+
+class FloodWorker(EchoWorker):
+    """Reports every record at once, each padded to ~2 KB (far more than a pipe buffer holds), and says in its stats
+    when it had written the last one (time.monotonic, the harness's clock too)."""
+
+    def run(self, requests: list[dict], ctx) -> dict:
+        import time
+
+        for i, r in enumerate(requests):
+            ctx.emit({**fake_record(r, i), "extra": {"index": i, "padding": "x" * 2000}})
+        return {"emitted_at": time.monotonic()}
