@@ -9,7 +9,8 @@ from rich.table import Table
 
 from benchctl import hwinfo
 from benchctl.envinfo import hardware_line
-from benchctl.metrics import LATENCY_METRICS, flat_metrics, spec_decode_acceptance
+from benchctl.metrics import LATENCY_METRICS, flat_metrics, ratios_to_first, spec_decode_acceptance
+from benchctl.metrics.ceiling import below_best
 
 _LAT_LABEL = {"ttft_s": "TTFT", "tpot_s": "TPOT", "itl_s": "ITL", "e2el_s": "E2EL"}
 
@@ -151,14 +152,8 @@ def run_server_hit_rate(run: dict) -> float | None:
 # with a `benchctl hwinfo` measurement of the run's CPU and its model on disk (hwinfo.ceiling_for_run)
 CEILING_KEYS = ("compute_ceiling_tok_s", "compute_ceiling_share", "compute_ceiling_share_of_best")
 
-BELOW_BEST = 0.9  # a ceiling measured below this share of the CPU's best is flagged
 BELOW_BEST_WARNING = ("the measurement near the run is well below this CPU's best (its host was busy?), so the "
-                      "share against it flatters the run")
-
-
-def below_best(ceiling: dict[str, Any]) -> bool:
-    return (ceiling.get("share_of_best") is not None
-            and ceiling["gemm_flop_s"] < BELOW_BEST * ceiling["best_gemm_flop_s"])
+                      "share against it flatters the run")  # shown where metrics.ceiling.below_best holds
 
 
 STALE_CEILING_MIN = 30
@@ -197,9 +192,7 @@ def compare_rows(runs: list[dict], ceilings: list[dict | None] | None = None) ->
     rows = []
     for key in keys:
         values = [f.get(key) for f in flats]
-        base = values[0]
-        ratios = [v / base if v is not None and base else None for v in values]
-        rows.append({"metric": key, "values": values, "ratios": ratios})
+        rows.append({"metric": key, "values": values, "ratios": ratios_to_first(values)})
     return rows
 
 

@@ -25,6 +25,11 @@ from rich.table import Table
 
 from benchctl import store
 from benchctl.envinfo import hardware, hardware_line, package_versions
+from benchctl.metrics.ceiling import (
+    best_measurement,
+    ceiling_from,
+    compute_ceiling_tok_s,  # noqa: F401 - its old home: the arithmetic lives in metrics
+)
 from benchctl.models import cache_dir
 from benchctl.worker.child import ChildFailed, run_child
 
@@ -206,33 +211,6 @@ def ceiling_for_run(run: dict[str, Any], history: list[dict[str, Any]] | None = 
                                               measurements))
 
 
-def best_measurement(cpu: str | None, history: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The fastest GEMM measurement on `cpu`: what the machine can do when nothing else on its host competes. A
-    measurement near a run taken while the host was busy can be far below it (this machine: 52 and 202 GFLOP/s
-    in the same hour), and a share against that one flatters the run."""
-    found = [e for e in history if e.get("gemm_fp32_flop_s") and (e.get("hardware") or {}).get("cpu") == cpu]
-    return max(found, key=lambda e: e["gemm_fp32_flop_s"]) if found else None
-
-
-def ceiling_from(found: tuple[dict[str, Any], float] | None, parameters: int | None,
-                 total_tok_s: float | None, best: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """{ceiling_tok_s, share, measured_at, minutes_away, gemm_flop_s} from a (measurement, minutes away) pair;
-    share = total tok/s ÷ ceiling (None without a total). With `best` (a measurement), also best_gemm_flop_s,
-    best_measured_at and share_of_best = total tok/s ÷ the ceiling at the best measurement's rate."""
-    if found is None or not parameters:
-        return None
-    entry, minutes = found
-    ceiling = compute_ceiling_tok_s(entry["gemm_fp32_flop_s"], parameters)
-    result = {"ceiling_tok_s": ceiling, "share": total_tok_s / ceiling if total_tok_s else None,
-              "gemm_flop_s": entry["gemm_fp32_flop_s"], "measured_at": entry["measured_at"], "minutes_away": minutes}
-    if best is not None:
-        best = max(best, entry, key=lambda e: e["gemm_fp32_flop_s"])
-        best_ceiling = compute_ceiling_tok_s(best["gemm_fp32_flop_s"], parameters)
-        result.update(best_gemm_flop_s=best["gemm_fp32_flop_s"], best_measured_at=best["measured_at"],
-                      share_of_best=total_tok_s / best_ceiling if total_tok_s else None)
-    return result
-
-
 # --- model size: parameters and weight bytes from the safetensors files -----------------------------
 
 def safetensors_files(hf_dir: Path) -> list[Path]:
@@ -255,11 +233,6 @@ def parameter_count(hf_dir: Path) -> int:
             if name != "__metadata__":
                 total += math.prod(info["shape"])
     return total
-
-
-def compute_ceiling_tok_s(gemm_flop_s: float, num_parameters: int) -> float:
-    """Tokens/s if every token cost 2 FLOPs per parameter at the measured fp32 GEMM rate."""
-    return gemm_flop_s / (2 * num_parameters)
 
 
 # --- the command --------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ names (the anchors' names for ours).
 
 from __future__ import annotations
 
+from benchctl.metrics.ceiling import BELOW_BEST, below_best, best_measurement, ceiling_from, compute_ceiling_tok_s
 from benchctl.metrics.conversations import (
     TURN_PERCENTILES,
     cached_fraction,
@@ -30,32 +31,47 @@ from benchctl.metrics.latency import (
     PERCENTILES,
     completed,
     distribution,
+    empirical_cdf,
+    in_flight,
     is_completed,
+    latency_values,
     request_latencies,
     run_duration_s,
 )
 from benchctl.metrics.names import NAME_MAP
+from benchctl.metrics.runs import mean_present, ratios_to_first, spread_fraction
 from benchctl.metrics.summary import SLO_NAMES, flat_metrics, meets_slos, parse_slos, summarize
 
 __all__ = [
+    "BELOW_BEST",
     "LATENCY_METRICS",
     "NAME_MAP",
     "PERCENTILES",
     "SLO_NAMES",
     "TURN_PERCENTILES",
+    "below_best",
+    "best_measurement",
     "cached_fraction",
     "cached_prompt_fraction",
+    "ceiling_from",
     "completed",
+    "compute_ceiling_tok_s",
     "conversation_summary",
     "distribution",
+    "empirical_cdf",
     "flat_metrics",
+    "in_flight",
     "is_completed",
+    "latency_values",
+    "mean_present",
     "meets_slos",
     "parse_slos",
+    "ratios_to_first",
     "request_latencies",
     "run_duration_s",
     "server_prefix_cache_hit_rate",
     "spec_decode_acceptance",
+    "spread_fraction",
     "summarize",
     "ttft_by_turn",
 ]

@@ -47,6 +47,14 @@ def request_latencies(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def latency_values(latencies: Iterable[Mapping[str, Any]], metric: str) -> list[float]:
+    """The values one metric's distribution is taken over (request_latencies of completed requests): one per
+    request where defined, except ITL, whose gaps are pooled over all requests (vLLM's definition)."""
+    if metric == "itl_s":
+        return [gap for lat in latencies for gap in lat["itl_s"]]
+    return [lat[metric] for lat in latencies if lat.get(metric) is not None]
+
+
 def distribution(values: Iterable[float | None], percentiles: Iterable[int] = PERCENTILES) -> dict[str, Any]:
     """mean / median / std / min / max and the given percentiles (numpy's linear interpolation)."""
     a = np.asarray([v for v in values if v is not None], dtype=np.float64)
@@ -59,9 +67,33 @@ def distribution(values: Iterable[float | None], percentiles: Iterable[int] = PE
     return stats
 
 
+def empirical_cdf(values: Iterable[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted values, fraction of values <= each): the steps of the empirical CDF."""
+    x = np.sort(np.asarray(list(values), dtype=np.float64))
+    return x, np.arange(1, x.size + 1) / max(x.size, 1)
+
+
 def run_duration_s(records: Iterable[Mapping[str, Any]]) -> float:
     """From the run start (t=0) to the last token of the last request, failures included."""
     ends = [r["finish_s"] for r in records if r.get("finish_s") is not None]
     return max(ends, default=0.0)
 
 
+
+
+def in_flight(records: Iterable[Mapping[str, Any]], begin_key: str, end_key: str) -> tuple[list[float], list[int]]:
+    """Step function of how many requests are between two of their timestamps: (times, counts). A missing begin
+    counts from the arrival; a request without an end, or whose end is not after its begin, is never in between."""
+    events = []
+    for rec in records:
+        begin = rec.get(begin_key) if rec.get(begin_key) is not None else rec.get("arrival_s", 0.0)
+        end = rec.get(end_key)
+        if end is None or end <= begin:
+            continue
+        events += [(begin, 1), (end, -1)]
+    if not events:
+        return [], []
+    events.sort(key=lambda e: (e[0], e[1]))  # at a tie, a finish frees the slot before a start takes it
+    times = np.array([0.0] + [t for t, _ in events])
+    counts = np.concatenate([[0], np.cumsum([d for _, d in events])])
+    return times.tolist(), counts.astype(int).tolist()

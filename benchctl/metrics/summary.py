@@ -12,6 +12,7 @@ from benchctl.metrics.latency import (
     PERCENTILES,
     completed,
     distribution,
+    latency_values,
     request_latencies,
     run_duration_s,
 )
@@ -76,12 +77,8 @@ def summarize(records: list[Mapping[str, Any]], duration_s: float | None = None,
         "input_tok_s": rate(input_tokens),
         "output_tok_s": rate(output_tokens),
         "total_tok_s": rate(input_tokens + output_tokens),
-        "ttft_s": distribution((x["ttft_s"] for x in lat), percentiles),
-        "tpot_s": distribution((x["tpot_s"] for x in lat), percentiles),
-        "itl_s": distribution((g for x in lat for g in x["itl_s"]), percentiles),
-        "e2el_s": distribution((x["e2el_s"] for x in lat), percentiles),
-        "queue_s": distribution((x["queue_s"] for x in lat), percentiles),
-        "latency_per_token_s": distribution((x["latency_per_token_s"] for x in lat), percentiles),
+        **{name: distribution(latency_values(lat, name), percentiles)
+           for name in (*LATENCY_METRICS, "queue_s", "latency_per_token_s")},
         "output_tokens_short": sum(1 for r in done if r.get("output_tokens", 0) < r.get("expected_output_tokens", 0)),
     }
     if any(r.get("turn") is not None for r in records):

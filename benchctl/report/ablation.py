@@ -13,7 +13,7 @@ import json
 import pandas as pd
 import plotly.graph_objects as go
 
-from benchctl.metrics import flat_metrics
+from benchctl.metrics import flat_metrics, mean_present, ratios_to_first, spread_fraction
 from benchctl.metrics.steps import STEP_TIME_PARTS
 from benchctl.report.load import RunData
 from benchctl.report.section import Section
@@ -48,22 +48,23 @@ def change_text(base: dict[str, str], args: dict[str, str]) -> str:
 
 
 def ablation_table(group: list[RunData]) -> pd.DataFrame:
-    """One row per option set, in the order the sets first ran: repetitions of a set are averaged (throughput, TPOT, batch,
-    step times), with their spread ((max - min) / mean), and each set is compared with the first set's mean."""
+    """One row per option set, in the order the sets first ran: repetitions of a set are averaged (throughput, TPOT,
+    batch, step times), with their spread ((max - min) / mean), and each set is compared with the first set's mean."""
     base_args = _args(group[0])
     rows, base_tok_s = [], None
     for members in option_sets(group):
         tok = _output_tok_s(members)
-        mean_tok_s = _mean(tok)
+        mean_tok_s = mean_present(tok)
         base_tok_s = mean_tok_s if not rows else base_tok_s
+        spread, [_, ratio] = spread_fraction(tok), ratios_to_first([base_tok_s, mean_tok_s])
         stats = [d.run.get("engine_stats") or {} for d in members]
         row = {"change": change_text(base_args, _args(members[0])), "runs": len(members),
                "output tok/s": mean_tok_s,
-               "spread (%)": 100.0 * (max(tok) - min(tok)) / mean_tok_s if mean_tok_s else None,
-               "vs baseline (%)": 100.0 * (mean_tok_s / base_tok_s - 1) if mean_tok_s and base_tok_s else None,
-               "TPOT p50 (ms)": _mean([flat_metrics(d.summary).get("tpot_median_ms") for d in members]),
-               "mean batch": _mean([st.get("mean_batch_size") for st in stats])}
-        row.update({f"{part.removesuffix('_s')} (s)": _mean([st.get(part) for st in stats])
+               "spread (%)": None if spread is None else 100.0 * spread,
+               "vs baseline (%)": None if ratio is None else 100.0 * (ratio - 1),
+               "TPOT p50 (ms)": mean_present([flat_metrics(d.summary).get("tpot_median_ms") for d in members]),
+               "mean batch": mean_present([st.get("mean_batch_size") for st in stats])}
+        row.update({f"{part.removesuffix('_s')} (s)": mean_present([st.get(part) for st in stats])
                     for part in STEP_TIME_PARTS})
         rows.append(row)
     return pd.DataFrame(rows).set_index("change").astype(float).round(2)
@@ -79,11 +80,6 @@ def option_sets(group: list[RunData]) -> list[list[RunData]]:
 
 def _output_tok_s(members: list[RunData]) -> list[float]:
     return [v for v in (flat_metrics(d.summary).get("output_tok_s") for d in members) if v is not None]
-
-
-def _mean(values: list) -> float | None:
-    present = [v for v in values if v is not None]
-    return sum(present) / len(present) if present else None
 
 
 def ablation_figure(group: list[RunData], index: int) -> go.Figure:

@@ -13,47 +13,21 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from benchctl.metrics.steps import STEP_TIME_PARTS
+from benchctl.metrics.steps import (
+    STEP_TIME_PARTS,
+    batch_size,
+    breakdown_totals,
+    kv_blocks_used_pct,
+    kv_waste_pct,
+    shares,
+    step_times,
+)
 from benchctl.report.load import RunData
 from benchctl.report.section import Section, row_spacing, run_color
 
 PART_COLORS = {"schedule_s": "#FFA15A", "forward_s": "#636EFA", "sample_s": "#00CC96", "detokenize_s": "#AB63FA",
-               "idle_s": "#D0D0D0"}
+               "idle_s": "#D0D0D0"}  # metrics.steps.breakdown_totals' parts
 MAX_STEP_BARS = 3000  # per-step bars beyond this are averaged in groups (the browser stays responsive)
-
-
-def step_times(steps: pd.DataFrame) -> pd.DataFrame:
-    """Per step: the measured parts (s), and idle_s = the gap since the previous step ended.
-
-    A step starts at t_s − (sum of its parts); parts the engine does not report count as 0, so their time
-    shows up as idle. The first step has no previous step: its idle is 0. Negative gaps (timer overlap) → 0.
-    """
-    parts = steps.reindex(columns=list(STEP_TIME_PARTS)).astype(float).fillna(0.0)
-    start = steps["t_s"].to_numpy(dtype=float) - parts.sum(axis=1).to_numpy()
-    prev_end = np.concatenate([[start[0] if len(start) else 0.0], steps["t_s"].to_numpy(dtype=float)[:-1]])
-    parts["idle_s"] = np.clip(start - prev_end, 0.0, None)
-    parts.insert(0, "t_s", steps["t_s"].to_numpy(dtype=float))
-    return parts
-
-
-def breakdown_totals(steps: pd.DataFrame) -> dict[str, float]:
-    """Seconds spent in each part over the run's steps, idle included."""
-    times = step_times(steps)
-    return {part: float(times[part].sum()) for part in PART_COLORS}
-
-
-def batch_size(steps: pd.DataFrame) -> pd.Series | None:
-    """Sequences in each step's forward: prefill + decode sequences (or num_running when those are absent)."""
-    if {"num_prefill_seqs", "num_decode_seqs"} <= set(steps):
-        return steps["num_prefill_seqs"].fillna(0) + steps["num_decode_seqs"].fillna(0)
-    return steps["num_running"] if "num_running" in steps else None
-
-
-def _pct(steps: pd.DataFrame, num: str, den: str) -> pd.Series | None:
-    if not {num, den} <= set(steps):
-        return None
-    den_values = steps[den].replace(0, np.nan)
-    return 100.0 * steps[num] / den_values
 
 
 def timeseries_figure(runs: list[RunData]) -> tuple[go.Figure, list[str]]:
@@ -64,10 +38,7 @@ def timeseries_figure(runs: list[RunData]) -> tuple[go.Figure, list[str]]:
     present = [False] * 4
     for i, data in enumerate(runs):
         steps = data.steps
-        series = [batch_size(steps), _pct(steps, "kv_blocks_used", "kv_blocks_total"),
-                  None if _pct(steps, "kv_slots_filled", "kv_slots_allocated") is None
-                  else 100.0 - _pct(steps, "kv_slots_filled", "kv_slots_allocated"),
-                  steps.get("preemptions")]
+        series = [batch_size(steps), kv_blocks_used_pct(steps), kv_waste_pct(steps), steps.get("preemptions")]
         for row, y in enumerate(series, start=1):
             if y is None:
                 continue
@@ -88,12 +59,11 @@ def timeseries_figure(runs: list[RunData]) -> tuple[go.Figure, list[str]]:
 def breakdown_figure(runs: list[RunData]) -> go.Figure:
     """Total seconds per part, one stacked bar per run: where the time between steps goes."""
     totals = [breakdown_totals(d.steps) for d in runs]
+    fractions = [shares(t) for t in totals]
     fig = go.Figure()
     for part, color in PART_COLORS.items():
-        values = [t[part] for t in totals]
-        shares = [v / sum(t.values()) if sum(t.values()) else 0.0 for v, t in zip(values, totals)]
-        fig.add_trace(go.Bar(y=[d.label for d in runs], x=values, orientation="h", name=part.removesuffix("_s"),
-                             marker_color=color, customdata=shares,
+        fig.add_trace(go.Bar(y=[d.label for d in runs], x=[t[part] for t in totals], orientation="h",
+                             name=part.removesuffix("_s"), marker_color=color, customdata=[f[part] for f in fractions],
                              hovertemplate="%{y}<br>" + part.removesuffix("_s")
                              + " %{x:.3f} s (%{customdata:.1%})<extra></extra>"))
     fig.update_layout(barmode="stack", title="Step-time breakdown (total over all steps; idle = gaps between steps)",

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from benchctl.metrics import LATENCY_METRICS
+from benchctl.metrics import LATENCY_METRICS, empirical_cdf, latency_values
 from benchctl.report.load import RunData
 from benchctl.report.section import Section, run_color
 
@@ -17,17 +17,14 @@ TABLE_STATS = ("count", "mean", "p50", "p90", "p95", "p99", "max")
 
 
 def latency_values_s(data: RunData, metric: str) -> list[float]:
-    """Per-request values of one metric from benchctl.metrics.request_latencies (ITL: every gap, pooled)."""
-    if metric == "itl_s":
-        return [g for lat in data.latencies for g in lat["itl_s"]]
-    return [lat[metric] for lat in data.latencies if lat.get(metric) is not None]
+    """The values of one metric the summary's distribution is taken over (metrics.latency_values; ITL pooled)."""
+    return latency_values(data.latencies, metric)
 
 
 def cdf_points_ms(values_s: list[float]) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted values in ms, fraction of values <= each): the empirical CDF's steps."""
-    x = np.sort(np.asarray(values_s, dtype=np.float64)) * 1000.0
-    y = np.arange(1, x.size + 1) / max(x.size, 1)
-    return x, y
+    """(sorted values in ms, fraction of values <= each): metrics.empirical_cdf, in milliseconds."""
+    x, y = empirical_cdf(values_s)
+    return x * 1000.0, y
 
 
 def cdf_figure(runs: list[RunData]) -> go.Figure:

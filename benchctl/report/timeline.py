@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from benchctl.metrics import in_flight as metrics_in_flight
 from benchctl.report.load import RunData
 from benchctl.report.section import Section, row_spacing, run_color
 
@@ -36,20 +36,8 @@ def request_spans(data: RunData) -> dict[str, dict[str, list]]:
 
 
 def in_flight(data: RunData, begin_key: str, end_key: str) -> tuple[list[float], list[int]]:
-    """Step function of how many requests are between two of their timestamps: (times, counts)."""
-    events = []
-    for rec in data.done:
-        begin = rec.get(begin_key) if rec.get(begin_key) is not None else rec.get("arrival_s", 0.0)
-        end = rec.get(end_key)
-        if end is None or end <= begin:  # never in between (e.g. no wait for a slot)
-            continue
-        events += [(begin, 1), (end, -1)]
-    if not events:
-        return [], []
-    events.sort(key=lambda e: (e[0], e[1]))  # at a tie, a finish frees the slot before a start takes it
-    times = np.array([0.0] + [t for t, _ in events])
-    counts = np.concatenate([[0], np.cumsum([d for _, d in events])])
-    return times.tolist(), counts.astype(int).tolist()
+    """How many of the run's completed requests are between two of their timestamps (metrics.in_flight)."""
+    return metrics_in_flight(data.done, begin_key, end_key)
 
 
 def timeline_figure(runs: list[RunData]) -> go.Figure:

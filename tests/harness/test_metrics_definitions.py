@@ -148,3 +148,77 @@ def test_one_step_time_split_for_the_internals_and_the_ablations(tmp_path):
     assert list(table.columns[-len(STEP_TIME_PARTS):]) == [f"{p.removesuffix('_s')} (s)" for p in STEP_TIME_PARTS]
     steps = pd.DataFrame({"t_s": [1.0], **{part: [0.1] for part in STEP_TIME_PARTS}})
     assert list(internals.step_times(steps).columns) == ["t_s", *STEP_TIME_PARTS, "idle_s"]
+
+
+# --- ceilings, the roofline bound and the other arithmetic the report and console no longer do ---------------------
+
+def _measurement(when, gemm_flop_s, cpu="Test CPU"):
+    return {"measured_at": when, "gemm_fp32_flop_s": gemm_flop_s, "hardware": {"cpu": cpu}}
+
+
+def test_ceiling_shares_by_hand():
+    from benchctl.metrics import ceiling
+
+    assert ceiling.compute_ceiling_tok_s(1e9, 500) == 1e6  # 1e9 FLOP/s ÷ (2 × 500 FLOPs per token)
+    near, best = _measurement("10:00", 4e9), _measurement("12:00", 8e9)
+    assert ceiling.best_measurement("Test CPU", [near, best, _measurement("11:00", 9e9, cpu="Other")]) is best
+    got = ceiling.ceiling_from((near, 3.0), parameters=1000, total_tok_s=500.0, best=best)
+    # ceiling 4e9 / 2000 = 2e6 tok/s, share 500 / 2e6; at the best rate 8e9 / 2000 = 4e6 tok/s, share 500 / 4e6
+    assert got["ceiling_tok_s"] == 2e6 and got["share"] == pytest.approx(2.5e-4)
+    assert got["share_of_best"] == pytest.approx(1.25e-4) and got["minutes_away"] == 3.0
+    assert ceiling.below_best(got)  # 4 < 0.9 × 8 GFLOP/s
+    assert not ceiling.below_best(ceiling.ceiling_from((_measurement("12:05", 7.5e9), 0.0), 1000, 500.0, best))
+    assert ceiling.ceiling_from((near, 0.0), 1000, None)["share"] is None  # a failed run has no total
+    assert ceiling.ceiling_from(None, 1000, 500.0) is None
+
+
+def test_report_console_and_hwinfo_call_the_metrics_functions():
+    from benchctl import console, hwinfo
+    from benchctl.metrics import ceiling, steps
+    from benchctl.report import internals, roofline
+
+    assert hwinfo.ceiling_from is ceiling.ceiling_from and hwinfo.best_measurement is ceiling.best_measurement
+    assert hwinfo.compute_ceiling_tok_s is ceiling.compute_ceiling_tok_s and console.below_best is ceiling.below_best
+    assert roofline.step_bounds is steps.step_bounds
+    assert internals.step_times is steps.step_times and internals.batch_size is steps.batch_size
+
+
+def test_decode_bandwidth_and_its_medians_by_hand():
+    import pandas as pd
+
+    from benchctl.metrics.steps import decode_bandwidth, decode_summary, kv_waste_pct, model_sizes
+
+    frame = pd.DataFrame({"t_s": [1.0, 2.0, 3.0], "forward_s": [0.4, 0.1, 0.3], "schedule_s": [0.1, 0.1, 0.1],
+                          "num_prefill_seqs": [1, 0, 0], "num_decode_seqs": [0, 2, 4],
+                          "kv_slots_filled": [10, 100, 300], "kv_slots_allocated": [16, 128, 320]})
+    sizes = {"weight_bytes": 1000, "kv_bytes_per_token": 10}
+    dec = decode_bandwidth(frame, sizes)
+    # the prefill step is left out; bytes 1000 + 100 × 10 = 2000 in 0.2 s, 1000 + 300 × 10 = 4000 in 0.4 s
+    assert list(dec["bytes_read"]) == [2000, 4000]
+    assert list(dec["step_gb_s"]) == pytest.approx([1e-5, 1e-5])
+    assert list(dec["forward_gb_s"]) == pytest.approx([2e-5, 4000 / 0.3 / 1e9])
+    found = decode_summary(dec, read_gb_s=1e-4)
+    assert found["decode_steps"] == 2 and found["median_step_s"] == pytest.approx(0.3)
+    assert found["median_decode_tok_s"] == pytest.approx((2 / 0.2 + 4 / 0.4) / 2)  # 10 tok/s each
+    assert found["fraction_of_measured"] == pytest.approx(0.1)
+    assert list(kv_waste_pct(frame)) == pytest.approx([37.5, 21.875, 6.25])  # 6/16, 28/128, 20/320 slots empty
+    config = {"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "hidden_size": 16,
+              "vocab_size": 64, "tie_word_embeddings": False}
+    sizes = model_sizes(config, parameters=5000, weight_bytes=20_000, dtype="bf16")
+    # untied: embedding and LM head are 64 × 16 = 1024 each; KV: 2 × 2 layers × 2 heads × 4 dims × 2 bytes = 64
+    assert sizes["lm_head_parameters"] == 1024 and sizes["gemm_parameters_per_token"] == 5000 - 2048
+    assert sizes["kv_bytes_per_token"] == 64
+
+
+def test_across_runs_and_over_requests_by_hand():
+    assert metrics.ratios_to_first([2.0, 3.0, None, 0.0]) == [1.0, 1.5, None, 0.0]
+    assert metrics.ratios_to_first([0.0, 3.0]) == [None, None] and metrics.ratios_to_first([None, 1.0]) == [None] * 2
+    assert metrics.mean_present([None, 1.0, 3.0]) == 2.0 and metrics.mean_present([None]) is None
+    assert metrics.spread_fraction([90.0, 110.0, None]) == pytest.approx(0.2)  # (110 - 90) / 100
+    x, y = metrics.empirical_cdf([3.0, 1.0, 2.0, 2.0])
+    assert list(x) == [1.0, 2.0, 2.0, 3.0] and list(y) == [0.25, 0.5, 0.75, 1.0]
+    # a: in the engine 0-2 s, b: 1-3 s, c: never started (failed before it was sent)
+    rows = [rec("a", 4, 4, 0.0, 0.5, 2.0), rec("b", 4, 4, 1.0, 1.5, 3.0), rec("c", 4, 0, None, None, None)]
+    assert metrics.in_flight(rows, "start_s", "finish_s") == ([0.0, 0.0, 1.0, 2.0, 3.0], [0, 1, 2, 1, 0])
+    lat = [metrics.request_latencies(r) for r in rows]
+    assert metrics.latency_values(lat, "ttft_s") == [0.5, 0.5]  # c has none
