@@ -115,6 +115,9 @@ def run(
         help="serving: seconds a request may take before it counts as failed.")] = 600.0,
     client_processes: Annotated[int, typer.Option(
         help="serving: load client processes (for rates one event loop cannot send).")] = 1,
+    stall_timeout: Annotated[float, typer.Option(
+        help="offline: seconds without any event from the engine (a finished request or a step) before the run "
+             "fails as stalled; inf waits for ever.")] = 600.0,
     quantization: Annotated[Optional[str], typer.Option(
             help="Weight quantization where the backend offers it (hf: bnb-4bit, bnb-8bit; CUDA only). Same as "
                  "--engine-arg quantization=...")] = None,
@@ -135,7 +138,7 @@ def run(
         slos_ms=parse_goodput(goodput or []), label=label, profile=profile, base_url=(base_url or [None])[0],
         extra_base_urls=list(base_url or [])[1:], endpoint=endpoint,
         api_key=api_key, warmup_requests=warmup_requests, request_timeout_s=request_timeout,
-        client_processes=client_processes, workload=WorkloadOptions(
+        client_processes=client_processes, stall_timeout_s=stall_timeout, workload=WorkloadOptions(
             dataset=dataset, num_prompts=num_prompts, seed=seed, sharegpt_output_len=sharegpt_output_len,
             kind=workload, max_turns=max_turns, think_time_s=think_time, history=history,
             random_input_len=random_input_len, random_output_len=random_output_len,

@@ -39,6 +39,9 @@ class RunConfig:
     request_timeout_s: float = 600.0
     client_processes: int = 1  # load client processes (benchctl.serving.shards when > 1)
     profile: str = "none"  # none | torch | nsys (benchctl.profile)
+    # offline: no event from the worker (record, step, done) for this long fails the run; inf waits for ever.
+    # Generous: one event per finished request or engine step, so only a hung engine goes this long without one.
+    stall_timeout_s: float = 600.0
 
 
 class Progress:

@@ -46,7 +46,7 @@ def run_offline(config: RunConfig, backend: Backend, model: ResolvedModel, workl
             worker.send({"op": "run", "requests": [r.to_wire() for r in workload.requests],
                          "max_concurrency": workload.schedule.get("max_concurrency"),
                          "torch_trace": str(run_dir / TORCH_TRACE) if config.profile == "torch" else None})
-            for event in worker.events():
+            for event in worker.events(stall_timeout_s=config.stall_timeout_s):
                 if event["event"] == "record":
                     if event["record"].get("request_id") not in expected:
                         raise WorkerDied(f"worker reported an unknown request {event['record'].get('request_id')!r}")
@@ -58,7 +58,8 @@ def run_offline(config: RunConfig, backend: Backend, model: ResolvedModel, workl
                 elif event["event"] == "done":
                     engine_stats = event.get("stats", {})
                     break
-    except WorkerDied as e:
+    except WorkerDied as e:  # exited, fatal, or stalled: its whole group goes, whatever its leader did
+        worker.kill()
         folder.finalize(sink.rows, status="failed", error=str(e))
         raise RunFailed(f"{backend.name} worker failed: {e}", run_dir, e.log_tail) from None
     except BaseException as e:  # Ctrl-C or a harness bug: stop the engine now, keep what was measured

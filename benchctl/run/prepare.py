@@ -33,6 +33,8 @@ def model_context_len(model: ResolvedModel) -> int | None:
 
 def check_backend(backend: Backend, config: RunConfig) -> None:
     profile.check_profile(config.profile)
+    if not config.stall_timeout_s > 0:
+        raise BackendError(f"--stall-timeout must be > 0 seconds (inf: no limit), got {config.stall_timeout_s}")
     if config.profile != "none" and config.mode != "offline":
         raise BackendError("--profile profiles the engine's worker process: it needs --mode offline")
     if config.mode == "serving":

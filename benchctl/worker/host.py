@@ -6,6 +6,7 @@ handle events (an fsync per record on a slow disk) never blocks the engine on a 
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import signal
@@ -27,6 +28,10 @@ class WorkerDied(RuntimeError):
     def __init__(self, message: str, log_tail: str = ""):
         super().__init__(message)
         self.log_tail = log_tail
+
+
+class WorkerStalled(WorkerDied):
+    """The worker sent no event for longer than the run allows (a hung engine); it is still running."""
 
 
 class WorkerProcess:
@@ -60,9 +65,19 @@ class WorkerProcess:
         except (BrokenPipeError, OSError):
             raise self._died("worker exited before it could receive a command") from None
 
-    def events(self) -> Iterator[dict[str, Any]]:
-        """Events until the stream ends; a `fatal` event or an early EOF raises WorkerDied."""
-        while (line := self._lines.get()) is not None:
+    def events(self, stall_timeout_s: float | None = None) -> Iterator[dict[str, Any]]:
+        """Events until the stream ends; a `fatal` event or an early EOF raises WorkerDied, and no event for
+        stall_timeout_s seconds (None or inf: wait for ever) raises WorkerStalled."""
+        timeout = stall_timeout_s if stall_timeout_s is not None and math.isfinite(stall_timeout_s) else None
+        while True:
+            try:
+                line = self._lines.get(timeout=timeout)
+            except queue.Empty:
+                self._log.flush()
+                raise WorkerStalled(f"no event from the worker for {stall_timeout_s:g} s (--stall-timeout): "
+                                    f"the engine stalled", self.log_tail()) from None
+            if line is None:
+                break
             event = decode(line)
             if event.get("event") == "fatal":
                 raise self._died(event.get("error", "worker failed"), event.get("traceback", ""))

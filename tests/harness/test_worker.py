@@ -290,3 +290,44 @@ def test_a_slow_disk_never_blocks_the_worker_on_its_pipe(tmp_path, fake_backend,
     assert len(written_at) == 200 and run["status"] == "completed"
     assert written_at[-1] - written_at[0] > 1.5  # the disk really was slow
     assert written_at[-1] - run["engine_stats"]["emitted_at"] > 1.0
+
+
+def test_a_stalled_engine_fails_the_run_instead_of_hanging(tmp_path, fake_backend):
+    import time
+
+    import psutil
+
+    fake_backend("StallingWorker")
+    cfg = config(tmp_path)
+    cfg.stall_timeout_s = 1.0
+    t0 = time.monotonic()
+    with pytest.raises(RunFailed, match=r"no event from the worker for 1 s \(--stall-timeout\): the engine stalled"):
+        run_benchmark(cfg)
+    assert time.monotonic() - t0 < 15
+    run_dir = only_run_dir(tmp_path)
+    run = json.loads((run_dir / "run.json").read_text())
+    rows = read_jsonl(run_dir / "requests.jsonl")
+    assert run["status"] == "failed" and "the engine stalled" in run["error"] and run["summary"]["completed"] == 1
+    pid = rows[0]["extra"]["pid"]
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan")])
+def test_stall_timeout_must_be_positive(tmp_path, fake_backend, value):
+    fake_backend("EchoWorker")
+    cfg = config(tmp_path)
+    cfg.stall_timeout_s = value
+    with pytest.raises(BackendError, match="--stall-timeout must be > 0 seconds"):
+        run_benchmark(cfg)
+    assert not (tmp_path / "results").exists()
+
+
+def test_cli_stall_timeout_option_reaches_the_run(tmp_path, fake_backend, capsys):
+    from benchctl.cli import main
+
+    fake_backend("StallingWorker")
+    code = main(["run", "--dataset", "random", "--num-prompts", "3", "--random-input-len", "8",
+                 "--random-output-len", "4", "--stall-timeout", "1", "--output-dir", str(tmp_path / "results")])
+    assert code == 1 and "the engine stalled" in capsys.readouterr().err
+    assert main(["run", "--stall-timeout", "0", "--output-dir", str(tmp_path / "x")]) == 2
+    assert "--stall-timeout must be > 0 seconds" in capsys.readouterr().err

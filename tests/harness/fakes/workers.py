@@ -122,3 +122,14 @@ class FloodWorker(EchoWorker):
         for i, r in enumerate(requests):
             ctx.emit({**fake_record(r, i), "extra": {"index": i, "padding": "x" * 2000}})
         return {"emitted_at": time.monotonic()}
+
+
+class StallingWorker(EchoWorker):
+    """Reports one record (naming its pid), then hangs, as an engine stuck in a kernel would."""
+
+    def run(self, requests: list[dict], ctx) -> dict:
+        import time
+
+        ctx.emit({**fake_record(requests[0], 0), "extra": {"pid": os.getpid()}})
+        time.sleep(30)
+        return {}
