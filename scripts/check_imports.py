@@ -1,8 +1,11 @@
 """Import boundaries, checked statically (every import statement, lazy ones inside functions included).
 
 - no cycles among benchctl's modules: its packages import one way;
-- benchctl/ imports no engine package and nothing from backends/ (the harness never loads an engine: engines
-  run in worker processes, which find their adapter by name at run time);
+- the harness process imports no engine package and nothing from backends/: engines run in worker processes,
+  which find their adapter by name at run time. Only modules under benchctl/worker/ that no other benchctl
+  module can reach (child programs started with `python -m benchctl.worker.NAME`) may import an engine package;
+  every module reachable from the rest of benchctl/ (imports followed transitively, a package's __init__ included)
+  runs in the harness process and may not;
 - reference_engine/ imports nothing from benchctl/ or backends/ (it is an engine usable on its own);
 - no module in benchctl/ or backends/ is longer than MAX_LINES lines.
 
@@ -59,7 +62,8 @@ def check(root: Path) -> list[str]:
     files = {module_name(root, p): p for top in ("benchctl", "backends", "reference_engine")
              for p in sorted((root / top).rglob("*.py"))}
     problems = []
-    graph: dict[str, set[str]] = {}
+    graph: dict[str, set[str]] = {}  # benchctl module -> benchctl modules it imports
+    outside: dict[str, list[tuple[str, str]]] = {}  # benchctl module -> (engine/adapter import, where)
     for name, path in files.items():
         top = name.split(".")[0]
         if top in ("benchctl", "backends") and (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES:
@@ -69,15 +73,35 @@ def check(root: Path) -> list[str]:
             where = f"{path.relative_to(root)}:{line}"
             head = target.split(".")[0]
             if top == "benchctl" and (head in ENGINE_PACKAGES or head == "backends"):
-                problems.append(f"{where}: benchctl imports {target} (engines and adapters load only in workers)")
+                outside.setdefault(name, []).append((target, where))
             if top == "reference_engine" and head in ("benchctl", "backends"):
                 problems.append(f"{where}: reference_engine imports {target} (the engine stands on its own)")
             # `from pkg import name` is the module pkg.name when there is one, else pkg itself
             module = target if target in files else target.rpartition(".")[0]
             if module in files and module != name and top == "benchctl" and module.startswith("benchctl"):
                 edges.add(module)
+    for name in sorted(harness_process(graph, files)):
+        for target, where in outside.get(name, []):
+            problems.append(f"{where}: {name} runs in the harness process and imports {target} "
+                            f"(engines and adapters load only in child processes)")
     problems += [f"import cycle: {' -> '.join(cycle)}" for cycle in find_cycles(graph)]
     return problems
+
+
+def harness_process(graph: dict[str, set[str]], files: dict[str, Path]) -> set[str]:
+    """benchctl modules that can be loaded in the harness process: every module outside benchctl/worker/, and
+    whatever they import, transitively (importing a.b.c runs a/__init__.py and a/b/__init__.py first)."""
+    todo = [m for m in graph if m.startswith("benchctl") and not m.startswith("benchctl.worker")]
+    seen: set[str] = set()
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        parts = module.split(".")
+        parents = [".".join(parts[:i]) for i in range(1, len(parts)) if ".".join(parts[:i]) in files]
+        todo += [m for m in (*graph.get(module, ()), *parents) if m not in seen]
+    return seen
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
