@@ -9,7 +9,14 @@ from rich.table import Table
 
 from benchctl import hwinfo
 from benchctl.envinfo import hardware_line
-from benchctl.metrics import LATENCY_METRICS, flat_metrics, ratios_to_first, spec_decode_acceptance
+from benchctl.metrics import (
+    COUNT_KEYS,
+    LATENCY_METRICS,
+    flat_metrics,
+    ratios_to_first,
+    request_counts,
+    spec_decode_acceptance,
+)
 from benchctl.metrics.ceiling import below_best
 
 _LAT_LABEL = {"ttft_s": "TTFT", "tpot_s": "TPOT", "itl_s": "ITL", "e2el_s": "E2EL"}
@@ -21,6 +28,10 @@ def _num(value: Any, digits: int = 2) -> str:
     if isinstance(value, float):
         return f"{value:,.{digits}f}"
     return f"{value:,}"
+
+
+def _ms(value_s: Any) -> str:
+    return _num(value_s * 1000.0 if isinstance(value_s, int | float) else None)
 
 
 def workload_line(workload: dict) -> str:
@@ -60,14 +71,17 @@ def engine_line(run: dict) -> str:
 
 
 def summary_table(run: dict) -> Table:
-    s = run.get("summary", {})
+    s = run.get("summary") or {}
+    counts = request_counts(s)
     title = f"{run.get('run_id')} — {run.get('status')}"
     table = Table(title=title, caption=f"{workload_line(run.get('workload', {}))}\n{engine_line(run)}\n"
                   f"{hardware_line(run.get('environment', {}).get('hardware', {}))}",
                   caption_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    rows = [("requests completed / failed", f"{s.get('completed', 0)} / {s.get('failed', 0)}"),
+    rows = [("requests completed / failed", f"{_num(counts['completed'])} / {_num(counts['failed'])}"),
+            ("outputs shorter / longer than asked for",
+             f"{_num(counts['output_tokens_short'])} / {_num(counts['output_tokens_over'])}"),
             ("duration (s)", _num(s.get("duration_s"))),
             ("input / output tokens", f"{_num(s.get('total_input_tokens'))} / {_num(s.get('total_output_tokens'))}"),
             ("request throughput (req/s)", _num(s.get("request_throughput"), 3)),
@@ -82,14 +96,14 @@ def summary_table(run: dict) -> Table:
         stats = s.get(name) or {}
         if stats.get("count"):
             table.add_row(f"{_LAT_LABEL[name]} mean / p50 / p99 (ms)",
-                          " / ".join(_num(stats[k] * 1000) for k in ("mean", "median", "p99")))
+                          " / ".join(_ms(stats.get(k)) for k in ("mean", "median", "p99")))
     conv = s.get("conversations") or {}
     if conv:
         for key, label in (("ttft_first_turn_s", "TTFT first turns"), ("ttft_later_turns_s", "TTFT later turns")):
             stats = conv.get(key) or {}
             if stats.get("count"):
                 table.add_row(f"{label} mean / p50 / p99 (ms)",
-                              " / ".join(_num(stats[k] * 1000) for k in ("mean", "median", "p99")))
+                              " / ".join(_ms(stats.get(k)) for k in ("mean", "median", "p99")))
         if conv.get("cached_prompt_fraction") is not None:
             table.add_row("prompt tokens from the prefix cache (engine)", f"{conv['cached_prompt_fraction']:.1%}")
     hit = run_server_hit_rate(run)
@@ -168,13 +182,14 @@ def ceiling_source(ceiling: dict[str, Any]) -> str:
 
 
 def compare_rows(runs: list[dict], ceilings: list[dict | None] | None = None) -> list[dict[str, Any]]:
-    """One row per metric: value per run and ratio to the first run (the baseline)."""
-    flats = [flat_metrics(r.get("summary", {})) for r in runs]
+    """One row per metric: value per run and ratio to the first run (the baseline). First what became of the
+    requests (metrics.COUNT_KEYS: counts, no ratios); a value a run lacks (a failed run's) is None."""
+    flats = [flat_metrics(r.get("summary")) for r in runs]
     for run, flat in zip(runs, flats):
         if run_server_hit_rate(run) is not None:
             flat["server_prefix_cache_hit_rate"] = run_server_hit_rate(run)
     keys = COMPARE_KEYS
-    if any("conversations" in r.get("summary", {}) for r in runs):
+    if any("conversations" in (r.get("summary") or {}) for r in runs):
         keys += CONVERSATION_KEYS
     specs = [spec_decode(r) for r in runs]
     if any(specs):
@@ -189,7 +204,8 @@ def compare_rows(runs: list[dict], ceilings: list[dict | None] | None = None) ->
                 flat["compute_ceiling_tok_s"] = ceiling["ceiling_tok_s"]
                 flat["compute_ceiling_share"] = ceiling["share"]
                 flat["compute_ceiling_share_of_best"] = ceiling.get("share_of_best")
-    rows = []
+    counts = [request_counts(r.get("summary")) for r in runs]
+    rows = [{"metric": key, "values": [c[key] for c in counts], "ratios": [None] * len(runs)} for key in COUNT_KEYS]
     for key in keys:
         values = [f.get(key) for f in flats]
         rows.append({"metric": key, "values": values, "ratios": ratios_to_first(values)})

@@ -23,7 +23,7 @@ import numpy as np
 from rich.table import Table
 
 from benchctl import store
-from benchctl.metrics import flat_metrics
+from benchctl.metrics import flat_metrics, request_counts
 
 DEFAULT_METRICS = ("output_tok_s:-5%", "ttft_p99:+10%")
 HIGHER_IS_BETTER = (
@@ -130,9 +130,10 @@ def machine_class(run: dict) -> str:
 
 
 def failure_count(run: dict) -> int:
-    """Requests that failed or came back short: a candidate with any fails the gate, whatever its speed."""
-    summary = run.get("summary") or {}
-    return int(summary.get("failed") or 0) + int(summary.get("output_tokens_short") or 0)
+    """Requests that failed, came back short or longer than asked for (metrics.request_counts): a candidate with
+    any fails the gate, whatever its speed."""
+    counts = request_counts(run.get("summary"))
+    return sum(counts[k] or 0 for k in ("failed", "output_tokens_short", "output_tokens_over"))
 
 
 def load_side(ref: str) -> tuple[list[dict], str, str]:
@@ -314,7 +315,8 @@ def verdict_line(result: dict[str, Any]) -> str:
     """One sentence: what the verdict means, with the size of regression a pass rules out."""
     v = result["verdict"]
     if result.get("candidate_failures"):
-        return f"REGRESSION: the candidate had {result['candidate_failures']} failed or short requests"
+        return (f"REGRESSION: the candidate had {result['candidate_failures']} failed or short requests "
+                "(or outputs longer than asked for)")
     if v == "regression":
         names = ", ".join(x["metric"] for x in result["verdicts"] if x["verdict"] == "regression")
         return f"REGRESSION beyond the threshold in {names}"

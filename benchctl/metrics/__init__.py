@@ -40,14 +40,26 @@ from benchctl.metrics.latency import (
 )
 from benchctl.metrics.names import NAME_MAP
 from benchctl.metrics.runs import mean_present, ratios_to_first, spread_fraction
-from benchctl.metrics.summary import SLO_NAMES, flat_metrics, meets_slos, parse_slos, summarize
+from benchctl.metrics.summary import (
+    COUNT_KEYS,
+    SLO_NAMES,
+    THROUGHPUT_KEYS,
+    flat_metrics,
+    meets_slos,
+    output_length_counts,
+    parse_slos,
+    request_counts,
+    summarize,
+)
 
 __all__ = [
     "BELOW_BEST",
+    "COUNT_KEYS",
     "LATENCY_METRICS",
     "NAME_MAP",
     "PERCENTILES",
     "SLO_NAMES",
+    "THROUGHPUT_KEYS",
     "TURN_PERCENTILES",
     "below_best",
     "best_measurement",
@@ -65,8 +77,10 @@ __all__ = [
     "latency_values",
     "mean_present",
     "meets_slos",
+    "output_length_counts",
     "parse_slos",
     "ratios_to_first",
+    "request_counts",
     "request_latencies",
     "run_duration_s",
     "server_prefix_cache_hit_rate",

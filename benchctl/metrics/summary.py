@@ -12,12 +12,16 @@ from benchctl.metrics.latency import (
     PERCENTILES,
     completed,
     distribution,
+    is_completed,
     latency_values,
     request_latencies,
     run_duration_s,
 )
 
 SLO_NAMES = ("ttft", "tpot", "e2el")  # goodput SLOs, each a limit in milliseconds
+THROUGHPUT_KEYS = ("request_throughput", "input_tok_s", "output_tok_s", "total_tok_s", "goodput_req_s")
+# what became of the requests, shown beside the throughput by show, compare, the report and the gate's warnings
+COUNT_KEYS = ("completed", "failed", "output_tokens_short", "output_tokens_over")
 
 
 def parse_slos(items: Iterable[str]) -> dict[str, float]:
@@ -47,6 +51,21 @@ def meets_slos(latencies: Mapping[str, Any], slos_ms: Mapping[str, float]) -> bo
         if value is None or value * 1000.0 > limit_ms:
             return False
     return True
+
+
+def output_length_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """output_tokens_short: completed requests that produced fewer tokens than they asked for (every backend runs
+    with ignore_eos, so it should be 0). output_tokens_over: requests, failed or not, that produced more tokens than
+    they asked for (a server ignoring max_tokens), counted from the record's own numbers whatever the client flagged.
+    Records that ask for no particular length count in neither."""
+    short = over = 0
+    for r in records:
+        out, asked = r.get("output_tokens") or 0, r.get("expected_output_tokens")
+        if not isinstance(asked, int | float) or asked <= 0:
+            continue
+        short += int(out < asked and is_completed(r))
+        over += int(out > asked)
+    return {"output_tokens_short": short, "output_tokens_over": over}
 
 
 def summarize(records: list[Mapping[str, Any]], duration_s: float | None = None,
@@ -79,7 +98,7 @@ def summarize(records: list[Mapping[str, Any]], duration_s: float | None = None,
         "total_tok_s": rate(input_tokens + output_tokens),
         **{name: distribution(latency_values(lat, name), percentiles)
            for name in (*LATENCY_METRICS, "queue_s", "latency_per_token_s")},
-        "output_tokens_short": sum(1 for r in done if r.get("output_tokens", 0) < r.get("expected_output_tokens", 0)),
+        **output_length_counts(records),
     }
     if any(r.get("turn") is not None for r in records):
         summary["conversations"] = conversation_summary(records, percentiles)
@@ -91,21 +110,32 @@ def summarize(records: list[Mapping[str, Any]], duration_s: float | None = None,
     return summary
 
 
-def flat_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
-    """`output_tok_s`, `ttft_p99_ms`, ... : one number per key, for compare tables and the gate."""
-    flat = {k: float(summary[k]) for k in ("request_throughput", "input_tok_s", "output_tok_s", "total_tok_s",
-                                            "goodput_req_s") if k in summary}
+def request_counts(summary: Mapping[str, Any] | None) -> dict[str, int | None]:
+    """COUNT_KEYS of a stored summary; None where it has no such count (an older run.json, or a broken one)."""
+    summary = summary or {}
+    return {k: summary[k] if _number(summary.get(k)) else None for k in COUNT_KEYS}
+
+
+def flat_metrics(summary: Mapping[str, Any] | None) -> dict[str, float]:
+    """`output_tok_s`, `ttft_p99_ms`, ... : one number per key, for compare tables and the gate. A value the run
+    does not have (a failed run's run.json stores null for what it could not measure) gives no key."""
+    summary = summary or {}
+    flat = {k: float(summary[k]) for k in THROUGHPUT_KEYS if _number(summary.get(k))}
     for name in LATENCY_METRICS:
         stats = summary.get(name) or {}
         short = name.removesuffix("_s")
         for key, value in stats.items():
-            if key != "count":
+            if key != "count" and _number(value):
                 flat[f"{short}_{key}_ms"] = value * 1000.0
     conversations = summary.get("conversations") or {}
     for name in ("ttft_first_turn_s", "ttft_later_turns_s"):
         for key in ("mean", "median", "p99"):
-            if key in (conversations.get(name) or {}):
+            if _number((conversations.get(name) or {}).get(key)):
                 flat[f"{name.removesuffix('_s')}_{key}_ms"] = conversations[name][key] * 1000.0
-    if conversations.get("cached_prompt_fraction") is not None:
+    if _number(conversations.get("cached_prompt_fraction")):
         flat["cached_prompt_fraction"] = float(conversations["cached_prompt_fraction"])
     return flat
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 
 from benchctl.console import _num, compare_rows, engine_line, workload_line
 from benchctl.envinfo import hardware_line
-from benchctl.metrics import LATENCY_METRICS, distribution, flat_metrics
+from benchctl.metrics import LATENCY_METRICS, distribution, flat_metrics, request_counts
 from benchctl.report.load import RunData
 from benchctl.report.section import Section, run_color
 
@@ -58,6 +58,7 @@ def summary_table(runs: list[RunData]) -> pd.DataFrame:
         env = run.get("environment", {})
         tok = tokens_per_request(data)
         flat = flat_metrics(s)
+        counts = request_counts(s)
         col: dict[str, str] = {
             "run": f"{data.run_id} ({run.get('status')})",
             "label": run.get("label") or "—",
@@ -70,7 +71,9 @@ def summary_table(runs: list[RunData]) -> pd.DataFrame:
             "engine": engine_line(run),
             "hardware": hardware_line(env.get("hardware", {})),
             "versions": f"python {env.get('python')} · benchctl git {env.get('git_sha')}",
-            "completed / failed": f"{s.get('completed')} / {s.get('failed')}",
+            "completed / failed": f"{_num(counts['completed'])} / {_num(counts['failed'])}",
+            "outputs shorter / longer than asked for": f"{_num(counts['output_tokens_short'])} / "
+                                                       f"{_num(counts['output_tokens_over'])}",
             "duration (s)": _num(s.get("duration_s")),
             "requests/s": f"{_num(s.get('request_throughput'), 3)} ({per_request_suffix(data)})",
             "input tokens/s": _num(s.get("input_tok_s")),

@@ -222,3 +222,86 @@ def test_across_runs_and_over_requests_by_hand():
     assert metrics.in_flight(rows, "start_s", "finish_s") == ([0.0, 0.0, 1.0, 2.0, 3.0], [0, 1, 2, 1, 0])
     lat = [metrics.request_latencies(r) for r in rows]
     assert metrics.latency_values(lat, "ttft_s") == [0.5, 0.5]  # c has none
+
+
+# --- failures, short and over-long outputs: counted once, shown by show, compare, the report and the gate --------
+
+# asked 4: a got 4, b got 2 (short), c got 6 (over), d failed after 5 (over, and failed), e asked for nothing
+LENGTHS = [rec("a", 4, 4, 0.0, 0.5, 1.0), rec("b", 4, 2, 0.0, 0.5, 1.0), rec("c", 4, 6, 0.0, 0.5, 1.0),
+           rec("d", 4, 5, 0.0, 0.5, 1.5, error="stream ended early"), rec("e", None, 3, 0.0, 0.5, 1.0)]
+
+
+def test_short_and_over_long_outputs_are_counted_from_the_records():
+    s = metrics.summarize(LENGTHS)
+    assert (s["completed"], s["failed"]) == (4, 1)
+    assert s["output_tokens_short"] == 1  # b; d is short of nothing it finished, and failed anyway
+    assert s["output_tokens_over"] == 2  # c and d: more tokens than max_tokens, whether or not the client failed it
+    assert metrics.request_counts(s) == {"completed": 4, "failed": 1, "output_tokens_short": 1,
+                                         "output_tokens_over": 2}
+    assert metrics.request_counts({"completed": 3}) == {"completed": 3, "failed": None, "output_tokens_short": None,
+                                                        "output_tokens_over": None}  # an older run.json
+    assert metrics.request_counts(None)["failed"] is None
+
+
+def _write_run(folder, run_id, summary, status="completed"):
+    path = folder / run_id
+    path.mkdir(parents=True)
+    run = {"schema_version": 1, "run_id": run_id, "status": status, "config": {"backend": "hf"},
+           "workload": {"num_requests": 4, "dataset": "random", "seed": 0}, "environment": {"hardware": {}},
+           "summary": summary}
+    if status == "failed":
+        run["error"] = "server died"
+    (path / "run.json").write_text(json.dumps(run))
+    return path
+
+
+GOOD = {"num_requests": 4, "completed": 4, "failed": 0, "output_tokens_short": 0, "output_tokens_over": 1,
+        "duration_s": 2.0, "request_throughput": 2.0, "input_tok_s": 100.0, "output_tok_s": 40.0, "total_tok_s": 140.0,
+        "ttft_s": {"count": 4, "mean": 0.5, "median": 0.5, "p99": 0.8}}
+# every request failed: run.json stores null for the rates over no time and the percentiles of nothing
+FAILED = {"num_requests": 4, "completed": 0, "failed": 4, "output_tokens_short": 0, "output_tokens_over": 0,
+          "duration_s": 0.0, "request_throughput": None, "input_tok_s": None, "output_tok_s": None,
+          "total_tok_s": None, "ttft_s": {"count": 0, "mean": None}}
+
+
+def test_compare_and_show_a_failed_run(tmp_path, capsys):
+    from rich.console import Console
+
+    from benchctl import console
+    from benchctl.cli import main
+
+    _write_run(tmp_path, "20250101-000000-hf-aaaaaa", GOOD)
+    _write_run(tmp_path, "20250101-000001-hf-bbbbbb", FAILED, status="failed")
+    assert main(["compare", "20250101-000000", "20250101-000001", "--output-dir", str(tmp_path), "--json"]) == 0
+    rows = {r["metric"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert rows["failed"]["values"] == [0, 4] and rows["completed"]["values"] == [4, 0]
+    assert rows["output_tokens_over"]["values"] == [1, 0] and rows["failed"]["ratios"] == [None, None]
+    assert rows["output_tok_s"]["values"] == [40.0, None] and rows["output_tok_s"]["ratios"] == [1.0, None]
+    assert rows["ttft_mean_ms"]["values"] == [500.0, None]
+    assert main(["compare", "20250101-000000", "20250101-000001", "--output-dir", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    output_row = next(line for line in table.splitlines() if "output_tok_s" in line)
+    assert "40.00" in output_row and "—" in output_row
+    assert main(["show", "20250101-000001", "--output-dir", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    assert "0 / 4" in shown  # completed / failed
+    wide = Console(width=200, record=True)
+    wide.print(console.summary_table({"run_id": "x", "summary": GOOD}))
+    text = wide.export_text()
+    assert "outputs shorter / longer than asked for" in text and "0 / 1" in text
+    wide.print(console.summary_table({"run_id": "old", "summary": {"completed": 3, "failed": 0}}))
+    assert "— / —" in wide.export_text()  # an older run.json without the counts
+
+
+def test_the_report_and_the_gate_count_them_too(tmp_path):
+    from benchctl import regress
+    from benchctl.report import overview
+
+    data = _run_data(LENGTHS)
+    column = overview.summary_table([data])[data.label]
+    assert column["completed / failed"] == "4 / 1"
+    assert column["outputs shorter / longer than asked for"] == "1 / 2"
+    # the gate fails a candidate with any failed, short or over-long request
+    assert regress.failure_count({"summary": metrics.summarize(LENGTHS)}) == 1 + 1 + 2
+    assert regress.failure_count({"summary": {"failed": 0, "output_tokens_short": 0, "output_tokens_over": 3}}) == 3
+    assert regress.failure_count({"summary": None}) == 0
