@@ -56,6 +56,7 @@ class Workload:
     seed: int
     schedule: dict  # {"kind": ..., "request_rate": ..., "burstiness": ..., "max_concurrency": ...}
     source: dict = field(default_factory=dict)  # dataset-specific options (lengths, filters, file hash...)
+    sampler: dict = field(default_factory=dict)  # which rule picked the requests, and whose tool picks the same
 
     def spec(self) -> dict:
         """The workload spec recorded beside every number a run produces."""
@@ -68,6 +69,7 @@ class Workload:
             "output_tokens": length_stats([r.output_len for r in self.requests]),
             "schedule": {**self.schedule, "last_arrival_s": round(max(arrivals, default=0.0), 6)},
             "source": self.source,
+            "sampler": self.sampler,
         }
         if any(r.turn is not None for r in self.requests):  # conversations: the history makes later prompts longer
             spec["input_tokens_by_turn"] = {

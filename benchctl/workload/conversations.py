@@ -21,12 +21,14 @@ in serving mode), so many conversations are in flight while each one waits for i
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
 from benchctl.workload.base import RequestSpec, WorkloadError, length_stats
 from benchctl.workload.chat import ChatTemplate, ChatTemplateError
-from benchctl.workload.sharegpt import MAX_TOTAL_TOKENS, MIN_TOKENS, file_digest, load_conversations
+from benchctl.workload.reader import read_sharegpt
+from benchctl.workload.sharegpt import MAX_TOTAL_TOKENS, MIN_TOKENS, file_source
 from benchctl.workload.tokenizer import Tokenizer
 
 # ShareGPT's speaker names (and those of its variants) -> chat roles
@@ -70,8 +72,8 @@ def sample_conversations(path: Path, tokenizer: Tokenizer, num_conversations: in
         raise WorkloadError(f"--num-prompts (conversations) must be >= 1, got {num_conversations}")
     if max_turns is not None and max_turns < MIN_TURNS:
         raise WorkloadError(f"--max-turns must be >= {MIN_TURNS} for a conversation workload, got {max_turns}")
-    if think_time_s < 0:
-        raise WorkloadError(f"--think-time must be >= 0 seconds, got {think_time_s}")
+    if not 0 <= think_time_s < math.inf:  # NaN fails too
+        raise WorkloadError(f"--think-time must be >= 0 seconds and finite, got {think_time_s}")
     if fixed_output_len is not None and fixed_output_len < 1:
         raise WorkloadError(f"--sharegpt-output-len must be >= 1, got {fixed_output_len}")
     if history not in HISTORIES:
@@ -79,8 +81,9 @@ def sample_conversations(path: Path, tokenizer: Tokenizer, num_conversations: in
     template = ChatTemplate(tokenizer.model_dir)
     if not template.available:
         raise WorkloadError(f"{tokenizer.model_dir}: the model has no chat template; conversations need one")
-    candidates = []
-    for conv in load_conversations(path):
+    dataset = read_sharegpt(path)
+    candidates: list[tuple[str, list[dict], list[tuple[str, str]]]] = []
+    for conv in dataset.entries:
         system, pairs = chat_turns(conv["conversations"])
         if len(pairs) >= MIN_TURNS:
             candidates.append((str(conv.get("id", len(candidates))), system, pairs))
@@ -90,20 +93,21 @@ def sample_conversations(path: Path, tokenizer: Tokenizer, num_conversations: in
     source_ids: dict[str, str] = {}  # conv-0000 -> the dataset's own conversation id
     cut = {"answer_too_short": 0, "too_long": 0, "max_turns": 0}
     for source_id, system, pairs in candidates:
-        turns = _conversation_requests(f"conv-{len(turns_taken):04d}", source_id, system, pairs, template,
+        conv_id = f"conv-{len(turns_taken):04d}"
+        turns = _conversation_requests(conv_id, source_id, system, pairs, template,
                                        tokenizer, max_turns, think_time_s, fixed_output_len, cut,
                                        generated=history == "generated")
         if len(turns) < MIN_TURNS:
             continue
         requests += turns
-        source_ids[turns[0].conversation_id] = source_id
+        source_ids[conv_id] = source_id
         turns_taken.append(len(turns))
         if len(turns_taken) == num_conversations:
             break
     if len(turns_taken) < num_conversations:
         raise WorkloadError(f"{path}: only {len(turns_taken)} conversations have {MIN_TURNS}+ turns that pass the "
                             f"ShareGPT filters, {num_conversations} requested (lower --num-prompts)")
-    source = {"path": str(path), "sha256_16": file_digest(path), "fixed_output_len": fixed_output_len,
+    source = {**file_source(dataset), "fixed_output_len": fixed_output_len,
               "conversations": len(turns_taken), "turns_per_conversation": length_stats(turns_taken),
               "max_turns": max_turns, "think_time_s": think_time_s, "history": history,
               "chat_template": "model", "filters": {"min_tokens": MIN_TOKENS, "max_total_tokens": MAX_TOTAL_TOKENS,

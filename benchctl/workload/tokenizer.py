@@ -20,6 +20,9 @@ class Tokenizer:
         self._tok = _HFTokenizer.from_file(str(path))
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
         self.special_ids = _special_ids(Path(model_dir), self._tok)
+        # what encoding with special tokens adds (a BOS, say): vLLM's ShareGPT sampler counts them in both lengths
+        processor = self._tok.post_processor
+        self.num_special_tokens = processor.num_special_tokens_to_add(False) if processor is not None else 0
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids

