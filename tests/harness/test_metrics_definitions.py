@@ -305,3 +305,21 @@ def test_the_report_and_the_gate_count_them_too(tmp_path):
     assert regress.failure_count({"summary": metrics.summarize(LENGTHS)}) == 1 + 1 + 2
     assert regress.failure_count({"summary": {"failed": 0, "output_tokens_short": 0, "output_tokens_over": 3}}) == 3
     assert regress.failure_count({"summary": None}) == 0
+
+
+# --- the anchors' names --------------------------------------------------------------------------------------
+
+def test_docs_table_and_name_map_agree_and_cover_the_summary():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text(encoding="utf-8")
+    section = text.split("## Requests, throughput and latency")[1].split("\n\n")[1]
+    table = {}
+    for line in section.splitlines()[2:]:
+        ours, _, *anchors = [cell.strip() for cell in line.strip("|").split("|")]
+        table[ours.strip("`")] = dict(zip(("vllm", "guidellm", "aiperf"),
+                                          (None if a == "—" else a.replace("`", "") for a in anchors)))
+    assert table == metrics.NAME_MAP
+    summary = metrics.summarize(LENGTHS, slos_ms={"ttft": 100})
+    scalars = {k for k, v in summary.items() if not isinstance(v, dict) or "count" in v}
+    assert scalars - {"slos_ms", "good_requests"} == set(metrics.NAME_MAP)  # every number of a summary is named
