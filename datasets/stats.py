@@ -6,7 +6,7 @@
 Pairs are formed the way vLLM's ShareGPT sampler does: conversations with >= 2 turns, prompt = turn 0,
 completion = turn 1. Tokens are counted without special tokens. A pair is dropped when the prompt or
 completion is < 4 tokens, the prompt is > 1024 tokens, or prompt + completion > 2048 tokens
-(same rules and order as benchctl/workload/sharegpt.py). Percentiles use numpy's default (linear).
+(benchctl/workload/sharegpt.py's limits and order). Statistics are benchctl.metrics.distribution's.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-MIN_TOKENS, MAX_PROMPT_TOKENS, MAX_TOTAL_TOKENS = 4, 1024, 2048
+from benchctl.metrics import distribution
+from benchctl.workload.sharegpt import MAX_PROMPT_TOKENS, MAX_TOTAL_TOKENS, MIN_TOKENS
 
 
 def load_tokenizer(model: str) -> Tokenizer:
@@ -34,8 +35,9 @@ def ntok(tok: Tokenizer, texts: list[str]) -> np.ndarray:
 
 
 def row(name: str, x: np.ndarray) -> str:
-    p50, p90, p99 = np.percentile(x, [50, 90, 99])
-    return f"| {name:<22} | {len(x):>5} | {x.mean():>7.1f} | {p50:>6.0f} | {p90:>6.0f} | {p99:>6.0f} | {x.min():>5} | {x.max():>5} |"
+    d = distribution(x.tolist(), (50, 90, 99))
+    return (f"| {name:<22} | {d['count']:>5} | {d['mean']:>7.1f} | {d['p50']:>6.0f} | {d['p90']:>6.0f} | "
+            f"{d['p99']:>6.0f} | {d['min']:>5.0f} | {d['max']:>5.0f} |")
 
 
 def main() -> None:
