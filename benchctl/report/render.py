@@ -8,8 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 import jinja2
 import plotly.offline
 
-from benchctl.report import (ablation, conversations, internals, latency, overview, profiles, roofline, sweep,
-                             timeline)
+from benchctl.report import ablation, conversations, internals, latency, overview, profiles, roofline, sweep, timeline
 from benchctl.report.load import RunData
 from benchctl.report.section import Section
 
