@@ -29,7 +29,7 @@ class WorkloadOptions:
     WorkloadError before anything is loaded."""
 
     dataset: str = DEFAULT_DATASET
-    num_prompts: int = 16  # the default run takes about a minute on 2 CPU cores; conversations when kind=conversations
+    num_prompts: int = 16  # conversations when kind=conversations
     kind: str = "single-turn"  # single-turn (one request per entry) | conversations (benchctl.workload.conversations)
     max_turns: int | None = None  # conversations: turns per conversation at most
     think_time_s: float = 0.0  # conversations: pause between an answer and the next user turn
