@@ -184,11 +184,11 @@ def ceiling_source(ceiling: dict[str, Any]) -> str:
 def compare_rows(runs: list[dict], ceilings: list[dict | None] | None = None) -> list[dict[str, Any]]:
     """One row per metric: value per run and ratio to the first run (the baseline). First what became of the
     requests (metrics.COUNT_KEYS: counts, no ratios); a value a run lacks (a failed run's) is None."""
-    flats = [flat_metrics(r.get("summary")) for r in runs]
+    flats: list[dict[str, float | None]] = [dict(flat_metrics(r.get("summary"))) for r in runs]
     for run, flat in zip(runs, flats):
         if run_server_hit_rate(run) is not None:
             flat["server_prefix_cache_hit_rate"] = run_server_hit_rate(run)
-    keys = COMPARE_KEYS
+    keys: tuple[str, ...] = COMPARE_KEYS
     if any("conversations" in (r.get("summary") or {}) for r in runs):
         keys += CONVERSATION_KEYS
     specs = [spec_decode(r) for r in runs]
@@ -205,7 +205,8 @@ def compare_rows(runs: list[dict], ceilings: list[dict | None] | None = None) ->
                 flat["compute_ceiling_share"] = ceiling["share"]
                 flat["compute_ceiling_share_of_best"] = ceiling.get("share_of_best")
     counts = [request_counts(r.get("summary")) for r in runs]
-    rows = [{"metric": key, "values": [c[key] for c in counts], "ratios": [None] * len(runs)} for key in COUNT_KEYS]
+    rows: list[dict[str, Any]] = [{"metric": key, "values": [c[key] for c in counts], "ratios": [None] * len(runs)}
+                                  for key in COUNT_KEYS]
     for key in keys:
         values = [f.get(key) for f in flats]
         rows.append({"metric": key, "values": values, "ratios": ratios_to_first(values)})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from benchctl.metrics.latency import PERCENTILES, completed, distribution, request_latencies
@@ -33,7 +33,7 @@ def ttft_by_turn(records: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, An
     return {turn: distribution(by_turn[turn], TURN_PERCENTILES) for turn in sorted(by_turn)}
 
 
-def conversation_summary(records: list[Mapping[str, Any]], percentiles: Iterable[int] = PERCENTILES) -> dict:
+def conversation_summary(records: Sequence[Mapping[str, Any]], percentiles: Iterable[int] = PERCENTILES) -> dict:
     """Multi-turn workloads: TTFT of first turns vs later turns (whose prompts carry the history a prefix cache can
     reuse), per-turn TTFT, the cached share of prompt tokens, and how long whole conversations took."""
     done = completed(records)
@@ -44,7 +44,7 @@ def conversation_summary(records: list[Mapping[str, Any]], percentiles: Iterable
     for r in records:
         by_conv.setdefault(r.get("conversation_id") or r["request_id"], []).append(r)
     complete = [rs for rs in by_conv.values() if len(completed(rs)) == len(rs)]
-    summary = {
+    summary: dict[str, Any] = {
         "num_conversations": len(by_conv),
         "completed_conversations": len(complete),
         "turns": distribution((len(rs) for rs in by_conv.values()), percentiles),

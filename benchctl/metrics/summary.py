@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from benchctl.metrics.conversations import conversation_summary
@@ -68,7 +68,7 @@ def output_length_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]
     return {"output_tokens_short": short, "output_tokens_over": over}
 
 
-def summarize(records: list[Mapping[str, Any]], duration_s: float | None = None,
+def summarize(records: Sequence[Mapping[str, Any]], duration_s: float | None = None,
               slos_ms: Mapping[str, float] | None = None,
               percentiles: Iterable[int] = PERCENTILES) -> dict[str, Any]:
     """Run-level metrics from per-request records (the only place they are computed)."""

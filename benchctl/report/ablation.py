@@ -9,6 +9,7 @@ run.json `engine_stats`).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -51,7 +52,8 @@ def ablation_table(group: list[RunData]) -> pd.DataFrame:
     """One row per option set, in the order the sets first ran: repetitions of a set are averaged (throughput, TPOT,
     batch, step times), with their spread ((max - min) / mean), and each set is compared with the first set's mean."""
     base_args = _args(group[0])
-    rows, base_tok_s = [], None
+    rows: list[dict[str, Any]] = []
+    base_tok_s: float | None = None
     for members in option_sets(group):
         tok = _output_tok_s(members)
         mean_tok_s = mean_present(tok)

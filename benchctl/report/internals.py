@@ -30,6 +30,13 @@ PART_COLORS = {"schedule_s": "#FFA15A", "forward_s": "#636EFA", "sample_s": "#00
 MAX_STEP_BARS = 3000  # per-step bars beyond this are averaged in groups (the browser stays responsive)
 
 
+def _steps(data: RunData) -> pd.DataFrame:
+    """The run's steps; the figures below are only drawn for runs that have them."""
+    if data.steps is None:
+        raise ValueError(f"{data.label}: no steps.jsonl")
+    return data.steps
+
+
 def timeseries_figure(runs: list[RunData]) -> tuple[go.Figure, list[str]]:
     """Batch size, KV-cache use, KV waste and preemptions over time; also the series no run reported."""
     panels = ("sequences in the batch (line) / waiting (dots)", "KV blocks used (% of total)",
@@ -37,7 +44,7 @@ def timeseries_figure(runs: list[RunData]) -> tuple[go.Figure, list[str]]:
     fig = make_subplots(rows=4, cols=1, shared_xaxes=True, subplot_titles=panels, vertical_spacing=0.07)
     present = [False] * 4
     for i, data in enumerate(runs):
-        steps = data.steps
+        steps = _steps(data)
         series = [batch_size(steps), kv_blocks_used_pct(steps), kv_waste_pct(steps), steps.get("preemptions")]
         for row, y in enumerate(series, start=1):
             if y is None:
@@ -58,7 +65,7 @@ def timeseries_figure(runs: list[RunData]) -> tuple[go.Figure, list[str]]:
 
 def breakdown_figure(runs: list[RunData]) -> go.Figure:
     """Total seconds per part, one stacked bar per run: where the time between steps goes."""
-    totals = [breakdown_totals(d.steps) for d in runs]
+    totals = [breakdown_totals(_steps(d)) for d in runs]
     fractions = [shares(t) for t in totals]
     fig = go.Figure()
     for part, color in PART_COLORS.items():
@@ -75,7 +82,7 @@ def per_step_figure(runs: list[RunData]) -> go.Figure:
     fig = make_subplots(rows=len(runs), cols=1, subplot_titles=[d.label for d in runs],
                         vertical_spacing=row_spacing(len(runs), 0.12))
     for row, data in enumerate(runs, start=1):
-        times = step_times(data.steps)
+        times = step_times(_steps(data))
         group = max(1, -(-len(times) // MAX_STEP_BARS))
         if group > 1:  # mean per group of `group` steps
             times = times.groupby(np.arange(len(times)) // group).mean()
@@ -118,7 +125,7 @@ def section(runs: list[RunData]) -> Section:
     fig, absent = timeseries_figure(with_steps)
     sec.add_figure("fig-engine-timeseries", fig)
     sec.notes += [f"no run's steps carry the data for “{panel}”" for panel in absent]
-    missing_parts = [p for p in STEP_TIME_PARTS if not any(p in d.steps for d in with_steps)]
+    missing_parts = [p for p in STEP_TIME_PARTS if not any(p in _steps(d) for d in with_steps)]
     if missing_parts:
         sec.notes.append(f"steps carry no {', '.join(missing_parts)}: that time is counted as idle")
     sec.add_figure("fig-step-breakdown", breakdown_figure(with_steps))

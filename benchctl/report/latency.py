@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -51,7 +53,7 @@ def percentile_table(runs: list[RunData]) -> pd.DataFrame:
     for metric in LATENCY_METRICS:
         for data in runs:
             stats = data.summary.get(metric) or {}
-            row = {"metric": metric.removesuffix("_s").upper(), "run": data.label}
+            row: dict[str, Any] = {"metric": metric.removesuffix("_s").upper(), "run": data.label}
             for key in TABLE_STATS:
                 value = stats.get(key)
                 row[key if key == "count" else f"{key} (ms)"] = (

@@ -106,9 +106,10 @@ def load_all(refs: list[str], output_dir: Path, baseline: str | None = None,
     if baseline is not None:
         base = store.resolve_run(baseline, output_dir)
         paths = [base] + [p for p in paths if p.resolve() != base.resolve()]
-    seen: set[Path] = set()
-    unique = [p for p in paths if not (p.resolve() in seen or seen.add(p.resolve()))]
-    return [load(p, slos_ms) for p in unique]
+    unique: dict[Path, Path] = {}
+    for p in paths:  # a run given twice is loaded once, at its first place
+        unique.setdefault(p.resolve(), p)
+    return [load(p, slos_ms) for p in unique.values()]
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

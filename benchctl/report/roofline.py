@@ -95,7 +95,7 @@ def section(runs: list[RunData], hw: dict | None) -> Section:
         if dec.empty:
             sec.notes.append(f"{data.label}: no pure-decode steps")
             continue
-        if not _same_cpu(data.run, hw):
+        if hw is not None and not _same_cpu(data.run, hw):
             sec.notes.append(f"{data.label}: ran on {data.run['environment']['hardware'].get('cpu')}, but the cached "
                              f"bandwidth was measured on {hw['hardware'].get('cpu')}")
         scale = ceiling if ceiling else 1.0
@@ -129,7 +129,7 @@ def section(runs: list[RunData], hw: dict | None) -> Section:
         rows.append(row)
     if not rows:
         return _with_bound_tables(sec, inputs, hw)
-    if ceiling:
+    if hw is not None and ceiling:
         fig.add_hline(y=1.0, line_dash="dash", line_color="black",
                       annotation_text=f"measured read bandwidth {ceiling:.1f} GB/s ({hw.get('measured_at')})")
         title, y_title = "Decode: achieved bandwidth ÷ measured bandwidth", "fraction of measured bandwidth"

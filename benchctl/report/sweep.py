@@ -35,10 +35,15 @@ def find_sweeps(runs: list[RunData]) -> list[list[RunData]]:
         groups.setdefault(sweep_key(data), []).append(data)
     sweeps = []
     for members in groups.values():
-        rates = {rate_of(d) if rate_of(d) is not None else math.inf for d in members}
-        if len(rates) >= 2:
-            sweeps.append(sorted(members, key=lambda d: rate_of(d) if rate_of(d) is not None else math.inf))
+        if len({_offered(d) for d in members}) >= 2:
+            sweeps.append(sorted(members, key=_offered))
     return sweeps
+
+
+def _offered(data: RunData) -> float:
+    """The offered rate, infinity for all-at-once arrivals (which sort last)."""
+    rate = rate_of(data)
+    return math.inf if rate is None else rate
 
 
 def sweep_table(sweep: list[RunData]) -> pd.DataFrame:
