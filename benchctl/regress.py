@@ -208,11 +208,17 @@ class Verdict:
     worst_regression_pct: float  # a pass means "no regression larger than this"
 
 
+def interval_level(confidence: float) -> float:
+    """The two-sided level whose bounds are each one-sided at `confidence`: a gate's two errors (a regression
+    called when there is none beyond the threshold, a pass given when there is one) are each below 1 - confidence."""
+    return 2 * confidence - 1
+
+
 def judge(gate: MetricGate, base: list[float], cand: list[float], confidence: float) -> Verdict:
     b, c = np.asarray(base, dtype=np.float64), np.asarray(cand, dtype=np.float64)
     if not (np.all(np.isfinite(b)) and np.all(np.isfinite(c)) and np.all(b > 0) and np.all(c > 0)):
         raise GateInputError(f"{gate.metric} is zero, negative or missing in some runs; cannot form a ratio")
-    ratio, low, high = welch_log_interval(b, c, confidence)
+    ratio, low, high = welch_log_interval(b, c, interval_level(confidence))
     verdict = decide(gate, low, high) if min(b.size, c.size) >= MIN_REPETITIONS else "inconclusive"
     improvement = verdict == "pass" and (low > 1.0 if gate.higher_is_better else high < 1.0)
     return Verdict(
@@ -315,8 +321,10 @@ def verdict_line(result: dict[str, Any]) -> str:
     """One sentence: what the verdict means, with the size of regression a pass rules out."""
     v = result["verdict"]
     if result.get("candidate_failures"):
-        return (f"REGRESSION: the candidate had {result['candidate_failures']} failed or short requests "
-                "(or outputs longer than asked for)")
+        return (
+            f"REGRESSION: the candidate had {result['candidate_failures']} failed or short requests "
+            "(or outputs longer than asked for)"
+        )
     if v == "regression":
         names = ", ".join(x["metric"] for x in result["verdicts"] if x["verdict"] == "regression")
         return f"REGRESSION beyond the threshold in {names}"
@@ -344,7 +352,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"## benchctl regression gate: {verdict_line(result)}",
         "",
         f"baseline runs: {len(result['baseline'])} · candidate runs: {len(result['candidate'])} · "
-        f"{result['confidence']:.0%} {result['method']} (candidate/baseline)",
+        f"{interval_level(result['confidence']):.0%} {result['method']} (candidate/baseline; each bound "
+        f"{result['confidence']:.0%})",
         "",
         "| metric | threshold | baseline | candidate | ratio | CI | p (Mann-Whitney) | verdict |",
         "|---|---|---|---|---|---|---|---|",

@@ -221,9 +221,11 @@ def _trial_verdicts(slowdown: float, trials: int = 200, reps: int = 5, noise: fl
 
 
 def test_error_rates_on_simulated_noise():
-    """At the threshold itself a regression is called in at most ~2.5% of trials (one side of a 95% interval);
-    identical sides almost never; a 15% slowdown nearly always; a 1% one passes mostly."""
+    """Each of the gate's errors is at most 1 - confidence = 5% at the threshold itself (a regression called, or a
+    pass given, when the candidate is exactly 5% slower): 10 of 200, plus two binomial standard deviations (~6).
+    Identical sides are never called a regression, a 15% slowdown always is, quiet identical sides pass."""
+    at_threshold = _trial_verdicts(0.05)
+    assert at_threshold.count("regression") <= 16 and at_threshold.count("pass") <= 16
     assert _trial_verdicts(0.0).count("regression") == 0
-    assert _trial_verdicts(0.05).count("regression") <= 200 * 0.05
-    assert _trial_verdicts(0.15).count("regression") >= 195
-    assert _trial_verdicts(0.0, noise=0.005).count("pass") >= 190
+    assert _trial_verdicts(0.15).count("regression") == 200
+    assert _trial_verdicts(0.0, noise=0.005).count("pass") == 200
