@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import re
 import time
 
@@ -27,8 +28,13 @@ TOKEN_TEXT = " hello"
 
 class FakeServer:
     def __init__(self, ttft_ms: float = 0.0, itl_ms: float = 0.0, tokens_per_chunk: int = 1, spin_us: float = 0.0,
-                 keep_timings: bool = True, model_name: str = "fake-model"):
+                 keep_timings: bool = True, model_name: str = "fake-model", jitter: float = 0.0,
+                 drift_per_min: float = 0.0, seed: int = 0):
         self.ttft_s, self.itl_s = ttft_ms / 1000, itl_ms / 1000
+        # a noisy machine on demand: each request's TTFT and ITL times a factor uniform in 1 +- jitter, and a
+        # slowdown growing by drift_per_min (a fraction) every minute since the server started (benchctl ab's tests)
+        self.jitter, self.drift_per_min, self.rng = jitter, drift_per_min, random.Random(seed)
+        self.t_start = time.monotonic()
         self.tokens_per_chunk = tokens_per_chunk
         self.spin_s = spin_us / 1e6
         self.keep_timings = keep_timings
@@ -98,6 +104,7 @@ class FakeServer:
         per_chunk_usage = bool(options.get("continuous_usage_stats")) and not prompt.startswith("!nousage")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
+        slow = self._slowdown(t_recv)
         self.running += 1
         try:
             sent = 0
@@ -114,7 +121,7 @@ class FakeServer:
                 line = self._chunk(chat, TOKEN_TEXT * n, sent if per_chunk_usage else None,
                                    "length" if sent == max_tokens else None)
                 if self.ttft_s or self.itl_s:
-                    await self._until(t_recv + self.ttft_s + k * self.itl_s)
+                    await self._until(t_recv + (self.ttft_s + k * self.itl_s) * slow)
                 chunks.append(time.monotonic())
                 await resp.write(line)
                 k += 1
@@ -128,6 +135,9 @@ class FakeServer:
         finally:
             self.running -= 1
             self.finished += 1
+
+    def _slowdown(self, t: float) -> float:
+        return (1 + self.drift_per_min * (t - self.t_start) / 60) * self.rng.uniform(1 - self.jitter, 1 + self.jitter)
 
     def _chunk(self, chat: bool, text: str, cumulative: int | None, finish: str | None) -> bytes:
         choice = ({"index": 0, "delta": {"content": text}, "finish_reason": finish} if chat
@@ -195,10 +205,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--itl-ms", type=float, default=0.0)
     parser.add_argument("--tokens-per-chunk", type=int, default=1)
     parser.add_argument("--spin-us", type=float, default=0.0)
+    parser.add_argument("--jitter", type=float, default=0.0, help="per-request timing factor uniform in 1 +- this")
+    parser.add_argument("--drift-per-min", type=float, default=0.0, help="slowdown added per minute (a fraction)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the jitter")
     parser.add_argument("--no-timings", action="store_true", help="keep no per-chunk send times (long runs)")
     parser.add_argument("--raw", action="store_true", help="instant canned streams from a bare asyncio protocol")
     args = parser.parse_args(argv)
-    server = FakeServer(args.ttft_ms, args.itl_ms, args.tokens_per_chunk, args.spin_us, not args.no_timings)
+    server = FakeServer(args.ttft_ms, args.itl_ms, args.tokens_per_chunk, args.spin_us, not args.no_timings,
+                        jitter=args.jitter, drift_per_min=args.drift_per_min, seed=args.seed)
 
     async def serve_raw() -> None:
         srv = await asyncio.get_running_loop().create_server(InstantProtocol, args.host, args.port, backlog=4096)
