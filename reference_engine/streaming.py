@@ -18,6 +18,11 @@ from reference_engine.sequence import RequestOutput
 _END = object()
 
 
+class RequestFailed(RuntimeError):
+    """The engine failed while it ran this request (an engine fault, not the request's mistake: a request the
+    engine refuses raises ValueError). The loop goes on serving the others."""
+
+
 class RequestStream:
     """The outputs of one request, ending after the finished one. Iterate it (blocking) or `async for` it."""
 
@@ -54,6 +59,7 @@ class StreamingEngine:
         self._streams: dict[str, RequestStream] = {}
         self._stopping = False
         self._error: BaseException | None = None
+        self.num_failed_steps = 0  # steps that raised (their requests failed; the loop went on)
         self._thread = threading.Thread(target=self._run, name="reference-engine-loop", daemon=True)
         self._thread.start()
 
@@ -91,13 +97,44 @@ class StreamingEngine:
             _, request_id, prompt, params, stream = command
             try:
                 self.engine.add_request(request_id, prompt, params)
-            except ValueError as exc:
+            except ValueError as exc:  # the engine refused the request (checked before it is added)
                 stream._put(exc)
+                stream._put(_END)
+                return
+            except Exception as exc:  # an engine fault: that request fails (whatever of it was added, aborted)
+                self._quietly_abort(request_id)
+                stream._put(self._failed(request_id, exc))
                 stream._put(_END)
                 return
             self._streams[request_id] = stream
         elif command[0] == "abort":
-            self.engine.abort(command[1])
+            self._quietly_abort(command[1])
+
+    def _quietly_abort(self, request_id: str) -> None:
+        try:
+            self.engine.abort(request_id)
+        except Exception:  # nothing more can be done for a request that cannot even be aborted
+            pass
+
+    @staticmethod
+    def _failed(request_id: str, exc: Exception) -> RequestFailed:
+        failure = RequestFailed(f"request {request_id} failed in the engine: {type(exc).__name__}: {exc}")
+        failure.__cause__ = exc
+        return failure
+
+    def _step(self) -> list[RequestOutput]:
+        """engine.step(); when it raises, the requests it was running fail (each stream hears why and they are
+        aborted, freeing their KV blocks), and the loop goes on with the requests that arrive next."""
+        try:
+            return self.engine.step()
+        except Exception as exc:
+            self.num_failed_steps += 1
+            for request_id, stream in list(self._streams.items()):
+                self._quietly_abort(request_id)
+                stream._put(self._failed(request_id, exc))
+                stream._put(_END)
+            self._streams.clear()
+            return []  # the aborts' outputs come with the next step, for streams no longer listening
 
     def _run(self) -> None:
         try:
@@ -113,7 +150,7 @@ class StreamingEngine:
                         command = self._commands.get_nowait()
                 except queue.Empty:
                     pass
-                for out in self.engine.step() if self.engine.has_unfinished_requests() else []:
+                for out in self._step() if self.engine.has_unfinished_requests() else []:
                     stream = self._streams.get(out.request_id)
                     if stream is None:
                         continue
@@ -121,7 +158,7 @@ class StreamingEngine:
                     if out.finished:
                         stream._put(_END)
                         del self._streams[out.request_id]
-        except BaseException as exc:  # a bug in the engine: every waiting stream hears about it
+        except BaseException as exc:  # a bug in this loop itself: every waiting stream hears about it
             self._error = exc
             for stream in self._streams.values():
                 stream._put(exc)
