@@ -11,7 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from backends.reference_server.app import SAMPLING_ENGINE_ARGS, ServerState, create_app
+from backends.reference_server.app import DEFAULT_MAX_BODY_BYTES, SAMPLING_ENGINE_ARGS, ServerState, create_app
+from backends.reference_server.openai_api import parse_sampling
 
 API_KEY_ENV = "BENCHCTL_API_KEY"
 
@@ -25,23 +26,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="engine option (repeatable); temperature/top_p/top_k set request defaults")
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+                        help="request bodies larger than this get 413 (default 8 MiB)")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="exit when the process that started this one dies (benchctl sets it)")
     return parser.parse_args(argv)
 
 
-def build_state(model_dir: Path, model_name: str, api_key: str | None, engine_args: dict[str, str]) -> ServerState:
+def build_state(model_dir: Path, model_name: str, api_key: str | None, engine_args: dict[str, str],
+                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> ServerState:
+    """The engine and its server state; ValueError for an engine arg the engine (or, for the request defaults
+    temperature/top_p/top_k, the API's own bounds) refuses."""
     import torch
 
     from backends._common import convert, torch_threads
     from reference_engine import LLMEngine, StreamingEngine
 
-    torch.set_num_threads(torch_threads())
     args = {k: convert(v) for k, v in engine_args.items()}
-    defaults = {k: args.pop(k) for k in SAMPLING_ENGINE_ARGS if k in args}
+    defaults = parse_sampling({k: args.pop(k) for k in SAMPLING_ENGINE_ARGS if k in args})
+    torch.set_num_threads(torch_threads())
     engine = LLMEngine(str(model_dir), **args)
     engine.stats.keep_steps = False  # a server runs for long: counters only
-    return ServerState(StreamingEngine(engine), model_name, Path(model_dir), defaults, api_key)
+    return ServerState(StreamingEngine(engine), model_name, Path(model_dir), defaults, api_key, max_body_bytes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
 
         exit_when_orphaned()
     try:
-        state = build_state(args.model_dir, args.model_name, os.environ.get(API_KEY_ENV) or None, engine_args)
-    except ValueError as e:  # the engine refused an --engine-arg
+        state = build_state(args.model_dir, args.model_name, os.environ.get(API_KEY_ENV) or None, engine_args,
+                            args.max_body_bytes)
+    except ValueError as e:  # the engine (or the API's bounds) refused an --engine-arg
         print(f"benchctl: error: reference engine: {e}", file=sys.stderr)
         return 2
     import uvicorn

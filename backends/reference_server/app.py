@@ -4,11 +4,16 @@ FastAPI + uvicorn on one asyncio loop; the engine steps on its own thread (refer
 and hands each request's outputs to that request's asyncio queue. Routes: POST /v1/completions and
 /v1/chat/completions (SSE streaming with usage, or one JSON body), GET /v1/models, /health, /metrics
 (Prometheus text). A client that disconnects aborts its request, which frees its KV blocks.
+
+Any single request is survived: every field is checked at the API (400 with a JSON error), a request the engine
+fails while running is a 500 for that request alone, bodies above max_body_bytes get 413, and the API key is
+compared in constant time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 import json
 import secrets
@@ -23,13 +28,22 @@ from backends.reference_server.openai_api import (
     ParsedRequest,
     error_body,
     final_body,
+    parse_json,
     parse_request,
     stream_chunk,
     usage,
 )
 from benchctl.workload.chat import ChatTemplate
+from reference_engine.streaming import RequestFailed
 
 SAMPLING_ENGINE_ARGS = ("temperature", "top_p", "top_k")  # --engine-arg defaults for requests that omit them
+# A request body beyond this is refused unread (413): the longest prompt this engine takes (a few thousand
+# tokens, as ids or chat messages) is well under 1 MiB.
+DEFAULT_MAX_BODY_BYTES = 8 << 20
+
+
+class _BodyTooLarge(Exception):
+    pass
 
 
 class _SSEResponse(StreamingResponse):
@@ -45,30 +59,42 @@ class _SSEResponse(StreamingResponse):
 class ServerState:
     """The engine, the served name, and the counters /metrics reports beside the engine's own."""
 
-    def __init__(self, streaming_engine, model_name: str, model_dir: Path, defaults: dict, api_key: str | None):
+    def __init__(self, streaming_engine, model_name: str, model_dir: Path, defaults: dict, api_key: str | None,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
         self.se = streaming_engine
         self.engine = streaming_engine.engine
         self.model_name = model_name
         self.defaults = defaults
-        self.api_key = api_key
+        # the Authorization header a client must send, as bytes: compared with hmac.compare_digest
+        self.expected_auth = f"Bearer {api_key}".encode() if api_key else None
+        self.max_body_bytes = max_body_bytes
         self.chat_template = ChatTemplate(model_dir)
         self.ids = itertools.count()
         self.prefix = secrets.token_hex(4)
         self.num_prompt_tokens = 0
         self.num_finished = 0
         self.num_aborted = 0
+        self.num_failed = 0
+
+    def authorized(self, header: str | None) -> bool:
+        if self.expected_auth is None:
+            return True
+        # Starlette decodes header bytes as latin-1: encoding back gives the bytes the client sent
+        return hmac.compare_digest((header or "").encode("latin-1"), self.expected_auth)
 
     def new_id(self, chat: bool) -> str:
         return f"{'chatcmpl' if chat else 'cmpl'}-{self.prefix}-{next(self.ids)}"
 
     def metrics_text(self) -> str:
-        """Prometheus exposition; read from the event loop while the engine thread runs (gauges may be one step old)."""
+        """Prometheus exposition; read from the event loop while the engine thread runs (gauges may be one step
+        old)."""
         bm, sched, stats = self.engine.block_manager, self.engine.scheduler, self.engine.stats
         used, total = bm.num_used_blocks, bm.num_total_blocks
         rows = [
             ("kv_blocks_used", "gauge", "KV cache blocks held by sequences", used),
             ("kv_blocks_total", "gauge", "KV cache blocks in the pool", total),
-            ("kv_cache_usage_perc", "gauge", "fraction of KV cache blocks in use (0-1)", used / total if total else 0.0),
+            ("kv_cache_usage_perc", "gauge", "fraction of KV cache blocks in use (0-1)",
+             used / total if total else 0.0),
             ("num_requests_running", "gauge", "sequences in the running batch", len(sched.running)),
             ("num_requests_waiting", "gauge", "sequences waiting for admission", len(sched.waiting)),
             ("num_preemptions_total", "counter", "sequences preempted (recompute)", stats.num_preemptions),
@@ -76,6 +102,9 @@ class ServerState:
             ("generation_tokens_total", "counter", "tokens generated", stats.num_generated_tokens),
             ("request_success_total", "counter", "requests that finished", self.num_finished),
             ("request_aborted_total", "counter", "requests aborted (client disconnects)", self.num_aborted),
+            ("request_failed_total", "counter", "requests the engine failed while running them", self.num_failed),
+            ("num_failed_steps_total", "counter", "engine steps that raised (their requests failed, the engine "
+                                                  "went on)", self.se.num_failed_steps),
             ("num_steps_total", "counter", "engine steps", stats.num_steps),
             # vLLM's definition: prompt tokens looked up in the prefix cache, and those found there
             ("prefix_cache_queries_total", "counter", "prompt tokens looked up in the prefix cache",
@@ -90,7 +119,8 @@ class ServerState:
         lines = []
         for name, kind, help_text, value in rows:
             full = f"reference_engine:{name}"
-            lines += [f"# HELP {full} {help_text}", f"# TYPE {full} {kind}", f'{full}{{model_name="{self.model_name}"}} {value}']
+            lines += [f"# HELP {full} {help_text}", f"# TYPE {full} {kind}",
+                      f'{full}{{model_name="{self.model_name}"}} {value}']
         return "\n".join(lines) + "\n"
 
 
@@ -99,8 +129,7 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.middleware("http")
     async def check_api_key(request: Request, call_next):
-        if (state.api_key and request.url.path.startswith("/v1/")
-                and request.headers.get("authorization") != f"Bearer {state.api_key}"):
+        if request.url.path.startswith("/v1/") and not state.authorized(request.headers.get("authorization")):
             return JSONResponse(error_body("invalid or missing API key", "authentication_error", code=401),
                                 status_code=401)
         return await call_next(request)
@@ -135,15 +164,34 @@ def _bad_request(e: InvalidRequest | ValueError) -> JSONResponse:
     return JSONResponse(error_body(str(e), param=getattr(e, "param", None)), status_code=400)
 
 
+def _server_error(message: str, status: int = 500) -> JSONResponse:
+    return JSONResponse(error_body(message, "server_error", code=status), status_code=status)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, or _BodyTooLarge as soon as it (or its declared Content-Length) is past `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _generate(state: ServerState, request: Request, chat: bool):
     from reference_engine import SamplingParams
 
     try:
-        body = json.loads(await request.body())
-    except ValueError as e:
-        return _bad_request(InvalidRequest(f"malformed JSON: {e}"))
+        raw = await _read_body(request, state.max_body_bytes)
+    except _BodyTooLarge:
+        return JSONResponse(error_body(f"the request body is larger than {state.max_body_bytes} bytes",
+                                       code=413), status_code=413)
     try:
-        req = parse_request(body, chat)
+        req = parse_request(parse_json(raw), chat)
         if req.model is not None and req.model != state.model_name:
             return JSONResponse(error_body(f"model {req.model!r} does not exist; this server serves "
                                            f"{state.model_name!r}", "not_found_error", "model", 404), status_code=404)
@@ -157,8 +205,11 @@ async def _generate(state: ServerState, request: Request, chat: bool):
     except (InvalidRequest, ValueError, TypeError) as e:
         return _bad_request(e)
     request_id = state.new_id(chat)
+    try:
+        stream = state.se.submit(request_id, prompt_ids, params, asyncio.get_running_loop())
+    except RuntimeError as e:  # the engine loop has stopped (a bug in the loop itself): /health says so too
+        return _server_error(str(e), 503)
     state.num_prompt_tokens += len(prompt_ids)
-    stream = state.se.submit(request_id, prompt_ids, params, asyncio.get_running_loop())
     if req.stream:
         return _SSEResponse(_sse(state, stream, req, request_id, len(prompt_ids)), media_type="text/event-stream",
                             headers={"Cache-Control": "no-cache", "X-Request-Id": request_id})
@@ -200,6 +251,10 @@ async def _sse(state: ServerState, stream, req: ParsedRequest, request_id: str, 
                                    usage(num_prompt, n_out, out.num_cached_tokens) if req.continuous_usage else None,
                                    role=req.chat and first)
                 first = False
+            if out.finished and out.finish_reason == "abort":  # aborted by the server (shutting down)
+                finished = True
+                state.num_aborted += 1
+                break
             if out.finished:
                 finished = True
                 state.num_finished += 1
@@ -210,6 +265,10 @@ async def _sse(state: ServerState, stream, req: ParsedRequest, request_id: str, 
     except ValueError as e:  # the engine refused the request (raised on the stream)
         yield b"data: " + json.dumps(error_body(str(e))).encode() + b"\n\n"
         finished = True
+    except RequestFailed as e:  # the engine failed while running it; the others go on
+        state.num_failed += 1
+        yield b"data: " + json.dumps(error_body(str(e), "server_error", code=500)).encode() + b"\n\n"
+        finished = True
     finally:
         if not finished:  # the client went away (or the server is stopping): free the request's blocks
             state.se.abort(request_id)
@@ -218,11 +277,13 @@ async def _sse(state: ServerState, stream, req: ParsedRequest, request_id: str, 
 
 async def _complete(state: ServerState, request: Request, stream, req: ParsedRequest, request_id: str,
                     num_prompt: int):
+    client_left = asyncio.Event()
+
     async def watch_disconnect() -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
+        client_left.set()
         state.se.abort(request_id)
-        state.num_aborted += 1
 
     watcher = asyncio.create_task(watch_disconnect())
     final = None
@@ -231,11 +292,19 @@ async def _complete(state: ServerState, request: Request, stream, req: ParsedReq
             final = out
     except ValueError as e:
         return _bad_request(e)
+    except RequestFailed as e:
+        state.num_failed += 1
+        return _server_error(str(e))
     finally:
         watcher.cancel()
-    if final is None or final.error is not None:  # an engine failure, or an abort after the client left
-        message = final.error if final is not None else "no output"
-        return JSONResponse(error_body(message, "server_error", code=500), status_code=500)
-    state.num_finished += 1
-    return final_body(request_id, state.model_name, req.chat, final.text, final.finish_reason,
-                      usage(num_prompt, len(final.token_ids), final.num_cached_tokens))
+    # One count per request: a success only when it finished on its own (a client leaving at its very end still
+    # got it), else aborted (the client left) or failed.
+    if final is not None and final.finished and final.error is None and final.finish_reason != "abort":
+        state.num_finished += 1
+        return final_body(request_id, state.model_name, req.chat, final.text, final.finish_reason,
+                          usage(num_prompt, len(final.token_ids), final.num_cached_tokens))
+    if client_left.is_set() or (final is not None and final.finish_reason == "abort"):
+        state.num_aborted += 1
+        return _server_error("the request was aborted")
+    state.num_failed += 1
+    return _server_error(final.error if final is not None and final.error else "the engine ended it without output")

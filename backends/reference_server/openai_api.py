@@ -8,6 +8,7 @@ vLLM's extensions, accepted because benchmark clients send them.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -38,6 +39,85 @@ class ParsedRequest:
 
 
 _NUMBER = (int, float)
+_INT32_MAX = 2**31 - 1
+# temperature, top_p: OpenAI's ranges (below 1e-5 a temperature is 0, greedy, as vLLM treats it); top_k, seed,
+# min_tokens: what the engine holds (torch takes them as int64: top_k = 2**70 overflowed in the middle of a step).
+MIN_TEMPERATURE = 1e-5
+_INTEGER_BOUNDS = {"top_k": (-1, _INT32_MAX), "seed": (-(2**63), 2**63 - 1), "min_tokens": (0, _INT32_MAX)}
+
+
+def parse_json(raw: bytes) -> object:
+    """The request body as JSON; InvalidRequest when it is not JSON, or holds NaN, Infinity or a number beyond
+    float range (Python's json accepts all three; a client may not send them)."""
+
+    def refuse(constant: str):
+        raise InvalidRequest(f"malformed JSON: {constant} is not a JSON number")
+
+    def finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise InvalidRequest(f"malformed JSON: {text[:40]} is out of range for a number")
+        return value
+
+    try:
+        return json.loads(raw, parse_constant=refuse, parse_float=finite)
+    except InvalidRequest:
+        raise
+    except ValueError as e:  # JSONDecodeError, invalid UTF-8, an integer of more than 4300 digits
+        raise InvalidRequest(f"malformed JSON: {e}") from None
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number_in(body: dict, key: str, low: float, high: float, low_open: bool = False) -> float | None:
+    value = _get(body, key, _NUMBER)
+    if value is None:
+        return None
+    if (isinstance(value, float) and not math.isfinite(value)) or not (low < value if low_open else low <= value) \
+            or value > high:
+        raise InvalidRequest(f"'{key}' must be a number in {'(' if low_open else '['}{low:g}, {high:g}], "
+                             f"got {_shown(value)}", key)
+    return value
+
+
+def _integer_in(body: dict, key: str, low: int, high: int) -> int | None:
+    value = _get(body, key, (int,))
+    if value is not None and not low <= value <= high:
+        raise InvalidRequest(f"'{key}' must be an integer in [{low}, {high}], got {_shown(value)}", key)
+    return value
+
+
+def parse_sampling(body: dict) -> dict:
+    """The sampling fields of a request (or the server's --engine-arg defaults), each checked against its bounds:
+    SamplingParams keyword arguments. Booleans are not numbers; NaN and infinities are refused."""
+    sampling: dict = {}
+    temperature = _number_in(body, "temperature", 0.0, 2.0)
+    if temperature is not None:
+        if 0 < temperature < MIN_TEMPERATURE:
+            raise InvalidRequest(f"'temperature' must be 0 (greedy) or in [{MIN_TEMPERATURE:g}, 2], "
+                                 f"got {_shown(temperature)}", "temperature")
+        sampling["temperature"] = temperature
+    top_p = _number_in(body, "top_p", 0.0, 1.0, low_open=True)
+    if top_p is not None:
+        sampling["top_p"] = top_p
+    for key, (low, high) in _INTEGER_BOUNDS.items():
+        value = _integer_in(body, key, low, high)
+        if value is not None:
+            sampling[key] = value
+    ignore_eos = _get(body, "ignore_eos", (bool,))
+    if ignore_eos is not None:
+        sampling["ignore_eos"] = ignore_eos
+    stop = body.get("stop")
+    if stop is not None:
+        if isinstance(stop, str):
+            stop = [stop]
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+            raise InvalidRequest("'stop' must be a string or a list of strings", "stop")
+        sampling["stop"] = stop
+    return sampling
 
 
 def _get(body: dict, key: str, kinds: tuple, default=None):
@@ -95,20 +175,7 @@ def parse_request(body: object, chat: bool) -> ParsedRequest:
             raise InvalidRequest(f"'{key}' other than 1 is not supported", key)
     if body.get("logprobs") not in (None, False) or body.get("top_logprobs") is not None:
         raise InvalidRequest("logprobs are not supported", "logprobs")
-    sampling: dict = {}
-    for key, kinds in (("temperature", _NUMBER), ("top_p", _NUMBER), ("top_k", (int,)), ("seed", (int,)),
-                       ("min_tokens", (int,)), ("ignore_eos", (bool,))):
-        value = _get(body, key, kinds)
-        if value is not None:
-            sampling[key] = value
-    stop = body.get("stop")
-    if stop is not None:
-        if isinstance(stop, str):
-            stop = [stop]
-        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise InvalidRequest("'stop' must be a string or a list of strings", "stop")
-        sampling["stop"] = stop
-    req.sampling = sampling
+    req.sampling = parse_sampling(body)
     req.stream = _get(body, "stream", (bool,), False)
     options = _get(body, "stream_options", (dict,), {})
     if options and not req.stream:

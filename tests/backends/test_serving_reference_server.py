@@ -25,7 +25,8 @@ def test_parse_completion_request_maps_openai_and_vllm_fields():
     req = parse_request({"model": "m", "prompt": "Hi", "max_tokens": 5, "min_tokens": 5, "ignore_eos": True,
                          "temperature": 0, "top_k": 3, "stop": "x", "stream": True,
                          "stream_options": {"include_usage": True, "continuous_usage_stats": True}}, chat=False)
-    assert (req.prompt, req.max_tokens, req.stream, req.include_usage, req.continuous_usage) == ("Hi", 5, True, True, True)
+    assert (req.prompt, req.max_tokens, req.stream, req.include_usage, req.continuous_usage) == ("Hi", 5, True, True,
+                                                                                                   True)
     assert req.sampling == {"temperature": 0, "top_k": 3, "min_tokens": 5, "ignore_eos": True, "stop": ["x"]}
     assert parse_request({"prompt": [[1, 2, 3]]}, chat=False).prompt == [1, 2, 3]
     assert parse_request({"prompt": "x"}, chat=False).max_tokens == 16  # OpenAI's default
@@ -143,6 +144,21 @@ def test_streaming_chat_sends_role_tokens_usage_and_done(server, model_dir, tok)
 def test_bad_requests_get_a_json_error(server, body, status, fragment):
     got, payload = call(server + "/v1/completions", body)
     assert got == status and fragment in payload["error"]["message"]
+
+
+@pytest.mark.slow
+def test_a_request_the_engine_cannot_hold_is_refused_and_the_server_goes_on(server):
+    """issue 22: top_k = 2**70 reached the sampler, whose overflow killed the engine loop (every later request a
+    500, /health 503). Refused at the API now, like a seed beyond int64."""
+    for body, param in (({"temperature": 1, "top_p": 0.5, "top_k": 2**70}, "top_k"), ({"seed": 2**70}, "seed")):
+        status, payload = call(server + "/v1/completions", {"prompt": "x", **body})
+        assert status == 400 and payload["error"]["param"] == param
+    with urllib.request.urlopen(server + "/health") as resp:
+        assert resp.status == 200
+    status, payload = call(server + "/v1/completions", {"prompt": "The capital of France is", "max_tokens": 3,
+                                                        "min_tokens": 3, "ignore_eos": True, "temperature": 1,
+                                                        "top_p": 0.5, "top_k": 40, "seed": 7})
+    assert status == 200 and payload["usage"]["completion_tokens"] == 3
 
 
 @pytest.mark.slow
