@@ -105,6 +105,8 @@ class LoadClient:
             self._headers["Authorization"] = f"Bearer {options.api_key}"
         self._session: aiohttp.ClientSession | None = None
         self._dispatcher: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()  # requests in flight (and turns waiting for their think time)
+        self._interrupted: str | None = None  # the error of requests cut off in flight by interrupt()
         self.stop_reason: str | None = None
         self.peak_in_flight = 0
         self._in_flight = 0
@@ -147,6 +149,14 @@ class LoadClient:
         if self._dispatcher is not None:
             self._dispatcher.cancel()
 
+    def interrupt(self, reason: str = "run interrupted") -> None:
+        """Stop now (Ctrl-C): nothing more is sent and requests in flight are cancelled; run() then returns, each
+        request recorded as failed with "interrupted: reason" unless it had finished."""
+        self._interrupted = f"interrupted: {reason}"
+        self.stop(self._interrupted)
+        for task in list(self._tasks):
+            task.cancel()
+
     async def list_models(self) -> list[str]:
         """Model ids the server serves (GET /v1/models); raises aiohttp.ClientError when unreachable."""
         async with self._session.get(api_root(self.options.base_url) + "/models", headers=self._headers,
@@ -188,14 +198,18 @@ class LoadClient:
         heads = [r for r in ordered if r.after is None]
         self._payloads = {r.request_id: build_payload(r, self.options) for r in ordered}
         tasks: set[asyncio.Task] = set()
+        self._tasks = tasks
+        self._interrupted = None
         self._dispatcher = asyncio.current_task()
         limit = self.options.max_concurrency
         self._slots = asyncio.Semaphore(limit) if limit else None
+        cancelled = False
         try:
             await self._dispatch(heads, t0, emit, tasks)
         except asyncio.CancelledError:
-            if self.stop_reason is None:  # cancelled from outside (Ctrl-C): not ours to swallow
-                raise
+            if self.stop_reason is None:  # cancelled from outside (Ctrl-C): record everything, then re-raise
+                cancelled, self._dispatcher = True, None
+                self.interrupt("cancelled")
         finally:
             self._dispatcher = None
         while tasks:  # followers start new tasks while earlier ones finish
@@ -205,8 +219,12 @@ class LoadClient:
                 continue
             if spec.request_id not in self._sent_ids:
                 emit(self.unsent_record(spec, t0, self.stop_reason or "not sent"))
+            elif self._interrupted:  # cancelled before its task ever ran
+                emit(self.unsent_record(spec, t0, self._interrupted, "interrupted"))
             else:  # sent, yet nothing recorded it: a client bug, but the request is still accounted for
                 emit(self.unsent_record(spec, t0, "client error: the request ended without a record", "client_error"))
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _once(self, emit: Callable[[dict], None]) -> Callable[[dict], None]:
         """`emit`, noting each request id; a second record for the same request is dropped."""
@@ -251,7 +269,7 @@ class LoadClient:
             record = await self._send_or_fail(spec, self._payloads[spec.request_id], t0)
         except asyncio.CancelledError:  # stopped mid-flight (Ctrl-C): still this request's one record
             emit(self._record(spec, self._start_s.get(spec.request_id), StreamAccumulator(self.options.endpoint),
-                              time.monotonic() - t0, f"interrupted: {self.stop_reason or 'cancelled'}", None,
+                              time.monotonic() - t0, self._interrupted or "interrupted: cancelled", None,
                               kind="interrupted"))
             raise
         finally:

@@ -132,6 +132,8 @@ class FakeServer:
             await resp.write(tail + b"data: [DONE]\n\n")
             await resp.write_eof()
             return resp
+        except ConnectionResetError:  # the client hung up (timeout, Ctrl-C): its business, not a server error
+            return resp
         finally:
             self.running -= 1
             self.finished += 1

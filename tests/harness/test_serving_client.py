@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 
 import numpy as np
 import pytest
@@ -251,3 +252,36 @@ def test_an_infinite_request_timeout_means_no_timeout(timeout_s):
         records, _, _ = run_client(server.base_url, [spec(0, 4), spec(1, 4)], timeout_s=timeout_s)
     assert [r["error"] for r in records] == [None, None]
     assert all(r["output_tokens"] == 4 and r["first_token_s"] - r["start_s"] > 0.35 for r in records)
+
+
+def test_a_cancelled_run_records_every_request_before_it_re_raises():
+    # Ctrl-C in a one-process run cancels client.run(): requests in flight and not yet sent are all recorded
+    import asyncio
+
+    from benchctl.serving.client import ClientOptions, LoadClient, run_event_loop
+
+    requests = fake_requests(30, 10, rate=10.0)
+    out: list[dict] = []
+    with FakeServerProcess("--ttft-ms", "100", "--itl-ms", "100") as server:
+        client = LoadClient(ClientOptions(base_url=server.base_url, model_name="fake-model"))
+        box: list[bool] = []
+
+        async def go() -> None:
+            await client.open(len(requests))
+            task = asyncio.create_task(client.run(requests, time.monotonic() + 0.05, out.append))
+            while not out:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                box.append(True)
+            await client.close()
+
+        run_event_loop(go())
+    assert box == [True]  # the cancellation is not swallowed
+    assert sorted(r["request_id"] for r in out) == [r.request_id for r in requests]
+    failed = [r for r in out if r["error"] is not None]
+    assert failed and all(r["error"].startswith("interrupted") for r in failed)
+    kinds = {r["extra"]["error_kind"] for r in failed}
+    assert kinds <= {"interrupted", "not_sent"} and "interrupted" in kinds  # some were cut off in flight

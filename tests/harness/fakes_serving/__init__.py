@@ -81,7 +81,7 @@ class MisbehavingServerProcess:
             self.proc.terminate()
             self.proc.wait(timeout=10)
 
-    def __enter__(self) -> "MisbehavingServerProcess":
+    def __enter__(self) -> MisbehavingServerProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
