@@ -15,7 +15,7 @@ from benchctl import hwinfo, store
 from benchctl.cli.output import err, out
 from benchctl.models import DEFAULT_MODEL
 from benchctl.run import Progress as RunProgress
-from benchctl.run import RunConfig, RunFailed, parse_engine_args, run_benchmark
+from benchctl.run import Interrupted, RunConfig, RunFailed, parse_engine_args, run_benchmark
 from benchctl.run.folder import RunFolder
 from benchctl.workload import DEFAULT_DATASET, WorkloadOptions
 
@@ -155,6 +155,10 @@ def run(
         if e.log_tail:
             err.print(f"[dim]worker log (tail):\n{e.log_tail}[/dim]", markup=False)
         raise typer.Exit(1) from None
+    except Interrupted as e:  # SIGINT or SIGTERM: run.json says `failed` with the reason, the records are kept
+        progress.close()
+        err.print(f"benchctl: {e}; finished records are kept in the run folder")
+        raise typer.Exit(e.exit_code) from None
     progress.close()
     if measure_ceiling and _measure_ceiling("after the run", json_out):
         RunFolder.open(run_dir).refresh_hwinfo()

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchctl.run.config import Progress, RunConfig
+from benchctl.run.interrupts import interrupts_unwind
 from benchctl.run.offline import run_offline
 from benchctl.run.prepare import prepare
 from benchctl.run.serving import run_serving
@@ -17,4 +18,5 @@ def run_benchmark(config: RunConfig, progress: Progress | None = None,
     progress = progress or Progress()
     backend, model, workload = prepare(config, progress)
     run = run_serving if config.mode == "serving" else run_offline
-    return run(config, backend, model, workload, progress, on_record)
+    with interrupts_unwind():  # from here on a run folder exists: a signal must end it cleanly
+        return run(config, backend, model, workload, progress, on_record)

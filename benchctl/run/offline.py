@@ -16,6 +16,7 @@ from benchctl.models import ResolvedModel
 from benchctl.records import RecordWriter
 from benchctl.run.config import Progress, RunConfig, RunFailed
 from benchctl.run.folder import RunFolder
+from benchctl.run.interrupts import failure_reason
 from benchctl.worker.host import WorkerDied, WorkerProcess
 from benchctl.workload import Workload
 
@@ -62,9 +63,9 @@ def run_offline(config: RunConfig, backend: Backend, model: ResolvedModel, workl
         worker.kill()
         folder.finalize(sink.rows, status="failed", error=str(e))
         raise RunFailed(f"{backend.name} worker failed: {e}", run_dir, e.log_tail) from None
-    except BaseException as e:  # Ctrl-C or a harness bug: stop the engine now, keep what was measured
+    except BaseException as e:  # SIGINT, SIGTERM or a harness bug: stop the engine now, keep what was measured
         worker.kill()
-        folder.finalize(sink.rows, status="failed", error=f"{type(e).__name__}: {e}")
+        folder.finalize(sink.rows, status="failed", error=failure_reason(e))
         raise
     finally:
         worker.close()

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +29,7 @@ from benchctl.backend import Backend
 from benchctl.models import ResolvedModel
 from benchctl.run.config import Progress, RunConfig, RunFailed
 from benchctl.run.folder import RunFolder
+from benchctl.run.interrupts import failure_reason
 from benchctl.run.prepare import model_context_len
 from benchctl.run.sink import RecordPump
 from benchctl.serving.launch import ServerFailed, ServerProcess, free_port, server_argv
@@ -64,26 +62,7 @@ def run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, workl
                     "api_key": "set" if config.api_key else None, "warmup_requests": config.warmup_requests,
                     "request_timeout_s": config.request_timeout_s, "client_processes": config.client_processes}
     folder = RunFolder.start(config, backend, model, workload, serving=serving_info)
-    with _sigterm_as_interrupt():
-        return _run_serving(config, backend, model, workload, progress, on_record, folder)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM unwinds like Ctrl-C, so the `finally` that stops the server runs (it lives in its own session and
-    would otherwise outlive us)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return _run_serving(config, backend, model, workload, progress, on_record, folder)
 
 
 def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, workload: Workload, progress: Progress,
@@ -125,12 +104,12 @@ def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, work
         pump.close()
         folder.finalize(sink.rows, status="failed", error=str(e))
         raise RunFailed(f"{backend.name} server failed: {e}", run_dir, e.log_tail) from None
-    except BaseException as e:  # Ctrl-C or a harness bug: stop everything, keep what was measured
+    except BaseException as e:  # SIGINT, SIGTERM (benchctl.run.interrupts) or a harness bug: stop everything
         _stop(state.scraper)
         try:
             pump.close()
         finally:
-            folder.finalize(sink.rows, status="failed", error=f"{type(e).__name__}: {e}")
+            folder.finalize(sink.rows, status="failed", error=failure_reason(e))
         raise
     finally:
         if server is not None:

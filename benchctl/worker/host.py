@@ -108,12 +108,10 @@ class WorkerProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def kill(self) -> None:
-        """Stop the worker's whole process group (engines may have spawned their own workers)."""
+        """SIGKILL the worker's whole process group, whether its leader still runs or not: engines spawn their own
+        processes (vLLM's EngineCore), and they outlive a leader that crashed."""
+        _kill_group(self.proc.pid)
         if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait()
 
     def close(self, timeout_s: float = 30.0) -> int | None:
@@ -125,7 +123,8 @@ class WorkerProcess:
             try:
                 self.proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                self.kill()
+                pass
+        self.kill()  # whatever the worker left in its group
         self._log.close()
         return self.proc.returncode
 
@@ -134,3 +133,10 @@ class WorkerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -133,3 +133,31 @@ class StallingWorker(EchoWorker):
         ctx.emit({**fake_record(requests[0], 0), "extra": {"pid": os.getpid()}})
         time.sleep(30)
         return {}
+
+
+def _spawn_grandchild():
+    """A process of the worker's own (as vLLM's EngineCore is), in the worker's process group."""
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], stdin=subprocess.DEVNULL)
+
+
+class GroupWorker(EchoWorker):
+    """Starts a process of its own, reports one record naming both pids, then works on for a minute."""
+
+    def run(self, requests: list[dict], ctx) -> dict:
+        import time
+
+        child = _spawn_grandchild()
+        ctx.emit({**fake_record(requests[0], 0), "extra": {"pid": os.getpid(), "child_pid": child.pid}})
+        time.sleep(60)
+        return {}
+
+
+class OrphaningWorker(EchoWorker):
+    """Starts a process of its own, reports one record naming it, then dies, leaving that process behind."""
+
+    def run(self, requests: list[dict], ctx) -> dict:
+        child = _spawn_grandchild()
+        ctx.emit({**fake_record(requests[0], 0), "extra": {"pid": os.getpid(), "child_pid": child.pid}})
+        os._exit(3)
