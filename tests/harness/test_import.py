@@ -1,0 +1,42 @@
+"""benchctl import across tools: detection, files no reader takes, and imported runs in compare, report and regress.
+
+Each tool's reader has its own test file (test_import_vllm.py, test_import_guidellm.py, test_import_aiperf.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchctl import importers
+from benchctl.importers import ImportFormatError
+from tests.harness.import_fixtures import VLLM, write_json
+
+
+@pytest.mark.parametrize(
+    "make, tool, message",
+    [
+        (
+            lambda tmp: write_json(tmp / "other.json", {"results": [1, 2], "tool": "llmperf"}),
+            None,
+            "not a result file of vllm bench serve",
+        ),
+        (lambda tmp: tmp / "missing.json", None, "no such file"),
+        (lambda tmp: VLLM, "genai-perf", "unknown tool 'genai-perf'; choose one of vllm"),
+        (lambda tmp: write_json(tmp / "other.json", {"date": 1}), "vllm", "is not a vLLM `bench serve` result"),
+        (lambda tmp: tmp, None, "a folder holding no result file benchctl reads"),
+    ],
+)
+def test_a_file_no_reader_takes_is_one_clear_line(tmp_path, make, tool, message):
+    out = tmp_path / "results"
+    with pytest.raises(ImportFormatError) as info:
+        importers.import_result(make(tmp_path), tool=tool, output_dir=out)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not out.exists()  # checked before any run folder is made
+
+
+def test_a_file_not_json_at_all(tmp_path):
+    path = tmp_path / "log.txt"
+    path.write_text("Serving Benchmark Result\nSuccessful requests: 12\n")  # vLLM's console output, not its file
+    with pytest.raises(ImportFormatError, match="not a result file of"):
+        importers.detect_tool(path)
+    assert importers.detect_tool(VLLM) == "vllm"  # the real file, by contrast, is
