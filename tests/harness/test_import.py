@@ -40,3 +40,8 @@ def test_a_file_not_json_at_all(tmp_path):
     with pytest.raises(ImportFormatError, match="not a result file of"):
         importers.detect_tool(path)
     assert importers.detect_tool(VLLM) == "vllm"  # the real file, by contrast, is
+
+
+def test_a_reader_asked_for_the_wrong_tools_file_says_so(tmp_path):
+    with pytest.raises(ImportFormatError, match="not a guidellm benchmarks report"):
+        importers.import_result(VLLM, tool="guidellm", output_dir=tmp_path)
