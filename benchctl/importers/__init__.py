@@ -3,8 +3,8 @@
     import_result(path, tool=None, output_dir=Path("results")) -> [run folder, ...]  (one per benchmark in the file)
     tool_vs_benchctl(run) -> rows: the tool's own figure, benchctl's, the difference and why
 
-Readers: vllm (`bench serve --save-result --save-detailed` JSON), guidellm (0.8 benchmarks JSON). Bad input is
-ImportFormatError: one line.
+Readers: vllm (`bench serve --save-result --save-detailed` JSON), guidellm (0.8 benchmarks JSON), aiperf
+(`profile_export.jsonl`, with its `profile_export_aiperf.json` beside it). Bad input is ImportFormatError: one line.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchctl.importers import guidellm, vllm
+from benchctl.importers import aiperf, guidellm, vllm
 from benchctl.importers.common import Imported, ImportFormatError, tool_vs_benchctl, write_run
 
 # Each reader module: TOOL, NAME, detects(data, first_row) -> bool, read(path, data) -> [Imported], and
 # folders(path) -> bool where it reads a tool's artifact folder.
-_READERS = {reader.TOOL: reader for reader in (vllm, guidellm)}
+_READERS = {reader.TOOL: reader for reader in (vllm, guidellm, aiperf)}
 TOOLS = tuple(_READERS)
 
 __all__ = ["TOOLS", "ImportFormatError", "Imported", "detect_tool", "import_result", "parse_file", "tool_vs_benchctl"]

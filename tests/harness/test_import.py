@@ -45,3 +45,35 @@ def test_a_file_not_json_at_all(tmp_path):
 def test_a_reader_asked_for_the_wrong_tools_file_says_so(tmp_path):
     with pytest.raises(ImportFormatError, match="not a guidellm benchmarks report"):
         importers.import_result(VLLM, tool="guidellm", output_dir=tmp_path)
+
+
+def test_imported_runs_work_in_compare_report_and_regress(tmp_path):
+    import copy
+    import json
+
+    from benchctl import regress, store
+    from benchctl.console import compare_rows
+    from benchctl.report.load import load
+    from benchctl.report.render import render_html
+    from tests.harness.import_fixtures import AIPERF, GUIDELLM, import_one
+
+    dirs = [import_one(p, tmp_path / "all")[0] for p in (VLLM, GUIDELLM, AIPERF)]
+    runs = [store.load_run(d) for d in dirs]
+    rows = {r["metric"]: r["values"] for r in compare_rows(runs, ceilings=[None] * 3)}
+    assert all(v is not None for v in rows["ttft_p99_ms"]) and all(v is not None for v in rows["output_tok_s"])
+    html = render_html([load(d) for d in dirs], None)
+    assert all(d.name in html for d in dirs)
+    # regress: three repeats a side (the vLLM result, its TTFTs and their summary scaled as if measured again)
+    data = json.loads(VLLM.read_text())
+    for side, scale in (("base", 1.0), ("cand", 1.3)):
+        for k in range(3):
+            variant = copy.deepcopy(data)
+            factor = scale * (1 + 0.01 * k)
+            variant["ttfts"] = [t * factor for t in data["ttfts"]]
+            variant["latencies"] = [lat + t * (factor - 1) for lat, t in zip(data["latencies"], data["ttfts"])]
+            variant["mean_ttft_ms"] = data["mean_ttft_ms"] * factor
+            importers.import_result(write_json(tmp_path / f"{side}{k}.json", variant), output_dir=tmp_path / side)
+    result = regress.compare_sides(
+        str(tmp_path / "base"), str(tmp_path / "cand"), [regress.parse_gate("ttft_p50_ms:10%")]
+    )
+    assert result["verdicts"][0]["verdict"] == "regression"
