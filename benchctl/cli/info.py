@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,8 +13,7 @@ from benchctl import console as render
 from benchctl.backend import list_backends
 from benchctl.cli.output import err, out
 from benchctl.models import DEFAULT_MODEL, resolve_model
-from benchctl.workload import DEFAULT_DATASET, WorkloadError, load_tokenizer, resolve_dataset
-from benchctl.workload.sharegpt import load_conversations
+from benchctl.workload import DEFAULT_DATASET, dataset_stats, load_tokenizer
 
 
 def backends(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
@@ -46,28 +46,17 @@ def datasets(
     model: Annotated[str, typer.Option(help="Tokenizer of this model counts the tokens.")] = DEFAULT_MODEL,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Token-length statistics of a ShareGPT-format dataset under a model's tokenizer."""
-    from benchctl.workload import bundled_datasets, length_stats
-
-    kind, path = resolve_dataset(dataset)
-    if kind != "sharegpt":
-        raise WorkloadError("`benchctl datasets` describes ShareGPT files; random datasets have no file")
-    conversations = load_conversations(path)
+    """Token-length statistics of a ShareGPT-format dataset under a model's tokenizer (and after vLLM's filters)."""
     tokenizer = load_tokenizer(str(resolve_model(model, progress=err.print).hf_dir))
-    pairs = [c["conversations"] for c in conversations if len(c["conversations"]) >= 2]
-    prompt_lens = [len(t) for t in tokenizer.encode_batch([p[0]["value"] for p in pairs])]
-    output_lens = [len(t) for t in tokenizer.encode_batch([p[1]["value"] for p in pairs])]
-    turns = [len(c["conversations"]) for c in conversations]
-    stats = {"path": str(path), "conversations": len(conversations), "pairs": len(pairs),
-             "turns": length_stats(turns), "prompt_tokens": length_stats(prompt_lens),
-             "output_tokens": length_stats(output_lens), "bundled": sorted(bundled_datasets())}
+    stats = dataset_stats(dataset, tokenizer)
     if json_out:
         typer.echo(json.dumps(stats, indent=2))
         return
-    table = Table(title=f"{path.name}: {len(conversations)} conversations, {len(pairs)} with >= 2 turns")
+    table = Table(title=f"{Path(stats['path']).name}: {stats['conversations']} conversations, "
+                        f"{stats['pairs']} with >= 2 turns, {stats['pairs_passing_filters']} pass vLLM's filters")
     for col in ("", "mean", "p50", "p90", "p99", "max"):
         table.add_column(col, justify="right")
-    for name in ("turns", "prompt_tokens", "output_tokens"):
+    for name in ("turns", "prompt_tokens", "output_tokens", "filtered_prompt_tokens", "filtered_output_tokens"):
         s = stats[name]
         table.add_row(name, *(render._num(s.get(k), 1) for k in ("mean", "p50", "p90", "p99", "max")))
     out.print(table)
