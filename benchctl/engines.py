@@ -170,9 +170,14 @@ class InstallProgress:
 def install(engine: str, progress: InstallProgress | None = None, force: bool = False,
             find_links: tuple[Path, ...] = (), host: Host | None = None) -> tuple[Installed, bool]:
     """Create (or reuse) the engine's environment. Returns it and whether it was reused."""
+    return install_plan(plan(engine, host), engines_dir(), progress, force=force, find_links=find_links)
+
+
+def install_plan(p: EnginePlan, root: Path, progress: InstallProgress | None = None, force: bool = False,
+                 find_links: tuple[Path, ...] = ()) -> tuple[Installed, bool]:
+    """Create (or reuse) `root/<p.key>` for any pinned plan (benchctl.tools installs other tools this way)."""
     progress = progress or InstallProgress()
-    p = plan(engine, host)
-    target = engines_dir() / p.key
+    target = root / p.key
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{p.key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two concurrent installs of one engine build it once
