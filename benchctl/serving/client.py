@@ -15,11 +15,13 @@ records leave through `emit` (a queue put; the disk is another thread's job).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -27,9 +29,6 @@ from benchctl.serving.stream import MalformedStream, StreamAccumulator, build_re
 from benchctl.workload import RequestSpec, Tokenizer
 
 ENDPOINTS = {"completions": "/completions", "chat": "/chat/completions"}
-# An SSE line longer than this fails the request (a server streaming without newlines would fill the memory);
-# the cap is checked once per read, so a line may pass it by at most one read (64 KiB) before it is refused.
-MAX_SSE_LINE_BYTES = 1 << 20
 
 
 @dataclass(slots=True)
@@ -58,6 +57,34 @@ def api_root(base_url: str) -> str:
     """The URL the OpenAI routes hang off: `.../v1`, whether or not the user wrote it."""
     base = base_url.rstrip("/")
     return base if base.endswith("/v1") else base + "/v1"
+
+
+def effective_api_key(explicit: str | None, from_env: str | None,
+                      base_url: str | Sequence[str] | None) -> tuple[str | None, str | None]:
+    """(the key to send, a warning to print once). A key given with --api-key goes wherever the user sent it;
+    $OPENAI_API_KEY only over https or to this machine (loopback, or a server benchctl launches: base_url
+    None), never in clear text to another host the user may not have meant it for."""
+    if explicit:
+        return explicit, None
+    if not from_env or base_url is None:
+        return from_env or None, None
+    urls = [base_url] if isinstance(base_url, str) else list(base_url)
+    exposed = [u for u in urls if not _private_to_key(u)]
+    if not exposed:
+        return from_env, None
+    return None, (f"$OPENAI_API_KEY is not sent to {', '.join(exposed)}: plain http to a host other than this "
+                  f"machine; give --api-key to send a key there")
+
+
+def _private_to_key(url: str) -> bool:
+    """https, or a loopback host (localhost, 127.0.0.0/8, ::1)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".").lower()
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost" or host.endswith(".localhost")
+    return parts.scheme.lower() == "https" or loopback
 
 
 def server_root(base_url: str) -> str:
@@ -333,22 +360,7 @@ class LoadClient:
                     body = (await resp.read())[:300].decode("utf-8", errors="replace")
                     error, kind = f"HTTP {status}: {body}", "http_status"
                 else:
-                    # Read whatever has arrived (one syscall's worth), stamp it once, split it into lines:
-                    # lines that arrived together get the same time, and no per-line reads cost CPU.
-                    content, pending = resp.content, b""
-                    while data := await content.readany():
-                        t_s = time.monotonic() - t0
-                        *lines, pending = (pending + data).split(b"\n")
-                        for line in lines:
-                            if line and line != b"\r":  # blank lines only separate events
-                                acc.feed(line, t_s)
-                        if acc.done:
-                            break
-                        if len(pending) > MAX_SSE_LINE_BYTES:
-                            raise MalformedStream(f"an SSE line longer than {MAX_SSE_LINE_BYTES} bytes "
-                                                  f"({len(pending)} bytes without a newline)", "line_too_long")
-                    if pending and not acc.done:
-                        acc.feed(pending, time.monotonic() - t0)
+                    await acc.consume(resp.content, t0)
                     if not acc.done:
                         error, kind = "stream ended before 'data: [DONE]'", "incomplete_stream"
                     elif not acc.token_times_s:  # an answer without a token has no TTFT: not a completed request

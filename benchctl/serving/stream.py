@@ -1,9 +1,10 @@
 """One streamed OpenAI response, chunk by chunk: what arrived when, and how many tokens it carried.
 
-The client timestamps each `data:` line the moment it is read and hands it here; nothing in this module
-looks at a clock. A chunk is *token-bearing* when it carries text (completions `text`, chat `delta.content`)
-or, with per-chunk usage (vLLM's `continuous_usage_stats`), when the completion token count grew. Chat's
-role-only first delta and the usage-only last chunk are not tokens, so they never count towards TTFT or ITL.
+consume() reads the body as it arrives and stamps each read once (lines that arrived together get the same
+time, and no per-line reads cost CPU); feed() takes one line and its time and looks at no clock. A chunk is
+*token-bearing* when it carries text (completions `text`, chat `delta.content`) or, with per-chunk usage (vLLM's
+`continuous_usage_stats`), when the completion token count grew. Chat's role-only first delta and the usage-only
+last chunk are not tokens, so they never count towards TTFT or ITL.
 Fields of the wrong type (`usage` not an object, `text`/`content` not a string) make the stream malformed, with
 a kind the record keeps (extra.error_kind), rather than an exception somewhere later.
 """
@@ -11,6 +12,7 @@ a kind the record keeps (extra.error_kind), rather than an exception somewhere l
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,6 +22,11 @@ try:  # optional (benchctl[serving]): ~5x faster than json on the client's hot p
     from orjson import loads as _loads
 except ImportError:
     _loads = json.loads
+
+
+# An SSE line longer than this fails the request (a server streaming without newlines would fill the memory);
+# the cap is checked once per read, so a line may pass it by at most one read (64 KiB) before it is refused.
+MAX_SSE_LINE_BYTES = 1 << 20
 
 
 class MalformedStream(ValueError):
@@ -40,6 +47,23 @@ class StreamAccumulator:
         self.finish_reason: str | None = None
         self.done = False  # saw `data: [DONE]`
         self._last_cumulative = 0
+
+    async def consume(self, content, t0: float) -> None:
+        """Feed the SSE body (aiohttp's StreamReader) until `data: [DONE]` or its end; times are since t0."""
+        pending = b""
+        while data := await content.readany():
+            t_s = time.monotonic() - t0
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                if line and line != b"\r":  # blank lines only separate events
+                    self.feed(line, t_s)
+            if self.done:
+                return
+            if len(pending) > MAX_SSE_LINE_BYTES:
+                raise MalformedStream(f"an SSE line longer than {MAX_SSE_LINE_BYTES} bytes "
+                                      f"({len(pending)} bytes without a newline)", "line_too_long")
+        if pending:
+            self.feed(pending, time.monotonic() - t0)
 
     def feed(self, line: bytes, t_s: float) -> None:
         """One line of the SSE body (blank lines included), read at run time t_s. Hot path: keep it lean."""

@@ -285,3 +285,34 @@ def test_a_cancelled_run_records_every_request_before_it_re_raises():
     assert failed and all(r["error"].startswith("interrupted") for r in failed)
     kinds = {r["extra"]["error_kind"] for r in failed}
     assert kinds <= {"interrupted", "not_sent"} and "interrupted" in kinds  # some were cut off in flight
+
+
+KEY = "sk-from-env-123"
+
+
+@pytest.mark.parametrize("explicit, from_env, base_url, sent, exposed", [
+    ("k1", KEY, "http://10.0.0.5:8000", "k1", None),  # --api-key: sent where the user said
+    (None, KEY, "http://10.0.0.5:8000", None, "http://10.0.0.5:8000"),  # plain http elsewhere: not sent, said
+    (None, KEY, "http://gpu-box.internal:8000/v1", None, "http://gpu-box.internal:8000/v1"),
+    (None, KEY, "https://api.example.com/v1", KEY, None),
+    (None, KEY, "http://127.0.0.1:8000", KEY, None),
+    (None, KEY, "http://127.8.9.1:8000", KEY, None),
+    (None, KEY, "http://localhost:8000/v1", KEY, None),
+    (None, KEY, "http://[::1]:8000", KEY, None),
+    (None, KEY, None, KEY, None),  # a server benchctl launches listens on 127.0.0.1
+    (None, KEY, ["http://127.0.0.1:8000", "http://10.0.0.5:8000"], None, "http://10.0.0.5:8000"),  # one key for all
+    (None, KEY, ["https://a.example.com", "http://localhost:1"], KEY, None),
+    (None, None, "http://10.0.0.5:8000", None, None),
+    (None, "", "http://10.0.0.5:8000", None, None),
+])
+def test_a_key_from_the_environment_goes_only_over_https_or_to_this_machine(explicit, from_env, base_url, sent,
+                                                                             exposed):
+    from benchctl.serving.client import effective_api_key
+
+    key, warning = effective_api_key(explicit, from_env, base_url)
+    assert key == sent
+    if exposed is None:
+        assert warning is None
+    else:
+        assert warning.startswith(f"$OPENAI_API_KEY is not sent to {exposed}:") and "--api-key" in warning
+        assert KEY not in warning
