@@ -105,6 +105,7 @@ class EngineConfig:
     prompt_lookup_min: int = 1
     prompt_lookup_max: int = 3
     seed: int = 0  # for requests without their own seed
+    nvtx: bool = False  # also emit NVTX ranges (reference_engine.profiling; REFERENCE_ENGINE_NVTX=1 does too)
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():

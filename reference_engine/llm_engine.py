@@ -15,7 +15,7 @@ from reference_engine.block_manager import BlockManager
 from reference_engine.config import EngineConfig, ModelConfig
 from reference_engine.detokenizer import IncrementalDetokenizer, find_stop, load_tokenizer
 from reference_engine.model_runner import ModelRunner
-from reference_engine.profiling import annotate
+from reference_engine.profiling import annotate, enable_nvtx, nvtx_enabled, nvtx_requested
 from reference_engine.sampler import Sampler
 from reference_engine.sampling_params import SamplingParams
 from reference_engine.scheduler import Scheduler, SchedulerOutput
@@ -46,6 +46,8 @@ class LLMEngine:
         except TypeError as exc:
             raise ValueError(f"{exc}; engine options are: {', '.join(EngineConfig.option_names())}") from None
         self.model_config = ModelConfig.from_dir(model_dir)
+        if nvtx_requested(cfg.nvtx):
+            enable_nvtx()
         if cfg.max_model_len > self.model_config.max_position_embeddings:
             raise ValueError(f"max_model_len={cfg.max_model_len} exceeds the model's "
                              f"{self.model_config.max_position_embeddings} positions")
@@ -350,6 +352,7 @@ class LLMEngine:
             "host_transfer": self.config.host_transfer,
             "detokenize": self.config.detokenize,
             "speculative": self.config.speculative,
+            "nvtx": nvtx_enabled(),
             **({"num_speculative_tokens": self.config.num_speculative_tokens,
                 "prompt_lookup_min": self.config.prompt_lookup_min,
                 "prompt_lookup_max": self.config.prompt_lookup_max} if self.config.speculative != "off" else {}),
