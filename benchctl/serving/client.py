@@ -186,6 +186,7 @@ class LoadClient:
 
     async def list_models(self) -> list[str]:
         """Model ids the server serves (GET /v1/models); raises aiohttp.ClientError when unreachable."""
+        assert self._session is not None, "open() first"
         async with self._session.get(api_root(self.options.base_url) + "/models", headers=self._headers,
                                      timeout=aiohttp.ClientTimeout(total=30)) as resp:
             if resp.status != 200:
@@ -317,7 +318,7 @@ class LoadClient:
 
     def _splice_answer(self, previous: RequestSpec, follower: RequestSpec, answer: str) -> None:
         """The next turn's history ends with the generated answer instead of the recorded one."""
-        follower.prompt = previous.prompt + answer + follower.suffix_text
+        follower.prompt = previous.prompt + answer + (follower.suffix_text or "")
         if previous.messages is not None and follower.messages is not None:
             follower.messages = [*previous.messages, {"role": "assistant", "content": answer}, follower.messages[-1]]
         self._payloads[follower.request_id] = build_payload(follower, self.options)
@@ -354,6 +355,7 @@ class LoadClient:
         status: int | None = None
         start_s = self._start_s[spec.request_id] = time.monotonic() - t0
         try:
+            assert self._session is not None, "open() first"
             async with self._session.post(self.urls[server], data=payload, headers=headers) as resp:
                 status = resp.status
                 if status != 200:

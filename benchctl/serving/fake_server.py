@@ -60,8 +60,10 @@ class FakeServer:
         return web.json_response({"object": "list", "data": [{"id": self.model_name, "object": "model"}]})
 
     async def metrics(self, request: web.Request) -> web.Response:
-        lines = ["# TYPE vllm:num_requests_running gauge", f'vllm:num_requests_running{{model_name="{self.model_name}"}} {self.running}',
-                 "# TYPE vllm:kv_cache_usage_perc gauge", f'vllm:kv_cache_usage_perc{{model_name="{self.model_name}"}} {min(self.running / 64, 1.0)}',
+        label = f'{{model_name="{self.model_name}"}}'
+        usage = min(self.running / 64, 1.0)
+        lines = ["# TYPE vllm:num_requests_running gauge", f"vllm:num_requests_running{label} {self.running}",
+                 "# TYPE vllm:kv_cache_usage_perc gauge", f"vllm:kv_cache_usage_perc{label} {usage}",
                  "# TYPE vllm:request_success_total counter", f"vllm:request_success_total {self.finished}",
                  "# TYPE unrelated_metric gauge", "unrelated_metric 1"]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
@@ -115,7 +117,7 @@ class FakeServer:
                 if prompt.startswith("!malformed") and k == 1:
                     await resp.write(b"data: {not json\n\n")
                     return resp
-                if prompt.startswith("!truncate") and k == 1:
+                if prompt.startswith("!truncate") and k == 1 and request.transport is not None:
                     request.transport.close()
                     return resp
                 line = self._chunk(chat, TOKEN_TEXT * n, sent if per_chunk_usage else None,
@@ -164,7 +166,8 @@ class InstantProtocol(asyncio.Protocol):
     _MAX_TOKENS = re.compile(rb'"max_tokens":\s*(\d+)')
     _CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)")
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.buffer = b""
 

@@ -161,7 +161,7 @@ class ShardedClient:
                 dead = [p.name for p in self.procs if p.exitcode is not None]
                 if dead or time.monotonic() > deadline:
                     self.close()
-                    raise RuntimeError(f"load client processes did not start: {', '.join(dead) or 'timeout'}")
+                    raise RuntimeError(f"load client processes did not start: {', '.join(dead) or 'timeout'}") from None
                 continue
             if kind == "ready":
                 ready.add(k)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 try:  # optional (benchctl[serving]): ~5x faster than json on the client's hot path
     from orjson import loads as _loads
 except ImportError:
-    _loads = json.loads
+    _loads = json.loads  # type: ignore[assignment]
 
 
 # An SSE line longer than this fails the request (a server streaming without newlines would fill the memory);
@@ -142,9 +142,10 @@ class StreamAccumulator:
 
     def chunk_tokens(self, output_tokens: int) -> list[int] | None:
         """Tokens per token-bearing chunk when per-chunk usage reveals them (None = one per chunk or unknown)."""
-        if not self._cumulative or any(c is None for c in self._cumulative):
+        known = [c for c in self._cumulative if c is not None]
+        if not known or len(known) < len(self._cumulative):
             return None
-        counts = [b - a for a, b in zip([0, *self._cumulative], self._cumulative)]
+        counts = [b - a for a, b in zip([0, *known], known)]
         if sum(counts) != output_tokens or all(n == 1 for n in counts):
             return None
         return counts

@@ -80,7 +80,8 @@ def test_ttft_tpot_itl_within_2ms_or_2pct_of_the_servers_timing(timed_server):
 
 
 def test_multi_token_chunks_give_itl_per_chunk_and_tpot_per_token():
-    with FakeServerProcess("--ttft-ms", "30", "--itl-ms", "20", "--tokens-per-chunk", "4", "--spin-us", "300") as server:
+    args = ("--ttft-ms", "30", "--itl-ms", "20", "--tokens-per-chunk", "4", "--spin-us", "300")
+    with FakeServerProcess(*args) as server:
         records, _, _ = run_client(server.base_url, fake_requests(6, 16, rate=10.0))
     rows = _rows(records)
     assert all(r["chunk_tokens"] == [4, 4, 4, 4] for r in rows)  # revealed by per-chunk usage
