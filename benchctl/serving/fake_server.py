@@ -20,6 +20,7 @@ import json
 import random
 import re
 import time
+from typing import cast
 
 from aiohttp import web
 
@@ -167,8 +168,7 @@ class InstantProtocol(asyncio.Protocol):
     _CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio.Transport
         self.buffer = b""
 
     def data_received(self, data: bytes) -> None:
