@@ -15,8 +15,10 @@ import asyncio
 import collections
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +31,7 @@ from benchctl.backend import Backend
 from benchctl.models import ResolvedModel
 from benchctl.run.config import Progress, RunConfig, RunFailed
 from benchctl.run.folder import RunFolder
-from benchctl.run.interrupts import failure_reason
+from benchctl.run.interrupts import Interrupted, failure_reason
 from benchctl.run.prepare import model_context_len
 from benchctl.run.sink import RecordPump
 from benchctl.serving.launch import ServerFailed, ServerProcess, free_port, server_argv
@@ -53,6 +55,7 @@ class ServingState:
     scraper: subprocess.Popen | None = None
     sharded: Any = None  # benchctl.serving.shards.ShardedClient while it runs
     server_died: str | None = None  # why a launched server ended the run
+    interrupted_by: int | None = None  # the signal that cancelled the client (SIGTERM)
 
 
 def run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, workload: Workload,
@@ -67,7 +70,7 @@ def run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, workl
 
 def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, workload: Workload, progress: Progress,
                  on_record: Callable[[dict], None] | None, folder: RunFolder) -> Path:
-    from benchctl.serving.client import run_event_loop, server_root  # aiohttp: checked by prepare.check_serving
+    from benchctl.serving.client import server_root  # aiohttp: checked by prepare.check_serving
 
     run_dir = folder.path
     server: ServerProcess | None = None
@@ -93,8 +96,8 @@ def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, work
                                  "startup_s": startup_s}, setup_s=startup_s)
         metrics_url = server_root(base_url) + metrics_route if metrics_route else None
         tokenizer = load_tokenizer(str(model.hf_dir))
-        run_event_loop(_drive(config, workload, tokenizer, base_url, server, pump, progress, folder, metrics_url,
-                              state))
+        _run_loop(_drive(config, workload, tokenizer, base_url, server, pump, progress, folder, metrics_url, state),
+                  state)
         _stop(state.scraper)
         if state.scraper is not None:  # one last sample, after the last request: the state the run left
             _final_scrape(metrics_url, run_dir / "server_metrics.jsonl", state.t0, config.api_key)
@@ -145,6 +148,7 @@ async def _drive(config: RunConfig, workload: Workload, tokenizer, base_url: str
                             model_name=config.model, endpoint=config.endpoint,
                             api_key=config.api_key, request_timeout_s=config.request_timeout_s,
                             max_concurrency=max_concurrency)
+    _cancel_on_sigterm(state)
     client = LoadClient(options, tokenizer)
     await client.open(max_concurrency or len(workload.requests))
     watcher = None
@@ -189,6 +193,37 @@ async def _drive(config: RunConfig, workload: Workload, tokenizer, base_url: str
             state.sharded.close()
             state.sharded = None
         await client.close()
+
+
+def _run_loop(coro, state: ServingState) -> None:
+    """The client's event loop; a SIGTERM during it (which cancelled the client) comes out as Interrupted."""
+    from benchctl.serving.client import run_event_loop
+
+    in_main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGTERM) if in_main else None
+    try:
+        run_event_loop(coro)
+    except asyncio.CancelledError:
+        if state.interrupted_by is None:
+            raise
+        raise Interrupted(state.interrupted_by) from None
+    finally:
+        if in_main:  # closing the loop left SIGTERM at its default (kill); the run's handler again
+            signal.signal(signal.SIGTERM, handler)
+
+
+def _cancel_on_sigterm(state: ServingState) -> None:
+    """SIGTERM cancels the client's task from inside the loop. A signal handler that raises (benchctl.run.interrupts)
+    can be lost in a loop's C callbacks (uvloop), leaving the run to finish as if nothing happened."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    task = asyncio.current_task()
+
+    def cancel() -> None:
+        state.interrupted_by = signal.SIGTERM
+        task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, cancel)
 
 
 async def _watch(server: ServerProcess, client, state: ServingState) -> None:
