@@ -37,6 +37,7 @@ from benchctl.run.sink import RecordPump
 from benchctl.serving.launch import ServerFailed, ServerProcess, free_port, server_argv
 from benchctl.serving.scrape import API_KEY_ENV, parse_exposition, prefix_cache_hit_rate, server_spec_decode
 from benchctl.serving.scrape import summarize_series
+from benchctl.worker.children import die_with_parent
 from benchctl.workload import Workload, load_tokenizer
 
 HOST = "127.0.0.1"
@@ -245,7 +246,8 @@ def _start_scraper(url: str, out: Path, t0: float, api_key: str | None) -> subpr
         return None
     env = {**os.environ, **({API_KEY_ENV: api_key} if api_key else {})}
     return subprocess.Popen([sys.executable, "-m", "benchctl.serving.scrape", url, str(out), "--t0", repr(t0)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env,
+                            preexec_fn=die_with_parent(signal.SIGTERM))  # SIGTERM: it stops after a sample
 
 
 def _final_scrape(url: str, out: Path, t0: float, api_key: str | None) -> None:

@@ -14,6 +14,7 @@ import time
 import traceback
 
 from benchctl.worker.admission import Admission
+from benchctl.worker.children import kill_own_group_on_sigterm
 from benchctl.worker.protocol import PROTOCOL_VERSION, Channel
 
 
@@ -54,6 +55,7 @@ def _run_profiled(worker, requests: list[dict], ctx: RunContext, trace_path: str
 
 
 def main(argv: list[str]) -> int:
+    kill_own_group_on_sigterm()  # the harness died (parent-death signal) or stops us: the engine's processes too
     channel = Channel()
     try:
         worker = _load_worker(argv[1])

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from benchctl.worker.children import die_with_parent
 from benchctl.worker.protocol import decode, encode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +47,7 @@ class WorkerProcess:
         # prefix: a wrapper such as `nsys profile ...` that runs the worker under a profiler
         self.proc = subprocess.Popen([*(prefix or []), python, "-m", "benchctl.worker", target], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log, env=child_env,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM))
         self._lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()  # None: the pipe reached EOF
         self._reader = threading.Thread(target=self._drain, name="worker-pipe", daemon=True)
         self._reader.start()

@@ -95,3 +95,44 @@ def test_a_crashed_workers_leftover_processes_are_killed(tmp_path, monkeypatch):
     (run_dir,) = tmp_path.iterdir()
     (record,) = read_records(run_dir / "requests.jsonl")
     assert gone(record["extra"]["pid"]) and gone(record["extra"]["child_pid"])
+
+
+def test_killing_benchctl_takes_the_worker_and_its_processes_with_it(tmp_path):
+    proc = start_cli("GroupWorker", tmp_path)
+    try:
+        _, record = first_record(tmp_path, proc)
+        proc.kill()  # SIGKILL: no cleanup of benchctl's own can run
+        proc.wait(timeout=10)
+        assert gone(record["extra"]["pid"]) and gone(record["extra"]["child_pid"])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+SERVING_RUN = """
+import sys
+from benchctl.run import RunConfig, run_benchmark
+from benchctl.workload import WorkloadOptions
+workload = WorkloadOptions(dataset="random", num_prompts=60, random_input_len=8, random_output_len=8, request_rate=5.0)
+run_benchmark(RunConfig(backend="openai", mode="serving", base_url=sys.argv[1], workload=workload,
+                        output_dir=sys.argv[2]))
+"""
+
+
+def test_killing_benchctl_stops_the_metrics_scraper(tmp_path):
+    from tests.harness.fakes_serving import FakeServerProcess
+
+    with FakeServerProcess("--ttft-ms", "20", "--itl-ms", "20") as server:
+        proc = subprocess.Popen([sys.executable, "-c", SERVING_RUN, server.base_url, str(tmp_path)], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            first_record(tmp_path, proc)
+            scrapers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                        if "benchctl.serving.scrape" in " ".join(p.cmdline())]
+            assert len(scrapers) == 1
+            proc.kill()
+            proc.wait(timeout=10)
+            assert gone(scrapers[0].pid)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
