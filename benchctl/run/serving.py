@@ -38,6 +38,7 @@ from benchctl.serving.launch import ServerFailed, ServerProcess, free_port, serv
 from benchctl.serving.scrape import API_KEY_ENV, parse_exposition, prefix_cache_hit_rate, server_spec_decode
 from benchctl.serving.scrape import summarize_series
 from benchctl.worker.children import die_with_parent
+from benchctl.worker.host import REPO_ROOT
 from benchctl.workload import Workload, load_tokenizer
 
 HOST = "127.0.0.1"
@@ -245,6 +246,9 @@ def _start_scraper(url: str, out: Path, t0: float, api_key: str | None) -> subpr
     except (urllib.error.URLError, OSError):
         return None
     env = {**os.environ, **({API_KEY_ENV: api_key} if api_key else {})}
+    # benchctl from this checkout, never from the current directory (`-m` would put it first on sys.path)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    env.setdefault("PYTHONSAFEPATH", "1")
     return subprocess.Popen([sys.executable, "-m", "benchctl.serving.scrape", url, str(out), "--t0", repr(t0)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env,
                             preexec_fn=die_with_parent(signal.SIGTERM))  # SIGTERM: it stops after a sample

@@ -44,6 +44,7 @@ class WorkerProcess:
         # Another interpreter (an engine's own virtualenv) finds benchctl.worker and backends here.
         child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH")) if p)
         child_env.setdefault("PYTHONUNBUFFERED", "1")
+        child_env.setdefault("PYTHONSAFEPATH", "1")  # `python -m` would put the cwd first: its platform.py would run
         # prefix: a wrapper such as `nsys profile ...` that runs the worker under a profiler
         self.proc = subprocess.Popen([*(prefix or []), python, "-m", "benchctl.worker", target], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log, env=child_env,

@@ -136,3 +136,42 @@ def test_killing_benchctl_stops_the_metrics_scraper(tmp_path):
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+PLANTED = "import os, sys\nopen(os.environ['PLANTED_MARKER'], 'a').write(f'{__name__} ran in {sys.argv}\\n')\n"
+
+
+def plant_shadowing_modules(cwd: Path, monkeypatch) -> Path:
+    """A platform.py and an argparse.py in the directory benchctl is started from, as an unwary user might have."""
+    for name in ("platform", "argparse"):
+        (cwd / f"{name}.py").write_text(PLANTED)
+    marker = cwd / "planted-code-ran.txt"
+    monkeypatch.setenv("PLANTED_MARKER", str(marker))
+    monkeypatch.chdir(cwd)
+    return marker
+
+
+def test_a_platform_py_in_the_current_directory_never_runs_in_a_worker(tmp_path, monkeypatch):
+    from benchctl.worker.host import WorkerProcess
+
+    marker = plant_shadowing_modules(tmp_path, monkeypatch)
+    with WorkerProcess("tests.harness.fakes.workers:EchoWorker", log_path=tmp_path / "worker.log") as worker:
+        ready = worker.request({"op": "load", "model": {"name": "m"}, "options": {}}, "ready")
+    assert ready["info"]["engine"] == "echo" and ready["info"]["python_version"].count(".") == 2
+    assert not marker.exists(), marker.read_text()
+
+
+def test_the_metrics_scraper_never_runs_code_from_the_current_directory(tmp_path, monkeypatch):
+    from benchctl.run import RunConfig, run_benchmark
+    from benchctl.workload import WorkloadOptions
+    from tests.harness.fakes_serving import FakeServerProcess
+
+    with FakeServerProcess() as server:
+        marker = plant_shadowing_modules(tmp_path, monkeypatch)
+        workload = WorkloadOptions(dataset="random", num_prompts=4, random_input_len=8, random_output_len=4,
+                                   request_rate=4.0)
+        run_dir = run_benchmark(RunConfig(backend="openai", mode="serving", base_url=server.base_url,
+                                          workload=workload, output_dir=tmp_path / "results"))
+    samples = [json.loads(line) for line in (run_dir / "server_metrics.jsonl").read_text().splitlines()]
+    assert len(samples) >= 2 and all("metrics" in s for s in samples)  # the scraper ran, and scraped
+    assert not marker.exists(), marker.read_text()
