@@ -9,6 +9,10 @@ from benchctl.backend import BackendError
 from benchctl.workload import WorkloadOptions
 
 
+class RunOptionError(BackendError):
+    """An option of the run that cannot work as given (exit code 2, before anything loads)."""
+
+
 class RunFailed(RuntimeError):
     """The engine failed mid-run; finished records are on disk and run.json says `failed`."""
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from benchctl import profile
 from benchctl.backend import Backend, BackendError, get_backend
 from benchctl.models import ResolvedModel, resolve_model
-from benchctl.run.config import Progress, RunConfig
+from benchctl.run.config import Progress, RunConfig, RunOptionError
 from benchctl.workload import Workload, WorkloadError, build_workload, load_tokenizer
 
 
@@ -19,11 +21,24 @@ def prepare(config: RunConfig, progress: Progress) -> tuple[Backend, ResolvedMod
     """The backend, the model and the workload of a run whose options all passed their checks."""
     backend = get_backend(config.backend)
     check_backend(backend, config)
+    check_output_dir(Path(config.output_dir))
     model = resolve_model(config.model, progress=progress.stage)
     workload = build_workload(config.workload, load_tokenizer(str(model.hf_dir)))
     context = _max_model_len(config.engine_args) or model_context_len(model)
     check_context(workload, context)
     return backend, model, workload
+
+
+def check_output_dir(path: Path) -> None:
+    """A folder benchctl can write run folders in, or create: found out now, not after the model has loaded."""
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        problem = "is not a directory" if existing == path else f"cannot be created: {existing} is not a directory"
+        raise RunOptionError(f"--output-dir {path} {problem}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunOptionError(f"--output-dir {path}: {existing} is not writable")
 
 
 def model_context_len(model: ResolvedModel) -> int | None:
@@ -34,7 +49,7 @@ def model_context_len(model: ResolvedModel) -> int | None:
 def check_backend(backend: Backend, config: RunConfig) -> None:
     profile.check_profile(config.profile)
     if not config.stall_timeout_s > 0:
-        raise BackendError(f"--stall-timeout must be > 0 seconds (inf: no limit), got {config.stall_timeout_s}")
+        raise RunOptionError(f"--stall-timeout must be > 0 seconds (inf: no limit), got {config.stall_timeout_s}")
     if config.profile != "none" and config.mode != "offline":
         raise BackendError("--profile profiles the engine's worker process: it needs --mode offline")
     if config.mode == "serving":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pandas as pd
 import pytest
@@ -331,3 +332,30 @@ def test_cli_stall_timeout_option_reaches_the_run(tmp_path, fake_backend, capsys
     assert code == 1 and "the engine stalled" in capsys.readouterr().err
     assert main(["run", "--stall-timeout", "0", "--output-dir", str(tmp_path / "x")]) == 2
     assert "--stall-timeout must be > 0 seconds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where, problem", [
+    ("{tmp}/a-file", "--output-dir {tmp}/a-file is not a directory"),
+    ("{tmp}/a-file/results", "--output-dir {tmp}/a-file/results cannot be created: {tmp}/a-file is not a directory"),
+    ("/dev/null/x", "--output-dir /dev/null/x cannot be created: /dev/null is not a directory"),
+])
+def test_an_output_dir_that_cannot_hold_runs_is_one_line_before_the_model_loads(tmp_path, capsys, monkeypatch,
+                                                                                 fake_backend, where, problem):
+    from benchctl.cli import main
+
+    fake_backend("EchoWorker")
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setattr("benchctl.run.prepare.resolve_model", lambda *a, **k: pytest.fail("the model was resolved"))
+    code = main(["run", "--dataset", "random", "--num-prompts", "2", "--output-dir", where.format(tmp=tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"benchctl: error: {problem.format(tmp=tmp_path)}\n"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere: no folder is unwritable to it")
+def test_an_unwritable_output_dir_is_one_line(tmp_path, fake_backend):
+    fake_backend("EchoWorker")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(BackendError, match=f"--output-dir {locked}/results: {locked} is not writable"):
+        run_benchmark(RunConfig(backend="fake", workload=WorkloadOptions(dataset="random"),
+                                output_dir=locked / "results"))
