@@ -16,7 +16,7 @@ from typing import Any
 from benchctl import manifest
 from benchctl.manifest import ManifestError, RunNotFound
 
-__all__ = ["ManifestError", "RunNotFound", "SCHEMA_VERSION", "clean_floats", "load_run", "load_run_index",
+__all__ = ["ManifestError", "RunNotFound", "SCHEMA_VERSION", "clean_floats", "fsync_dir", "load_run", "load_run_index",
            "new_run_dir", "resolve_run", "write_json_atomic", "write_parquet"]
 
 SCHEMA_VERSION = 1  # of sweep.json; run.json's is benchctl.manifest.SCHEMA_VERSION
@@ -36,6 +36,7 @@ def new_run_dir(output_dir: Path, backend: str) -> Path:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    """The whole new file or the whole old one, even across a power cut: the data and then the rename are fsynced."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -47,6 +48,16 @@ def write_json_atomic(path: Path, data: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename (or a new file) in `path` durable: on Linux the directory entry needs its own fsync."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _json_default(value: Any) -> Any:
@@ -69,13 +80,24 @@ def clean_floats(value: Any) -> Any:
 
 
 def write_parquet(rows: list[dict], path: Path) -> None:
+    """Atomically, like run.json: a reader never sees half a file."""
     import pandas as pd
 
     frame = pd.DataFrame(rows)
     for column in ("extra",):  # nested dicts vary per engine: keep them as JSON text
         if column in frame:
             frame[column] = frame[column].map(lambda v: json.dumps(v) if v is not None else None)
-    frame.to_parquet(path, index=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
 def resolve_run(ref: str, output_dir: Path) -> Path:

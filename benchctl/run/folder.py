@@ -1,7 +1,7 @@
 """results/<run-id>/ of one run, and the only writer of its run.json (a benchctl.manifest.RunManifest).
 
 `start` creates the folder and writes the manifest with status `running`; the run reports what it learns
-(`engine_ready`, `requests_started`); `finalize` writes the outcome and requests.parquet. After a run, `open`
+(`engine_ready`, `requests_started`); `finalize` writes the outcome, then requests.parquet. After a run, `open`
 reads a folder back for the one later change there is: the machine's ceilings measured around it.
 """
 
@@ -64,7 +64,8 @@ class RunFolder:
 
     def finalize(self, rows: list[dict], status: str, error: str | None, *, engine_stats: dict | None = None,
                  serving_stats: dict | None = None, profile: dict | None = None) -> None:
-        """The run's outcome: requests.parquet (the records of requests.jsonl, in columns) and the final run.json."""
+        """The run's outcome: the final run.json first, then requests.parquet (requests.jsonl's records in columns):
+        whatever happens while the parquet is written, run.json already says how the run ended."""
         run = self.manifest
         t_end = time.monotonic()
         run.status, run.error, run.finished_at = status, error, _now()
@@ -76,9 +77,9 @@ class RunFolder:
             run.timings["requests_s"] = t_end - self._t_requests
         run.timings["total_s"] = t_end - self._t_start
         run.environment["hwinfo"] = hwinfo.near_run(run.to_dict())  # this machine's ceilings around the run
+        self._write()
         if rows:
             store.write_parquet(rows, self.path / "requests.parquet")
-        self._write()
 
     def refresh_hwinfo(self) -> None:
         """Ceilings measured right after the run (benchctl run --measure-ceiling) join the ones near it."""

@@ -206,3 +206,22 @@ def test_load_run_with_invalid_json_is_run_not_found(tmp_path):
     (tmp_path / "run.json").write_text('{"status": "runn')
     with pytest.raises(store.RunNotFound, match="run.json is not valid JSON"):
         store.load_run(tmp_path)
+
+
+@pytest.mark.parametrize("write", [
+    lambda path: store.write_json_atomic(path / "run.json", {"status": "completed"}),
+    lambda path: store.write_parquet([{"request_id": "a", "ttft_s": 0.5}], path / "requests.parquet"),
+])
+def test_an_atomic_replace_is_followed_by_an_fsync_of_the_directory(tmp_path, monkeypatch, write):
+    """Without the directory's fsync a power cut can lose the rename: the old file (or none) comes back."""
+    import os
+    import stat
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(store.os, "fsync", lambda fd: (events.append(
+        "fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file"), real_fsync(fd))[1])
+    monkeypatch.setattr(store.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+    write(tmp_path)
+    assert events == ["fsync file", "replace", "fsync dir"]
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["run.json"], ["requests.parquet"])

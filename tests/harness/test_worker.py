@@ -359,3 +359,19 @@ def test_an_unwritable_output_dir_is_one_line(tmp_path, fake_backend):
     with pytest.raises(BackendError, match=f"--output-dir {locked}/results: {locked} is not writable"):
         run_benchmark(RunConfig(backend="fake", workload=WorkloadOptions(dataset="random"),
                                 output_dir=locked / "results"))
+
+
+def test_run_json_has_its_final_status_before_the_parquet_is_written(tmp_path, fake_backend, monkeypatch):
+    from benchctl import store
+
+    fake_backend("EchoWorker")
+    seen = []
+    real = store.write_parquet
+
+    def write_parquet(rows, path):
+        seen.append(json.loads((path.parent / "run.json").read_text())["status"])
+        real(rows, path)
+
+    monkeypatch.setattr(store, "write_parquet", write_parquet)
+    run_dir = run_benchmark(config(tmp_path))
+    assert seen == ["completed"] and (run_dir / "requests.parquet").exists()
