@@ -77,3 +77,24 @@ def test_imported_runs_work_in_compare_report_and_regress(tmp_path):
         str(tmp_path / "base"), str(tmp_path / "cand"), [regress.parse_gate("ttft_p50_ms:10%")]
     )
     assert result["verdicts"][0]["verdict"] == "regression"
+
+
+def test_cli_import_prints_the_side_by_side_and_refuses_bad_files_with_exit_2(tmp_path):
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from benchctl.cli import imports
+
+    app = typer.Typer()
+    imports.register(app)
+    app.callback()(lambda: None)  # a group, as benchctl's app is: `import` stays a subcommand
+    ok = CliRunner().invoke(app, ["import", str(VLLM), "--output-dir", str(tmp_path)])
+    assert ok.exit_code == 0, ok.output
+    assert "vllm not recorded" in " ".join(ok.output.split()) and "ttft_mean_ms" in ok.output
+    [run_dir] = [p for p in tmp_path.iterdir() if (p / "run.json").is_file()]
+    assert run_dir.name in ok.output  # the side-by-side table names the run it made
+    bad = write_json(tmp_path / "bad.json", {k: v for k, v in json.loads(VLLM.read_text()).items() if k != "ttfts"})
+    refused = CliRunner().invoke(app, ["import", str(bad), "--output-dir", str(tmp_path / "x")])
+    assert refused.exit_code == 2 and "with --save-detailed" in refused.output and not (tmp_path / "x").exists()
