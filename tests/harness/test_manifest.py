@@ -12,7 +12,8 @@ from benchctl import manifest, store
 from benchctl.cli import main
 from benchctl.manifest import ManifestError, RunManifest
 
-BASELINES = Path(__file__).resolve().parents[2] / "results" / "baselines" / "reference-sharegpt-sample"
+# A run.json as benchctl wrote it before schema 2 (a reference-engine baseline of 2026-11-22)
+SCHEMA_1_RUN = Path(__file__).resolve().parent / "data" / "manifest" / "schema-1-run.json"
 SUMMARY = {"num_requests": 4, "completed": 4, "failed": 0, "duration_s": 2.0, "request_throughput": 2.0,
            "output_tok_s": 40.0, "ttft_s": {"count": 4, "mean": 0.5, "p99": 0.8}}
 
@@ -85,19 +86,18 @@ def test_every_reader_turns_a_broken_run_json_into_one_line_and_exit_2(tmp_path,
     assert "Traceback" not in err
 
 
-def test_runs_of_schema_1_still_read(tmp_path):
-    runs = sorted(p for p in BASELINES.iterdir() if (p / "run.json").is_file())
-    assert len(runs) == 3
-    for path in runs:
-        data = store.load_run(path)
-        assert data["schema_version"] == 1  # read as it is on disk
-        typed = manifest.read(path)
-        assert typed.status == "completed" and typed.run_id == path.name and typed.timings == {}
-        assert typed.summary["completed"] == data["summary"]["completed"] > 0
-        assert typed.engine == data["engine"] and typed.extra == {}
-    copy = tmp_path / runs[0].name
-    shutil.copytree(runs[0], copy)
-    assert main(["show", str(copy), "--json"]) == 0
+def test_runs_of_schema_1_still_read(tmp_path, capsys):
+    path = tmp_path / "20261122-102803-reference-371358"
+    path.mkdir()
+    shutil.copy(SCHEMA_1_RUN, path / "run.json")
+    data = store.load_run(path)
+    assert data == json.loads(SCHEMA_1_RUN.read_text()) and data["schema_version"] == 1  # read as it is on disk
+    typed = manifest.read(path)
+    assert typed.status == "completed" and typed.run_id == path.name and typed.timings == {}
+    assert typed.summary["completed"] == data["summary"]["completed"] == 16
+    assert typed.engine == data["engine"] and typed.extra == {}
+    assert main(["show", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["output_tok_s"] == data["summary"]["output_tok_s"]
 
 
 def test_the_manifest_round_trips_and_keeps_keys_it_does_not_know():
