@@ -210,18 +210,23 @@ def run_ab(plan: AbPlan, say: Callable[[str], None] = print, run_side: RunSide =
                     **{s: {k: v for k, v in runs[s].items() if k != "run"} for s in SIDES},
                 }
             )
-            if round_no == 1:
-                _same_workload(runs["a"]["run"], runs["b"]["run"])
-            if runs["b"]["failures"]:
+            if runs["b"]["failures"]:  # checked first: a B run that died has no workload to compare
                 result.update(
                     verdict="regression",
                     reason=f"B had {runs['b']['failures']} failed or short requests in round {round_no}",
                 )
                 break
+            if round_no == 1:
+                _same_workload(runs["a"]["run"], runs["b"]["run"])
             for side in SIDES:
                 metrics = gate_metrics(runs[side]["run"]["summary"])
                 for g in plan.gates:
-                    values[side][g.metric].append(metrics.get(g.metric, float("nan")))
+                    if g.metric not in metrics:
+                        raise GateInputError(
+                            f"metric {g.metric!r} is missing from side {side.upper()}'s run "
+                            f"(known: {', '.join(sorted(metrics))})"
+                        )
+                    values[side][g.metric].append(metrics[g.metric])
             if round_no >= plan.min_rounds:
                 result["verdicts"] = [
                     judge_metric(g, values["a"][g.metric], values["b"][g.metric], plan.look_confidence)

@@ -163,6 +163,13 @@ def test_a_candidate_with_failed_requests_fails_at_once(tmp_path):
     assert "B had 1 failed or short requests in round 1" in report.verdict_line(result)
 
 
+def test_a_candidate_run_that_dies_is_a_regression(tmp_path):
+    runs = FakeRuns({"a": 100, "b": 100}, code={"b": 1})
+    result = job.run_ab(_plan(tmp_path), say=lambda s: None, run_side=runs)
+    assert result["verdict"] == "regression" and result["rounds_run"] == 1
+    assert "side B's run failed in round 1" in result["rounds"][0]["b"]["line"]
+
+
 def test_bad_input_found_by_the_runs_is_exit_2(tmp_path):
     with pytest.raises(GateInputError, match="different workloads"):
         job.run_ab(_plan(tmp_path), say=lambda s: None, run_side=FakeRuns({"a": 1, "b": 1}, seed_b=7))
@@ -170,6 +177,10 @@ def test_bad_input_found_by_the_runs_is_exit_2(tmp_path):
         job.run_ab(_plan(tmp_path), say=lambda s: None, run_side=FakeRuns({"a": 1, "b": 1}, code={"b": 2}))
     with pytest.raises(GateInputError, match="side A's run failed in round 1"):
         job.run_ab(_plan(tmp_path), say=lambda s: None, run_side=FakeRuns({"a": 1, "b": 1}, code={"a": 1}))
+    with pytest.raises(GateInputError, match="metric 'goodput_req_s' is missing from side"):
+        job.run_ab(
+            _plan(tmp_path, metrics=["goodput_req_s:-5%"]), say=lambda s: None, run_side=FakeRuns({"a": 1, "b": 1})
+        )
 
 
 @pytest.mark.parametrize(
