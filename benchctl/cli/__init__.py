@@ -1,7 +1,8 @@
 """`benchctl`: one Typer app; each command group is a module of this package, thin over the library.
 
-run (run.py) · show, compare (results.py) · backends, datasets (info.py) · regress (gate.py) · sweep (sweep.py)
-· serve, bench-client (serving.py) · engines install|list (engines.py) · report, hwinfo, bench-attention.
+run (run.py) · show, compare (results.py) · backends, datasets (info.py) · regress (gate.py) · ab (ab.py) · sweep
+(sweep.py) · serve, bench-client (serving.py) · engines install|list (engines.py) · import, tools install|list
+(imports.py) · report, hwinfo, bench-attention.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 import typer
 
 from benchctl import hwinfo
-from benchctl.cli import ab, gate, info, results, run, serving, sweep
+from benchctl.cli import ab, gate, imports, info, results, run, serving, sweep
 from benchctl.cli.engines import engines_app
 from benchctl.cli.output import CLICK_ERROR, USER_ERRORS, err, error_line
 from benchctl.kernelbench import bench_attention_command
@@ -19,7 +20,7 @@ from benchctl.report import report_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
                   help="Benchmark LLM inference engines on one workload with one set of metric definitions.")
-for module in (run, results, info, gate, ab, sweep, serving):
+for module in (run, results, info, gate, ab, sweep, serving, imports):
     module.register(app)
 app.add_typer(engines_app, name="engines")
 app.command("report")(report_command)

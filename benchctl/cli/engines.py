@@ -16,7 +16,7 @@ from benchctl.cli.output import err, out
 engines_app = typer.Typer(no_args_is_help=True, help="Install and list engine virtualenvs (vllm, llamacpp, exllamav2).")
 
 
-class _RichInstallProgress(engines.InstallProgress):
+class RichInstallProgress(engines.InstallProgress):
     """One spinner line per step; pip's latest output line under it."""
 
     def __init__(self, engine: str):
@@ -26,7 +26,7 @@ class _RichInstallProgress(engines.InstallProgress):
                             console=err, transient=False)
         self.task = None
 
-    def __enter__(self) -> _RichInstallProgress:
+    def __enter__(self) -> RichInstallProgress:
         self.bar.start()
         return self
 
@@ -70,7 +70,7 @@ def install(
         if not d.is_dir():
             err.print(f"[dim]· --find-links {d} does not exist; not used[/dim]")
     for name in engine:
-        with _RichInstallProgress(name) as progress:
+        with RichInstallProgress(name) as progress:
             try:
                 env, reused = engines.install(name, progress, force=force, find_links=links)
             except engines.InstallFailed as e:

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from benchctl import engines, importers, store, tools
-from benchctl.cli.engines import _RichInstallProgress
+from benchctl.cli.engines import RichInstallProgress
 from benchctl.cli.output import err, error_line, out
 
 tools_app = typer.Typer(no_args_is_help=True, help="Install and list other benchmark tools (guidellm, aiperf).")
@@ -86,7 +86,7 @@ def install(
         except engines.EngineError as e:
             raise typer.BadParameter(str(e), param_hint="TOOL") from None
     for name in tool:
-        with _RichInstallProgress(name) as progress:
+        with RichInstallProgress(name) as progress:
             try:
                 env, reused = tools.install(name, progress, force=force)
             except engines.InstallFailed as e:

@@ -10,6 +10,7 @@ import typer
 
 from benchctl import console as render
 from benchctl import store
+from benchctl.cli.imports import side_by_side_table
 from benchctl.cli.run import print_run
 from benchctl.cli.output import out
 
@@ -17,8 +18,11 @@ from benchctl.cli.output import out
 def show(run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run folder or run id.")],
          output_dir: Annotated[Path, typer.Option(help="Where to look up run ids.")] = Path("results"),
          json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show a finished (or failed) run's summary."""
-    print_run(store.load_run(store.resolve_run(run_ref, output_dir)), json_out)
+    """Show a finished (or failed) run's summary; for an imported run, the tool's own figures beside benchctl's."""
+    run = store.load_run(store.resolve_run(run_ref, output_dir))
+    print_run(run, json_out)
+    if run.get("source") and not json_out:
+        out.print(side_by_side_table(run))
 
 
 def compare(run_refs: Annotated[list[str], typer.Argument(

@@ -98,3 +98,15 @@ def test_cli_import_prints_the_side_by_side_and_refuses_bad_files_with_exit_2(tm
     bad = write_json(tmp_path / "bad.json", {k: v for k, v in json.loads(VLLM.read_text()).items() if k != "ttfts"})
     refused = CliRunner().invoke(app, ["import", str(bad), "--output-dir", str(tmp_path / "x")])
     assert refused.exit_code == 2 and "with --save-detailed" in refused.output and not (tmp_path / "x").exists()
+
+
+def test_show_of_an_imported_run_puts_the_tools_figures_beside_benchctls(tmp_path, capsys):
+    from benchctl.cli import main
+
+    assert main(["import", str(VLLM), "--output-dir", str(tmp_path)]) == 0
+    [run_dir] = [p for p in tmp_path.iterdir() if (p / "run.json").is_file()]
+    capsys.readouterr()
+    assert main(["show", str(run_dir)]) == 0
+    shown = capsys.readouterr().out
+    assert f"{run_dir.name}: vllm" in shown and "mean_ttft_ms" in shown  # the tool's own name beside ours
+    assert main(["import", str(tmp_path / "missing.json"), "--output-dir", str(tmp_path)]) == 2
