@@ -33,7 +33,7 @@ from benchctl.run.config import Progress, RunConfig, RunFailed
 from benchctl.run.folder import RunFolder
 from benchctl.run.interrupts import Interrupted, failure_reason
 from benchctl.run.prepare import model_context_len
-from benchctl.run.sink import RecordPump
+from benchctl.run.sink import RecordPump, RecordSink
 from benchctl.serving.launch import ServerFailed, ServerProcess, free_port, server_argv
 from benchctl.serving.scrape import API_KEY_ENV, parse_exposition, prefix_cache_hit_rate, server_spec_decode
 from benchctl.serving.scrape import summarize_series
@@ -104,6 +104,7 @@ def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, work
         if state.scraper is not None:  # one last sample, after the last request: the state the run left
             _final_scrape(metrics_url, run_dir / "server_metrics.jsonl", state.t0, config.api_key)
         pump.close()
+        lost = _record_the_unrecorded(workload, sink, pump)
     except ServerFailed as e:
         _stop(state.scraper)
         pump.close()
@@ -129,12 +130,36 @@ def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, work
                      "servers": _per_server(rows) if config.extra_base_urls else None,
                      "server_metrics": series_summary,
                      "prefix_cache": prefix_cache_hit_rate(series_summary["series"]),
-                     "spec_decode": server_spec_decode(series_summary["series"])}
+                     "spec_decode": server_spec_decode(series_summary["series"]),
+                     "duplicate_records_dropped": pump.duplicates}
     died = state.server_died
-    folder.finalize(rows, status="failed" if died else "completed", error=died, serving_stats=serving_stats)
+    unrecorded = f"{lost} of {len(workload.requests)} requests had no valid record from the load client"
+    unrecorded = unrecorded if lost else None
+    error = "; ".join(e for e in (died, unrecorded) if e) or None
+    folder.finalize(rows, status="failed" if error else "completed", error=error, serving_stats=serving_stats)
     if died:
-        raise RunFailed(f"{backend.name} server failed mid-run: {died}", run_dir, server.log_tail() if server else "")
+        raise RunFailed(f"{backend.name} server failed mid-run: {error}", run_dir, server.log_tail() if server else "")
+    if unrecorded:
+        raise RunFailed(f"{unrecorded}; each is recorded as failed", run_dir)
     return run_dir
+
+
+def _record_the_unrecorded(workload: Workload, sink: RecordSink, pump: RecordPump) -> int:
+    """Every request gets exactly one record: one the client never delivered (or delivered malformed) is recorded
+    failed, with the reason. Returns how many there were."""
+    recorded = {r["request_id"] for r in sink.rows}
+    failed = []
+    for spec in workload.requests:
+        if spec.request_id in recorded:
+            continue
+        why = pump.rejected.get(spec.request_id)
+        error = f"invalid record from the load client: {why}" if why else "no record from the load client"
+        failed.append({"request_id": spec.request_id, "prompt_tokens": spec.prompt_len,
+                       "expected_output_tokens": spec.output_len, "arrival_s": spec.arrival_s,
+                       "conversation_id": spec.conversation_id, "turn": spec.turn, "error": error,
+                       "extra": {"error_kind": "invalid_record" if why else "no_record"}})
+    sink.add_many(failed)
+    return len(failed)
 
 
 async def _drive(config: RunConfig, workload: Workload, tokenizer, base_url: str, server: ServerProcess | None,

@@ -40,7 +40,10 @@ class RecordSink:
         return self.add_many([raw])[0]
 
     def add_many(self, raws: list[dict]) -> list[dict]:
-        rows = [finish_record(raw) for raw in raws]
+        return self.write([finish_record(raw) for raw in raws])
+
+    def write(self, rows: list[dict]) -> list[dict]:
+        """Rows finish_record made: on disk, then told."""
         self.writer.append_many(rows)  # on disk before anyone is told
         self.rows.extend(rows)
         for row in rows:
@@ -68,7 +71,10 @@ class RecordPump:
     def __init__(self, sink: RecordSink):
         self.sink = sink
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.error: BaseException | None = None
+        self.error: BaseException | None = None  # a failure to write or to tell: a bug or a full disk
+        self.rejected: dict[str, str] = {}  # request id -> why its record was not valid (it gets a failed one)
+        self.duplicates = 0  # second records for a request already recorded: not written
+        self._seen: set[str] = set()
         self._thread = threading.Thread(target=self._run, name="record-pump", daemon=True)
         self._thread.start()
 
@@ -86,9 +92,26 @@ class RecordPump:
                 batch.pop()
             if batch and self.error is None:
                 try:
-                    self.sink.add_many(batch)
+                    self.sink.write(self._accept(batch))
                 except BaseException as e:  # a bug; surfaced by close()
                     self.error = e
+
+    def _accept(self, batch: list[dict]) -> list[dict]:
+        """The valid first record of each request; one malformed record must not cost the others theirs."""
+        rows = []
+        for raw in batch:
+            request_id = raw.get("request_id") if isinstance(raw, dict) else None
+            if request_id in self._seen:
+                self.duplicates += 1
+                continue
+            try:
+                row = finish_record(raw)
+            except Exception as e:  # noqa: BLE001 - any malformed record: its request is recorded failed instead
+                self.rejected[str(request_id)] = f"{type(e).__name__}: {e}"
+                continue
+            self._seen.add(row["request_id"])
+            rows.append(row)
+        return rows
 
     def close(self) -> None:
         if self._thread.is_alive():

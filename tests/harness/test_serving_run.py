@@ -319,3 +319,45 @@ def test_a_repeated_or_bad_extra_base_url_is_one_line(capsys, tmp_path):
         code = main(["run", "--mode", "serving", "--backend", "openai", "--base-url", a.base_url, "--base-url",
                      "localhost:1", "--output-dir", str(tmp_path)])
         assert code == 2 and "must start with http://" in capsys.readouterr().err
+
+
+
+def _tamper_with_the_pump(monkeypatch, deliver):
+    """The records the load client hands over, changed on their way to the sink (a client that loses, mangles or
+    repeats one): `deliver(record)` returns the records to hand over instead."""
+    from benchctl.run.sink import RecordPump
+
+    real_put = RecordPump.put
+    monkeypatch.setattr(RecordPump, "put", lambda self, record: [real_put(self, r) for r in deliver(record)])
+
+
+@pytest.mark.parametrize("fault, error, kind", [
+    ("lost", "no record from the load client", "no_record"),
+    ("malformed", "invalid record from the load client: TypeError", "invalid_record"),
+    ("twice", None, None),
+])
+def test_every_request_gets_exactly_one_record_whatever_the_client_delivers(tmp_path, monkeypatch, fault, error,
+                                                                            kind):
+    victim = "req-00003"
+    faults = {"lost": lambda r: [], "malformed": lambda r: [{k: v for k, v in r.items() if k != "prompt_tokens"}],
+              "twice": lambda r: [r, r]}
+    _tamper_with_the_pump(monkeypatch, lambda r: faults[fault](r) if r["request_id"] == victim else [r])
+    with FakeServerProcess("--ttft-ms", "5") as server:
+        cfg = config(tmp_path, base_url=server.base_url, rate=50.0)
+        if error:
+            with pytest.raises(RunFailed, match="1 of 8 requests had no valid record from the load client"):
+                run_benchmark(cfg)
+            (run_dir,) = (tmp_path / "results").iterdir()
+        else:
+            run_dir = run_benchmark(cfg)
+    rows = read_records(run_dir / "requests.jsonl")
+    run = json.loads((run_dir / "run.json").read_text())
+    assert sorted(r["request_id"] for r in rows) == [f"req-{i:05d}" for i in range(8)]  # each exactly once
+    (row,) = [r for r in rows if r["request_id"] == victim]
+    if error:
+        assert error in row["error"] and row["extra"]["error_kind"] == kind and row["prompt_tokens"] > 0
+        assert run["status"] == "failed" and "1 of 8 requests had no valid record" in run["error"]
+        assert (run["summary"]["completed"], run["summary"]["failed"]) == (7, 1)
+    else:
+        assert row["error"] is None and run["status"] == "completed"
+        assert run["serving_stats"]["duplicate_records_dropped"] == 1 and run["summary"]["completed"] == 8
