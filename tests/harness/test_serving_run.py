@@ -361,3 +361,17 @@ def test_every_request_gets_exactly_one_record_whatever_the_client_delivers(tmp_
     else:
         assert row["error"] is None and run["status"] == "completed"
         assert run["serving_stats"]["duplicate_records_dropped"] == 1 and run["summary"]["completed"] == 8
+
+
+def test_request_timeout_inf_means_no_timeout_end_to_end(capsys, tmp_path):
+    with FakeServerProcess("--ttft-ms", "300", "--itl-ms", "20") as server:
+        code = main(["run", "--mode", "serving", "--backend", "openai", "--base-url", server.base_url,
+                     "--dataset", "random", "--num-prompts", "4", "--random-input-len", "8", "--random-output-len",
+                     "3", "--request-timeout", "inf", "--output-dir", str(tmp_path), "--json"])
+    run = json.loads(capsys.readouterr().out)
+    assert code == 0 and (run["summary"]["completed"], run["summary"]["failed"]) == (4, 0)
+    assert run["config"]["serving"]["request_timeout_s"] is None  # inf is not JSON: null, "no timeout"
+    for bad in ("nan", "-inf", "0"):
+        assert main(["run", "--mode", "serving", "--backend", "openai", "--base-url", "http://127.0.0.1:1",
+                     "--request-timeout", bad, "--output-dir", str(tmp_path)]) == 2
+        assert "--request-timeout must be > 0 seconds" in capsys.readouterr().err
