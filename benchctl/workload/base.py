@@ -29,6 +29,9 @@ class RequestSpec:
     # next user message, the generation prompt); the previous *generated* answer is spliced in before it
     suffix_text: str | None = None
     suffix_ids: list[int] | None = None
+    # Which window (phase: warmup | steady | cooldown) and stage of a load shape the request arrives in
+    # (benchctl.workload.shapes); the record carries them in `extra`, where benchctl.metrics.windows reads them.
+    labels: dict | None = None
 
     @property
     def prompt_len(self) -> int:
