@@ -36,13 +36,28 @@ class Capabilities:
     engine_stats: bool = False  # reports KV-cache and step-time statistics
 
 
-def server_backend(name: str, description: str, server: ServerSpec | None, *, needs_cuda: bool = False,
-                   requirements: tuple[str, ...] = (), **fields) -> Backend:
+def server_backend(
+    name: str,
+    description: str,
+    server: ServerSpec | None,
+    *,
+    needs_cuda: bool = False,
+    requirements: tuple[str, ...] = (),
+    **fields,
+) -> Backend:
     """A backend that is only an OpenAI-compatible server (launched from `server`, or attached with --base-url):
     no worker, no offline mode; the load client is the whole adapter."""
     caps = Capabilities(offline=False, serving=True, per_token_times=True, arrivals=True, needs_cuda=needs_cuda)
-    return Backend(name=name, description=description, worker="", requirements=(*requirements, "aiohttp"),
-                   extra="serving", capabilities=caps, server=server, **fields)
+    return Backend(
+        name=name,
+        description=description,
+        worker="",
+        requirements=(*requirements, "aiohttp"),
+        extra="serving",
+        capabilities=caps,
+        server=server,
+        **fields,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +143,10 @@ def _targets() -> dict[str, str]:
         if sep and name.strip() and ":" in target:
             found[name.strip()] = target.strip()
     if not found:  # the built-in backends are named in benchctl's package metadata, nowhere else
-        raise BackendError("no backends registered: benchctl's package metadata is missing; install it "
-                           "(pip install -e .) instead of running from a bare source tree")
+        raise BackendError(
+            "no backends registered: benchctl's package metadata is missing; install it "
+            "(pip install -e .) instead of running from a bare source tree"
+        )
     return found
 
 

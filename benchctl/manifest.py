@@ -72,8 +72,17 @@ class RunManifest:
 
 _OMITTED_WHEN_NONE = ("finished_at", "engine", "engine_stats", "serving_stats", "profile", "summary")
 _TEXT_FIELDS = ("run_id", "created_at", "finished_at", "label", "error")
-_OBJECT_FIELDS = ("config", "workload", "environment", "engine", "engine_stats", "serving_stats", "profile",
-                  "summary", "timings")
+_OBJECT_FIELDS = (
+    "config",
+    "workload",
+    "environment",
+    "engine",
+    "engine_stats",
+    "serving_stats",
+    "profile",
+    "summary",
+    "timings",
+)
 
 
 def load(run_dir: Path) -> dict[str, Any]:
@@ -109,8 +118,9 @@ def validate(data: Any, where: str) -> None:
     if type(version) is not int or version < 1:
         raise ManifestError(f"{where}: schema_version must be a positive integer, got {version!r}")
     if version > SCHEMA_VERSION:
-        raise ManifestError(f"{where} was written by a newer benchctl (schema {version}; this one reads up to "
-                            f"{SCHEMA_VERSION})")
+        raise ManifestError(
+            f"{where} was written by a newer benchctl (schema {version}; this one reads up to {SCHEMA_VERSION})"
+        )
     for name in _TEXT_FIELDS:
         _expect(data, name, (str,), where, nullable=name != "run_id")
     if "status" in data and data["status"] not in STATUSES:
@@ -149,8 +159,9 @@ def _numbers(values: Any, where: str, prefix: str) -> None:
         _expect(values, name, _NUMBER, where, prefix=prefix, nullable=True)
 
 
-def _expect(data: dict[str, Any], name: str, types: tuple[type, ...], where: str, prefix: str = "",
-            nullable: bool = False) -> None:
+def _expect(
+    data: dict[str, Any], name: str, types: tuple[type, ...], where: str, prefix: str = "", nullable: bool = False
+) -> None:
     if name not in data:
         return
     value = data[name]
@@ -169,4 +180,3 @@ def _kind(value: Any) -> str:
 
 def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
-

@@ -16,8 +16,19 @@ from typing import Any
 from benchctl import manifest
 from benchctl.manifest import ManifestError, RunNotFound
 
-__all__ = ["ManifestError", "RunNotFound", "SCHEMA_VERSION", "clean_floats", "fsync_dir", "load_run", "load_run_index",
-           "new_run_dir", "resolve_run", "write_json_atomic", "write_parquet"]
+__all__ = [
+    "ManifestError",
+    "RunNotFound",
+    "SCHEMA_VERSION",
+    "clean_floats",
+    "fsync_dir",
+    "load_run",
+    "load_run_index",
+    "new_run_dir",
+    "resolve_run",
+    "write_json_atomic",
+    "write_parquet",
+]
 
 SCHEMA_VERSION = 1  # of sweep.json; run.json's is benchctl.manifest.SCHEMA_VERSION
 

@@ -12,8 +12,9 @@ from benchctl.run.prepare import prepare
 from benchctl.run.serving import run_serving
 
 
-def run_benchmark(config: RunConfig, progress: Progress | None = None,
-                  on_record: Callable[[dict], None] | None = None) -> Path:
+def run_benchmark(
+    config: RunConfig, progress: Progress | None = None, on_record: Callable[[dict], None] | None = None
+) -> Path:
     """Run the workload and return its folder, results/<run-id>/ (run.json, requests.jsonl, requests.parquet)."""
     progress = progress or Progress()
     backend, model, workload = prepare(config, progress)

@@ -23,13 +23,23 @@ from benchctl.workload import Workload
 TORCH_TRACE = "torch_trace.json"
 
 
-def run_offline(config: RunConfig, backend: Backend, model: ResolvedModel, workload: Workload,
-                progress: Progress, on_record: Callable[[dict], None] | None = None) -> Path:
+def run_offline(
+    config: RunConfig,
+    backend: Backend,
+    model: ResolvedModel,
+    workload: Workload,
+    progress: Progress,
+    on_record: Callable[[dict], None] | None = None,
+) -> Path:
     folder = RunFolder.start(config, backend, model, workload)
     run_dir = folder.path
     expected = {r.request_id: r for r in workload.requests}
-    worker = WorkerProcess(backend.worker, python=backend.python(), log_path=run_dir / "worker.log",
-                           prefix=profile.nsys_prefix(run_dir) if config.profile == "nsys" else None)
+    worker = WorkerProcess(
+        backend.worker,
+        python=backend.python(),
+        log_path=run_dir / "worker.log",
+        prefix=profile.nsys_prefix(run_dir) if config.profile == "nsys" else None,
+    )
     step_writer: RecordWriter | None = None
     engine_stats: dict | None = None
     sink = folder.sink(progress, on_record)
@@ -37,16 +47,20 @@ def run_offline(config: RunConfig, backend: Backend, model: ResolvedModel, workl
         with sink:
             progress.stage(f"loading {backend.name} engine")
             t_load = time.monotonic()
-            options = {"batch_size": config.batch_size, "engine_args": config.engine_args,
-                       "seed": workload.seed}
+            options = {"batch_size": config.batch_size, "engine_args": config.engine_args, "seed": workload.seed}
             ready = worker.request({"op": "load", "model": model.to_json(), "options": options}, "ready")
             load_s = time.monotonic() - t_load
             folder.engine_ready({**ready["info"], "load_s": load_s}, setup_s=load_s)
             progress.start_requests(len(workload.requests))
             folder.requests_started()
-            worker.send({"op": "run", "requests": [r.to_wire() for r in workload.requests],
-                         "max_concurrency": workload.schedule.get("max_concurrency"),
-                         "torch_trace": str(run_dir / TORCH_TRACE) if config.profile == "torch" else None})
+            worker.send(
+                {
+                    "op": "run",
+                    "requests": [r.to_wire() for r in workload.requests],
+                    "max_concurrency": workload.schedule.get("max_concurrency"),
+                    "torch_trace": str(run_dir / TORCH_TRACE) if config.profile == "torch" else None,
+                }
+            )
             for event in worker.events(stall_timeout_s=config.stall_timeout_s):
                 if event["event"] == "record":
                     if event["record"].get("request_id") not in expected:
@@ -74,9 +88,13 @@ def run_offline(config: RunConfig, backend: Backend, model: ResolvedModel, workl
     rows = sink.rows
     profiled = _profile_summary(config.profile, run_dir) if config.profile != "none" else None
     missing = sorted(set(expected) - {r["request_id"] for r in rows})
-    folder.finalize(rows, status="completed" if not missing else "failed",
-                    error=f"{len(missing)} requests never reported" if missing else None,
-                    engine_stats=engine_stats, profile=profiled)
+    folder.finalize(
+        rows,
+        status="completed" if not missing else "failed",
+        error=f"{len(missing)} requests never reported" if missing else None,
+        engine_stats=engine_stats,
+        profile=profiled,
+    )
     if missing:
         raise RunFailed(f"{len(missing)} requests were never reported by the worker", run_dir)
     return run_dir

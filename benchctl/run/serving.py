@@ -35,8 +35,13 @@ from benchctl.run.interrupts import Interrupted, failure_reason
 from benchctl.run.prepare import model_context_len
 from benchctl.run.sink import RecordPump, RecordSink
 from benchctl.serving.launch import ServerFailed, ServerProcess, free_port, server_argv
-from benchctl.serving.scrape import API_KEY_ENV, parse_exposition, prefix_cache_hit_rate, server_spec_decode
-from benchctl.serving.scrape import summarize_series
+from benchctl.serving.scrape import (
+    API_KEY_ENV,
+    parse_exposition,
+    prefix_cache_hit_rate,
+    server_spec_decode,
+    summarize_series,
+)
 from benchctl.worker.children import die_with_parent
 from benchctl.worker.host import REPO_ROOT
 from benchctl.workload import Workload, load_tokenizer
@@ -60,18 +65,37 @@ class ServingState:
     interrupted_by: int | None = None  # the signal that cancelled the client (SIGTERM)
 
 
-def run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, workload: Workload,
-                progress: Progress, on_record: Callable[[dict], None] | None = None) -> Path:
-    serving_info = {"base_url": config.base_url, "extra_base_urls": list(config.extra_base_urls),
-                    "endpoint": config.endpoint, "launched": config.base_url is None,
-                    "api_key": "set" if config.api_key else None, "warmup_requests": config.warmup_requests,
-                    "request_timeout_s": config.request_timeout_s, "client_processes": config.client_processes}
+def run_serving(
+    config: RunConfig,
+    backend: Backend,
+    model: ResolvedModel,
+    workload: Workload,
+    progress: Progress,
+    on_record: Callable[[dict], None] | None = None,
+) -> Path:
+    serving_info = {
+        "base_url": config.base_url,
+        "extra_base_urls": list(config.extra_base_urls),
+        "endpoint": config.endpoint,
+        "launched": config.base_url is None,
+        "api_key": "set" if config.api_key else None,
+        "warmup_requests": config.warmup_requests,
+        "request_timeout_s": config.request_timeout_s,
+        "client_processes": config.client_processes,
+    }
     folder = RunFolder.start(config, backend, model, workload, serving=serving_info)
     return _run_serving(config, backend, model, workload, progress, on_record, folder)
 
 
-def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, workload: Workload, progress: Progress,
-                 on_record: Callable[[dict], None] | None, folder: RunFolder) -> Path:
+def _run_serving(
+    config: RunConfig,
+    backend: Backend,
+    model: ResolvedModel,
+    workload: Workload,
+    progress: Progress,
+    on_record: Callable[[dict], None] | None,
+    folder: RunFolder,
+) -> Path:
     from benchctl.serving.client import server_root  # aiohttp: checked by prepare.check_serving
 
     run_dir = folder.path
@@ -85,21 +109,30 @@ def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, work
             spec = backend.server
             port = free_port(HOST)
             context = config.engine_args.get("max_model_len") or model_context_len(model) or ""
-            values = {"python": backend.python(), "model_dir": str(model.hf_dir),
-                      "gguf_path": str(model.gguf_path or ""), "model_name": config.model, "host": HOST,
-                      "port": str(port), "max_model_len": str(context)}
+            values = {
+                "python": backend.python(),
+                "model_dir": str(model.hf_dir),
+                "gguf_path": str(model.gguf_path or ""),
+                "model_name": config.model,
+                "host": HOST,
+                "port": str(port),
+                "max_model_len": str(context),
+            }
             argv, env = server_argv(spec, values, config.engine_args)
             progress.stage(f"starting the {backend.name} server on {HOST}:{port}")
             server = ServerProcess(argv, run_dir / "server.log", env)
             base_url = f"http://{HOST}:{port}"
             startup_s = server.wait_healthy(base_url + spec.health_route, spec.startup_timeout_s)
             metrics_route = spec.metrics_route
-            folder.engine_ready({"server_argv": argv, "server_env": env, "base_url": base_url,
-                                 "startup_s": startup_s}, setup_s=startup_s)
+            folder.engine_ready(
+                {"server_argv": argv, "server_env": env, "base_url": base_url, "startup_s": startup_s},
+                setup_s=startup_s,
+            )
         metrics_url = server_root(base_url) + metrics_route if metrics_route else None
         tokenizer = load_tokenizer(str(model.hf_dir))
-        _run_loop(_drive(config, workload, tokenizer, base_url, server, pump, progress, folder, metrics_url, state),
-                  state)
+        _run_loop(
+            _drive(config, workload, tokenizer, base_url, server, pump, progress, folder, metrics_url, state), state
+        )
         _stop(state.scraper)
         if state.scraper is not None:  # one last sample, after the last request: the state the run left
             _final_scrape(metrics_url, run_dir / "server_metrics.jsonl", state.t0, config.api_key)
@@ -124,14 +157,18 @@ def _run_serving(config: RunConfig, backend: Backend, model: ResolvedModel, work
     rows = sink.rows
     errors = collections.Counter(_error_kind(r["error"]) for r in rows if r.get("error"))
     series_summary = summarize_series(run_dir / "server_metrics.jsonl")
-    serving_stats = {"model_name": state.model_name, "warmup": state.warmup,
-                     "peak_in_flight": state.peak_in_flight, "failures_by_error": dict(errors),
-                     "client_processes": state.client_processes,
-                     "servers": _per_server(rows) if config.extra_base_urls else None,
-                     "server_metrics": series_summary,
-                     "prefix_cache": prefix_cache_hit_rate(series_summary["series"]),
-                     "spec_decode": server_spec_decode(series_summary["series"]),
-                     "duplicate_records_dropped": pump.duplicates}
+    serving_stats = {
+        "model_name": state.model_name,
+        "warmup": state.warmup,
+        "peak_in_flight": state.peak_in_flight,
+        "failures_by_error": dict(errors),
+        "client_processes": state.client_processes,
+        "servers": _per_server(rows) if config.extra_base_urls else None,
+        "server_metrics": series_summary,
+        "prefix_cache": prefix_cache_hit_rate(series_summary["series"]),
+        "spec_decode": server_spec_decode(series_summary["series"]),
+        "duplicate_records_dropped": pump.duplicates,
+    }
     died = state.server_died
     unrecorded = f"{lost} of {len(workload.requests)} requests had no valid record from the load client"
     unrecorded = unrecorded if lost else None
@@ -154,27 +191,49 @@ def _record_the_unrecorded(workload: Workload, sink: RecordSink, pump: RecordPum
             continue
         why = pump.rejected.get(spec.request_id)
         error = f"invalid record from the load client: {why}" if why else "no record from the load client"
-        failed.append({"request_id": spec.request_id, "prompt_tokens": spec.prompt_len,
-                       "expected_output_tokens": spec.output_len, "arrival_s": spec.arrival_s,
-                       "conversation_id": spec.conversation_id, "turn": spec.turn, "error": error,
-                       "extra": {"error_kind": "invalid_record" if why else "no_record"}})
+        failed.append(
+            {
+                "request_id": spec.request_id,
+                "prompt_tokens": spec.prompt_len,
+                "expected_output_tokens": spec.output_len,
+                "arrival_s": spec.arrival_s,
+                "conversation_id": spec.conversation_id,
+                "turn": spec.turn,
+                "error": error,
+                "extra": {"error_kind": "invalid_record" if why else "no_record"},
+            }
+        )
     sink.add_many(failed)
     return len(failed)
 
 
-async def _drive(config: RunConfig, workload: Workload, tokenizer, base_url: str, server: ServerProcess | None,
-                 pump: RecordPump, progress: Progress, folder: RunFolder, metrics_url: str | None,
-                 state: ServingState) -> None:
+async def _drive(
+    config: RunConfig,
+    workload: Workload,
+    tokenizer,
+    base_url: str,
+    server: ServerProcess | None,
+    pump: RecordPump,
+    progress: Progress,
+    folder: RunFolder,
+    metrics_url: str | None,
+    state: ServingState,
+) -> None:
     import aiohttp
 
     from benchctl.serving.client import ClientOptions, LoadClient
     from benchctl.serving.shards import ShardedClient
 
     max_concurrency = workload.schedule.get("max_concurrency")
-    options = ClientOptions(base_url=base_url, extra_base_urls=tuple(config.extra_base_urls),
-                            model_name=config.model, endpoint=config.endpoint,
-                            api_key=config.api_key, request_timeout_s=config.request_timeout_s,
-                            max_concurrency=max_concurrency)
+    options = ClientOptions(
+        base_url=base_url,
+        extra_base_urls=tuple(config.extra_base_urls),
+        model_name=config.model,
+        endpoint=config.endpoint,
+        api_key=config.api_key,
+        request_timeout_s=config.request_timeout_s,
+        max_concurrency=max_concurrency,
+    )
     _cancel_on_sigterm(state)
     client = LoadClient(options, tokenizer)
     await client.open(max_concurrency or len(workload.requests))
@@ -192,13 +251,16 @@ async def _drive(config: RunConfig, workload: Workload, tokenizer, base_url: str
             failed = [r for r in warm if r["error"]]
             state.warmup = {"requests": len(warm), "failed": len(failed)}
             if len(failed) == len(warm):
-                raise ServerFailed(f"every warm-up request failed; first error: {failed[0]['error']}",
-                                   server.log_tail() if server else "")
+                raise ServerFailed(
+                    f"every warm-up request failed; first error: {failed[0]['error']}",
+                    server.log_tail() if server else "",
+                )
         if config.client_processes > 1:
             progress.stage(f"starting {config.client_processes} load client processes")
             tokenizer_dir = str(tokenizer.model_dir) if tokenizer is not None else None
             state.sharded = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: ShardedClient(options, workload.requests, config.client_processes, tokenizer_dir))
+                None, lambda: ShardedClient(options, workload.requests, config.client_processes, tokenizer_dir)
+            )
         t0 = state.t0 = time.monotonic() + START_LEAD_S
         if metrics_url:
             state.scraper = _start_scraper(metrics_url, folder.path / "server_metrics.jsonl", t0, config.api_key)
@@ -274,9 +336,13 @@ def _start_scraper(url: str, out: Path, t0: float, api_key: str | None) -> subpr
     # benchctl from this checkout, never from the current directory (`-m` would put it first on sys.path)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     env.setdefault("PYTHONSAFEPATH", "1")
-    return subprocess.Popen([sys.executable, "-m", "benchctl.serving.scrape", url, str(out), "--t0", repr(t0)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env,
-                            preexec_fn=die_with_parent(signal.SIGTERM))  # SIGTERM: it stops after a sample
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchctl.serving.scrape", url, str(out), "--t0", repr(t0)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        env=env,
+        preexec_fn=die_with_parent(signal.SIGTERM),
+    )  # SIGTERM: it stops after a sample
 
 
 def _final_scrape(url: str, out: Path, t0: float, api_key: str | None) -> None:
@@ -284,8 +350,11 @@ def _final_scrape(url: str, out: Path, t0: float, api_key: str | None) -> None:
     t = time.monotonic()
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as resp:
-            sample = {"t_s": round(t - t0, 6), "final": True,
-                      "metrics": parse_exposition(resp.read().decode("utf-8", errors="replace"))}
+            sample = {
+                "t_s": round(t - t0, 6),
+                "final": True,
+                "metrics": parse_exposition(resp.read().decode("utf-8", errors="replace")),
+            }
     except (urllib.error.URLError, OSError):
         return
     with open(out, "a", encoding="utf-8") as f:

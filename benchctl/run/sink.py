@@ -55,7 +55,7 @@ class RecordSink:
     def close(self) -> None:
         self.writer.close()
 
-    def __enter__(self) -> "RecordSink":
+    def __enter__(self) -> RecordSink:
         return self
 
     def __exit__(self, *exc: object) -> None:

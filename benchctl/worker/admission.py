@@ -50,8 +50,9 @@ class Admission:
             raise RuntimeError(f"{len(self._held)} requests wait for requests that will never finish")
         return admitted
 
-    def finished(self, request_id: str | None = None, now_s: float = 0.0,
-                 output_token_ids: list[int] | None = None) -> None:
+    def finished(
+        self, request_id: str | None = None, now_s: float = 0.0, output_token_ids: list[int] | None = None
+    ) -> None:
         """A request left the engine (done or failed) at now_s; the turn that follows it becomes due. A follower
         of --history generated gets its prompt now: this request's prompt + the tokens it generated + its suffix."""
         if self.in_flight < 1:
@@ -59,8 +60,11 @@ class Admission:
         self.in_flight -= 1
         follower = self._held.pop(request_id, None) if request_id is not None else None
         if follower is not None and follower.get("suffix_ids") is not None and output_token_ids is not None:
-            follower["prompt_token_ids"] = (list(self._by_id[request_id]["prompt_token_ids"]) + list(output_token_ids)
-                                            + list(follower["suffix_ids"]))
+            follower["prompt_token_ids"] = (
+                list(self._by_id[request_id]["prompt_token_ids"])
+                + list(output_token_ids)
+                + list(follower["suffix_ids"])
+            )
         if follower is not None:
             follower["arrival_s"] = now_s + float(follower.get("think_time_s") or 0.0)
             heapq.heappush(self._pending, (follower["arrival_s"], next(self._order), follower))

@@ -46,6 +46,7 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
 def kill_own_group_on_sigterm() -> None:
     """In a child that leads its own process group (a worker): SIGTERM takes the whole group with it, so the
     engine's own processes go when the harness dies, not only the worker."""
+
     def kill_group(signum: int, frame: object) -> None:
         os.killpg(os.getpgrp(), signal.SIGKILL)
 

@@ -36,8 +36,14 @@ class WorkerStalled(WorkerDied):
 
 
 class WorkerProcess:
-    def __init__(self, target: str, python: str = sys.executable, log_path: Path | None = None,
-                 env: dict[str, str] | None = None, prefix: list[str] | None = None):
+    def __init__(
+        self,
+        target: str,
+        python: str = sys.executable,
+        log_path: Path | None = None,
+        env: dict[str, str] | None = None,
+        prefix: list[str] | None = None,
+    ):
         self.log_path = log_path
         self._log: IO[bytes] = open(log_path, "ab") if log_path else open(os.devnull, "wb")
         child_env = {**os.environ, **(env or {})}
@@ -46,9 +52,15 @@ class WorkerProcess:
         child_env.setdefault("PYTHONUNBUFFERED", "1")
         child_env.setdefault("PYTHONSAFEPATH", "1")  # `python -m` would put the cwd first: its platform.py would run
         # prefix: a wrapper such as `nsys profile ...` that runs the worker under a profiler
-        self.proc = subprocess.Popen([*(prefix or []), python, "-m", "benchctl.worker", target], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self._log, env=child_env,
-                                     start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM))
+        self.proc = subprocess.Popen(
+            [*(prefix or []), python, "-m", "benchctl.worker", target],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=child_env,
+            start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),
+        )
         self._lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()  # None: the pipe reached EOF
         self._reader = threading.Thread(target=self._drain, name="worker-pipe", daemon=True)
         self._reader.start()
@@ -76,8 +88,10 @@ class WorkerProcess:
                 line = self._lines.get(timeout=timeout)
             except queue.Empty:
                 self._log.flush()
-                raise WorkerStalled(f"no event from the worker for {stall_timeout_s:g} s (--stall-timeout): "
-                                    f"the engine stalled", self.log_tail()) from None
+                raise WorkerStalled(
+                    f"no event from the worker for {stall_timeout_s:g} s (--stall-timeout): the engine stalled",
+                    self.log_tail(),
+                ) from None
             if line is None:
                 break
             event = decode(line)
@@ -130,7 +144,7 @@ class WorkerProcess:
         self._log.close()
         return self.proc.returncode
 
-    def __enter__(self) -> "WorkerProcess":
+    def __enter__(self) -> WorkerProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:

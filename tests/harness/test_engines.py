@@ -19,8 +19,14 @@ CUDA_X86 = engines.Host(machine="x86_64", cuda=True)
 
 
 def benchctl(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(check=False, args=[sys.executable, "-m", "benchctl", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        check=False,
+        args=[sys.executable, "-m", "benchctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_plans_follow_the_host():
@@ -37,11 +43,14 @@ def test_plans_follow_the_host():
     assert engines.plan("vllm", CUDA_X86).key == f"vllm-0.32.0-cuda-{py}"
 
 
-@pytest.mark.parametrize("engine, host, message", [
-    ("exllamav2", CPU_X86, "needs an NVIDIA GPU with CUDA"),
-    ("vllm", engines.Host(machine="aarch64", cuda=False), "no vLLM build for a CPU-only aarch64 host"),
-    ("tensorrt", CPU_X86, "unknown engine 'tensorrt'"),
-])
+@pytest.mark.parametrize(
+    "engine, host, message",
+    [
+        ("exllamav2", CPU_X86, "needs an NVIDIA GPU with CUDA"),
+        ("vllm", engines.Host(machine="aarch64", cuda=False), "no vLLM build for a CPU-only aarch64 host"),
+        ("tensorrt", CPU_X86, "unknown engine 'tensorrt'"),
+    ],
+)
 def test_plan_refuses_what_the_host_cannot_run(engine, host, message):
     with pytest.raises(engines.EngineError, match=message):
         engines.plan(engine, host)
@@ -59,8 +68,9 @@ def test_install_refusal_is_one_line_and_exit_2(tmp_path):
 
 def _tiny_plan(engine: str, host=None) -> engines.EnginePlan:
     """A real venv with nothing to install: exercises install/manifest/reuse in seconds."""
-    return engines.EnginePlan("llamacpp", "0.0.0", "cpu", "json", requirements=("pip",),
-                              remove_after=("torchcodec",), upgrade_pip=False)
+    return engines.EnginePlan(
+        "llamacpp", "0.0.0", "cpu", "json", requirements=("pip",), remove_after=("torchcodec",), upgrade_pip=False
+    )
 
 
 def test_install_is_idempotent_and_writes_a_manifest(tmp_path, monkeypatch):
@@ -96,8 +106,13 @@ def test_install_is_idempotent_and_writes_a_manifest(tmp_path, monkeypatch):
 
 def test_failed_install_raises_with_the_log(tmp_path, monkeypatch):
     monkeypatch.setenv(engines.ENGINES_DIR_ENV, str(tmp_path))
-    monkeypatch.setattr(engines, "plan", lambda engine, host=None: engines.EnginePlan(
-        "llamacpp", "0.0.0", "cpu", "no_such_module_benchctl", requirements=("pip",), upgrade_pip=False))
+    monkeypatch.setattr(
+        engines,
+        "plan",
+        lambda engine, host=None: engines.EnginePlan(
+            "llamacpp", "0.0.0", "cpu", "no_such_module_benchctl", requirements=("pip",), upgrade_pip=False
+        ),
+    )
     with pytest.raises(engines.InstallFailed, match="No module named 'no_such_module_benchctl'") as info:
         engines.install("llamacpp")
     assert info.value.log_path.is_file()
@@ -115,8 +130,9 @@ def _fake_env(root: Path, engine: str) -> Path:
 
 def test_backend_uses_the_managed_interpreter_only_when_the_engine_is_not_importable(tmp_path, monkeypatch):
     monkeypatch.setenv(engines.ENGINES_DIR_ENV, str(tmp_path))
-    absent = Backend(name="x", description="", worker="m:C", requirements=("no_such_engine_benchctl",),
-                     managed_env="llamacpp")
+    absent = Backend(
+        name="x", description="", worker="m:C", requirements=("no_such_engine_benchctl",), managed_env="llamacpp"
+    )
     assert absent.unavailable_reason() == "not installed: run `benchctl engines install llamacpp`"
     assert absent.python() == sys.executable
     python = _fake_env(tmp_path, "llamacpp")

@@ -14,15 +14,29 @@ from benchctl.manifest import ManifestError, RunManifest
 
 # A run.json as benchctl wrote it before schema 2 (a reference-engine baseline of 2026-11-22)
 SCHEMA_1_RUN = Path(__file__).resolve().parent / "data" / "manifest" / "schema-1-run.json"
-SUMMARY = {"num_requests": 4, "completed": 4, "failed": 0, "duration_s": 2.0, "request_throughput": 2.0,
-           "output_tok_s": 40.0, "ttft_s": {"count": 4, "mean": 0.5, "p99": 0.8}}
+SUMMARY = {
+    "num_requests": 4,
+    "completed": 4,
+    "failed": 0,
+    "duration_s": 2.0,
+    "request_throughput": 2.0,
+    "output_tok_s": 40.0,
+    "ttft_s": {"count": 4, "mean": 0.5, "p99": 0.8},
+}
 
 
 def good_run(run_id: str = "20250101-000000-hf-aaaaaa", **changes) -> dict:
-    run = {"schema_version": 2, "run_id": run_id, "status": "completed", "created_at": "2025-01-01T00:00:00Z",
-           "config": {"backend": "hf", "mode": "offline", "model": {"name": "m"}, "engine_args": {}, "slos_ms": {}},
-           "workload": {"num_requests": 4, "dataset": "random", "seed": 0, "schedule": {"kind": "all-at-once"}},
-           "environment": {"hardware": {}}, "summary": dict(SUMMARY), "timings": {"total_s": 3.0}}
+    run = {
+        "schema_version": 2,
+        "run_id": run_id,
+        "status": "completed",
+        "created_at": "2025-01-01T00:00:00Z",
+        "config": {"backend": "hf", "mode": "offline", "model": {"name": "m"}, "engine_args": {}, "slos_ms": {}},
+        "workload": {"num_requests": 4, "dataset": "random", "seed": 0, "schedule": {"kind": "all-at-once"}},
+        "environment": {"hardware": {}},
+        "summary": dict(SUMMARY),
+        "timings": {"total_s": 3.0},
+    }
     run.update(changes)
     return run
 
@@ -76,9 +90,12 @@ def test_a_broken_run_json_is_one_manifest_error(tmp_path, content, message):
 def test_every_reader_turns_a_broken_run_json_into_one_line_and_exit_2(tmp_path, capsys, command, content, message):
     good = write(tmp_path / "runs" / "20250101-000000-hf-aaaaaa", good_run())
     bad = write(tmp_path / "runs" / "20250101-000001-hf-bbbbbb", content)
-    argv = {"show": ["show", str(bad)], "compare": ["compare", str(good), str(bad)],
-            "report": ["report", str(good), str(bad), "-o", str(tmp_path / "r.html")],
-            "regress": ["regress", "--baseline", str(good), "--candidate", str(bad)]}[command]
+    argv = {
+        "show": ["show", str(bad)],
+        "compare": ["compare", str(good), str(bad)],
+        "report": ["report", str(good), str(bad), "-o", str(tmp_path / "r.html")],
+        "regress": ["regress", "--baseline", str(good), "--candidate", str(bad)],
+    }[command]
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2, err
@@ -101,8 +118,9 @@ def test_runs_of_schema_1_still_read(tmp_path, capsys):
 
 
 def test_the_manifest_round_trips_and_keeps_keys_it_does_not_know():
-    data = good_run(engine={"engine": "hf"}, error=None, label=None, finished_at="2025-01-01T00:00:03Z",
-                    future_field={"kept": True})
+    data = good_run(
+        engine={"engine": "hf"}, error=None, label=None, finished_at="2025-01-01T00:00:03Z", future_field={"kept": True}
+    )
     typed = RunManifest.from_dict(data)
     assert typed.extra == {"future_field": {"kept": True}} and typed.engine == {"engine": "hf"}
     assert typed.to_dict() == data

@@ -37,8 +37,16 @@ def test_read_records_skips_a_torn_last_line(tmp_path):
 
 
 def test_request_record_round_trip_ignores_unknown_keys():
-    r = RequestRecord("r1", prompt_tokens=5, expected_output_tokens=3, output_tokens=3, start_s=0.1,
-                      first_token_s=0.2, finish_s=0.4, token_times_s=[0.2, 0.3, 0.4])
+    r = RequestRecord(
+        "r1",
+        prompt_tokens=5,
+        expected_output_tokens=3,
+        output_tokens=3,
+        start_s=0.1,
+        first_token_s=0.2,
+        finish_s=0.4,
+        token_times_s=[0.2, 0.3, 0.4],
+    )
     assert r.ok
     data = {**r.to_dict(), "ttft_s": 0.1, "something_new": 1}
     assert RequestRecord.from_dict(data) == r
@@ -158,8 +166,10 @@ def test_readers_never_see_a_partial_run_json(tmp_path):
 
 
 def test_write_parquet_round_trip(tmp_path):
-    rows = [{"request_id": "a", "ttft_s": 0.5, "itl_s": [0.25, 0.5], "extra": {"batch_index": 0}},
-            {"request_id": "b", "ttft_s": None, "itl_s": [], "extra": {}}]
+    rows = [
+        {"request_id": "a", "ttft_s": 0.5, "itl_s": [0.25, 0.5], "extra": {"batch_index": 0}},
+        {"request_id": "b", "ttft_s": None, "itl_s": [], "extra": {}},
+    ]
     store.write_parquet(rows, tmp_path / "requests.parquet")
     frame = pd.read_parquet(tmp_path / "requests.parquet")
     assert frame["request_id"].tolist() == ["a", "b"]
@@ -208,10 +218,13 @@ def test_load_run_with_invalid_json_is_run_not_found(tmp_path):
         store.load_run(tmp_path)
 
 
-@pytest.mark.parametrize("write", [
-    lambda path: store.write_json_atomic(path / "run.json", {"status": "completed"}),
-    lambda path: store.write_parquet([{"request_id": "a", "ttft_s": 0.5}], path / "requests.parquet"),
-])
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda path: store.write_json_atomic(path / "run.json", {"status": "completed"}),
+        lambda path: store.write_parquet([{"request_id": "a", "ttft_s": 0.5}], path / "requests.parquet"),
+    ],
+)
 def test_an_atomic_replace_is_followed_by_an_fsync_of_the_directory(tmp_path, monkeypatch, write):
     """Without the directory's fsync a power cut can lose the rename: the old file (or none) comes back."""
     import os
@@ -219,8 +232,13 @@ def test_an_atomic_replace_is_followed_by_an_fsync_of_the_directory(tmp_path, mo
 
     events = []
     real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(store.os, "fsync", lambda fd: (events.append(
-        "fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file"), real_fsync(fd))[1])
+    monkeypatch.setattr(
+        store.os,
+        "fsync",
+        lambda fd: (events.append("fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file"), real_fsync(fd))[
+            1
+        ],
+    )
     monkeypatch.setattr(store.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1])
     write(tmp_path)
     assert events == ["fsync file", "replace", "fsync dir"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -35,8 +34,13 @@ sys.exit(main(["run", "--dataset", "random", "--num-prompts", "4", "--random-inp
 
 
 def start_cli(worker: str, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", CLI_WITH_FAKE_WORKER, worker, str(out)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", CLI_WITH_FAKE_WORKER, worker, str(out)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def first_record(out: Path, proc: subprocess.Popen, timeout_s: float = 60) -> tuple[Path, dict]:
@@ -123,12 +127,20 @@ def test_killing_benchctl_stops_the_metrics_scraper(tmp_path):
     from tests.harness.fakes_serving import FakeServerProcess
 
     with FakeServerProcess("--ttft-ms", "20", "--itl-ms", "20") as server:
-        proc = subprocess.Popen([sys.executable, "-c", SERVING_RUN, server.base_url, str(tmp_path)], cwd=REPO,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SERVING_RUN, server.base_url, str(tmp_path)],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             first_record(tmp_path, proc)
-            scrapers = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                        if "benchctl.serving.scrape" in " ".join(p.cmdline())]
+            scrapers = [
+                p
+                for p in psutil.Process(proc.pid).children(recursive=True)
+                if "benchctl.serving.scrape" in " ".join(p.cmdline())
+            ]
             assert len(scrapers) == 1
             proc.kill()
             proc.wait(timeout=10)
@@ -168,10 +180,18 @@ def test_the_metrics_scraper_never_runs_code_from_the_current_directory(tmp_path
 
     with FakeServerProcess() as server:
         marker = plant_shadowing_modules(tmp_path, monkeypatch)
-        workload = WorkloadOptions(dataset="random", num_prompts=4, random_input_len=8, random_output_len=4,
-                                   request_rate=4.0)
-        run_dir = run_benchmark(RunConfig(backend="openai", mode="serving", base_url=server.base_url,
-                                          workload=workload, output_dir=tmp_path / "results"))
+        workload = WorkloadOptions(
+            dataset="random", num_prompts=4, random_input_len=8, random_output_len=4, request_rate=4.0
+        )
+        run_dir = run_benchmark(
+            RunConfig(
+                backend="openai",
+                mode="serving",
+                base_url=server.base_url,
+                workload=workload,
+                output_dir=tmp_path / "results",
+            )
+        )
     samples = [json.loads(line) for line in (run_dir / "server_metrics.jsonl").read_text().splitlines()]
     assert len(samples) >= 2 and all("metrics" in s for s in samples)  # the scraper ran, and scraped
     assert not marker.exists(), marker.read_text()

@@ -22,23 +22,35 @@ from tests.harness.fakes_serving import FakeServerProcess
 
 
 def config(tmp_path, **kw) -> RunConfig:
-    workload = WorkloadOptions(dataset="random", num_prompts=kw.pop("num_prompts", 8), random_input_len=8,
-                               random_output_len=kw.pop("output_len", 4), request_rate=kw.pop("rate", math.inf),
-                               max_concurrency=kw.pop("max_concurrency", None))
-    return RunConfig(backend=kw.pop("backend", "openai"), mode="serving", workload=workload,
-                     output_dir=tmp_path / "results", **kw)
+    workload = WorkloadOptions(
+        dataset="random",
+        num_prompts=kw.pop("num_prompts", 8),
+        random_input_len=8,
+        random_output_len=kw.pop("output_len", 4),
+        request_rate=kw.pop("rate", math.inf),
+        max_concurrency=kw.pop("max_concurrency", None),
+    )
+    return RunConfig(
+        backend=kw.pop("backend", "openai"), mode="serving", workload=workload, output_dir=tmp_path / "results", **kw
+    )
 
 
 def fake_backend(*args: str, timeout_s: float = 60.0, argv: tuple[str, ...] | None = None) -> Backend:
     argv = argv or ("{python}", "-m", "benchctl.serving.fake_server", "--port", "{port}", *args)
-    return Backend(name="fake", description="fake server", worker="", capabilities=Capabilities(offline=False, serving=True),
-                   server=ServerSpec(argv=argv, startup_timeout_s=timeout_s))
+    return Backend(
+        name="fake",
+        description="fake server",
+        worker="",
+        capabilities=Capabilities(offline=False, serving=True),
+        server=ServerSpec(argv=argv, startup_timeout_s=timeout_s),
+    )
 
 
 @pytest.fixture
 def use_backend(monkeypatch):
     def use(backend: Backend) -> None:
         monkeypatch.setattr(run_prepare, "get_backend", lambda name: backend)
+
     return use
 
 
@@ -63,8 +75,9 @@ def test_attach_run_writes_records_summary_and_server_metrics(tmp_path):
     assert (run["summary"]["completed"], run["summary"]["failed"]) == (8, 0)
     rows = read_records(run_dir / "requests.jsonl")
     assert len(rows) == 8  # warm-up requests are not records
-    assert all(r["output_tokens"] == r["expected_output_tokens"] == 4 and r["output_tokens_source"] == "usage"
-               for r in rows)
+    assert all(
+        r["output_tokens"] == r["expected_output_tokens"] == 4 and r["output_tokens_source"] == "usage" for r in rows
+    )
     assert all(r["ttft_s"] >= 0.02 and len(r["itl_s"]) == 3 for r in rows)  # derived by benchctl.metrics
     samples = [json.loads(line) for line in (run_dir / "server_metrics.jsonl").read_text().splitlines()]
     assert samples and samples[-1]["final"]
@@ -141,15 +154,18 @@ def test_attached_server_killed_halfway_counts_failures_and_the_run_finishes(tmp
     assert sum(run["serving_stats"]["failures_by_error"].values()) == run["summary"]["failed"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--backend", "openai"], "attaches to a running server: give --base-url"),
-    (["--backend", "hf"], "has no server benchctl can launch"),
-    (["--backend", "openai", "--base-url", "http://127.0.0.1:{port}"], "cannot reach an OpenAI-compatible server"),
-    (["--backend", "openai", "--base-url", "localhost:8000"], "must start with http://"),
-    (["--backend", "openai", "--base-url", "http://x", "--endpoint", "embeddings"], "--endpoint must be one of"),
-    (["--backend", "openai", "--base-url", "http://x", "--engine-arg", "a=b"], "server is already running"),
-    (["--backend", "reference", "--batch-size", "4"], "--batch-size applies to offline mode"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--backend", "openai"], "attaches to a running server: give --base-url"),
+        (["--backend", "hf"], "has no server benchctl can launch"),
+        (["--backend", "openai", "--base-url", "http://127.0.0.1:{port}"], "cannot reach an OpenAI-compatible server"),
+        (["--backend", "openai", "--base-url", "localhost:8000"], "must start with http://"),
+        (["--backend", "openai", "--base-url", "http://x", "--endpoint", "embeddings"], "--endpoint must be one of"),
+        (["--backend", "openai", "--base-url", "http://x", "--engine-arg", "a=b"], "server is already running"),
+        (["--backend", "reference", "--batch-size", "4"], "--batch-size applies to offline mode"),
+    ],
+)
 def test_serving_user_errors_are_one_line_and_exit_2(args, message, capsys, tmp_path):
     args = [a.format(port=free_port()) for a in args]
     code = main(["run", "--mode", "serving", "--output-dir", str(tmp_path), *args])
@@ -165,9 +181,30 @@ def test_base_url_needs_serving_mode(capsys, tmp_path):
 
 def test_cli_serving_run_prints_the_summary(capsys, tmp_path):
     with FakeServerProcess() as server:
-        code = main(["run", "--mode", "serving", "--backend", "openai", "--base-url", server.base_url + "/v1",
-                     "--dataset", "random", "--num-prompts", "5", "--random-input-len", "8",
-                     "--random-output-len", "3", "--endpoint", "chat", "--output-dir", str(tmp_path), "--json"])
+        code = main(
+            [
+                "run",
+                "--mode",
+                "serving",
+                "--backend",
+                "openai",
+                "--base-url",
+                server.base_url + "/v1",
+                "--dataset",
+                "random",
+                "--num-prompts",
+                "5",
+                "--random-input-len",
+                "8",
+                "--random-output-len",
+                "3",
+                "--endpoint",
+                "chat",
+                "--output-dir",
+                str(tmp_path),
+                "--json",
+            ]
+        )
     assert code == 0
     run = json.loads(capsys.readouterr().out)
     assert run["summary"]["completed"] == 5 and run["config"]["serving"]["endpoint"] == "chat"
@@ -202,8 +239,11 @@ def test_interrupted_run_stops_the_server_and_keeps_its_records(tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_RUN, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline() == "record\n"  # the server is up and requests are finishing
-        server = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                  if "benchctl.serving.fake_server" in " ".join(p.cmdline())]
+        server = [
+            p
+            for p in psutil.Process(proc.pid).children(recursive=True)
+            if "benchctl.serving.fake_server" in " ".join(p.cmdline())
+        ]
         assert len(server) == 1
         proc.send_signal(getattr(signal, sig))
         proc.wait(timeout=60)
@@ -221,13 +261,36 @@ def test_interrupted_run_stops_the_server_and_keeps_its_records(tmp_path, sig):
 def test_server_argv_fills_placeholders_and_maps_engine_args():
     from benchctl.serving.launch import server_argv
 
-    spec = ServerSpec(argv=("{python}", "-m", "srv", "--model", "{model_dir}", "--max-model-len", "{max_model_len}"),
-                      engine_bool=("--{flag}", "--no-{flag}"), env_args={"kv_cache_space": "KV_GIB"})
+    spec = ServerSpec(
+        argv=("{python}", "-m", "srv", "--model", "{model_dir}", "--max-model-len", "{max_model_len}"),
+        engine_bool=("--{flag}", "--no-{flag}"),
+        env_args={"kv_cache_space": "KV_GIB"},
+    )
     values = {"python": "py", "model_dir": "/m", "max_model_len": "1024"}
-    argv, env = server_argv(spec, values, {"max_model_len": "1024", "max_num_seqs": "8", "kv_cache_space": "2",
-                                           "enable_prefix_caching": "false", "enforce_eager": "true"})
-    assert argv == ["py", "-m", "srv", "--model", "/m", "--max-model-len", "1024", "--max-num-seqs", "8",
-                    "--no-enable-prefix-caching", "--enforce-eager"]
+    argv, env = server_argv(
+        spec,
+        values,
+        {
+            "max_model_len": "1024",
+            "max_num_seqs": "8",
+            "kv_cache_space": "2",
+            "enable_prefix_caching": "false",
+            "enforce_eager": "true",
+        },
+    )
+    assert argv == [
+        "py",
+        "-m",
+        "srv",
+        "--model",
+        "/m",
+        "--max-model-len",
+        "1024",
+        "--max-num-seqs",
+        "8",
+        "--no-enable-prefix-caching",
+        "--enforce-eager",
+    ]
     assert env == {"KV_GIB": "2"}
     reference = ServerSpec(argv=("x",), engine_arg=("--engine-arg", "{key}={value}"))
     assert server_argv(reference, {}, {"block_size": "16"})[0] == ["x", "--engine-arg", "block_size=16"]
@@ -255,8 +318,9 @@ def test_vllm_server_gets_a_fixed_cpu_kv_cache_unless_the_user_sizes_it(monkeypa
 
 def test_client_over_two_processes_keeps_the_schedule_and_the_concurrency_cap(tmp_path):
     with FakeServerProcess("--ttft-ms", "30", "--itl-ms", "10") as server:
-        run_dir = run_benchmark(config(tmp_path, base_url=server.base_url, num_prompts=24, rate=40.0,
-                                       max_concurrency=3, client_processes=2))
+        run_dir = run_benchmark(
+            config(tmp_path, base_url=server.base_url, num_prompts=24, rate=40.0, max_concurrency=3, client_processes=2)
+        )
     run = json.loads((run_dir / "run.json").read_text())
     rows = read_records(run_dir / "requests.jsonl")
     assert run["status"] == "completed" and run["config"]["serving"]["client_processes"] == 2
@@ -274,9 +338,9 @@ def test_client_over_two_processes_keeps_the_schedule_and_the_concurrency_cap(tm
 
 
 def test_a_client_process_that_dies_loses_only_its_own_requests(tmp_path):
+    from benchctl.serving.bench import fake_requests
     from benchctl.serving.client import ClientOptions
     from benchctl.serving.shards import ShardedClient
-    from benchctl.serving.bench import fake_requests
 
     with FakeServerProcess("--ttft-ms", "20", "--itl-ms", "20") as server:
         options = ClientOptions(base_url=server.base_url, model_name="fake-model", request_timeout_s=30)
@@ -307,19 +371,46 @@ def test_several_base_urls_share_the_requests_round_robin(tmp_path):
     assert [r["extra"]["server"] for r in rows] == [a.base_url, b.base_url] * 4 + [a.base_url]
     assert {r["request_id"] for r in rows if r["extra"]["server"] == a.base_url} == seen_a
     assert {r["request_id"] for r in rows if r["extra"]["server"] == b.base_url} == seen_b
-    assert run["serving_stats"]["servers"] == {a.base_url: {"requests": 5, "failed": 0},
-                                               b.base_url: {"requests": 4, "failed": 0}}
+    assert run["serving_stats"]["servers"] == {
+        a.base_url: {"requests": 5, "failed": 0},
+        b.base_url: {"requests": 4, "failed": 0},
+    }
 
 
 def test_a_repeated_or_bad_extra_base_url_is_one_line(capsys, tmp_path):
     with FakeServerProcess() as a:
-        code = main(["run", "--mode", "serving", "--backend", "openai", "--base-url", a.base_url, "--base-url",
-                     a.base_url, "--output-dir", str(tmp_path)])
+        code = main(
+            [
+                "run",
+                "--mode",
+                "serving",
+                "--backend",
+                "openai",
+                "--base-url",
+                a.base_url,
+                "--base-url",
+                a.base_url,
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
         assert code == 2 and "the same server is given twice" in capsys.readouterr().err
-        code = main(["run", "--mode", "serving", "--backend", "openai", "--base-url", a.base_url, "--base-url",
-                     "localhost:1", "--output-dir", str(tmp_path)])
+        code = main(
+            [
+                "run",
+                "--mode",
+                "serving",
+                "--backend",
+                "openai",
+                "--base-url",
+                a.base_url,
+                "--base-url",
+                "localhost:1",
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
         assert code == 2 and "must start with http://" in capsys.readouterr().err
-
 
 
 def _tamper_with_the_pump(monkeypatch, deliver):
@@ -331,16 +422,21 @@ def _tamper_with_the_pump(monkeypatch, deliver):
     monkeypatch.setattr(RecordPump, "put", lambda self, record: [real_put(self, r) for r in deliver(record)])
 
 
-@pytest.mark.parametrize("fault, error, kind", [
-    ("lost", "no record from the load client", "no_record"),
-    ("malformed", "invalid record from the load client: TypeError", "invalid_record"),
-    ("twice", None, None),
-])
-def test_every_request_gets_exactly_one_record_whatever_the_client_delivers(tmp_path, monkeypatch, fault, error,
-                                                                            kind):
+@pytest.mark.parametrize(
+    "fault, error, kind",
+    [
+        ("lost", "no record from the load client", "no_record"),
+        ("malformed", "invalid record from the load client: TypeError", "invalid_record"),
+        ("twice", None, None),
+    ],
+)
+def test_every_request_gets_exactly_one_record_whatever_the_client_delivers(tmp_path, monkeypatch, fault, error, kind):
     victim = "req-00003"
-    faults = {"lost": lambda r: [], "malformed": lambda r: [{k: v for k, v in r.items() if k != "prompt_tokens"}],
-              "twice": lambda r: [r, r]}
+    faults = {
+        "lost": lambda r: [],
+        "malformed": lambda r: [{k: v for k, v in r.items() if k != "prompt_tokens"}],
+        "twice": lambda r: [r, r],
+    }
     _tamper_with_the_pump(monkeypatch, lambda r: faults[fault](r) if r["request_id"] == victim else [r])
     with FakeServerProcess("--ttft-ms", "5") as server:
         cfg = config(tmp_path, base_url=server.base_url, rate=50.0)
@@ -365,13 +461,50 @@ def test_every_request_gets_exactly_one_record_whatever_the_client_delivers(tmp_
 
 def test_request_timeout_inf_means_no_timeout_end_to_end(capsys, tmp_path):
     with FakeServerProcess("--ttft-ms", "300", "--itl-ms", "20") as server:
-        code = main(["run", "--mode", "serving", "--backend", "openai", "--base-url", server.base_url,
-                     "--dataset", "random", "--num-prompts", "4", "--random-input-len", "8", "--random-output-len",
-                     "3", "--request-timeout", "inf", "--output-dir", str(tmp_path), "--json"])
+        code = main(
+            [
+                "run",
+                "--mode",
+                "serving",
+                "--backend",
+                "openai",
+                "--base-url",
+                server.base_url,
+                "--dataset",
+                "random",
+                "--num-prompts",
+                "4",
+                "--random-input-len",
+                "8",
+                "--random-output-len",
+                "3",
+                "--request-timeout",
+                "inf",
+                "--output-dir",
+                str(tmp_path),
+                "--json",
+            ]
+        )
     run = json.loads(capsys.readouterr().out)
     assert code == 0 and (run["summary"]["completed"], run["summary"]["failed"]) == (4, 0)
     assert run["config"]["serving"]["request_timeout_s"] is None  # inf is not JSON: null, "no timeout"
     for bad in ("nan", "-inf", "0"):
-        assert main(["run", "--mode", "serving", "--backend", "openai", "--base-url", "http://127.0.0.1:1",
-                     "--request-timeout", bad, "--output-dir", str(tmp_path)]) == 2
+        assert (
+            main(
+                [
+                    "run",
+                    "--mode",
+                    "serving",
+                    "--backend",
+                    "openai",
+                    "--base-url",
+                    "http://127.0.0.1:1",
+                    "--request-timeout",
+                    bad,
+                    "--output-dir",
+                    str(tmp_path),
+                ]
+            )
+            == 2
+        )
         assert "--request-timeout must be > 0 seconds" in capsys.readouterr().err

@@ -20,8 +20,16 @@ FAKES = "tests.harness.fakes.workers"
 
 
 def wire_requests(n: int = 3, output_len: int = 4) -> list[dict]:
-    return [{"request_id": f"r{i}", "prompt_token_ids": [10 + i] * (3 + i), "prompt": "x", "output_len": output_len,
-             "arrival_s": 0.0} for i in range(n)]
+    return [
+        {
+            "request_id": f"r{i}",
+            "prompt_token_ids": [10 + i] * (3 + i),
+            "prompt": "x",
+            "output_len": output_len,
+            "arrival_s": 0.0,
+        }
+        for i in range(n)
+    ]
 
 
 def run_worker(worker: WorkerProcess, requests: list[dict], max_concurrency=None):
@@ -60,8 +68,15 @@ def test_worker_stdout_writes_do_not_corrupt_the_protocol(tmp_path):
     assert done["stats"] == {"printed": True}
     assert worker.proc.returncode == 0
     text = log.read_text()  # everything printed went to the log, not the protocol stream
-    for expected in ("hello from load", '"error": "forged"', "raw fd1 write without newline", "progress 0",
-                     "progress 2", "{not json", "stderr line"):
+    for expected in (
+        "hello from load",
+        '"error": "forged"',
+        "raw fd1 write without newline",
+        "progress 0",
+        "progress 2",
+        "{not json",
+        "stderr line",
+    ):
         assert expected in text
 
 
@@ -125,9 +140,12 @@ def fake_backend(monkeypatch):
     chosen = {}
 
     def use(worker: str, **caps) -> Backend:
-        chosen["backend"] = Backend(name="fake", description="", worker=f"{FAKES}:{worker}",
-                                    capabilities=Capabilities(**{"arrivals": True, "per_token_times": True,
-                                                                 **caps}))
+        chosen["backend"] = Backend(
+            name="fake",
+            description="",
+            worker=f"{FAKES}:{worker}",
+            capabilities=Capabilities(**{"arrivals": True, "per_token_times": True, **caps}),
+        )
         return chosen["backend"]
 
     monkeypatch.setattr("benchctl.run.prepare.get_backend", lambda name: chosen["backend"])
@@ -135,11 +153,13 @@ def fake_backend(monkeypatch):
 
 
 def config(tmp_path, **workload) -> RunConfig:
-    options = dict(dataset="random", num_prompts=5, seed=1, random_input_len=12, random_output_len=4,
-                   random_range_ratio=0.5)
+    options = dict(
+        dataset="random", num_prompts=5, seed=1, random_input_len=12, random_output_len=4, random_range_ratio=0.5
+    )
     options.update(workload)
-    return RunConfig(backend="fake", model="smollm2-135m", workload=WorkloadOptions(**options),
-                     output_dir=tmp_path / "results")
+    return RunConfig(
+        backend="fake", model="smollm2-135m", workload=WorkloadOptions(**options), output_dir=tmp_path / "results"
+    )
 
 
 def read_jsonl(path):
@@ -241,12 +261,15 @@ def test_worker_dying_mid_run_keeps_finished_records_and_marks_the_run_failed(tm
     assert "about to die" in (run_dir / "worker.log").read_text()
 
 
-@pytest.mark.parametrize("worker, error, kept", [
-    ("RaisingRunWorker", "ValueError: kernel failed on request 2", 1),
-    ("ForgetfulWorker", "1 requests never reported", 4),
-    ("StrangerWorker", "worker reported an unknown request 'who-is-this'", 1),
-    ("FailingLoadWorker", "RuntimeError: engine could not start: marker-4711", 0),
-])
+@pytest.mark.parametrize(
+    "worker, error, kept",
+    [
+        ("RaisingRunWorker", "ValueError: kernel failed on request 2", 1),
+        ("ForgetfulWorker", "1 requests never reported", 4),
+        ("StrangerWorker", "worker reported an unknown request 'who-is-this'", 1),
+        ("FailingLoadWorker", "RuntimeError: engine could not start: marker-4711", 0),
+    ],
+)
 def test_other_worker_failures_mark_the_run_failed(tmp_path, fake_backend, worker, error, kept):
     fake_backend(worker)
     with pytest.raises(RunFailed):
@@ -264,11 +287,20 @@ def test_user_errors_are_raised_before_a_run_folder_exists(tmp_path, fake_backen
     with pytest.raises(BackendError, match="cannot honour --request-rate or --max-concurrency"):
         run_benchmark(config(tmp_path, request_rate=2.0))
     with pytest.raises(BackendError, match="does not support"):
-        run_benchmark(RunConfig(backend="fake", batch_size=4, workload=WorkloadOptions(dataset="random"),
-                                output_dir=tmp_path / "results"))
+        run_benchmark(
+            RunConfig(
+                backend="fake",
+                batch_size=4,
+                workload=WorkloadOptions(dataset="random"),
+                output_dir=tmp_path / "results",
+            )
+        )
     fake_backend("EchoWorker")
-    with pytest.raises(WorkloadError, match=r"prompt \(9000\) \+ output \(4\) tokens exceed the model's context "
-                                            r"of 8192"):
+    with pytest.raises(
+        WorkloadError,
+        match=r"prompt \(9000\) \+ output \(4\) tokens exceed the model's context "
+        r"of 8192",
+    ):
         run_benchmark(config(tmp_path, num_prompts=1, random_input_len=9000, random_range_ratio=0.0))
     with pytest.raises(WorkloadError, match="--request-rate must be > 0"):
         run_benchmark(config(tmp_path, request_rate=-1.0))
@@ -286,7 +318,9 @@ def test_a_slow_disk_never_blocks_the_worker_on_its_pipe(tmp_path, fake_backend,
     real_fsync = os.fsync
     monkeypatch.setattr("benchctl.records.os.fsync", lambda fd: (time.sleep(0.01), real_fsync(fd)))
     written_at = []
-    run_dir = run_benchmark(config(tmp_path, num_prompts=200), on_record=lambda row: written_at.append(time.monotonic()))
+    run_dir = run_benchmark(
+        config(tmp_path, num_prompts=200), on_record=lambda row: written_at.append(time.monotonic())
+    )
     run = json.loads((run_dir / "run.json").read_text())
     assert len(written_at) == 200 and run["status"] == "completed"
     assert written_at[-1] - written_at[0] > 1.5  # the disk really was slow
@@ -327,20 +361,42 @@ def test_cli_stall_timeout_option_reaches_the_run(tmp_path, fake_backend, capsys
     from benchctl.cli import main
 
     fake_backend("StallingWorker")
-    code = main(["run", "--dataset", "random", "--num-prompts", "3", "--random-input-len", "8",
-                 "--random-output-len", "4", "--stall-timeout", "1", "--output-dir", str(tmp_path / "results")])
+    code = main(
+        [
+            "run",
+            "--dataset",
+            "random",
+            "--num-prompts",
+            "3",
+            "--random-input-len",
+            "8",
+            "--random-output-len",
+            "4",
+            "--stall-timeout",
+            "1",
+            "--output-dir",
+            str(tmp_path / "results"),
+        ]
+    )
     assert code == 1 and "the engine stalled" in capsys.readouterr().err
     assert main(["run", "--stall-timeout", "0", "--output-dir", str(tmp_path / "x")]) == 2
     assert "--stall-timeout must be > 0 seconds" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("where, problem", [
-    ("{tmp}/a-file", "--output-dir {tmp}/a-file is not a directory"),
-    ("{tmp}/a-file/results", "--output-dir {tmp}/a-file/results cannot be created: {tmp}/a-file is not a directory"),
-    ("/dev/null/x", "--output-dir /dev/null/x cannot be created: /dev/null is not a directory"),
-])
-def test_an_output_dir_that_cannot_hold_runs_is_one_line_before_the_model_loads(tmp_path, capsys, monkeypatch,
-                                                                                 fake_backend, where, problem):
+@pytest.mark.parametrize(
+    "where, problem",
+    [
+        ("{tmp}/a-file", "--output-dir {tmp}/a-file is not a directory"),
+        (
+            "{tmp}/a-file/results",
+            "--output-dir {tmp}/a-file/results cannot be created: {tmp}/a-file is not a directory",
+        ),
+        ("/dev/null/x", "--output-dir /dev/null/x cannot be created: /dev/null is not a directory"),
+    ],
+)
+def test_an_output_dir_that_cannot_hold_runs_is_one_line_before_the_model_loads(
+    tmp_path, capsys, monkeypatch, fake_backend, where, problem
+):
     from benchctl.cli import main
 
     fake_backend("EchoWorker")
@@ -357,8 +413,9 @@ def test_an_unwritable_output_dir_is_one_line(tmp_path, fake_backend):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     with pytest.raises(BackendError, match=f"--output-dir {locked}/results: {locked} is not writable"):
-        run_benchmark(RunConfig(backend="fake", workload=WorkloadOptions(dataset="random"),
-                                output_dir=locked / "results"))
+        run_benchmark(
+            RunConfig(backend="fake", workload=WorkloadOptions(dataset="random"), output_dir=locked / "results")
+        )
 
 
 def test_run_json_has_its_final_status_before_the_parquet_is_written(tmp_path, fake_backend, monkeypatch):

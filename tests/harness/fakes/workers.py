@@ -19,10 +19,18 @@ def fake_record(request: dict, index: int) -> dict:
     n = request["output_len"]
     start = request["arrival_s"] + 0.001 * index
     times = [start + TTFT_S + TPOT_S * k for k in range(n)]
-    return {"request_id": request["request_id"], "prompt_tokens": len(request["prompt_token_ids"]),
-            "expected_output_tokens": n, "output_tokens": n, "arrival_s": request["arrival_s"],
-            "start_s": start, "first_token_s": times[0], "finish_s": times[-1], "token_times_s": times,
-            "extra": {"index": index}}
+    return {
+        "request_id": request["request_id"],
+        "prompt_tokens": len(request["prompt_token_ids"]),
+        "expected_output_tokens": n,
+        "output_tokens": n,
+        "arrival_s": request["arrival_s"],
+        "start_s": start,
+        "first_token_s": times[0],
+        "finish_s": times[-1],
+        "token_times_s": times,
+        "extra": {"index": index},
+    }
 
 
 class EchoWorker:
