@@ -18,6 +18,7 @@ from benchctl import envinfo, hwinfo, manifest, metrics, store
 from benchctl.backend import Backend
 from benchctl.manifest import RunManifest
 from benchctl.models import ResolvedModel
+from benchctl.records import read_records
 from benchctl.run.config import Progress, RunConfig
 from benchctl.run.sink import RecordSink
 from benchctl.workload import Workload
@@ -27,7 +28,7 @@ class RunFolder:
     def __init__(self, path: Path, run: RunManifest):
         self.path = path
         self.manifest = run
-        self._t_start = time.monotonic()
+        self._t_start: float | None = time.monotonic()
         self._t_requests: float | None = None
 
     @classmethod
@@ -48,7 +49,9 @@ class RunFolder:
     @classmethod
     def open(cls, path: Path) -> RunFolder:
         """A finished run's folder (ManifestError if its run.json is not a valid manifest)."""
-        return cls(path, manifest.read(path))
+        folder = cls(path, manifest.read(path))
+        folder._t_start = None  # this process did not run it: no timings of its own to add
+        return folder
 
     def sink(self, progress: Progress, on_record: Callable[[dict], None] | None = None) -> RecordSink:
         return RecordSink(self.path / "requests.jsonl", progress, on_record)
@@ -75,11 +78,21 @@ class RunFolder:
         run.summary = metrics.summarize(rows, slos_ms=run.config.get("slos_ms") or None)
         if self._t_requests is not None:
             run.timings["requests_s"] = t_end - self._t_requests
-        run.timings["total_s"] = t_end - self._t_start
+        if self._t_start is not None:
+            run.timings["total_s"] = t_end - self._t_start
         run.environment["hwinfo"] = hwinfo.near_run(run.to_dict())  # this machine's ceilings around the run
         self._write()
         if rows:
             store.write_parquet(rows, self.path / "requests.parquet")
+
+    def fail_unfinished(self, error: str) -> bool:
+        """A run whose process died before it could finalize (a sweep cell killed at its timeout) still says
+        `running`: end it as failed, with the records it left in requests.jsonl. False if it had ended."""
+        if self.manifest.status != "running":
+            return False
+        path = self.path / "requests.jsonl"
+        self.finalize(read_records(path) if path.is_file() else [], "failed", error)
+        return True
 
     def refresh_hwinfo(self) -> None:
         """Ceilings measured right after the run (benchctl run --measure-ceiling) join the ones near it."""

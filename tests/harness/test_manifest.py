@@ -133,3 +133,29 @@ def test_a_missing_run_json_is_run_not_found(tmp_path):
     with pytest.raises(store.RunNotFound, match="no run.json there") as e:
         store.load_run(tmp_path)
     assert not isinstance(e.value, ManifestError)
+
+
+def test_a_run_killed_before_it_ended_is_failed_through_its_folder(tmp_path):
+    """The one writer also ends a run whose process was killed (a sweep cell at its timeout): with its records."""
+    import pandas as pd
+
+    from benchctl.run.folder import RunFolder
+    from benchctl.run.sink import finish_record
+    from tests.harness.fakes.workers import fake_record
+
+    path = tmp_path / "20250101-000000-fake-aaaaaa"
+    path.mkdir()
+    running = RunManifest(run_id=path.name, created_at="2025-01-01T00:00:00Z", config={"slos_ms": {}},
+                          environment={"hardware": {"cpu": "Test CPU"}})
+    RunFolder(path, running)._write()
+    requests = [{"request_id": f"r{i}", "prompt_token_ids": [1, 2, 3], "output_len": 4, "arrival_s": 0.0}
+                for i in range(2)]
+    (path / "requests.jsonl").write_text("".join(json.dumps(finish_record(fake_record(r, i))) + "\n"
+                                                 for i, r in enumerate(requests)))
+    assert RunFolder.open(path).fail_unfinished("cell still running after cell_timeout_s=5; killed")
+    run = store.load_run(path)
+    assert run["status"] == "failed" and run["error"] == "cell still running after cell_timeout_s=5; killed"
+    assert run["summary"]["completed"] == 2 and run["finished_at"] and "total_s" not in run["timings"]
+    assert pd.read_parquet(path / "requests.parquet")["request_id"].tolist() == ["r0", "r1"]
+    assert not RunFolder.open(path).fail_unfinished("again")  # an ended run stays as it ended
+    assert store.load_run(path)["error"] == "cell still running after cell_timeout_s=5; killed"
