@@ -57,8 +57,8 @@ def conversation_summary(records: Sequence[Mapping[str, Any]], percentiles: Iter
         "cached_prompt_fraction_later_turns": cached_prompt_fraction(later),
         # from turn 0's arrival to the last turn's last token: what a user of the conversation waited in all
         "conversation_duration_s": distribution(
-            (max(r["finish_s"] for r in rs) - min(r.get("arrival_s", 0.0) for r in rs) for rs in complete),
-            percentiles),
+            (max(r["finish_s"] for r in rs) - min(r.get("arrival_s", 0.0) for r in rs) for rs in complete), percentiles
+        ),
     }
     a, b = summary["ttft_first_turn_s"].get("median"), summary["ttft_later_turns_s"].get("median")
     summary["ttft_later_vs_first_median"] = b / a if a and b is not None else None

@@ -60,8 +60,14 @@ def distribution(values: Iterable[float | None], percentiles: Iterable[int] = PE
     a = np.asarray([v for v in values if v is not None], dtype=np.float64)
     if a.size == 0:
         return {"count": 0}
-    stats = {"count": int(a.size), "mean": float(a.mean()), "median": float(np.median(a)),
-             "std": float(a.std()), "min": float(a.min()), "max": float(a.max())}
+    stats = {
+        "count": int(a.size),
+        "mean": float(a.mean()),
+        "median": float(np.median(a)),
+        "std": float(a.std()),
+        "min": float(a.min()),
+        "max": float(a.max()),
+    }
     for p in percentiles:
         stats[f"p{p}"] = float(np.percentile(a, p))
     return stats
@@ -77,8 +83,6 @@ def run_duration_s(records: Iterable[Mapping[str, Any]]) -> float:
     """From the run start (t=0) to the last token of the last request, failures included."""
     ends = [r["finish_s"] for r in records if r.get("finish_s") is not None]
     return max(ends, default=0.0)
-
-
 
 
 def in_flight(records: Iterable[Mapping[str, Any]], begin_key: str, end_key: str) -> tuple[list[float], list[int]]:

@@ -86,9 +86,14 @@ def model_sizes(config: dict[str, Any], parameters: int, weight_bytes: int, dtyp
     the embedding table, a lookup, which a tied model reuses as its LM head), the LM head's, KV bytes per token."""
     lm_head = int(config.get("vocab_size") or 0) * int(config.get("hidden_size") or 0)
     per_token = parameters - lm_head * (1 if config.get("tie_word_embeddings") else 2)
-    return {"weight_bytes": weight_bytes, "parameters": parameters, "gemm_parameters_per_token": per_token,
-            "lm_head_parameters": lm_head, "kv_bytes_per_token": kv_bytes_per_token(config, DTYPE_BYTES.get(dtype, 4)),
-            "dtype": dtype}
+    return {
+        "weight_bytes": weight_bytes,
+        "parameters": parameters,
+        "gemm_parameters_per_token": per_token,
+        "lm_head_parameters": lm_head,
+        "kv_bytes_per_token": kv_bytes_per_token(config, DTYPE_BYTES.get(dtype, 4)),
+        "dtype": dtype,
+    }
 
 
 def decode_steps(steps: pd.DataFrame) -> pd.DataFrame:
@@ -120,12 +125,17 @@ def decode_bandwidth(steps: pd.DataFrame, sizes: dict[str, Any]) -> pd.DataFrame
 def decode_summary(dec: pd.DataFrame, read_gb_s: float | None = None) -> dict[str, Any]:
     """Medians over decode_bandwidth's steps (None where the steps lack the column); with the measured read
     bandwidth, the median achieved GB/s as a fraction of it."""
+
     def median(values: pd.Series) -> float | None:
         return float(values.median()) if values.notna().any() else None
 
-    found = {"decode_steps": len(dec), "median_step_s": median(dec["step_s"]),
-             "median_gb_s": median(dec["step_gb_s"]), "median_forward_gb_s": median(dec["forward_gb_s"]),
-             "median_decode_tok_s": median(dec["batch_size"] / dec["step_s"])}
+    found = {
+        "decode_steps": len(dec),
+        "median_step_s": median(dec["step_s"]),
+        "median_gb_s": median(dec["step_gb_s"]),
+        "median_forward_gb_s": median(dec["forward_gb_s"]),
+        "median_decode_tok_s": median(dec["batch_size"] / dec["step_s"]),
+    }
     if read_gb_s and found["median_gb_s"] is not None:
         found["fraction_of_measured"] = found["median_gb_s"] / read_gb_s
     return found
@@ -155,8 +165,10 @@ def step_bounds(steps: pd.DataFrame, sizes: dict[str, Any], gemm_flop_s: float, 
     prefill = steps["num_prefill_tokens"].fillna(0) > 0 if "num_prefill_tokens" in steps else tokens > rows
     bins = pd.cut(rows, DECODE_BINS, right=True, labels=False)
     out["order"] = np.where(prefill, -1, bins.fillna(-1))
-    out["kind"] = ["with prefill tokens" if o < 0 else
-                   f"decode only, {DECODE_BINS[int(o)] + 1}-{DECODE_BINS[int(o) + 1]:g} seqs" for o in out["order"]]
+    out["kind"] = [
+        "with prefill tokens" if o < 0 else f"decode only, {DECODE_BINS[int(o)] + 1}-{DECODE_BINS[int(o) + 1]:g} seqs"
+        for o in out["order"]
+    ]
     return out[out["step_s"] > 0].reset_index(drop=True)
 
 
@@ -167,9 +179,15 @@ def bound_summary(bounds: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
     def summarize(group: pd.DataFrame) -> dict[str, Any]:
         time_s, bound_s = float(group["step_s"].sum()), float(group["bound_s"].sum())
-        return {"steps": len(group), "tokens": int(group["tokens"].sum()), "time_s": time_s,
-                "share_of_step_time": time_s / total_s, "bound_s": bound_s, "efficiency": bound_s / time_s,
-                "ms_per_token": 1000 * time_s / max(float(group["tokens"].sum()), 1)}
+        return {
+            "steps": len(group),
+            "tokens": int(group["tokens"].sum()),
+            "time_s": time_s,
+            "share_of_step_time": time_s / total_s,
+            "bound_s": bound_s,
+            "efficiency": bound_s / time_s,
+            "ms_per_token": 1000 * time_s / max(float(group["tokens"].sum()), 1),
+        }
 
     found = {kind: summarize(group) for (_, kind), group in bounds.groupby(["order", "kind"], sort=True)}
     found["all steps"] = summarize(bounds)

@@ -68,12 +68,15 @@ def output_length_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]
     return {"output_tokens_short": short, "output_tokens_over": over}
 
 
-def summarize(records: Sequence[Mapping[str, Any]], duration_s: float | None = None,
-              slos_ms: Mapping[str, float] | None = None,
-              percentiles: Iterable[int] = PERCENTILES) -> dict[str, Any]:
+def summarize(
+    records: Sequence[Mapping[str, Any]],
+    duration_s: float | None = None,
+    slos_ms: Mapping[str, float] | None = None,
+    percentiles: Iterable[int] = PERCENTILES,
+) -> dict[str, Any]:
     """Run-level metrics from per-request records (the only place they are computed)."""
     percentiles = tuple(percentiles)
-    for key in (slos_ms or {}):
+    for key in slos_ms or {}:
         if key not in SLO_NAMES:
             raise ValueError(f"unknown SLO {key!r}; use ttft, tpot or e2el (milliseconds)")
     done = completed(records)
@@ -96,8 +99,10 @@ def summarize(records: Sequence[Mapping[str, Any]], duration_s: float | None = N
         "input_tok_s": rate(input_tokens),
         "output_tok_s": rate(output_tokens),
         "total_tok_s": rate(input_tokens + output_tokens),
-        **{name: distribution(latency_values(lat, name), percentiles)
-           for name in (*LATENCY_METRICS, "queue_s", "latency_per_token_s")},
+        **{
+            name: distribution(latency_values(lat, name), percentiles)
+            for name in (*LATENCY_METRICS, "queue_s", "latency_per_token_s")
+        },
         **output_length_counts(records),
     }
     if any(r.get("turn") is not None for r in records):

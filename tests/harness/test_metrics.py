@@ -11,9 +11,19 @@ from benchctl.metrics import LATENCY_METRICS, distribution, flat_metrics, meets_
 
 
 def rec(request_id, prompt, expected, output, arrival, start, first, finish, times=None, chunks=None, error=None):
-    return {"request_id": request_id, "prompt_tokens": prompt, "expected_output_tokens": expected,
-            "output_tokens": output, "arrival_s": arrival, "start_s": start, "first_token_s": first,
-            "finish_s": finish, "token_times_s": times, "chunk_tokens": chunks, "error": error}
+    return {
+        "request_id": request_id,
+        "prompt_tokens": prompt,
+        "expected_output_tokens": expected,
+        "output_tokens": output,
+        "arrival_s": arrival,
+        "start_s": start,
+        "first_token_s": first,
+        "finish_s": finish,
+        "token_times_s": times,
+        "chunk_tokens": chunks,
+        "error": error,
+    }
 
 
 # A: queued 0.5 s behind a concurrency cap, 4 tokens one per chunk.
@@ -32,11 +42,23 @@ RECORDS = [A, B, C, D]
 # B      0.5    0.5    None              []                  0.0     0.5
 # C      0.25   1.25   (1.25-0.25)/5=0.2 [0.75, 0.25]        0.0     1.25/6
 EXPECTED = {
-    "a": {"ttft_s": 0.5, "e2el_s": 1.5, "tpot_s": 1 / 3, "itl_s": [0.25, 0.25, 0.5], "queue_s": 0.5,
-          "latency_per_token_s": 0.375},
+    "a": {
+        "ttft_s": 0.5,
+        "e2el_s": 1.5,
+        "tpot_s": 1 / 3,
+        "itl_s": [0.25, 0.25, 0.5],
+        "queue_s": 0.5,
+        "latency_per_token_s": 0.375,
+    },
     "b": {"ttft_s": 0.5, "e2el_s": 0.5, "tpot_s": None, "itl_s": [], "queue_s": 0.0, "latency_per_token_s": 0.5},
-    "c": {"ttft_s": 0.25, "e2el_s": 1.25, "tpot_s": 0.2, "itl_s": [0.75, 0.25], "queue_s": 0.0,
-          "latency_per_token_s": 1.25 / 6},
+    "c": {
+        "ttft_s": 0.25,
+        "e2el_s": 1.25,
+        "tpot_s": 0.2,
+        "itl_s": [0.75, 0.25],
+        "queue_s": 0.0,
+        "latency_per_token_s": 1.25 / 6,
+    },
     "d": {"ttft_s": None, "e2el_s": None, "tpot_s": None, "itl_s": [], "queue_s": 0.0, "latency_per_token_s": None},
 }
 
@@ -134,14 +156,17 @@ def test_e2el_queue_and_latency_per_token_distributions():
     assert lpt["mean"] == pytest.approx((0.375 + 0.5 + 1.25 / 6) / 3)
 
 
-@pytest.mark.parametrize("slos, good", [
-    ({"ttft": 450}, ["c"]),                    # A and B have TTFT 500 ms
-    ({"ttft": 600}, ["a", "b", "c"]),
-    ({"e2el": 1300}, ["b", "c"]),              # A takes 1500 ms
-    ({"tpot": 250}, ["b", "c"]),               # B's undefined TPOT passes; A's is 333 ms
-    ({"tpot": 100}, ["b"]),
-    ({"ttft": 600, "tpot": 250, "e2el": 1000}, ["b"]),
-])
+@pytest.mark.parametrize(
+    "slos, good",
+    [
+        ({"ttft": 450}, ["c"]),  # A and B have TTFT 500 ms
+        ({"ttft": 600}, ["a", "b", "c"]),
+        ({"e2el": 1300}, ["b", "c"]),  # A takes 1500 ms
+        ({"tpot": 250}, ["b", "c"]),  # B's undefined TPOT passes; A's is 333 ms
+        ({"tpot": 100}, ["b"]),
+        ({"ttft": 600, "tpot": 250, "e2el": 1000}, ["b"]),
+    ],
+)
 def test_goodput_by_hand(slos, good):
     s = summarize(RECORDS, slos_ms=slos)
     assert s["good_requests"] == len(good)
@@ -159,8 +184,16 @@ def test_failed_request_never_meets_slos_and_unknown_slo_is_rejected():
 
 def test_distribution_and_empty_runs():
     d = distribution([3.0, None, 1.0, 2.0, 4.0], percentiles=(25, 75))
-    assert d == {"count": 4, "mean": 2.5, "median": 2.5, "std": pytest.approx(math.sqrt(1.25)), "min": 1.0,
-                 "max": 4.0, "p25": 1.75, "p75": 3.25}
+    assert d == {
+        "count": 4,
+        "mean": 2.5,
+        "median": 2.5,
+        "std": pytest.approx(math.sqrt(1.25)),
+        "min": 1.0,
+        "max": 4.0,
+        "p25": 1.75,
+        "p75": 3.25,
+    }
     assert distribution([None]) == {"count": 0}
     s = summarize([])
     assert s["completed"] == 0 and s["duration_s"] == 0.0 and math.isnan(s["output_tok_s"])

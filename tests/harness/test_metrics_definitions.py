@@ -16,30 +16,63 @@ from benchctl.records import RequestRecord
 from benchctl.report.load import load
 
 
-def rec(request_id, expected, output, start, first, finish, *, error=None, turn=None, conversation=None,
-        prompt=10, extra=None):
-    return {"request_id": request_id, "prompt_tokens": prompt, "expected_output_tokens": expected,
-            "output_tokens": output, "arrival_s": 0.0, "start_s": start, "first_token_s": first, "finish_s": finish,
-            "token_times_s": None, "chunk_tokens": None, "error": error, "turn": turn,
-            "conversation_id": conversation, "extra": extra or {}}
+def rec(
+    request_id,
+    expected,
+    output,
+    start,
+    first,
+    finish,
+    *,
+    error=None,
+    turn=None,
+    conversation=None,
+    prompt=10,
+    extra=None,
+):
+    return {
+        "request_id": request_id,
+        "prompt_tokens": prompt,
+        "expected_output_tokens": expected,
+        "output_tokens": output,
+        "arrival_s": 0.0,
+        "start_s": start,
+        "first_token_s": first,
+        "finish_s": finish,
+        "token_times_s": None,
+        "chunk_tokens": None,
+        "error": error,
+        "turn": turn,
+        "conversation_id": conversation,
+        "extra": extra or {},
+    }
 
 
 # --- "completed" -----------------------------------------------------------------------------------------------
+
 
 def test_completed_is_one_definition_that_record_ok_and_every_summary_ask(monkeypatch, tmp_path):
     assert metrics.is_completed({"error": None, "finish_s": 1.0})
     assert not metrics.is_completed({"error": "boom", "finish_s": 1.0})
     assert not metrics.is_completed({"error": None, "finish_s": None})  # never finished
-    for record in (RequestRecord("a", 1, 1, finish_s=1.0), RequestRecord("b", 1, 1, error="x", finish_s=1.0),
-                   RequestRecord("c", 1, 1)):
+    for record in (
+        RequestRecord("a", 1, 1, finish_s=1.0),
+        RequestRecord("b", 1, 1, error="x", finish_s=1.0),
+        RequestRecord("c", 1, 1),
+    ):
         assert record.ok == metrics.is_completed(record.to_dict())
 
     # Change the definition (say, a zero-token answer is a failure) and every reader follows it.
-    rows = [rec("a", 4, 4, 0.0, 0.5, 1.0, turn=0, conversation="c"), rec("b", 4, 0, 0.0, None, 1.0, turn=1,
-                                                                             conversation="c")]
+    rows = [
+        rec("a", 4, 4, 0.0, 0.5, 1.0, turn=0, conversation="c"),
+        rec("b", 4, 0, 0.0, None, 1.0, turn=1, conversation="c"),
+    ]
     assert metrics.summarize(rows)["completed"] == 2
-    monkeypatch.setattr(metrics_latency, "is_completed",
-                        lambda r: r.get("error") is None and r.get("finish_s") is not None and r["output_tokens"] > 0)
+    monkeypatch.setattr(
+        metrics_latency,
+        "is_completed",
+        lambda r: r.get("error") is None and r.get("finish_s") is not None and r["output_tokens"] > 0,
+    )
     s = metrics.summarize(rows)
     assert (s["completed"], s["failed"]) == (1, 1)
     assert s["conversations"]["completed_conversations"] == 0  # turn 1 failed: the conversation did not complete
@@ -52,22 +85,32 @@ def test_completed_is_one_definition_that_record_ok_and_every_summary_ask(monkey
 
 # --- TTFT by turn --------------------------------------------------------------------------------------------
 
+
 def _run_data(rows, run=None):
     from pathlib import Path
 
     from benchctl.report.load import RunData
 
     done = metrics.completed(rows)
-    return RunData(path=Path("run"), run=run or {"run_id": "run"}, records=rows, summary=metrics.summarize(rows),
-                   latencies=[metrics.request_latencies(r) for r in done], done=done, steps=None)
+    return RunData(
+        path=Path("run"),
+        run=run or {"run_id": "run"},
+        records=rows,
+        summary=metrics.summarize(rows),
+        latencies=[metrics.request_latencies(r) for r in done],
+        done=done,
+        steps=None,
+    )
 
 
 # Two conversations of two turns, and a failed third turn. TTFTs (s): turn 0: 0.5, 0.7; turn 1: 0.1, 0.3.
-TURNS = [rec("a0", 4, 4, 0.0, 0.5, 1.0, turn=0, conversation="a"), rec("a1", 4, 4, 2.0, 2.1, 3.0, turn=1,
-                                                                        conversation="a"),
-         rec("b0", 4, 4, 0.0, 0.7, 1.0, turn=0, conversation="b"), rec("b1", 4, 4, 2.0, 2.3, 3.0, turn=1,
-                                                                        conversation="b"),
-         rec("b2", 4, 0, 4.0, None, 4.5, turn=2, conversation="b", error="HTTP 500")]
+TURNS = [
+    rec("a0", 4, 4, 0.0, 0.5, 1.0, turn=0, conversation="a"),
+    rec("a1", 4, 4, 2.0, 2.1, 3.0, turn=1, conversation="a"),
+    rec("b0", 4, 4, 0.0, 0.7, 1.0, turn=0, conversation="b"),
+    rec("b1", 4, 4, 2.0, 2.3, 3.0, turn=1, conversation="b"),
+    rec("b2", 4, 0, 4.0, None, 4.5, turn=2, conversation="b", error="HTTP 500"),
+]
 
 
 def test_ttft_by_turn_is_computed_once_and_the_report_draws_it():
@@ -90,29 +133,42 @@ def test_ttft_by_turn_is_computed_once_and_the_report_draws_it():
 
 # --- the prefix cache: the records' cached fraction and the server's hit rate ------------------------------------
 
+
 def test_cached_prompt_fraction_and_server_hit_rate_are_two_named_definitions(monkeypatch):
     from benchctl.serving import scrape
 
-    rows = [rec("a", 4, 4, 0.0, 0.5, 1.0, prompt=100, extra={"num_cached_tokens": 0}),
-            rec("b", 4, 4, 0.0, 0.5, 1.0, prompt=300, extra={"num_cached_tokens": 240}),
-            rec("c", 4, 4, 0.0, 0.5, 1.0, prompt=600)]  # its engine does not say: left out, not counted as 0
+    rows = [
+        rec("a", 4, 4, 0.0, 0.5, 1.0, prompt=100, extra={"num_cached_tokens": 0}),
+        rec("b", 4, 4, 0.0, 0.5, 1.0, prompt=300, extra={"num_cached_tokens": 240}),
+        rec("c", 4, 4, 0.0, 0.5, 1.0, prompt=600),
+    ]  # its engine does not say: left out, not counted as 0
     assert metrics.cached_prompt_fraction(rows) == pytest.approx(240 / 400)
     assert metrics.cached_prompt_fraction(rows[2:]) is None
     assert metrics.cached_fraction is metrics.cached_prompt_fraction  # the old name, kept for importers
-    assert metrics.server_prefix_cache_hit_rate(600.0, 1000.0) == {"hit_tokens": 600.0, "query_tokens": 1000.0,
-                                                                   "hit_rate": 0.6}
+    assert metrics.server_prefix_cache_hit_rate(600.0, 1000.0) == {
+        "hit_tokens": 600.0,
+        "query_tokens": 1000.0,
+        "hit_rate": 0.6,
+    }
     assert metrics.server_prefix_cache_hit_rate(0.0, 0.0)["hit_rate"] is None  # nothing looked up
     assert metrics.server_prefix_cache_hit_rate(None, 10.0) is None
     # the scraper's summary of /metrics asks the same function: change it and the scrape result follows
-    series = {"reference_engine:prefix_cache_hits_total": {"first": 0.0, "max": 30.0, "last": 30.0},
-              "reference_engine:prefix_cache_queries_total": {"first": 0.0, "max": 120.0, "last": 120.0}}
-    assert scrape.prefix_cache_hit_rate(series) == {"source": "reference_engine:prefix_cache_queries",
-                                                    "hit_tokens": 30.0, "query_tokens": 120.0, "hit_rate": 0.25}
+    series = {
+        "reference_engine:prefix_cache_hits_total": {"first": 0.0, "max": 30.0, "last": 30.0},
+        "reference_engine:prefix_cache_queries_total": {"first": 0.0, "max": 120.0, "last": 120.0},
+    }
+    assert scrape.prefix_cache_hit_rate(series) == {
+        "source": "reference_engine:prefix_cache_queries",
+        "hit_tokens": 30.0,
+        "query_tokens": 120.0,
+        "hit_rate": 0.25,
+    }
     monkeypatch.setattr(metrics, "server_prefix_cache_hit_rate", lambda hits, queries: {"hit_rate": "from metrics"})
     assert scrape.prefix_cache_hit_rate(series)["hit_rate"] == "from metrics"
 
 
 # --- goodput SLOs --------------------------------------------------------------------------------------------
+
 
 def test_parse_slos_one_rule_finite_positive_milliseconds():
     assert metrics.parse_slos(["ttft:500", "tpot:12.5", "e2el:2000"]) == {"ttft": 500.0, "tpot": 12.5, "e2el": 2000.0}
@@ -136,21 +192,25 @@ def test_report_refuses_an_infinite_slo_like_run_does(tmp_path, capsys):
 
 # --- the step-time split -------------------------------------------------------------------------------------
 
+
 def test_one_step_time_split_for_the_internals_and_the_ablations(tmp_path):
     import pandas as pd
 
     from benchctl.metrics.steps import STEP_TIME_PARTS
     from benchctl.report import ablation, internals
 
-    runs = [load(make_run(tmp_path, name, n=3, engine_args=args))
-            for name, args in (("base", {"block_size": "16"}), ("other", {"block_size": "32"}))]
+    runs = [
+        load(make_run(tmp_path, name, n=3, engine_args=args))
+        for name, args in (("base", {"block_size": "16"}), ("other", {"block_size": "32"}))
+    ]
     table = ablation.ablation_table(runs)
-    assert list(table.columns[-len(STEP_TIME_PARTS):]) == [f"{p.removesuffix('_s')} (s)" for p in STEP_TIME_PARTS]
+    assert list(table.columns[-len(STEP_TIME_PARTS) :]) == [f"{p.removesuffix('_s')} (s)" for p in STEP_TIME_PARTS]
     steps = pd.DataFrame({"t_s": [1.0], **{part: [0.1] for part in STEP_TIME_PARTS}})
     assert list(internals.step_times(steps).columns) == ["t_s", *STEP_TIME_PARTS, "idle_s"]
 
 
 # --- ceilings, the roofline bound and the other arithmetic the report and console no longer do ---------------------
+
 
 def _measurement(when, gemm_flop_s, cpu="Test CPU"):
     return {"measured_at": when, "gemm_fp32_flop_s": gemm_flop_s, "hardware": {"cpu": cpu}}
@@ -188,9 +248,17 @@ def test_decode_bandwidth_and_its_medians_by_hand():
 
     from benchctl.metrics.steps import decode_bandwidth, decode_summary, kv_waste_pct, model_sizes
 
-    frame = pd.DataFrame({"t_s": [1.0, 2.0, 3.0], "forward_s": [0.4, 0.1, 0.3], "schedule_s": [0.1, 0.1, 0.1],
-                          "num_prefill_seqs": [1, 0, 0], "num_decode_seqs": [0, 2, 4],
-                          "kv_slots_filled": [10, 100, 300], "kv_slots_allocated": [16, 128, 320]})
+    frame = pd.DataFrame(
+        {
+            "t_s": [1.0, 2.0, 3.0],
+            "forward_s": [0.4, 0.1, 0.3],
+            "schedule_s": [0.1, 0.1, 0.1],
+            "num_prefill_seqs": [1, 0, 0],
+            "num_decode_seqs": [0, 2, 4],
+            "kv_slots_filled": [10, 100, 300],
+            "kv_slots_allocated": [16, 128, 320],
+        }
+    )
     sizes = {"weight_bytes": 1000, "kv_bytes_per_token": 10}
     dec = decode_bandwidth(frame, sizes)
     # the prefill step is left out; bytes 1000 + 100 × 10 = 2000 in 0.2 s, 1000 + 300 × 10 = 4000 in 0.4 s
@@ -202,8 +270,14 @@ def test_decode_bandwidth_and_its_medians_by_hand():
     assert found["median_decode_tok_s"] == pytest.approx((2 / 0.2 + 4 / 0.4) / 2)  # 10 tok/s each
     assert found["fraction_of_measured"] == pytest.approx(0.1)
     assert list(kv_waste_pct(frame)) == pytest.approx([37.5, 21.875, 6.25])  # 6/16, 28/128, 20/320 slots empty
-    config = {"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "hidden_size": 16,
-              "vocab_size": 64, "tie_word_embeddings": False}
+    config = {
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "hidden_size": 16,
+        "vocab_size": 64,
+        "tie_word_embeddings": False,
+    }
     sizes = model_sizes(config, parameters=5000, weight_bytes=20_000, dtype="bf16")
     # untied: embedding and LM head are 64 × 16 = 1024 each; KV: 2 × 2 layers × 2 heads × 4 dims × 2 bytes = 64
     assert sizes["lm_head_parameters"] == 1024 and sizes["gemm_parameters_per_token"] == 5000 - 2048
@@ -227,8 +301,13 @@ def test_across_runs_and_over_requests_by_hand():
 # --- failures, short and over-long outputs: counted once, shown by show, compare, the report and the gate --------
 
 # asked 4: a got 4, b got 2 (short), c got 6 (over), d failed after 5 (over, and failed), e asked for nothing
-LENGTHS = [rec("a", 4, 4, 0.0, 0.5, 1.0), rec("b", 4, 2, 0.0, 0.5, 1.0), rec("c", 4, 6, 0.0, 0.5, 1.0),
-           rec("d", 4, 5, 0.0, 0.5, 1.5, error="stream ended early"), rec("e", None, 3, 0.0, 0.5, 1.0)]
+LENGTHS = [
+    rec("a", 4, 4, 0.0, 0.5, 1.0),
+    rec("b", 4, 2, 0.0, 0.5, 1.0),
+    rec("c", 4, 6, 0.0, 0.5, 1.0),
+    rec("d", 4, 5, 0.0, 0.5, 1.5, error="stream ended early"),
+    rec("e", None, 3, 0.0, 0.5, 1.0),
+]
 
 
 def test_short_and_over_long_outputs_are_counted_from_the_records():
@@ -236,32 +315,61 @@ def test_short_and_over_long_outputs_are_counted_from_the_records():
     assert (s["completed"], s["failed"]) == (4, 1)
     assert s["output_tokens_short"] == 1  # b; d is short of nothing it finished, and failed anyway
     assert s["output_tokens_over"] == 2  # c and d: more tokens than max_tokens, whether or not the client failed it
-    assert metrics.request_counts(s) == {"completed": 4, "failed": 1, "output_tokens_short": 1,
-                                         "output_tokens_over": 2}
-    assert metrics.request_counts({"completed": 3}) == {"completed": 3, "failed": None, "output_tokens_short": None,
-                                                        "output_tokens_over": None}  # an older run.json
+    assert metrics.request_counts(s) == {"completed": 4, "failed": 1, "output_tokens_short": 1, "output_tokens_over": 2}
+    assert metrics.request_counts({"completed": 3}) == {
+        "completed": 3,
+        "failed": None,
+        "output_tokens_short": None,
+        "output_tokens_over": None,
+    }  # an older run.json
     assert metrics.request_counts(None)["failed"] is None
 
 
 def _write_run(folder, run_id, summary, status="completed"):
     path = folder / run_id
     path.mkdir(parents=True)
-    run = {"schema_version": 1, "run_id": run_id, "status": status, "config": {"backend": "hf"},
-           "workload": {"num_requests": 4, "dataset": "random", "seed": 0}, "environment": {"hardware": {}},
-           "summary": summary}
+    run = {
+        "schema_version": 1,
+        "run_id": run_id,
+        "status": status,
+        "config": {"backend": "hf"},
+        "workload": {"num_requests": 4, "dataset": "random", "seed": 0},
+        "environment": {"hardware": {}},
+        "summary": summary,
+    }
     if status == "failed":
         run["error"] = "server died"
     (path / "run.json").write_text(json.dumps(run))
     return path
 
 
-GOOD = {"num_requests": 4, "completed": 4, "failed": 0, "output_tokens_short": 0, "output_tokens_over": 1,
-        "duration_s": 2.0, "request_throughput": 2.0, "input_tok_s": 100.0, "output_tok_s": 40.0, "total_tok_s": 140.0,
-        "ttft_s": {"count": 4, "mean": 0.5, "median": 0.5, "p99": 0.8}}
+GOOD = {
+    "num_requests": 4,
+    "completed": 4,
+    "failed": 0,
+    "output_tokens_short": 0,
+    "output_tokens_over": 1,
+    "duration_s": 2.0,
+    "request_throughput": 2.0,
+    "input_tok_s": 100.0,
+    "output_tok_s": 40.0,
+    "total_tok_s": 140.0,
+    "ttft_s": {"count": 4, "mean": 0.5, "median": 0.5, "p99": 0.8},
+}
 # every request failed: run.json stores null for the rates over no time and the percentiles of nothing
-FAILED = {"num_requests": 4, "completed": 0, "failed": 4, "output_tokens_short": 0, "output_tokens_over": 0,
-          "duration_s": 0.0, "request_throughput": None, "input_tok_s": None, "output_tok_s": None,
-          "total_tok_s": None, "ttft_s": {"count": 0, "mean": None}}
+FAILED = {
+    "num_requests": 4,
+    "completed": 0,
+    "failed": 4,
+    "output_tokens_short": 0,
+    "output_tokens_over": 0,
+    "duration_s": 0.0,
+    "request_throughput": None,
+    "input_tok_s": None,
+    "output_tok_s": None,
+    "total_tok_s": None,
+    "ttft_s": {"count": 0, "mean": None},
+}
 
 
 def test_compare_and_show_a_failed_run(tmp_path, capsys):
@@ -309,6 +417,7 @@ def test_the_report_and_the_gate_count_them_too(tmp_path):
 
 # --- the anchors' names --------------------------------------------------------------------------------------
 
+
 def test_docs_table_and_name_map_agree_and_cover_the_summary():
     from pathlib import Path
 
@@ -317,8 +426,9 @@ def test_docs_table_and_name_map_agree_and_cover_the_summary():
     table = {}
     for line in section.splitlines()[2:]:
         ours, _, *anchors = [cell.strip() for cell in line.strip("|").split("|")]
-        table[ours.strip("`")] = dict(zip(("vllm", "guidellm", "aiperf"),
-                                          (None if a == "—" else a.replace("`", "") for a in anchors)))
+        table[ours.strip("`")] = dict(
+            zip(("vllm", "guidellm", "aiperf"), (None if a == "—" else a.replace("`", "") for a in anchors))
+        )
     assert table == metrics.NAME_MAP
     summary = metrics.summarize(LENGTHS, slos_ms={"ttft": 100})
     scalars = {k for k, v in summary.items() if not isinstance(v, dict) or "count" in v}
