@@ -12,7 +12,8 @@ Definitions follow vLLM's `bench serve` (docs/metrics.md maps each to vLLM's, gu
 CLI, reports and the regression gate all read these functions; nothing else computes a metric.
 
 Modules: latency (one request), summary (one run), conversations (multi-turn), engine (engine and server counters),
-names (the anchors' names for ours).
+names (the anchors' names for ours), windows (steady state and stages), slo (percentile SLOs and their confidence),
+frontier (Pareto fronts).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from benchctl.metrics.conversations import (
     conversation_summary,
     ttft_by_turn,
 )
+from benchctl.metrics.energy import energy_metrics, integrate_power_j
 from benchctl.metrics.engine import server_prefix_cache_hit_rate, spec_decode_acceptance
+from benchctl.metrics.frontier import pareto_front, per_user_tok_s
 from benchctl.metrics.latency import (
     LATENCY_METRICS,
     PERCENTILES,
@@ -40,6 +43,7 @@ from benchctl.metrics.latency import (
 )
 from benchctl.metrics.names import NAME_MAP
 from benchctl.metrics.runs import mean_present, ratios_to_first, spread_fraction
+from benchctl.metrics.slo import PercentileSLO, parse_percentile_slos, per_request_limits_ms, slo_estimate
 from benchctl.metrics.summary import (
     COUNT_KEYS,
     SLO_NAMES,
@@ -51,6 +55,7 @@ from benchctl.metrics.summary import (
     request_counts,
     summarize,
 )
+from benchctl.metrics.windows import phase_of, stage_of, summarize_windows, window_summary
 
 __all__ = [
     "BELOW_BEST",
@@ -58,6 +63,7 @@ __all__ = [
     "LATENCY_METRICS",
     "NAME_MAP",
     "PERCENTILES",
+    "PercentileSLO",
     "SLO_NAMES",
     "THROUGHPUT_KEYS",
     "TURN_PERCENTILES",
@@ -71,21 +77,32 @@ __all__ = [
     "conversation_summary",
     "distribution",
     "empirical_cdf",
+    "energy_metrics",
     "flat_metrics",
     "in_flight",
+    "integrate_power_j",
     "is_completed",
     "latency_values",
     "mean_present",
     "meets_slos",
     "output_length_counts",
+    "pareto_front",
+    "parse_percentile_slos",
     "parse_slos",
+    "per_request_limits_ms",
+    "per_user_tok_s",
+    "phase_of",
     "ratios_to_first",
     "request_counts",
     "request_latencies",
     "run_duration_s",
     "server_prefix_cache_hit_rate",
+    "slo_estimate",
     "spec_decode_acceptance",
     "spread_fraction",
+    "stage_of",
     "summarize",
+    "summarize_windows",
     "ttft_by_turn",
+    "window_summary",
 ]
