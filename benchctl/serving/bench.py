@@ -1,7 +1,8 @@
 """How much the load client itself costs: `benchctl bench-client`.
 
 Two measurements against benchctl.serving.fake_server in a separate process, with the client exactly as a
-serving run uses it (one process, or --client-processes N as benchctl.serving.shards runs it) (schedule, semaphore, streaming parse, records through the pump to an fsynced JSONL):
+serving run uses it (one process, or --client-processes N as benchctl.serving.shards runs it) (schedule,
+semaphore, streaming parse, records through the pump to an fsynced JSONL):
 - throughput: an instant server (all chunks at once) and an unbounded schedule -> requests/s the client sustains;
 - added latency: a server that sends each chunk at a known time and remembers it; for every chunk, the client's
   timestamp minus the server's send time (both time.monotonic, one clock on Linux) is what the client adds.
@@ -33,8 +34,15 @@ class FakeServerProcess:
     """`python -m benchctl.serving.fake_server` on a free port; a context manager that always stops it."""
 
     def __init__(self, *args: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "benchctl.serving.fake_server", "--port", "0", *args],
-                                     stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchctl.serving.fake_server", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        if self.proc.stdout is None:  # stdout=PIPE always gives a pipe; this narrows the type
+            self.stop()
+            raise RuntimeError("fake server started without a stdout pipe")
         line = self.proc.stdout.readline()
         if not line.startswith("listening on "):
             self.stop()
@@ -62,20 +70,33 @@ class FakeServerProcess:
         self.stop()
 
 
-def fake_requests(n: int, output_len: int, rate: float = math.inf, seed: int = 0, prompt: str = "hi") -> list[RequestSpec]:
+def fake_requests(
+    n: int, output_len: int, rate: float = math.inf, seed: int = 0, prompt: str = "hi"
+) -> list[RequestSpec]:
     arrivals = arrival_times(n, rate, kind="poisson", seed=seed)
     return [RequestSpec(f"req-{i:05d}", [1], prompt, output_len, float(t)) for i, t in enumerate(arrivals)]
 
 
-def drive(base_url: str, requests: list[RequestSpec], max_concurrency: int | None, out_dir: Path,
-          endpoint: str = "completions", timeout_s: float = 60.0, processes: int = 1
-          ) -> tuple[list[dict], float, float]:
+def drive(
+    base_url: str,
+    requests: list[RequestSpec],
+    max_concurrency: int | None,
+    out_dir: Path,
+    endpoint: str = "completions",
+    timeout_s: float = 60.0,
+    processes: int = 1,
+) -> tuple[list[dict], float, float]:
     """Run the client as a serving run does (over `processes` processes when > 1); returns (finished rows, t0 on
     time.monotonic, CPU seconds the client processes spent in the run: 0 with one process)."""
     sink = RecordSink(out_dir / "requests.jsonl", Progress())
     pump = RecordPump(sink)
-    options = ClientOptions(base_url=base_url, model_name="fake-model", endpoint=endpoint,
-                            request_timeout_s=timeout_s, max_concurrency=max_concurrency)
+    options = ClientOptions(
+        base_url=base_url,
+        model_name="fake-model",
+        endpoint=endpoint,
+        request_timeout_s=timeout_s,
+        max_concurrency=max_concurrency,
+    )
     t0_box: list[float] = []
     shard_cpu_s = 0.0
     try:
@@ -114,19 +135,32 @@ def client_lag_s(rows: list[dict], t0: float, timings: dict) -> list[float]:
     return lags
 
 
-def bench_client(num_requests: int = 5000, concurrency: int = 64, output_len: int = 8, ttft_ms: float = 20.0,
-                 itl_ms: float = 5.0, latency_requests: int = 200, latency_rate: float = 50.0,
-                 processes: int = 1) -> dict:
+def bench_client(
+    num_requests: int = 5000,
+    concurrency: int = 64,
+    output_len: int = 8,
+    ttft_ms: float = 20.0,
+    itl_ms: float = 5.0,
+    latency_requests: int = 200,
+    latency_rate: float = 50.0,
+    processes: int = 1,
+) -> dict:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         with FakeServerProcess("--raw") as server:
-            drive(server.base_url, fake_requests(min(200, num_requests), output_len), concurrency, Path(tmp),
-                  processes=processes)  # warm-up
+            drive(
+                server.base_url,
+                fake_requests(min(200, num_requests), output_len),
+                concurrency,
+                Path(tmp),
+                processes=processes,
+            )  # warm-up
             server_cpu0 = sum(psutil.Process(server.proc.pid).cpu_times()[:2])
             # this process (event loop or record receiver, record pump) and the client processes' run
             cpu0 = time.process_time()
-            rows, _, shard_cpu_s = drive(server.base_url, fake_requests(num_requests, output_len), concurrency,
-                                         Path(tmp), processes=processes)
+            rows, _, shard_cpu_s = drive(
+                server.base_url, fake_requests(num_requests, output_len), concurrency, Path(tmp), processes=processes
+            )
             client_cpu_s = time.process_time() - cpu0 + shard_cpu_s
             server_cpu_s = sum(psutil.Process(server.proc.pid).cpu_times()[:2]) - server_cpu0
         throughput = metrics.summarize(rows)
@@ -136,21 +170,32 @@ def bench_client(num_requests: int = 5000, concurrency: int = 64, output_len: in
             lags = client_lag_s(lat_rows, t0, server.timings())
         latency = metrics.summarize(lat_rows)
     return {
-        "throughput": {"requests": num_requests, "max_concurrency": concurrency, "output_tokens": output_len,
-                       "client_processes": processes,
-                       "completed": throughput["completed"], "failed": throughput["failed"],
-                       "duration_s": throughput["duration_s"], "request_throughput": throughput["request_throughput"],
-                       "chunks_per_s": throughput["request_throughput"] * output_len,
-                       # Contention-proof: CPU seconds the client spent per request, and what one core allows.
-                       "client_cpu_us_per_request": 1e6 * client_cpu_s / num_requests,
-                       "client_capacity_req_s_per_core": num_requests / client_cpu_s if client_cpu_s else math.inf,
-                       "server_cpu_us_per_request": 1e6 * server_cpu_s / num_requests,
-                       "load_average_1m": load_before},
-        "latency": {"requests": latency_requests, "request_rate": latency_rate, "server_ttft_ms": ttft_ms,
-                    "server_itl_ms": itl_ms, "failed": latency["failed"],
-                    "client_lag_ms": {k: v * 1000 for k, v in metrics.distribution(lags).items() if k != "count"},
-                    "chunks": len(lags),
-                    "measured_ttft_ms": {k: latency["ttft_s"][k] * 1000 for k in ("mean", "p50", "p99")},
-                    "measured_tpot_ms": {k: latency["tpot_s"][k] * 1000 for k in ("mean", "p50", "p99")},
-                    "measured_itl_ms": {k: latency["itl_s"][k] * 1000 for k in ("mean", "p50", "p99")}},
+        "throughput": {
+            "requests": num_requests,
+            "max_concurrency": concurrency,
+            "output_tokens": output_len,
+            "client_processes": processes,
+            "completed": throughput["completed"],
+            "failed": throughput["failed"],
+            "duration_s": throughput["duration_s"],
+            "request_throughput": throughput["request_throughput"],
+            "chunks_per_s": throughput["request_throughput"] * output_len,
+            # Contention-proof: CPU seconds the client spent per request, and what one core allows.
+            "client_cpu_us_per_request": 1e6 * client_cpu_s / num_requests,
+            "client_capacity_req_s_per_core": num_requests / client_cpu_s if client_cpu_s else math.inf,
+            "server_cpu_us_per_request": 1e6 * server_cpu_s / num_requests,
+            "load_average_1m": load_before,
+        },
+        "latency": {
+            "requests": latency_requests,
+            "request_rate": latency_rate,
+            "server_ttft_ms": ttft_ms,
+            "server_itl_ms": itl_ms,
+            "failed": latency["failed"],
+            "client_lag_ms": {k: v * 1000 for k, v in metrics.distribution(lags).items() if k != "count"},
+            "chunks": len(lags),
+            "measured_ttft_ms": {k: latency["ttft_s"][k] * 1000 for k in ("mean", "p50", "p99")},
+            "measured_tpot_ms": {k: latency["tpot_s"][k] * 1000 for k in ("mean", "p50", "p99")},
+            "measured_itl_ms": {k: latency["itl_s"][k] * 1000 for k in ("mean", "p50", "p99")},
+        },
     }

@@ -28,9 +28,18 @@ TOKEN_TEXT = " hello"
 
 
 class FakeServer:
-    def __init__(self, ttft_ms: float = 0.0, itl_ms: float = 0.0, tokens_per_chunk: int = 1, spin_us: float = 0.0,
-                 keep_timings: bool = True, model_name: str = "fake-model", jitter: float = 0.0,
-                 drift_per_min: float = 0.0, seed: int = 0):
+    def __init__(
+        self,
+        ttft_ms: float = 0.0,
+        itl_ms: float = 0.0,
+        tokens_per_chunk: int = 1,
+        spin_us: float = 0.0,
+        keep_timings: bool = True,
+        model_name: str = "fake-model",
+        jitter: float = 0.0,
+        drift_per_min: float = 0.0,
+        seed: int = 0,
+    ):
         self.ttft_s, self.itl_s = ttft_ms / 1000, itl_ms / 1000
         # a noisy machine on demand: each request's TTFT and ITL times a factor uniform in 1 +- jitter, and a
         # slowdown growing by drift_per_min (a fraction) every minute since the server started (benchctl ab's tests)
@@ -63,10 +72,16 @@ class FakeServer:
     async def metrics(self, request: web.Request) -> web.Response:
         label = f'{{model_name="{self.model_name}"}}'
         usage = min(self.running / 64, 1.0)
-        lines = ["# TYPE vllm:num_requests_running gauge", f"vllm:num_requests_running{label} {self.running}",
-                 "# TYPE vllm:kv_cache_usage_perc gauge", f"vllm:kv_cache_usage_perc{label} {usage}",
-                 "# TYPE vllm:request_success_total counter", f"vllm:request_success_total {self.finished}",
-                 "# TYPE unrelated_metric gauge", "unrelated_metric 1"]
+        lines = [
+            "# TYPE vllm:num_requests_running gauge",
+            f"vllm:num_requests_running{label} {self.running}",
+            "# TYPE vllm:kv_cache_usage_perc gauge",
+            f"vllm:kv_cache_usage_perc{label} {usage}",
+            "# TYPE vllm:request_success_total counter",
+            f"vllm:request_success_total {self.finished}",
+            "# TYPE unrelated_metric gauge",
+            "unrelated_metric 1",
+        ]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     async def debug_timings(self, request: web.Request) -> web.Response:
@@ -84,8 +99,9 @@ class FakeServer:
         try:
             body = json.loads(await request.read())
         except ValueError:
-            return web.json_response({"error": {"message": "invalid JSON", "type": "invalid_request_error"}},
-                                     status=400)
+            return web.json_response(
+                {"error": {"message": "invalid JSON", "type": "invalid_request_error"}}, status=400
+            )
         chat = request.path.endswith("/chat/completions")
         prompt = body["messages"][-1]["content"] if chat else body.get("prompt", "")
         max_tokens = int(body.get("max_tokens") or 16)
@@ -99,10 +115,13 @@ class FakeServer:
         rid = request.headers.get("X-Request-Id", f"anon-{len(self.timings)}")
         chunks: list[float] = []
         if self.keep_timings:
-            self.timings[rid] = {"recv": t_recv, "chunks": chunks,
-                                 "messages": [m.get("role") for m in body.get("messages", [])] if chat else None,
-                                 "contents": [m.get("content") for m in body.get("messages", [])] if chat else None,
-                                 "prompt": None if chat else prompt}
+            self.timings[rid] = {
+                "recv": t_recv,
+                "chunks": chunks,
+                "messages": [m.get("role") for m in body.get("messages", [])] if chat else None,
+                "contents": [m.get("content") for m in body.get("messages", [])] if chat else None,
+                "prompt": None if chat else prompt,
+            }
         options = body.get("stream_options") or {}
         per_chunk_usage = bool(options.get("continuous_usage_stats")) and not prompt.startswith("!nousage")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
@@ -121,8 +140,9 @@ class FakeServer:
                 if prompt.startswith("!truncate") and k == 1 and request.transport is not None:
                     request.transport.close()
                     return resp
-                line = self._chunk(chat, TOKEN_TEXT * n, sent if per_chunk_usage else None,
-                                   "length" if sent == max_tokens else None)
+                line = self._chunk(
+                    chat, TOKEN_TEXT * n, sent if per_chunk_usage else None, "length" if sent == max_tokens else None
+                )
                 if self.ttft_s or self.itl_s:
                     await self._until(t_recv + (self.ttft_s + k * self.itl_s) * slow)
                 chunks.append(time.monotonic())
@@ -145,8 +165,11 @@ class FakeServer:
         return (1 + self.drift_per_min * (t - self.t_start) / 60) * self.rng.uniform(1 - self.jitter, 1 + self.jitter)
 
     def _chunk(self, chat: bool, text: str, cumulative: int | None, finish: str | None) -> bytes:
-        choice = ({"index": 0, "delta": {"content": text}, "finish_reason": finish} if chat
-                  else {"index": 0, "text": text, "finish_reason": finish})
+        choice = (
+            {"index": 0, "delta": {"content": text}, "finish_reason": finish}
+            if chat
+            else {"index": 0, "text": text, "finish_reason": finish}
+        )
         chunk: dict = {"object": "chat.completion.chunk" if chat else "text_completion", "choices": [choice]}
         if cumulative is not None:
             chunk["usage"] = {"prompt_tokens": 1, "completion_tokens": cumulative, "total_tokens": cumulative + 1}
@@ -154,10 +177,15 @@ class FakeServer:
 
     def _final(self, body: dict, chat: bool, max_tokens: int) -> dict:
         text = TOKEN_TEXT * max_tokens
-        choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
-                  if chat else {"index": 0, "text": text, "finish_reason": "length"})
-        return {"choices": [choice], "usage": {"prompt_tokens": 1, "completion_tokens": max_tokens,
-                                               "total_tokens": max_tokens + 1}}
+        choice = (
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
+            if chat
+            else {"index": 0, "text": text, "finish_reason": "length"}
+        )
+        return {
+            "choices": [choice],
+            "usage": {"prompt_tokens": 1, "completion_tokens": max_tokens, "total_tokens": max_tokens + 1},
+        }
 
 
 class InstantProtocol(asyncio.Protocol):
@@ -182,14 +210,16 @@ class InstantProtocol(asyncio.Protocol):
             end = head_end + 4 + (int(length.group(1)) if length else 0)
             if len(self.buffer) < end:
                 return
-            body, self.buffer = self.buffer[head_end + 4:end], self.buffer[end:]
+            body, self.buffer = self.buffer[head_end + 4 : end], self.buffer[end:]
             self.transport.write(self._response(head, body))
 
     def _response(self, head: bytes, body: bytes) -> bytes:
         if head.startswith(b"get /v1/models"):
             payload = b'{"object":"list","data":[{"id":"fake-model","object":"model"}]}'
             return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
-                len(payload), payload)
+                len(payload),
+                payload,
+            )
         if not head.startswith(b"post"):
             return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
         m = self._MAX_TOKENS.search(body)
@@ -198,8 +228,9 @@ class InstantProtocol(asyncio.Protocol):
         events.append(b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":%d}}\n\n' % n)
         events.append(b"data: [DONE]\n\n")
         stream = b"".join(events)
-        return (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n" % len(stream)
-                + stream)
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n" % len(stream) + stream
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -216,8 +247,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-timings", action="store_true", help="keep no per-chunk send times (long runs)")
     parser.add_argument("--raw", action="store_true", help="instant canned streams from a bare asyncio protocol")
     args = parser.parse_args(argv)
-    server = FakeServer(args.ttft_ms, args.itl_ms, args.tokens_per_chunk, args.spin_us, not args.no_timings,
-                        jitter=args.jitter, drift_per_min=args.drift_per_min, seed=args.seed)
+    server = FakeServer(
+        args.ttft_ms,
+        args.itl_ms,
+        args.tokens_per_chunk,
+        args.spin_us,
+        not args.no_timings,
+        jitter=args.jitter,
+        drift_per_min=args.drift_per_min,
+        seed=args.seed,
+    )
 
     async def serve_raw() -> None:
         srv = await asyncio.get_running_loop().create_server(InstantProtocol, args.host, args.port, backlog=4096)

@@ -112,8 +112,14 @@ class ServerProcess:
         self._log = open(log_path, "ab")
         self._log.write(("$ " + " ".join(argv) + "\n").encode())
         self._log.flush()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=server_env(env), start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=server_env(env),
+            start_new_session=True,
+        )
 
     def exit_code(self) -> int | None:
         return self.proc.poll()

@@ -22,16 +22,18 @@ from pathlib import Path
 
 # vLLM's names (gpu_cache_usage_perc before v1, kv_cache_usage_perc after), the reference server's, llama.cpp's,
 # SGLang's, lmdeploy's and TGI's (running / waiting requests, KV use, prefix-cache hits, preemptions, tokens).
-KEEP = re.compile(r"^(vllm:(gpu_cache_usage_perc|kv_cache_usage_perc|cpu_cache_usage_perc|num_requests_running"
-                  r"|num_requests_waiting|num_requests_swapped|num_preemptions(_total)?|prompt_tokens_total"
-                  r"|generation_tokens_total|request_success_total|prefix_cache_(queries|hits)(_total)?"
-                  r"|spec_decode_num_(drafts|draft_tokens|accepted_tokens)(_total)?)"
-                  r"|sglang:(num_running_reqs|num_queue_reqs|token_usage|num_used_tokens|cache_hit_rate"
-                  r"|num_retracted_reqs|gen_throughput)"
-                  r"|lmdeploy:(num_requests_running|num_requests_waiting|gpu_cache_usage_perc|prompt_tokens_total"
-                  r"|generation_tokens_total)"
-                  r"|tgi_(batch_current_size|queue_size|batch_current_max_tokens|request_success)"
-                  r"|reference_engine:\w+|llamacpp:\w+)$")
+KEEP = re.compile(
+    r"^(vllm:(gpu_cache_usage_perc|kv_cache_usage_perc|cpu_cache_usage_perc|num_requests_running"
+    r"|num_requests_waiting|num_requests_swapped|num_preemptions(_total)?|prompt_tokens_total"
+    r"|generation_tokens_total|request_success_total|prefix_cache_(queries|hits)(_total)?"
+    r"|spec_decode_num_(drafts|draft_tokens|accepted_tokens)(_total)?)"
+    r"|sglang:(num_running_reqs|num_queue_reqs|token_usage|num_used_tokens|cache_hit_rate"
+    r"|num_retracted_reqs|gen_throughput)"
+    r"|lmdeploy:(num_requests_running|num_requests_waiting|gpu_cache_usage_perc|prompt_tokens_total"
+    r"|generation_tokens_total)"
+    r"|tgi_(batch_current_size|queue_size|batch_current_max_tokens|request_success)"
+    r"|reference_engine:\w+|llamacpp:\w+)$"
+)
 API_KEY_ENV = "BENCHCTL_SCRAPE_API_KEY"
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 
@@ -73,22 +75,29 @@ def summarize_series(path: Path) -> dict:
 
 
 # (hits, queries) counters of servers that count prefix-cache lookups in prompt tokens
-PREFIX_CACHE_COUNTERS = (("vllm:prefix_cache_hits", "vllm:prefix_cache_queries"),
-                         ("reference_engine:prefix_cache_hits", "reference_engine:prefix_cache_queries"))
+PREFIX_CACHE_COUNTERS = (
+    ("vllm:prefix_cache_hits", "vllm:prefix_cache_queries"),
+    ("reference_engine:prefix_cache_hits", "reference_engine:prefix_cache_queries"),
+)
 
 
 def counter_growth(series: dict, name: str) -> float | None:
     """A counter's growth over the run, from the first sample to the last, summed over label sets (None: absent)."""
-    found = [s["last"] - s.get("first", 0.0) for key, s in series.items()
-             if key.split("{")[0] in (name, name + "_total")]
+    found = [
+        s["last"] - s.get("first", 0.0) for key, s in series.items() if key.split("{")[0] in (name, name + "_total")
+    ]
     return sum(found) if found else None
 
 
 # (drafts, draft tokens, accepted tokens) counters of servers with speculative decoding
-SPEC_DECODE_COUNTERS = (("vllm:spec_decode_num_drafts", "vllm:spec_decode_num_draft_tokens",
-                         "vllm:spec_decode_num_accepted_tokens"),
-                        ("reference_engine:spec_decode_num_drafts", "reference_engine:spec_decode_num_draft_tokens",
-                         "reference_engine:spec_decode_num_accepted_tokens"))
+SPEC_DECODE_COUNTERS = (
+    ("vllm:spec_decode_num_drafts", "vllm:spec_decode_num_draft_tokens", "vllm:spec_decode_num_accepted_tokens"),
+    (
+        "reference_engine:spec_decode_num_drafts",
+        "reference_engine:spec_decode_num_draft_tokens",
+        "reference_engine:spec_decode_num_accepted_tokens",
+    ),
+)
 
 
 def server_spec_decode(series: dict) -> dict | None:

@@ -48,8 +48,9 @@ def split_concurrency(limit: int | None, n: int) -> list[int | None]:
     return [limit // n + (1 if k < limit % n else 0) for k in range(n)]
 
 
-def _child(k: int, options, tokenizer_dir: str | None, requests: list[RequestSpec], control: mp.Queue,
-           out: mp.Queue) -> None:
+def _child(
+    k: int, options, tokenizer_dir: str | None, requests: list[RequestSpec], control: mp.Queue, out: mp.Queue
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the run stops
     import asyncio
 
@@ -115,7 +116,7 @@ def conversation_groups(requests: Sequence[RequestSpec]) -> list[list[RequestSpe
     """Requests in arrival order, a conversation's turns kept together (a later turn waits for the earlier one's
     answer, so one process must send them all); each single-turn request is a group of its own."""
     groups: dict[str, list[RequestSpec]] = {}
-    for r in sorted(requests, key=lambda r: (r.arrival_s if r.after is None else float("inf"))):
+    for r in sorted(requests, key=lambda r: r.arrival_s if r.after is None else float("inf")):
         groups.setdefault(r.conversation_id or r.request_id, []).append(r)
     return list(groups.values())
 
@@ -131,14 +132,18 @@ class ShardedClient:
         self.n = max(1, min(processes, len(groups) or 1, options.max_concurrency or processes))
         ctx = mp.get_context("spawn")  # the parent has threads (record pump, scraper watcher): never fork it
         self.out: mp.Queue = ctx.Queue()
-        self.shares = [[r for group in groups[k::self.n] for r in group] for k in range(self.n)]
+        self.shares = [[r for group in groups[k :: self.n] for r in group] for k in range(self.n)]
         self.pending = [{r.request_id: r for r in share} for share in self.shares]
         self.controls = [ctx.Queue() for _ in range(self.n)]
         self.procs = []
         for k, limit in enumerate(split_concurrency(options.max_concurrency, self.n)):
             child_options = dataclasses.replace(options, max_concurrency=limit)
-            proc = ctx.Process(target=_child, name=f"load-client-{k}", daemon=True,
-                               args=(k, child_options, tokenizer_dir, self.shares[k], self.controls[k], self.out))
+            proc = ctx.Process(
+                target=_child,
+                name=f"load-client-{k}",
+                daemon=True,
+                args=(k, child_options, tokenizer_dir, self.shares[k], self.controls[k], self.out),
+            )
             proc.start()
             self.procs.append(proc)
         self._stopped = self._closed = False
@@ -194,8 +199,11 @@ class ShardedClient:
                 self._running = False
                 if ended:
                     self._settle()
-        return ShardResult(peak_in_flight=sum(peak for peak, _ in done.values()), died=list(died.values()),
-                           cpu_s=sum(cpu for _, cpu in done.values()))
+        return ShardResult(
+            peak_in_flight=sum(peak for peak, _ in done.values()),
+            died=list(died.values()),
+            cpu_s=sum(cpu for _, cpu in done.values()),
+        )
 
     def _settle(self) -> None:
         """Once, after the processes are done, dead or closed: what is left in the queue, then a failed record

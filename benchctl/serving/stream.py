@@ -60,8 +60,10 @@ class StreamAccumulator:
             if self.done:
                 return
             if len(pending) > MAX_SSE_LINE_BYTES:
-                raise MalformedStream(f"an SSE line longer than {MAX_SSE_LINE_BYTES} bytes "
-                                      f"({len(pending)} bytes without a newline)", "line_too_long")
+                raise MalformedStream(
+                    f"an SSE line longer than {MAX_SSE_LINE_BYTES} bytes ({len(pending)} bytes without a newline)",
+                    "line_too_long",
+                )
         if pending:
             self.feed(pending, time.monotonic() - t0)
 
@@ -151,8 +153,17 @@ class StreamAccumulator:
         return counts
 
 
-def build_record(spec: RequestSpec, acc: StreamAccumulator, start_s: float | None, end_s: float, error: str | None,
-                 kind: str | None, status: int | None, tokenizer: Tokenizer | None, server_url: str | None) -> dict:
+def build_record(
+    spec: RequestSpec,
+    acc: StreamAccumulator,
+    start_s: float | None,
+    end_s: float,
+    error: str | None,
+    kind: str | None,
+    status: int | None,
+    tokenizer: Tokenizer | None,
+    server_url: str | None,
+) -> dict:
     """The request's record (times relative to t0): a failed one has `error` and extra.error_kind; without the
     server's usage count the output is the tokenizer's count of the text (or the token chunks, without one)."""
     output_tokens, source = acc.completion_tokens, "usage"
@@ -181,13 +192,19 @@ def build_record(spec: RequestSpec, acc: StreamAccumulator, start_s: float | Non
     if spec.suffix_text is not None and "server_prompt_tokens" in extra:  # the generated answer, tokenized there
         prompt_tokens = extra["server_prompt_tokens"]
     return {
-        "request_id": spec.request_id, "prompt_tokens": prompt_tokens,
-        "conversation_id": spec.conversation_id, "turn": spec.turn,
-        "expected_output_tokens": spec.output_len, "output_tokens": output_tokens,
-        "arrival_s": spec.arrival_s, "start_s": start_s,
+        "request_id": spec.request_id,
+        "prompt_tokens": prompt_tokens,
+        "conversation_id": spec.conversation_id,
+        "turn": spec.turn,
+        "expected_output_tokens": spec.output_len,
+        "output_tokens": output_tokens,
+        "arrival_s": spec.arrival_s,
+        "start_s": start_s,
         "first_token_s": times[0] if times else None,
         "finish_s": times[-1] if times and error is None else end_s,
         "token_times_s": list(times) or None,
         "chunk_tokens": acc.chunk_tokens(output_tokens) if error is None else None,
-        "error": error, "output_tokens_source": source, "extra": extra,
+        "error": error,
+        "output_tokens_source": source,
+        "extra": extra,
     }

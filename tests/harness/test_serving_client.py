@@ -60,8 +60,10 @@ def test_ttft_tpot_itl_within_2ms_or_2pct_of_the_servers_timing(timed_server):
     truth = timed_server.timings()
     server_ttfts = [truth[r["request_id"]]["chunks"][0] - truth[r["request_id"]]["recv"] for r in rows]
     lags = client_lag_s(rows, t0, truth)
-    detail = (f"client TTFT {summary['ttft_s']}, server's own TTFT median {statistics.median(server_ttfts)}, "
-              f"chunk lag median {statistics.median(lags)}")
+    detail = (
+        f"client TTFT {summary['ttft_s']}, server's own TTFT median {statistics.median(server_ttfts)}, "
+        f"chunk lag median {statistics.median(lags)}"
+    )
     # Medians: one descheduled moment on a shared 2-core machine must not decide the test.
     assert close(summary["ttft_s"]["median"], TTFT_MS / 1000), detail
     assert close(summary["tpot_s"]["median"], ITL_MS / 1000), summary["tpot_s"]
@@ -119,8 +121,14 @@ def test_max_concurrency_caps_requests_in_flight_and_the_wait_is_queue_time(time
 
 
 def test_failures_are_recorded_per_request_and_the_run_continues(instant_server):
-    requests = [spec(0), spec(1, prompt="!status:503"), spec(2, prompt="!malformed"), spec(3, prompt="!truncate"),
-                spec(4, prompt="!hang"), spec(5)]
+    requests = [
+        spec(0),
+        spec(1, prompt="!status:503"),
+        spec(2, prompt="!malformed"),
+        spec(3, prompt="!truncate"),
+        spec(4, prompt="!hang"),
+        spec(5),
+    ]
     records, _, _ = run_client(instant_server.base_url, requests, timeout_s=1.0)
     by_id = {r["request_id"]: r for r in records}
     assert len(by_id) == 6
@@ -223,8 +231,9 @@ def test_a_misbehaving_server_gives_every_request_one_classified_record(endpoint
     with MisbehavingServerProcess() as server:
         records, _, client = run_client(server.base_url, requests, timeout_s=3.0, endpoint=endpoint)
         # how the stall and the endless line ended, as the server saw it
-        events = server.events_of([requests[modes.index("stall")].request_id,
-                                   requests[modes.index("long_line")].request_id])
+        events = server.events_of(
+            [requests[modes.index("stall")].request_id, requests[modes.index("long_line")].request_id]
+        )
     assert sorted(r["request_id"] for r in records) == [r.request_id for r in requests]
     assert client.num_records == len(requests)
     by_mode = {modes[int(r["request_id"].split("-")[1])]: r for r in records}
@@ -291,23 +300,27 @@ def test_a_cancelled_run_records_every_request_before_it_re_raises():
 KEY = "sk-from-env-123"
 
 
-@pytest.mark.parametrize("explicit, from_env, base_url, sent, exposed", [
-    ("k1", KEY, "http://10.0.0.5:8000", "k1", None),  # --api-key: sent where the user said
-    (None, KEY, "http://10.0.0.5:8000", None, "http://10.0.0.5:8000"),  # plain http elsewhere: not sent, said
-    (None, KEY, "http://gpu-box.internal:8000/v1", None, "http://gpu-box.internal:8000/v1"),
-    (None, KEY, "https://api.example.com/v1", KEY, None),
-    (None, KEY, "http://127.0.0.1:8000", KEY, None),
-    (None, KEY, "http://127.8.9.1:8000", KEY, None),
-    (None, KEY, "http://localhost:8000/v1", KEY, None),
-    (None, KEY, "http://[::1]:8000", KEY, None),
-    (None, KEY, None, KEY, None),  # a server benchctl launches listens on 127.0.0.1
-    (None, KEY, ["http://127.0.0.1:8000", "http://10.0.0.5:8000"], None, "http://10.0.0.5:8000"),  # one key for all
-    (None, KEY, ["https://a.example.com", "http://localhost:1"], KEY, None),
-    (None, None, "http://10.0.0.5:8000", None, None),
-    (None, "", "http://10.0.0.5:8000", None, None),
-])
-def test_a_key_from_the_environment_goes_only_over_https_or_to_this_machine(explicit, from_env, base_url, sent,
-                                                                             exposed):
+@pytest.mark.parametrize(
+    "explicit, from_env, base_url, sent, exposed",
+    [
+        ("k1", KEY, "http://10.0.0.5:8000", "k1", None),  # --api-key: sent where the user said
+        (None, KEY, "http://10.0.0.5:8000", None, "http://10.0.0.5:8000"),  # plain http elsewhere: not sent, said
+        (None, KEY, "http://gpu-box.internal:8000/v1", None, "http://gpu-box.internal:8000/v1"),
+        (None, KEY, "https://api.example.com/v1", KEY, None),
+        (None, KEY, "http://127.0.0.1:8000", KEY, None),
+        (None, KEY, "http://127.8.9.1:8000", KEY, None),
+        (None, KEY, "http://localhost:8000/v1", KEY, None),
+        (None, KEY, "http://[::1]:8000", KEY, None),
+        (None, KEY, None, KEY, None),  # a server benchctl launches listens on 127.0.0.1
+        (None, KEY, ["http://127.0.0.1:8000", "http://10.0.0.5:8000"], None, "http://10.0.0.5:8000"),  # one key for all
+        (None, KEY, ["https://a.example.com", "http://localhost:1"], KEY, None),
+        (None, None, "http://10.0.0.5:8000", None, None),
+        (None, "", "http://10.0.0.5:8000", None, None),
+    ],
+)
+def test_a_key_from_the_environment_goes_only_over_https_or_to_this_machine(
+    explicit, from_env, base_url, sent, exposed
+):
     from benchctl.serving.client import effective_api_key
 
     key, warning = effective_api_key(explicit, from_env, base_url)

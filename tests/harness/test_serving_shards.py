@@ -105,12 +105,42 @@ sys.exit(main(sys.argv[1:]))
 
 def test_ctrl_c_of_a_four_process_serving_run_ends_it_in_about_a_second(tmp_path, slow_server):
     out = tmp_path / "results"
-    argv = [sys.executable, "-c", CLI, "run", "--mode", "serving", "--backend", "openai",
-            "--base-url", slow_server.base_url, "--client-processes", "4", "--dataset", "random",
-            "--num-prompts", "120", "--random-input-len", "8", "--random-output-len", "20", "--request-rate", "10",
-            "--warmup-requests", "0", "--output-dir", str(out)]
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    argv = [
+        sys.executable,
+        "-c",
+        CLI,
+        "run",
+        "--mode",
+        "serving",
+        "--backend",
+        "openai",
+        "--base-url",
+        slow_server.base_url,
+        "--client-processes",
+        "4",
+        "--dataset",
+        "random",
+        "--num-prompts",
+        "120",
+        "--random-input-len",
+        "8",
+        "--random-output-len",
+        "20",
+        "--request-rate",
+        "10",
+        "--warmup-requests",
+        "0",
+        "--output-dir",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:  # until requests are finishing

@@ -67,27 +67,33 @@ def test_one_token_per_chunk_is_reported_as_none():
     assert acc.chunk_tokens(3) is None
 
 
-@pytest.mark.parametrize("line, message", [
-    (b"data: {not json", "invalid JSON"),
-    (b"data: [1, 2]", "not an object"),
-    (b"hello there", "not an SSE data line"),
-    (b'data: {"error": {"message": "engine died"}}', "engine died"),
-    (b'data: {"choices": "x"}', "choices"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        (b"data: {not json", "invalid JSON"),
+        (b"data: [1, 2]", "not an object"),
+        (b"hello there", "not an SSE data line"),
+        (b'data: {"error": {"message": "engine died"}}', "engine died"),
+        (b'data: {"choices": "x"}', "choices"),
+    ],
+)
 def test_malformed_streams_raise(line, message):
     with pytest.raises(MalformedStream, match=message):
         StreamAccumulator("completions").feed(line, 0.0)
 
 
-@pytest.mark.parametrize("endpoint, line, kind, message", [
-    ("completions", data({"choices": [], "usage": [1, 2]}), "bad_usage", "'usage' is not an object"),
-    ("completions", data({"choices": [], "usage": "12 tokens"}), "bad_usage", "'usage' is not an object"),
-    ("completions", data({"choices": [], "usage": {"completion_tokens": "5"}}), "bad_usage", "not a count"),
-    ("completions", data({"choices": [{"text": 7}]}), "bad_text", "'text' is not a string"),
-    ("chat", data({"choices": [{"delta": {"content": ["a"]}}]}), "bad_text", "'delta.content' is not a string"),
-    ("chat", data({"choices": [{"delta": "a"}]}), "malformed_stream", "'delta' is not an object"),
-    ("completions", data({"error": "engine died"}), "server_error", "engine died"),
-])
+@pytest.mark.parametrize(
+    "endpoint, line, kind, message",
+    [
+        ("completions", data({"choices": [], "usage": [1, 2]}), "bad_usage", "'usage' is not an object"),
+        ("completions", data({"choices": [], "usage": "12 tokens"}), "bad_usage", "'usage' is not an object"),
+        ("completions", data({"choices": [], "usage": {"completion_tokens": "5"}}), "bad_usage", "not a count"),
+        ("completions", data({"choices": [{"text": 7}]}), "bad_text", "'text' is not a string"),
+        ("chat", data({"choices": [{"delta": {"content": ["a"]}}]}), "bad_text", "'delta.content' is not a string"),
+        ("chat", data({"choices": [{"delta": "a"}]}), "malformed_stream", "'delta' is not an object"),
+        ("completions", data({"error": "engine died"}), "server_error", "engine died"),
+    ],
+)
 def test_fields_of_the_wrong_type_are_malformed_with_a_kind(endpoint, line, kind, message):
     with pytest.raises(MalformedStream, match=message) as raised:
         StreamAccumulator(endpoint).feed(line, 0.0)

@@ -10,14 +10,29 @@ from benchctl.serving.client import ClientOptions, LoadClient, run_event_loop
 from benchctl.workload import RequestSpec
 
 
-def run_client(base_url: str, requests: list[RequestSpec], max_concurrency: int | None = None,
-               timeout_s: float | None = 30.0, endpoint: str = "completions", tokenizer=None,
-               lead_s: float = 0.05, warmup: int = 0) -> tuple[list[dict], float, LoadClient]:
+def run_client(
+    base_url: str,
+    requests: list[RequestSpec],
+    max_concurrency: int | None = None,
+    timeout_s: float | None = 30.0,
+    endpoint: str = "completions",
+    tokenizer=None,
+    lead_s: float = 0.05,
+    warmup: int = 0,
+) -> tuple[list[dict], float, LoadClient]:
     """Records (as the client emits them, no derived latencies) in emit order, t0, and the client.
     `warmup` requests first open that many pooled connections, as --warmup-requests does."""
     out: list[dict] = []
-    client = LoadClient(ClientOptions(base_url=base_url, model_name="fake-model", endpoint=endpoint,
-                                      request_timeout_s=timeout_s, max_concurrency=max_concurrency), tokenizer)
+    client = LoadClient(
+        ClientOptions(
+            base_url=base_url,
+            model_name="fake-model",
+            endpoint=endpoint,
+            request_timeout_s=timeout_s,
+            max_concurrency=max_concurrency,
+        ),
+        tokenizer,
+    )
     box: list[float] = []
 
     async def go() -> None:
@@ -52,8 +67,9 @@ class MisbehavingServerProcess:
         from pathlib import Path
 
         script = Path(__file__).with_name("misbehaving_server.py")
-        self.proc = subprocess.Popen([sys.executable, str(script), "0"], stdout=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), "0"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+        )
         line = self.proc.stdout.readline()
         if not line.startswith("listening on "):
             self.stop()

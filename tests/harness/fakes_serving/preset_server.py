@@ -26,17 +26,27 @@ WARMUP_S = 1.0  # sglang answers 503 on /health this long after start
 
 def metrics_text(flavor: str, running: int) -> str:
     if flavor == "tgi":
-        lines = ["# TYPE tgi_batch_current_size gauge", f"tgi_batch_current_size {running}",
-                 "# TYPE tgi_queue_size gauge", "tgi_queue_size 0",
-                 'tgi_request_duration_bucket{le="0.5"} 3']
+        lines = [
+            "# TYPE tgi_batch_current_size gauge",
+            f"tgi_batch_current_size {running}",
+            "# TYPE tgi_queue_size gauge",
+            "tgi_queue_size 0",
+            'tgi_request_duration_bucket{le="0.5"} 3',
+        ]
     elif flavor == "lmdeploy":
-        lines = [f'lmdeploy:num_requests_running{{model_name="served-tiny",engine="turbomind"}} {running}',
-                 'lmdeploy:num_requests_waiting{model_name="served-tiny",engine="turbomind"} 0',
-                 'lmdeploy:gpu_cache_usage_perc{model_name="served-tiny",engine="turbomind"} 0.25']
+        lines = [
+            f'lmdeploy:num_requests_running{{model_name="served-tiny",engine="turbomind"}} {running}',
+            'lmdeploy:num_requests_waiting{model_name="served-tiny",engine="turbomind"} 0',
+            'lmdeploy:gpu_cache_usage_perc{model_name="served-tiny",engine="turbomind"} 0.25',
+        ]
     else:
-        lines = [f'sglang:num_running_reqs{{model_name="tiny"}} {running}', 'sglang:num_queue_reqs{model_name="tiny"} 0',
-                 'sglang:token_usage{model_name="tiny"} 0.125', 'sglang:cache_hit_rate{model_name="tiny"} 0.5',
-                 'sglang:num_retracted_reqs{model_name="tiny"} 0']
+        lines = [
+            f'sglang:num_running_reqs{{model_name="tiny"}} {running}',
+            'sglang:num_queue_reqs{model_name="tiny"} 0',
+            'sglang:token_usage{model_name="tiny"} 0.125',
+            'sglang:cache_hit_rate{model_name="tiny"} 0.5',
+            'sglang:num_retracted_reqs{model_name="tiny"} 0',
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -72,8 +82,9 @@ class PresetServer:
         body = json.loads(await request.read())
         chat = request.path.endswith("/chat/completions")
         if self.flavor == "lmdeploy" and body.get("model") != SERVED["lmdeploy"]:
-            return web.json_response({"error": {"message": f"The model {body.get('model')!r} does not exist."}},
-                                     status=404)
+            return web.json_response(
+                {"error": {"message": f"The model {body.get('model')!r} does not exist."}}, status=404
+            )
         n = int(body.get("max_tokens") or 16)
         usage_asked = bool((body.get("stream_options") or {}).get("include_usage"))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -82,11 +93,19 @@ class PresetServer:
         try:
             for i in range(n):
                 last = i == n - 1
-                choice = ({"index": 0, "delta": {"role": "assistant", "content": " hi"}} if chat
-                          else {"index": 0, "text": " hi"})
+                choice = (
+                    {"index": 0, "delta": {"role": "assistant", "content": " hi"}}
+                    if chat
+                    else {"index": 0, "text": " hi"}
+                )
                 choice["finish_reason"] = "length" if last else None
-                chunk: dict = {"id": "", "object": "chat.completion.chunk" if chat else "text_completion",
-                               "created": 0, "model": SERVED[self.flavor], "choices": [choice]}
+                chunk: dict = {
+                    "id": "",
+                    "object": "chat.completion.chunk" if chat else "text_completion",
+                    "created": 0,
+                    "model": SERVED[self.flavor],
+                    "choices": [choice],
+                }
                 usage = {"prompt_tokens": 3, "completion_tokens": i + 1, "total_tokens": i + 4}
                 if self.flavor == "lmdeploy" and usage_asked:
                     chunk["usage"] = usage  # cumulative on every chunk (older lmdeploy)
@@ -99,8 +118,12 @@ class PresetServer:
                     await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
                 await asyncio.sleep(0.002)
             if self.flavor == "sglang" and usage_asked:
-                final = {"id": "x", "object": "chat.completion.chunk" if chat else "text_completion", "choices": [],
-                         "usage": {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": n + 3}}
+                final = {
+                    "id": "x",
+                    "object": "chat.completion.chunk" if chat else "text_completion",
+                    "choices": [],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": n + 3},
+                }
                 await resp.write(b"data: " + json.dumps(final).encode() + b"\n\n")
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
