@@ -9,9 +9,8 @@ waste that static batching costs; `engine_stats` reports them.
 
 from __future__ import annotations
 
-import time
-
 import importlib.util
+import time
 
 from backends._common import record, torch_threads, versions
 from benchctl.backend import Backend, BackendError, Capabilities
@@ -85,6 +84,14 @@ BACKEND = Backend(
 )
 
 
+def dummy_seed(hf_dir: str) -> int | None:
+    """The seed of a dummy model folder (benchctl.dummy's marker), None for real weights."""
+    from benchctl.dummy import read_marker
+
+    marker = read_marker(hf_dir)
+    return None if marker is None else int(marker.get("seed", 0))
+
+
 class _StepClock:
     """A StoppingCriteria that never stops: it timestamps every decoding step of `generate`."""
 
@@ -120,7 +127,16 @@ class HFWorker:
         quant = args.pop("quantization", "none")
         self.cb_options = {k: int(v) for k, v in args.items()}
         self.batch_size = int(options.get("batch_size") or 16)
-        if quant == "none":
+        seed = dummy_seed(model["hf_dir"])
+        if seed is not None:  # a dummy model: the architecture from config.json, seeded random weights
+            from transformers import AutoConfig
+
+            torch.manual_seed(seed)
+            with torch.device(self.device):  # made where they run: a 7B model is not copied over from the host
+                self.model = AutoModelForCausalLM.from_config(
+                    AutoConfig.from_pretrained(model["hf_dir"]), dtype=getattr(torch, dtype_name),
+                    attn_implementation=attn).eval()
+        elif quant == "none":
             self.model = AutoModelForCausalLM.from_pretrained(
                 model["hf_dir"], dtype=getattr(torch, dtype_name), attn_implementation=attn).to(self.device).eval()
         else:  # bitsandbytes places the quantized weights itself
@@ -134,7 +150,8 @@ class HFWorker:
                 "device": self.device, "dtype": dtype_name, "precision": precision_of(self.model, dtype_name),
                 "threads": torch.get_num_threads(),
                 "mode": self.mode, "batch_size": self.batch_size if self.mode == "static" else None,
-                "attn_implementation": attn, "sampling": self._sampling_desc()}
+                "attn_implementation": attn, "sampling": self._sampling_desc(),
+                **({"weights": "random (dummy)", "weights_seed": seed} if seed is not None else {})}
 
     def _sampling_desc(self) -> dict:
         return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}

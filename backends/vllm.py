@@ -98,6 +98,8 @@ class VLLMWorker:
         args.setdefault("dtype", "float32" if on_cpu else "auto")
         args.setdefault("enforce_eager", on_cpu)
         args.setdefault("seed", int(options.get("seed") or 0))
+        if os.path.isfile(os.path.join(model["hf_dir"], "benchctl_dummy.json")):  # benchctl.dummy: random weights
+            args.setdefault("load_format", "dummy")
         args = cpu_kv_cache_default(args, on_cpu)
         # stats on: RequestOutput.metrics (first/last token times) is only filled when vLLM logs stats
         try:

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchctl import hwinfo
+from benchctl.dummy import MEANINGLESS, WEIGHTS, is_dummy_run
 from benchctl.envinfo import hardware_line
 from benchctl.metrics import (
     COUNT_KEYS,
@@ -90,6 +91,8 @@ def summary_table(run: dict) -> Table:
             ("total tokens/s", _num(s.get("total_tok_s")))]
     if "goodput_req_s" in s:
         rows.append((f"goodput (req/s, SLOs {s.get('slos_ms')} ms)", _num(s["goodput_req_s"], 3)))
+    if is_dummy_run(run):
+        rows.append(("weights", f"{WEIGHTS}: greedy identity and draft acceptance are {MEANINGLESS}"))
     for label, value in rows:
         table.add_row(label, value)
     for name in LATENCY_METRICS:
@@ -114,7 +117,8 @@ def summary_table(run: dict) -> Table:
         length = spec.get("spec_decode_mean_acceptance_length")
         table.add_row(f"speculative decoding ({spec['source']}): draft tokens accepted",
                       f"{spec['spec_decode_acceptance_rate']:.1%}"
-                      + (f", {length:.2f} tokens per drafted step" if length is not None else ""))
+                      + (f", {length:.2f} tokens per drafted step" if length is not None else "")
+                      + (" (meaningless: random weights)" if is_dummy_run(run) else ""))
     ceiling = hwinfo.ceiling_for_run(run)
     if ceiling is not None and ceiling["share"] is not None:
         table.add_row("share of the compute ceiling (total tok/s)",

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchctl import dummy
 from benchctl.worker.child import ChildFailed, run_child
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -38,10 +39,11 @@ class ResolvedModel:
     name: str  # what the user asked for (alias or path)
     hf_dir: Path  # folder with config.json, *.safetensors and tokenizer files
     gguf_path: Path | None  # the original GGUF when there is one (llama.cpp reads it directly)
+    about: dict | None = None  # more for run.json: a dummy model's weights, seed, config source, parameters
 
     def to_json(self) -> dict:
         return {"name": self.name, "hf_dir": str(self.hf_dir),
-                "gguf_path": str(self.gguf_path) if self.gguf_path else None}
+                "gguf_path": str(self.gguf_path) if self.gguf_path else None, **(self.about or {})}
 
 
 def cache_dir() -> Path:
@@ -63,6 +65,12 @@ def alias_gguf_path(alias: str) -> Path:
 
 def resolve_model(spec: str, progress: Callable[[str], None] | None = None) -> ResolvedModel:
     """Turn `--model` into a local HF folder, converting a GGUF once if needed."""
+    if dummy.is_dummy(spec):  # a real architecture with random weights: a folder without weights files
+        try:
+            about = dummy.make_folder(spec, cache_dir())
+        except dummy.DummyError as e:
+            raise ModelError(str(e)) from None
+        return ResolvedModel(spec, about.pop("hf_dir"), None, about)
     if spec in ALIASES:
         gguf = alias_gguf_path(spec)
         return ResolvedModel(spec, convert_gguf(gguf, name=spec, progress=progress), gguf)

@@ -34,6 +34,8 @@ class ModelConfig:
     max_position_embeddings: int
     tie_word_embeddings: bool
     eos_token_ids: tuple[int, ...]
+    rope_scaling: dict | None = None  # Llama 3.1+'s "llama3" frequency scaling (factor, low/high_freq_factor, ...)
+    initializer_range: float = 0.02  # std of random weights (a dummy model)
 
     @classmethod
     def from_dir(cls, model_dir: str | Path) -> ModelConfig:
@@ -44,8 +46,9 @@ class ModelConfig:
         # transformers 5.x moved rope_theta into rope_parameters; 4.x keeps it at the top level.
         rope = raw.get("rope_parameters") or {}
         theta = rope.get("rope_theta") or raw.get("rope_theta") or 10000.0
-        if rope.get("rope_type", "default") != "default" or raw.get("rope_scaling"):
-            raise ValueError(f"{model_dir}: only unscaled RoPE is supported")
+        scaling = raw.get("rope_scaling") or (rope if rope.get("rope_type", "default") != "default" else None)
+        if scaling and scaling.get("rope_type", scaling.get("type")) != "llama3":
+            raise ValueError(f"{model_dir}: only unscaled or llama3-scaled RoPE is supported")
         num_heads = raw["num_attention_heads"]
         eos = raw.get("eos_token_id")
         eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
@@ -62,6 +65,8 @@ class ModelConfig:
             max_position_embeddings=raw.get("max_position_embeddings", 2048),
             tie_word_embeddings=raw.get("tie_word_embeddings", False),
             eos_token_ids=eos_ids,
+            rope_scaling=dict(scaling) if scaling else None,
+            initializer_range=raw.get("initializer_range", 0.02),
         )
 
 

@@ -339,6 +339,7 @@ class LLMEngine:
             "attention_backend": self.attention_backend,
             "gemm": self.runner.gemm,
             "gguf_blocks": self.runner.model.gguf_blocks,
+            "random_weights_seed": self.runner.model.random_weights_seed,  # None: the checkpoint's weights
             "kv_layout": self.config.kv_layout,
             "block_size": self.config.block_size,
             "num_kv_blocks_total": self.block_manager.num_total_blocks,

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from benchctl import store
 from benchctl.backend import BackendError
+from benchctl.dummy import DummyError
 from benchctl.importers import ImportFormatError
 from benchctl.models import ModelError
 from benchctl.regress import GateInputError
@@ -21,7 +22,7 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 # Raised by the library for input a user can fix: main() prints them as one line and exits 2.
 USER_ERRORS: tuple[type[Exception], ...] = (ModelError, WorkloadError, BackendError, store.RunNotFound,
-                                            GateInputError, SweepSpecError, ImportFormatError)
+                                            GateInputError, SweepSpecError, ImportFormatError, DummyError)
 
 # typer may vendor click: find its ClickException through typer's own BadParameter.
 CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")

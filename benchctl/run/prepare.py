@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from benchctl import profile
+from benchctl import dummy, profile
 from benchctl.backend import Backend, BackendError, get_backend
 from benchctl.models import ResolvedModel, resolve_model
 from benchctl.run.config import Progress, RunConfig, RunOptionError
@@ -23,6 +23,7 @@ def prepare(config: RunConfig, progress: Progress) -> tuple[Backend, ResolvedMod
     check_backend(backend, config)
     check_output_dir(Path(config.output_dir))
     model = resolve_model(config.model, progress=progress.stage)
+    dummy.preflight(model, backend.name, config.engine_args)  # random weights: must suit and fit
     workload = build_workload(config.workload, load_tokenizer(str(model.hf_dir)))
     context = _max_model_len(config.engine_args) or model_context_len(model)
     check_context(workload, context)

@@ -8,6 +8,7 @@ the GGUF's own blocks for small steps when the weights came from one). Every act
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -17,13 +18,67 @@ from safetensors import safe_open
 from reference_engine.attention import AttentionMetadata, AttentionOps, attention
 from reference_engine.config import ModelConfig
 
+RANDOM_WEIGHTS_MARKER = "benchctl_dummy.json"  # a folder with this file has no weights: make them (random_weights)
 
-def rope_cos_sin(head_dim: int, theta: float, max_positions: int, device: torch.device) -> torch.Tensor:
-    """(max_positions, 2, head_dim) fp32: cos and sin, laid out for rotate-half RoPE as in transformers."""
+
+def rope_cos_sin(head_dim: int, theta: float, max_positions: int, device: torch.device,
+                 scaling: dict | None = None) -> torch.Tensor:
+    """(max_positions, 2, head_dim) fp32: cos and sin, laid out for rotate-half RoPE as in transformers; `scaling`:
+    a config's "llama3" rope_scaling (Llama 3.1+)."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim))
+    if scaling:
+        inv_freq = llama3_scaled(inv_freq, scaling)
     freqs = torch.arange(max_positions, device=device).float()[:, None] * inv_freq[None, :]  # (pos, head_dim/2)
     emb = torch.cat((freqs, freqs), dim=-1)  # (pos, head_dim)
     return torch.stack((emb.cos(), emb.sin()), dim=1)
+
+
+def llama3_scaled(inv_freq: torch.Tensor, scaling: dict) -> torch.Tensor:
+    """Llama 3.1's RoPE frequencies: wavelengths beyond the original context / low_freq_factor are stretched by
+    `factor`, those under original context / high_freq_factor kept, the band between interpolated smoothly."""
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    original = scaling["original_max_position_embeddings"]
+    wavelen = 2 * torch.pi / inv_freq
+    smooth = ((original / wavelen - low) / (high - low)).clamp(0.0, 1.0)  # 0: stretched .. 1: kept
+    return (1 - smooth) * inv_freq / factor + smooth * inv_freq
+
+
+def checkpoint_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor of a HF Llama checkpoint with this config, by name (lm_head only when not tied)."""
+    h, inter = cfg.hidden_size, cfg.intermediate_size
+    q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (cfg.vocab_size, h), "model.norm.weight": (h,)}
+    if not cfg.tie_word_embeddings:
+        shapes["lm_head.weight"] = (cfg.vocab_size, h)
+    for i in range(cfg.num_layers):
+        p = f"model.layers.{i}."
+        shapes.update({p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,),
+                       p + "self_attn.q_proj.weight": (q, h), p + "self_attn.k_proj.weight": (kv, h),
+                       p + "self_attn.v_proj.weight": (kv, h), p + "self_attn.o_proj.weight": (h, q),
+                       p + "mlp.gate_proj.weight": (inter, h), p + "mlp.up_proj.weight": (inter, h),
+                       p + "mlp.down_proj.weight": (h, inter)})
+    return shapes
+
+
+def random_weights(cfg: ModelConfig, seed: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """checkpoint_shapes' tensors, random: matrices normal(0, initializer_range), norms ones (as transformers
+    initialises them). Each tensor draws from its own generator seeded by (seed, index): the same seed gives the same
+    weights on the same device, whatever else ran first."""
+    weights = {}
+    for index, (name, shape) in enumerate(checkpoint_shapes(cfg).items()):
+        if len(shape) == 1:
+            weights[name] = torch.ones(shape, device=device, dtype=dtype)
+            continue
+        gen = torch.Generator(device).manual_seed(seed * 1_000_003 + index)
+        weights[name] = torch.empty(shape, device=device, dtype=dtype).normal_(0.0, cfg.initializer_range,
+                                                                               generator=gen)
+    return weights
+
+
+def random_weights_seed(model_dir: str | Path) -> int | None:
+    """The seed of a folder whose marker asks for random weights, else None (load the checkpoint)."""
+    marker = Path(model_dir) / RANDOM_WEIGHTS_MARKER
+    return int(json.loads(marker.read_text()).get("seed", 0)) if marker.is_file() else None
 
 
 class Projection:
@@ -142,7 +197,10 @@ class LlamaForCausalLM:
         GGUF the weights were dequantized from, whose blocks decode steps stream instead (gguf_blocks.find_gguf:
         "auto", "none" or a path). `self.gguf_blocks` says what came of it."""
         self.cfg = cfg
-        weights = load_safetensors(Path(model_dir), device, dtype)
+        seed = random_weights_seed(model_dir)
+        weights = load_safetensors(Path(model_dir), device, dtype) if seed is None else \
+            random_weights(cfg, seed, device, dtype)
+        self.random_weights_seed = seed
         blocks, self.gguf_blocks = gguf_blocks_for(model_dir, cfg, gemm, dtype, gguf_file)
         self.embed_tokens = weights.pop("model.embed_tokens.weight")  # (vocab, hidden)
         self.norm = weights.pop("model.norm.weight")  # (hidden,)
@@ -157,7 +215,8 @@ class LlamaForCausalLM:
             self.layers.append(LlamaLayer(cfg, {k[len(prefix):]: weights.pop(k) for k in list(weights)
                                                 if k.startswith(prefix)}, gemm,
                                           {k[len(prefix):]: v for k, v in blocks.items() if k.startswith(prefix)}))
-        self.cos_sin = rope_cos_sin(cfg.head_dim, cfg.rope_theta, max_positions, device)  # (pos, 2, head_dim) fp32
+        # (pos, 2, head_dim) fp32
+        self.cos_sin = rope_cos_sin(cfg.head_dim, cfg.rope_theta, max_positions, device, cfg.rope_scaling)
         if self.gguf_blocks.get("file"):
             projections = [p for layer in self.layers for p in layer.projections()] + [self.lm_head_proj]
             used = [p for p in projections if p.blocks is not None]
