@@ -15,32 +15,14 @@ records leave through `emit` (a queue put; the disk is another thread's job).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import json
-import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import aiohttp
 
+from benchctl.serving.request import ENDPOINTS, ClientOptions, api_root, build_payload, request_timeout
 from benchctl.serving.stream import MalformedStream, StreamAccumulator, build_record
 from benchctl.workload import RequestSpec, Tokenizer
-
-ENDPOINTS = {"completions": "/completions", "chat": "/chat/completions"}
-
-
-@dataclass(slots=True)
-class ClientOptions:
-    base_url: str  # http://host:port or http://host:port/v1
-    model_name: str
-    endpoint: str = "completions"  # completions | chat
-    api_key: str | None = None
-    request_timeout_s: float | None = 600.0  # inf or None: no timeout
-    max_concurrency: int | None = None
-    temperature: float = 0.0  # greedy, as vLLM's benchmark and benchctl's offline runs
-    extra_base_urls: tuple[str, ...] = ()  # more servers: requests go round-robin over all of them
 
 
 def run_event_loop(coro) -> None:
@@ -53,69 +35,14 @@ def run_event_loop(coro) -> None:
     uvloop.run(coro)
 
 
-def api_root(base_url: str) -> str:
-    """The URL the OpenAI routes hang off: `.../v1`, whether or not the user wrote it."""
-    base = base_url.rstrip("/")
-    return base if base.endswith("/v1") else base + "/v1"
-
-
-def effective_api_key(explicit: str | None, from_env: str | None,
-                      base_url: str | Sequence[str] | None) -> tuple[str | None, str | None]:
-    """(the key to send, a warning to print once). A key given with --api-key goes wherever the user sent it;
-    $OPENAI_API_KEY only over https or to this machine (loopback, or a server benchctl launches: base_url
-    None), never in clear text to another host the user may not have meant it for."""
-    if explicit:
-        return explicit, None
-    if not from_env or base_url is None:
-        return from_env or None, None
-    urls = [base_url] if isinstance(base_url, str) else list(base_url)
-    exposed = [u for u in urls if not _private_to_key(u)]
-    if not exposed:
-        return from_env, None
-    return None, (f"$OPENAI_API_KEY is not sent to {', '.join(exposed)}: plain http to a host other than this "
-                  f"machine; give --api-key to send a key there")
-
-
-def _private_to_key(url: str) -> bool:
-    """https, or a loopback host (localhost, 127.0.0.0/8, ::1)."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").rstrip(".").lower()
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost" or host.endswith(".localhost")
-    return parts.scheme.lower() == "https" or loopback
-
-
 def server_root(base_url: str) -> str:
     base = base_url.rstrip("/")
     return base.removesuffix("/v1")
 
 
-def request_timeout(seconds: float | None) -> aiohttp.ClientTimeout:
-    """The per-request limit; inf or None is none at all (aiohttp would fail every request on ceil(inf))."""
-    if seconds is None or math.isinf(seconds):
-        return aiohttp.ClientTimeout(total=None, sock_read=None)
-    return aiohttp.ClientTimeout(total=seconds)
-
-
 def describe(e: BaseException) -> str:
     """`Type: message` (or just the type when the message is empty) of an exception, for a record's error."""
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-
-
-def build_payload(spec: RequestSpec, options: ClientOptions) -> bytes:
-    """The request body. `min_tokens` + `ignore_eos` (vLLM extensions, also honoured by benchctl's server) make
-    the output length the workload's; `continuous_usage_stats` lets servers that know it reveal tokens per chunk."""
-    body: dict = {"model": options.model_name, "max_tokens": spec.output_len, "min_tokens": spec.output_len,
-                  "ignore_eos": True, "temperature": options.temperature, "stream": True,
-                  "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
-    if options.endpoint == "chat":
-        body["messages"] = spec.messages or [{"role": "user", "content": spec.prompt}]
-        body["max_completion_tokens"] = spec.output_len
-    else:
-        body["prompt"] = spec.prompt
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class LoadClient:
@@ -159,11 +86,15 @@ class LoadClient:
 
     async def open(self, connections: int) -> None:
         # No more in flight than connections, or a request would wait inside aiohttp after its start_s.
-        connector = aiohttp.TCPConnector(limit=max(connections, 1), limit_per_host=0, ttl_dns_cache=None,
-                                         keepalive_timeout=60)
+        connector = aiohttp.TCPConnector(
+            limit=max(connections, 1), limit_per_host=0, ttl_dns_cache=None, keepalive_timeout=60
+        )
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=request_timeout(self.options.request_timeout_s),
-            read_bufsize=1 << 16, auto_decompress=False)
+            connector=connector,
+            timeout=request_timeout(self.options.request_timeout_s),
+            read_bufsize=1 << 16,
+            auto_decompress=False,
+        )
 
     async def close(self) -> None:
         if self._session is not None:
@@ -187,11 +118,13 @@ class LoadClient:
     async def list_models(self) -> list[str]:
         """Model ids the server serves (GET /v1/models); raises aiohttp.ClientError when unreachable."""
         assert self._session is not None, "open() first"
-        async with self._session.get(api_root(self.options.base_url) + "/models", headers=self._headers,
-                                     timeout=aiohttp.ClientTimeout(total=30)) as resp:
+        async with self._session.get(
+            api_root(self.options.base_url) + "/models", headers=self._headers, timeout=aiohttp.ClientTimeout(total=30)
+        ) as resp:
             if resp.status != 200:
-                raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status,
-                                                  message=(await resp.text())[:200])
+                raise aiohttp.ClientResponseError(
+                    resp.request_info, (), status=resp.status, message=(await resp.text())[:200]
+                )
             data = await resp.json(content_type=None)
         return [m["id"] for m in data.get("data", []) if isinstance(m, dict) and "id" in m]
 
@@ -201,11 +134,12 @@ class LoadClient:
         chosen = [requests[i % len(requests)] for i in range(count)]
         if any(r.conversation_id is not None for r in chosen):
             # The conversation's own prompts would sit in the server's prefix cache before turn 0 is measured.
-            chosen = [RequestSpec(f"warmup-{i}", [], f"Warm-up request {i}: count from one to twenty.", 16)
-                      for i in range(count)]
+            chosen = [
+                RequestSpec(f"warmup-{i}", [], f"Warm-up request {i}: count from one to twenty.", 16)
+                for i in range(count)
+            ]
         self.assign_servers(chosen)
-        return list(await asyncio.gather(*(self._send_or_fail(r, build_payload(r, self.options), t0)
-                                           for r in chosen)))
+        return list(await asyncio.gather(*(self._send_or_fail(r, build_payload(r, self.options), t0) for r in chosen)))
 
     # -- the run ------------------------------------------------------------------------------------------------
 
@@ -267,8 +201,9 @@ class LoadClient:
 
     def unsent_record(self, spec: RequestSpec, t0: float, reason: str, kind: str = "not_sent") -> dict:
         """The failed record of a request that was never sent (server gone, run stopped, client process died)."""
-        return self._record(spec, None, StreamAccumulator(self.options.endpoint), time.monotonic() - t0, reason,
-                            None, kind=kind)
+        return self._record(
+            spec, None, StreamAccumulator(self.options.endpoint), time.monotonic() - t0, reason, None, kind=kind
+        )
 
     def assign_servers(self, ordered: Sequence[RequestSpec]) -> None:
         """Round-robin in arrival order: with N servers, request i goes to server i % N."""
@@ -296,9 +231,17 @@ class LoadClient:
         try:
             record = await self._send_or_fail(spec, self._payloads[spec.request_id], t0)
         except asyncio.CancelledError:  # stopped mid-flight (Ctrl-C): still this request's one record
-            emit(self._record(spec, self._start_s.get(spec.request_id), StreamAccumulator(self.options.endpoint),
-                              time.monotonic() - t0, self._interrupted or "interrupted: cancelled", None,
-                              kind="interrupted"))
+            emit(
+                self._record(
+                    spec,
+                    self._start_s.get(spec.request_id),
+                    StreamAccumulator(self.options.endpoint),
+                    time.monotonic() - t0,
+                    self._interrupted or "interrupted: cancelled",
+                    None,
+                    kind="interrupted",
+                )
+            )
             raise
         finally:
             self._in_flight -= 1
@@ -386,12 +329,28 @@ class LoadClient:
                 self._answers[spec.request_id] = acc.text
             return self._record(spec, start_s, acc, time.monotonic() - t0, error, status, server, kind)
         except Exception as e:  # noqa: BLE001 - e.g. the tokenizer failed on the text: still one record
-            return self._record(spec, start_s, StreamAccumulator(self.options.endpoint), time.monotonic() - t0,
-                                f"client error: recording the response failed: {describe(e)}", status, server,
-                                "client_error")
+            return self._record(
+                spec,
+                start_s,
+                StreamAccumulator(self.options.endpoint),
+                time.monotonic() - t0,
+                f"client error: recording the response failed: {describe(e)}",
+                status,
+                server,
+                "client_error",
+            )
 
-    def _record(self, spec: RequestSpec, start_s: float | None, acc: StreamAccumulator, end_s: float,
-                error: str | None, status: int | None, server: int | None = None, kind: str | None = None) -> dict:
+    def _record(
+        self,
+        spec: RequestSpec,
+        start_s: float | None,
+        acc: StreamAccumulator,
+        end_s: float,
+        error: str | None,
+        status: int | None,
+        server: int | None = None,
+        kind: str | None = None,
+    ) -> dict:
         url = None
         if len(self.base_urls) > 1:  # which server of a load-balanced set answered
             url = self.base_urls[server if server is not None else self._server_of.get(spec.request_id, 0)]

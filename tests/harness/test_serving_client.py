@@ -321,7 +321,7 @@ KEY = "sk-from-env-123"
 def test_a_key_from_the_environment_goes_only_over_https_or_to_this_machine(
     explicit, from_env, base_url, sent, exposed
 ):
-    from benchctl.serving.client import effective_api_key
+    from benchctl.serving.request import effective_api_key
 
     key, warning = effective_api_key(explicit, from_env, base_url)
     assert key == sent
