@@ -268,7 +268,7 @@ def _run(cmd: list[str], log, log_path: Path, progress: InstallProgress, env: di
         env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
     )
     tail: list[str] = []
-    for line in proc.stdout:
+    for line in proc.stdout or ():  # a PIPE: never None
         log.write(line)
         tail = (tail + [line.rstrip()])[-5:]
         if line.strip():

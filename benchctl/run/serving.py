@@ -104,9 +104,11 @@ def _run_serving(
     pump = RecordPump(sink)
     state = ServingState()
     try:
-        base_url, metrics_route = config.base_url, "/metrics"
+        base_url: str | None = config.base_url
+        metrics_route: str | None = "/metrics"
         if base_url is None:
             spec = backend.server
+            assert spec is not None, "prepare.check_serving admits no launch without a server spec"
             port = free_port(HOST)
             context = config.engine_args.get("max_model_len") or model_context_len(model) or ""
             values = {
@@ -134,7 +136,7 @@ def _run_serving(
             _drive(config, workload, tokenizer, base_url, server, pump, progress, folder, metrics_url, state), state
         )
         _stop(state.scraper)
-        if state.scraper is not None:  # one last sample, after the last request: the state the run left
+        if state.scraper is not None and metrics_url and state.t0 is not None:  # one last sample: the state left
             _final_scrape(metrics_url, run_dir / "server_metrics.jsonl", state.t0, config.api_key)
         pump.close()
         lost = _record_the_unrecorded(workload, sink, pump)
@@ -170,9 +172,8 @@ def _run_serving(
         "duplicate_records_dropped": pump.duplicates,
     }
     died = state.server_died
-    unrecorded = f"{lost} of {len(workload.requests)} requests had no valid record from the load client"
-    unrecorded = unrecorded if lost else None
-    error = "; ".join(e for e in (died, unrecorded) if e) or None
+    unrecorded = f"{lost} of {len(workload.requests)} requests had no valid record from the load client" if lost else ""
+    error = "; ".join(e for e in (died, unrecorded) if e) or None  # both, when the server died and records were lost
     folder.finalize(rows, status="failed" if error else "completed", error=error, serving_stats=serving_stats)
     if died:
         raise RunFailed(f"{backend.name} server failed mid-run: {error}", run_dir, server.log_tail() if server else "")
@@ -307,6 +308,8 @@ def _cancel_on_sigterm(state: ServingState) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     task = asyncio.current_task()
+    if task is None:
+        return
 
     def cancel() -> None:
         state.interrupted_by = signal.SIGTERM

@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from benchctl.worker.children import die_with_parent
 from benchctl.worker.protocol import decode, encode
@@ -61,21 +61,22 @@ class WorkerProcess:
             start_new_session=True,
             preexec_fn=die_with_parent(signal.SIGTERM),
         )
+        self._stdin, self._stdout = cast(IO[bytes], self.proc.stdin), cast(IO[bytes], self.proc.stdout)  # PIPEs
         self._lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()  # None: the pipe reached EOF
         self._reader = threading.Thread(target=self._drain, name="worker-pipe", daemon=True)
         self._reader.start()
 
     def _drain(self) -> None:
         try:
-            for line in self.proc.stdout:
+            for line in self._stdout:
                 self._lines.put(line)
         finally:
             self._lines.put(None)
 
     def send(self, message: dict[str, Any]) -> None:
         try:
-            self.proc.stdin.write(encode(message))
-            self.proc.stdin.flush()
+            self._stdin.write(encode(message))
+            self._stdin.flush()
         except (BrokenPipeError, OSError):
             raise self._died("worker exited before it could receive a command") from None
 
