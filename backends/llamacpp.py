@@ -6,6 +6,13 @@ plus prompt chunks of newly admitted ones (up to `n_batch` tokens), calls `llama
 argmax of `llama_get_logits_ith` for each sequence that produced logits. A finished sequence's KV is cleared
 (`llama_memory_seq_rm`) and its slot refilled from the queue. `--batch-size 1` is the sequential path.
 Every output token is timestamped after the step that produced it. The GGUF is read directly (no conversion).
+
+Serving mode launches llama-cpp-python's own OpenAI server (`python -m llama_cpp.server`, the package's `server`
+extra: fastapi, uvicorn, sse-starlette) on the GGUF, through backends/llamacpp_server.py (which lets it accept the
+load client's X-Request-Id headers). That server has no parallel slots: one `Llama` object behind an
+asyncio lock decodes one request at a time and the others wait (its settings have no n_parallel; llama.cpp's C++
+`llama-server --parallel N` is not part of the package). It has no /metrics and no /health (health: /v1/models).
+`--interrupt_requests false`: by default it cuts a streaming request short when another one arrives.
 """
 
 from __future__ import annotations
@@ -15,7 +22,27 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from backends._common import convert, managed_env, record, versions
-from benchctl.backend import Backend, Capabilities
+from benchctl.backend import Backend, BackendError, Capabilities, ServerSpec
+
+OFFLINE_ONLY_ARGS = ("kv_unified", "extra_bufts")  # llama-cpp-python's server has no setting for these
+
+
+def _server_args(args: dict[str, str]) -> dict[str, str]:
+    """The engine args as llama_cpp.server settings: threads -> n_threads(_batch) (default: the cores this process
+    may use; the server's own default is half the machine's), flash_attn on/off -> true/false (auto: its default)."""
+    offline = sorted(set(args) & set(OFFLINE_ONLY_ARGS))
+    if offline:
+        raise BackendError(f"--engine-arg {', '.join(offline)}: llama-cpp-python's server has no such setting "
+                           f"(offline mode only)")
+    out = {k: v for k, v in args.items() if k not in ("threads", "flash_attn")}
+    threads = args.get("threads", str(len(os.sched_getaffinity(0))))
+    out["n_threads"] = out["n_threads_batch"] = threads
+    flash = args.get("flash_attn", "auto")
+    if flash not in ("auto", "on", "off"):
+        raise BackendError(f"llamacpp: flash_attn must be auto, on or off, got {flash!r}")
+    if flash != "auto":
+        out["flash_attn"] = "true" if flash == "on" else "false"
+    return out
 
 BACKEND = Backend(
     name="llamacpp",
@@ -24,7 +51,7 @@ BACKEND = Backend(
     requirements=("llama_cpp", "numpy"),
     extra="llamacpp",
     managed_env="llamacpp",
-    capabilities=Capabilities(offline=True, per_token_times=True, batch_size=True, engine_stats=True),
+    capabilities=Capabilities(offline=True, serving=True, per_token_times=True, batch_size=True, engine_stats=True),
     engine_args={
         "kv_unified": "false (default: each sequence its own KV stream; faster on W) or true (one shared buffer)",
         "max_model_len": "context per sequence in tokens (default min(2048, model's)); KV = slots x this",
@@ -35,6 +62,13 @@ BACKEND = Backend(
         "n_gpu_layers": "layers offloaded to a GPU build (default: all when the build supports it, else 0)",
         "extra_bufts": "weight repacking buffers: auto (default: off on AMX CPUs, where it crashes), true, false",
     },
+    # serving mode: llama-cpp-python's server in the managed environment, one request decoding at a time
+    server=ServerSpec(
+        argv=("{python}", "-P", "-m", "backends.llamacpp_server", "--model", "{gguf_path}", "--model_alias",
+              "{model_name}", "--host", "{host}", "--port", "{port}", "--n_ctx", "{max_model_len}",
+              "--interrupt_requests", "false", "--logits_all", "false"),
+        engine_arg=("--{key}", "{value}"), health_route="/v1/models", metrics_route=None,
+        startup_timeout_s=300.0, default_args=_server_args),
 )
 DEFAULT_SLOTS = 16
 
