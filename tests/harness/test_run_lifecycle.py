@@ -195,3 +195,40 @@ def test_the_metrics_scraper_never_runs_code_from_the_current_directory(tmp_path
     samples = [json.loads(line) for line in (run_dir / "server_metrics.jsonl").read_text().splitlines()]
     assert len(samples) >= 2 and all("metrics" in s for s in samples)  # the scraper ran, and scraped
     assert not marker.exists(), marker.read_text()
+
+
+CLI_SERVING = """
+import signal
+import sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (see CLI_WITH_FAKE_WORKER)
+from benchctl.cli import main
+sys.exit(main(["run", "--mode", "serving", "--backend", "openai", "--base-url", sys.argv[1], "--dataset", "random",
+               "--num-prompts", "60", "--random-input-len", "8", "--random-output-len", "8", "--request-rate", "5",
+               "--output-dir", sys.argv[2]]))
+"""
+
+
+@pytest.mark.parametrize("sig, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_ends_a_serving_run_the_same_way(tmp_path, sig, exit_code):
+    from tests.harness.fakes_serving import FakeServerProcess
+
+    with FakeServerProcess("--ttft-ms", "20", "--itl-ms", "20") as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CLI_SERVING, server.base_url, str(tmp_path)],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            run_dir, _ = first_record(tmp_path, proc)
+            proc.send_signal(sig)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == exit_code, proc.stderr.read()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "failed" and run["error"].startswith("KeyboardInterrupt: interrupted by")
+    assert signal.Signals(sig).name in run["error"]
+    assert 1 <= run["summary"]["completed"] < 60 and len(read_records(run_dir / "requests.jsonl")) >= 1
