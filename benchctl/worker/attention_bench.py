@@ -6,16 +6,18 @@ reference engine's kernels imported here, never in the harness process.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from benchctl.worker.child import child_main
 
 
-def _interleaved_seconds(fns: dict[str, Callable[[], object]], min_time_s: float, warmup: int = 3
-                         ) -> dict[str, list[float]]:
+def _interleaved_seconds(
+    fns: Mapping[str, Callable[[], object]], min_time_s: float, warmup: int = 3
+) -> dict[str, list[float]]:
     """Per function, the seconds of each call. Calls are interleaved round by round (a, b, c, a, b, c, ...) so
     that a noisy neighbour or a frequency change hits every implementation alike."""
     for fn in fns.values():
@@ -31,9 +33,19 @@ def _interleaved_seconds(fns: dict[str, Callable[[], object]], min_time_s: float
     return times
 
 
-def bench_attention(num_seqs: int, context_len: int, num_heads: int, num_kv_heads: int, head_dim: int,
-                    block_size: int, backends: list[str], threads: int | None, min_time_s: float,
-                    seed: int = 0, queries_per_seq: int = 1) -> dict:
+def bench_attention(
+    num_seqs: int,
+    context_len: int,
+    num_heads: int,
+    num_kv_heads: int,
+    head_dim: int,
+    block_size: int,
+    backends: list[str],
+    threads: int | None,
+    min_time_s: float,
+    seed: int = 0,
+    queries_per_seq: int = 1,
+) -> dict:
     """benchctl.kernelbench.bench_attention's measurement (the shapes already checked there)."""
     import torch
     import torch.nn.functional as F
@@ -53,25 +65,30 @@ def bench_attention(num_seqs: int, context_len: int, num_heads: int, num_kv_head
     seq_tables = torch.randperm(num_blocks, generator=gen).to(torch.int32).view(num_seqs, blocks_per_seq)  # (S, M)
     tables = seq_tables.repeat_interleave(queries_per_seq, dim=0)  # (S*Q, M)
     # row i of a sequence sits at position context_len - Q + i and sees the tokens up to itself
-    lens = (torch.arange(context_len - queries_per_seq + 1, context_len + 1, dtype=torch.int32)
-            .repeat(num_seqs))
+    lens = torch.arange(context_len - queries_per_seq + 1, context_len + 1, dtype=torch.int32).repeat(num_seqs)
     # The same keys and values, contiguous per sequence: (S, Hkv, L, D)
     keys = k_cache[seq_tables.long()].flatten(1, 2)[:, :context_len].transpose(1, 2).contiguous()
     values = v_cache[seq_tables.long()].flatten(1, 2)[:, :context_len].transpose(1, 2).contiguous()
     # (S, Hkv, G*Q, D): a KV head's query heads and rows as one query block, so SDPA needs no GQA expansion
-    q4 = (query.view(num_seqs, queries_per_seq, num_kv_heads, group, head_dim).permute(0, 2, 3, 1, 4)
-          .reshape(num_seqs, num_kv_heads, group * queries_per_seq, head_dim))
+    q4 = (
+        query.view(num_seqs, queries_per_seq, num_kv_heads, group, head_dim)
+        .permute(0, 2, 3, 1, 4)
+        .reshape(num_seqs, num_kv_heads, group * queries_per_seq, head_dim)
+    )
     # query row (g, i) sees keys 0 .. context_len - Q + i; None for one row per sequence (it sees everything)
     mask = None
     if queries_per_seq > 1:
         mask = torch.ones(queries_per_seq, context_len, dtype=torch.bool).tril(context_len - queries_per_seq)
         mask = mask.repeat(group, 1)
-    scale = head_dim ** -0.5
+    scale = head_dim**-0.5
 
     def contiguous() -> torch.Tensor:
         out = F.scaled_dot_product_attention(q4, keys, values, attn_mask=mask, scale=scale)
-        return (out.view(num_seqs, num_kv_heads, group, queries_per_seq, head_dim).permute(0, 3, 1, 2, 4)
-                .reshape(rows, num_heads, head_dim))
+        return (
+            out.view(num_seqs, num_kv_heads, group, queries_per_seq, head_dim)
+            .permute(0, 3, 1, 2, 4)
+            .reshape(rows, num_heads, head_dim)
+        )
 
     with torch.inference_mode():
         expected = contiguous()
@@ -81,23 +98,43 @@ def bench_attention(num_seqs: int, context_len: int, num_heads: int, num_kv_head
         for name in backends:
             if name not in available:
                 raise ValueError(f"unknown kernel backend {name!r}; choose from {', '.join(available)}")
-            if available[name] is not None:
-                unavailable[f"paged {name}"] = available[name]
+            reason = available[name]
+            if reason is not None:
+                unavailable[f"paged {name}"] = reason
                 continue
             ops = kernels.load_ops(name)
-            fns[f"paged {name}"] = lambda ops=ops: ops.paged_decode_attention(query, k_cache, v_cache, tables, lens,
-                                                                              scale)
+            fns[f"paged {name}"] = functools.partial(
+                ops.paged_decode_attention, query, k_cache, v_cache, tables, lens, scale
+            )
         errors = {impl: (fn() - expected).abs().max().item() for impl, fn in fns.items()}
         times = _interleaved_seconds(fns, min_time_s)
     base = statistics.median(times["contiguous sdpa"])
-    results = [{"impl": impl, "median_us": statistics.median(t) * 1e6, "min_us": min(t) * 1e6, "calls": len(t),
-                "vs_contiguous": statistics.median(t) / base, "max_abs_err": errors[impl]}
-               for impl, t in times.items()]
+    results = [
+        {
+            "impl": impl,
+            "median_us": statistics.median(t) * 1e6,
+            "min_us": min(t) * 1e6,
+            "calls": len(t),
+            "vs_contiguous": statistics.median(t) / base,
+            "max_abs_err": errors[impl],
+        }
+        for impl, t in times.items()
+    ]
     results += [{"impl": impl, "unavailable": reason} for impl, reason in unavailable.items()]
-    return {"shapes": {"num_seqs": num_seqs, "context_len": context_len, "queries_per_seq": queries_per_seq,
-                       "num_heads": num_heads, "num_kv_heads": num_kv_heads, "head_dim": head_dim,
-                       "block_size": block_size, "dtype": "float32", "threads": torch.get_num_threads()},
-            "results": results}
+    return {
+        "shapes": {
+            "num_seqs": num_seqs,
+            "context_len": context_len,
+            "queries_per_seq": queries_per_seq,
+            "num_heads": num_heads,
+            "num_kv_heads": num_kv_heads,
+            "head_dim": head_dim,
+            "block_size": block_size,
+            "dtype": "float32",
+            "threads": torch.get_num_threads(),
+        },
+        "results": results,
+    }
 
 
 def run(payload: dict) -> dict:

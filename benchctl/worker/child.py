@@ -40,12 +40,19 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_child(module: str, payload: dict[str, Any], python: str = sys.executable,
-              timeout_s: float | None = None) -> dict[str, Any]:
+def run_child(
+    module: str, payload: dict[str, Any], python: str = sys.executable, timeout_s: float | None = None
+) -> dict[str, Any]:
     """`python -P -m module JSON(payload)` -> the JSON object it answers; ChildFailed with one line otherwise."""
     try:
-        proc = subprocess.run([python, "-P", "-m", module, json.dumps(payload)], stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=timeout_s, env=child_env())
+        proc = subprocess.run(
+            [python, "-P", "-m", module, json.dumps(payload)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=child_env(),
+        )
     except subprocess.TimeoutExpired:
         raise ChildFailed(f"{module} did not finish within {timeout_s:g} s") from None
     except OSError as e:

@@ -24,13 +24,17 @@ def convert(payload: dict) -> dict:
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # transformers refuses to save a GGUF-loaded model; the weights are already dequantized fp32,
     # so dropping the quantizer bookkeeping is safe (the reloaded folder gives identical logits).
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # torch types Module.__setattr__ values as Tensor | Module
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    marker = {"source": str(gguf), "source_bytes": gguf.stat().st_size, "dtype": "float32",
-              "transformers": transformers.__version__}
+    marker = {
+        "source": str(gguf),
+        "source_bytes": gguf.stat().st_size,
+        "dtype": "float32",
+        "transformers": transformers.__version__,
+    }
     (out / "benchctl-conversion.json").write_text(json.dumps(marker, indent=2))
     return marker
 

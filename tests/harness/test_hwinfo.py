@@ -40,8 +40,11 @@ def test_measure_reports_bandwidth_and_gemm_flops(small):
 
 def test_result_is_cached_until_refresh(cache, monkeypatch):
     calls = []
-    monkeypatch.setattr(hwinfo, "measure", lambda threads=2: calls.append(threads) or {
-        "hwinfo_version": hwinfo.HWINFO_VERSION, "n": len(calls)})
+    monkeypatch.setattr(
+        hwinfo,
+        "measure",
+        lambda threads=2: calls.append(threads) or {"hwinfo_version": hwinfo.HWINFO_VERSION, "n": len(calls)},
+    )
     first, measured = hwinfo.get()
     assert measured and first["n"] == 1
     assert json.loads((cache / "hwinfo.json").read_text()) == first
@@ -84,9 +87,15 @@ def test_compute_ceiling_is_two_flops_per_parameter_per_token():
 
 # --- the ceiling a run is set against: the measurement of its CPU nearest to it in time --------------------------
 
+
 def _entry(at: str, gemm: float, cpu: str = "Test CPU") -> dict:
-    return {"hwinfo_version": hwinfo.HWINFO_VERSION, "measured_at": at, "hardware": {"cpu": cpu},
-            "gemm_fp32_flop_s": gemm, "read_bandwidth_gb_s": 10.0}
+    return {
+        "hwinfo_version": hwinfo.HWINFO_VERSION,
+        "measured_at": at,
+        "hardware": {"cpu": cpu},
+        "gemm_fp32_flop_s": gemm,
+        "read_bandwidth_gb_s": 10.0,
+    }
 
 
 def test_every_measurement_is_kept_in_the_history(cache, monkeypatch):
@@ -107,22 +116,28 @@ def test_cache_without_history_still_counts(cache):
 
 
 def test_measurement_for_a_time_or_span_is_on_the_same_cpu_and_near_it():
-    history = [_entry("2026-01-01T10:00:00Z", 1e9), _entry("2026-01-01T12:00:00Z", 2e9),
-               _entry("2026-01-01T11:10:00Z", 3e9, cpu="Other CPU")]
+    history = [
+        _entry("2026-01-01T10:00:00Z", 1e9),
+        _entry("2026-01-01T12:00:00Z", 2e9),
+        _entry("2026-01-01T11:10:00Z", 3e9, cpu="Other CPU"),
+    ]
     # nothing within 10 minutes: the nearest, however far
     entry, minutes = hwinfo.nearest_measurement("2026-01-01T11:20:00Z", "Test CPU", history)
     assert entry["gemm_fp32_flop_s"] == 2e9 and minutes == pytest.approx(40)
     entry, minutes = hwinfo.nearest_measurement("2026-01-01T10:50:00+00:00", "Test CPU", history)
     assert entry["gemm_fp32_flop_s"] == 1e9 and minutes == pytest.approx(50)
     # a span bracketed by two measurements within 5 minutes: the faster one (a ceiling is an upper bound)
-    entry, minutes = hwinfo.nearest_measurement("2026-01-01T10:03:00Z", "Test CPU", history,
-                                                until="2026-01-01T11:56:00Z")
+    entry, minutes = hwinfo.nearest_measurement(
+        "2026-01-01T10:03:00Z", "Test CPU", history, until="2026-01-01T11:56:00Z"
+    )
     assert entry["gemm_fp32_flop_s"] == 2e9 and minutes == pytest.approx(4)
-    entry, minutes = hwinfo.nearest_measurement("2026-01-01T10:03:00Z", "Test CPU", history,
-                                                until="2026-01-01T11:50:00Z")
+    entry, minutes = hwinfo.nearest_measurement(
+        "2026-01-01T10:03:00Z", "Test CPU", history, until="2026-01-01T11:50:00Z"
+    )
     assert entry["gemm_fp32_flop_s"] == 1e9 and minutes == pytest.approx(3)  # 12:00 is 10 minutes after
-    entry, minutes = hwinfo.nearest_measurement("2026-01-01T09:00:00Z", "Test CPU", history,
-                                                until="2026-01-01T11:00:00Z")
+    entry, minutes = hwinfo.nearest_measurement(
+        "2026-01-01T09:00:00Z", "Test CPU", history, until="2026-01-01T11:00:00Z"
+    )
     assert entry["gemm_fp32_flop_s"] == 1e9 and minutes == 0  # taken during the run
     assert hwinfo.nearest_measurement("2026-01-01T11:20:00Z", "Third CPU", history) is None
     assert hwinfo.nearest_measurement(None, "Test CPU", history) is None
@@ -130,16 +145,24 @@ def test_measurement_for_a_time_or_span_is_on_the_same_cpu_and_near_it():
 
 
 def _run_on(model, created: str, finished: str, total_tok_s: float = 100.0) -> dict:
-    return {"created_at": created, "finished_at": finished, "config": {"model": {"hf_dir": str(model)}},
-            "environment": {"hardware": {"cpu": "Test CPU"}}, "summary": {"total_tok_s": total_tok_s}}
+    return {
+        "created_at": created,
+        "finished_at": finished,
+        "config": {"model": {"hf_dir": str(model)}},
+        "environment": {"hardware": {"cpu": "Test CPU"}},
+        "summary": {"total_tok_s": total_tok_s},
+    }
 
 
 def test_ceiling_for_run_is_the_fastest_measurement_near_the_run(tmp_path):
     model = make_model(tmp_path / "m")
     params = hwinfo.parameter_count(model)
     # the run spans 10:00-11:00: 09:55 and 10:35 are near it, 13:00 is not (however fast)
-    history = [_entry("2026-01-01T09:55:00Z", 1e9), _entry("2026-01-01T10:35:00Z", 4e9),
-               _entry("2026-01-01T13:00:00Z", 9e9)]
+    history = [
+        _entry("2026-01-01T09:55:00Z", 1e9),
+        _entry("2026-01-01T10:35:00Z", 4e9),
+        _entry("2026-01-01T13:00:00Z", 9e9),
+    ]
     got = hwinfo.ceiling_for_run(_run_on(model, "2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"), history)
     ceiling = 4e9 / (2 * params)
     assert got["ceiling_tok_s"] == pytest.approx(ceiling) and got["share"] == pytest.approx(100.0 / ceiling)
@@ -149,8 +172,10 @@ def test_ceiling_for_run_is_the_fastest_measurement_near_the_run(tmp_path):
     got = hwinfo.ceiling_for_run(_run_on(model, "2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"), history)
     assert got["best_gemm_flop_s"] == 9e9 and got["best_measured_at"] == "2026-01-01T13:00:00Z"
     assert got["share_of_best"] == pytest.approx(100.0 / (9e9 / (2 * params)))
-    assert hwinfo.ceiling_for_run(_run_on(tmp_path / "gone", "2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"),
-                                  history) is None  # model not on this machine: no parameter count
+    assert (
+        hwinfo.ceiling_for_run(_run_on(tmp_path / "gone", "2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"), history)
+        is None
+    )  # model not on this machine: no parameter count
 
 
 def test_compare_shows_the_ceiling_share_and_warns_when_stale(cache, tmp_path):
@@ -161,8 +186,10 @@ def test_compare_shows_the_ceiling_share_and_warns_when_stale(cache, tmp_path):
     model = make_model(tmp_path / "m")
     cache.mkdir(parents=True)
     (cache / "hwinfo.json").write_text(json.dumps(_entry("2026-01-01T10:30:00Z", 4e9)))
-    runs = [_run_on(model, "2026-01-01T10:00:00Z", "2026-01-01T10:20:00Z", 100.0),
-            _run_on(model, "2026-01-01T10:20:00Z", "2026-01-01T10:40:00Z", 300.0)]
+    runs = [
+        _run_on(model, "2026-01-01T10:00:00Z", "2026-01-01T10:20:00Z", 100.0),
+        _run_on(model, "2026-01-01T10:20:00Z", "2026-01-01T10:40:00Z", 300.0),
+    ]
     rows = {r["metric"]: r for r in compare_rows(runs)}
     ceiling = 4e9 / (2 * hwinfo.parameter_count(model))
     assert rows["compute_ceiling_tok_s"]["values"] == [pytest.approx(ceiling)] * 2
@@ -211,7 +238,8 @@ def test_a_ceiling_measured_while_the_host_was_busy_is_flagged(cache, tmp_path):
     assert "share of the CPU's best measured ceiling" in shown and warning in shown
     assert f"{1e5 / (8e9 / (2 * params)):.1%}" in shown  # (model: a few thousand parameters)
     assert warning in text(compare_table([run, run])) and "8.0 GFLOP/s at 2026-01-01T12:00:00Z" in text(
-        compare_table([run, run]))
+        compare_table([run, run])
+    )
     narrow = Console(width=100, record=True)  # six runs in 100 columns: the run columns wrap, metric names do not
     narrow.print(compare_table([run] * 6))
     lines = narrow.export_text().splitlines()
@@ -220,11 +248,18 @@ def test_a_ceiling_measured_while_the_host_was_busy_is_flagged(cache, tmp_path):
 
 
 def test_a_run_keeps_the_measurements_taken_near_it(tmp_path):
-    history = [_entry("2026-01-01T09:50:00Z", 1e9), _entry("2026-01-01T09:57:00Z", 2e9),
-               _entry("2026-01-01T10:30:00Z", 3e9, cpu="Other CPU"), _entry("2026-01-01T11:04:00Z", 4e9)]
+    history = [
+        _entry("2026-01-01T09:50:00Z", 1e9),
+        _entry("2026-01-01T09:57:00Z", 2e9),
+        _entry("2026-01-01T10:30:00Z", 3e9, cpu="Other CPU"),
+        _entry("2026-01-01T11:04:00Z", 4e9),
+    ]
     history[1]["packages"] = {"torch": "2.13.0+cpu"}  # not carried: the run has its own
-    run = {"created_at": "2026-01-01T10:00:00Z", "finished_at": "2026-01-01T11:00:00Z",
-           "environment": {"hardware": {"cpu": "Test CPU"}}}
+    run = {
+        "created_at": "2026-01-01T10:00:00Z",
+        "finished_at": "2026-01-01T11:00:00Z",
+        "environment": {"hardware": {"cpu": "Test CPU"}},
+    }
     kept = hwinfo.near_run(run, history)
     assert [e["measured_at"] for e in kept] == ["2026-01-01T09:57:00Z", "2026-01-01T11:04:00Z"]
     assert set(kept[0]) == {"hwinfo_version", "measured_at", "hardware", "gemm_fp32_flop_s", "read_bandwidth_gb_s"}
@@ -251,9 +286,11 @@ def test_measure_in_subprocess_measures_and_keeps_the_history(cache):
 def test_hwinfo_measures_in_a_child_and_the_harness_imports_no_torch(cache):
     from harness_imports import engine_modules, run_with_importtime
 
-    code = ("import sys\nfrom benchctl import hwinfo\nfrom benchctl.cli import main\n"
-            "hwinfo.BANDWIDTH_BYTES, hwinfo.GEMM_SIZE = 8 * 2**20, 128\n"
-            "sys.exit(main(['hwinfo', '--refresh', '--json']))\n")
+    code = (
+        "import sys\nfrom benchctl import hwinfo\nfrom benchctl.cli import main\n"
+        "hwinfo.BANDWIDTH_BYTES, hwinfo.GEMM_SIZE = 8 * 2**20, 128\n"
+        "sys.exit(main(['hwinfo', '--refresh', '--json']))\n"
+    )
     proc, modules = run_with_importtime(code, env={"BENCHCTL_CACHE_DIR": str(cache)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     printed = json.loads(proc.stdout)
@@ -271,6 +308,8 @@ def test_a_measurement_that_cannot_be_taken_is_one_line(cache, tmp_path, monkeyp
     assert main(["hwinfo", "--refresh"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["benchctl: error: hwinfo: measuring failed: ImportError: no torch in this interpreter"]
-    assert hwinfo.measure_in_subprocess() == (None, "hwinfo: measuring failed: ImportError: no torch in this "
-                                                    "interpreter")
+    assert hwinfo.measure_in_subprocess() == (
+        None,
+        "hwinfo: measuring failed: ImportError: no torch in this interpreter",
+    )
     assert hwinfo.load_cached() is None and not hwinfo.history_path().exists()

@@ -13,8 +13,9 @@ from benchctl import kernelbench
 def test_paged_kernels_and_sdpa_answer_the_same_attention(queries_per_seq):
     # 3 sequences of 40 tokens, blocks of 16 (the last one partly filled), GQA 3; with 4 rows per sequence the
     # rows are causal: row i sees 37 + i tokens in both layouts
-    result = kernelbench.bench_attention(3, 40, 6, 2, 64, 16, ["torch", "cpu"], threads=1, min_time_s=0.01,
-                                         queries_per_seq=queries_per_seq)
+    result = kernelbench.bench_attention(
+        3, 40, 6, 2, 64, 16, ["torch", "cpu"], threads=1, min_time_s=0.01, queries_per_seq=queries_per_seq
+    )
     assert result["shapes"]["queries_per_seq"] == queries_per_seq and result["shapes"]["threads"] == 1
     by_impl = {r["impl"]: r for r in result["results"]}
     assert set(by_impl) == {"contiguous sdpa", "paged torch", "paged cpu"}
@@ -36,19 +37,40 @@ def test_bad_shapes_are_one_line_and_exit_2(capsys):
 def test_json_output_names_the_shapes(capsys):
     from benchctl.cli import main
 
-    assert main(["bench-attention", "--num-seqs", "2", "--context-len", "20", "--backends", "cpu", "--threads", "1",
-                 "--min-time", "0.01", "--json"]) == 0
+    assert (
+        main(
+            [
+                "bench-attention",
+                "--num-seqs",
+                "2",
+                "--context-len",
+                "20",
+                "--backends",
+                "cpu",
+                "--threads",
+                "1",
+                "--min-time",
+                "0.01",
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
-    assert out["shapes"]["context_len"] == 20 and [r["impl"] for r in out["results"]] == ["contiguous sdpa",
-                                                                                          "paged cpu"]
+    assert out["shapes"]["context_len"] == 20 and [r["impl"] for r in out["results"]] == [
+        "contiguous sdpa",
+        "paged cpu",
+    ]
 
 
 def test_the_benchmark_runs_in_a_child_and_the_harness_imports_no_torch():
     from harness_imports import engine_modules, run_with_importtime
 
-    code = ("import sys\nfrom benchctl.cli import main\n"
-            "sys.exit(main(['bench-attention', '--num-seqs', '2', '--context-len', '20', '--backends', 'torch',"
-            " '--threads', '1', '--min-time', '0.01', '--json']))\n")
+    code = (
+        "import sys\nfrom benchctl.cli import main\n"
+        "sys.exit(main(['bench-attention', '--num-seqs', '2', '--context-len', '20', '--backends', 'torch',"
+        " '--threads', '1', '--min-time', '0.01', '--json']))\n"
+    )
     proc, modules = run_with_importtime(code)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)

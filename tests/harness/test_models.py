@@ -67,8 +67,11 @@ def test_folder_without_config_or_weights(tmp_path):
 
 
 def test_unknown_alias_or_path_and_other_files(tmp_path):
-    with pytest.raises(ModelError, match=r"unknown model 'llama-9000': not an alias \(smollm2-135m\) and no such "
-                                         r"file or folder"):
+    with pytest.raises(
+        ModelError,
+        match=r"unknown model 'llama-9000': not an alias \(smollm2-135m\) and no such "
+        r"file or folder",
+    ):
         resolve_model("llama-9000")
     with pytest.raises(ModelError, match="unknown model"):
         resolve_model(str(tmp_path / "gone"))
@@ -104,8 +107,7 @@ def test_alias_converts_once_and_is_reused(cache, monkeypatch):
     assert calls[0][0] == first.gguf_path
     assert calls[0][1].parent == first.hf_dir.parent  # converted in a temp folder beside the target
     # the temp folder was renamed into place, the lock file is the only other entry
-    assert sorted(p.name for p in (cache / "models").iterdir()) == [f".{first.hf_dir.name}.lock",
-                                                                     first.hf_dir.name]
+    assert sorted(p.name for p in (cache / "models").iterdir()) == [f".{first.hf_dir.name}.lock", first.hf_dir.name]
 
 
 def test_concurrent_first_resolves_convert_once(cache, monkeypatch):
@@ -176,8 +178,10 @@ def test_conversion_runs_in_a_child_and_a_failure_is_one_line(tmp_path):
 
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"not a gguf at all")
-    code = ("from pathlib import Path\nfrom benchctl.models import ModelError, resolve_model\n"
-            f"try:\n    resolve_model({str(bad)!r})\nexcept ModelError as e:\n    print('ModelError:', e)\n")
+    code = (
+        "from pathlib import Path\nfrom benchctl.models import ModelError, resolve_model\n"
+        f"try:\n    resolve_model({str(bad)!r})\nexcept ModelError as e:\n    print('ModelError:', e)\n"
+    )
     proc, modules = run_with_importtime(code, env={"BENCHCTL_CACHE_DIR": str(tmp_path / "cache")})
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ModelError: converting bad.gguf to safetensors failed: ")
