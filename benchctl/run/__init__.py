@@ -2,7 +2,7 @@
 
 The run never special-cases an engine: it reads the backend's capabilities, and the worker (or the engine's
 own server) does the engine-specific work in its own process. Modules import downward only:
-config, interrupts <- prepare, sink <- folder <- offline, serving <- dispatch.
+config, interrupts <- prepare, sink <- folder <- offline, scraping <- serving <- dispatch.
 """
 
 from benchctl.run.config import Progress, RunConfig, RunFailed, parse_engine_args

@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,17 +28,14 @@ from benchctl.run.config import Progress, RunConfig, RunFailed
 from benchctl.run.folder import RunFolder
 from benchctl.run.interrupts import Interrupted, failure_reason
 from benchctl.run.prepare import model_context_len
+from benchctl.run.scraping import final_scrape, start_scraper, stop_scraper
 from benchctl.run.sink import RecordPump, RecordSink
 from benchctl.serving.launch import ServerFailed, ServerProcess, free_port, server_argv
 from benchctl.serving.scrape import (
-    API_KEY_ENV,
-    parse_exposition,
     prefix_cache_hit_rate,
     server_spec_decode,
     summarize_series,
 )
-from benchctl.worker.children import die_with_parent
-from benchctl.worker.host import REPO_ROOT
 from benchctl.workload import Workload, load_tokenizer
 
 HOST = "127.0.0.1"
@@ -135,18 +127,18 @@ def _run_serving(
         _run_loop(
             _drive(config, workload, tokenizer, base_url, server, pump, progress, folder, metrics_url, state), state
         )
-        _stop(state.scraper)
+        stop_scraper(state.scraper)
         if state.scraper is not None and metrics_url and state.t0 is not None:  # one last sample: the state left
-            _final_scrape(metrics_url, run_dir / "server_metrics.jsonl", state.t0, config.api_key)
+            final_scrape(metrics_url, run_dir / "server_metrics.jsonl", state.t0, config.api_key)
         pump.close()
         lost = _record_the_unrecorded(workload, sink, pump)
     except ServerFailed as e:
-        _stop(state.scraper)
+        stop_scraper(state.scraper)
         pump.close()
         folder.finalize(sink.rows, status="failed", error=str(e))
         raise RunFailed(f"{backend.name} server failed: {e}", run_dir, e.log_tail) from None
     except BaseException as e:  # SIGINT, SIGTERM (benchctl.run.interrupts) or a harness bug: stop everything
-        _stop(state.scraper)
+        stop_scraper(state.scraper)
         try:
             pump.close()
         finally:
@@ -264,7 +256,7 @@ async def _drive(
             )
         t0 = state.t0 = time.monotonic() + START_LEAD_S
         if metrics_url:
-            state.scraper = _start_scraper(metrics_url, folder.path / "server_metrics.jsonl", t0, config.api_key)
+            state.scraper = start_scraper(metrics_url, folder.path / "server_metrics.jsonl", t0, config.api_key)
         if server is not None:
             watcher = asyncio.create_task(_watch(server, state.sharded or client, state))
         progress.start_requests(len(workload.requests))
@@ -324,55 +316,6 @@ async def _watch(server: ServerProcess, client, state: ServingState) -> None:
         await asyncio.sleep(0.2)
     state.server_died = f"server exited with code {code} during the run"
     client.stop(state.server_died)
-
-
-def _start_scraper(url: str, out: Path, t0: float, api_key: str | None) -> subprocess.Popen | None:
-    """Only when the URL answers with a Prometheus exposition; the scraper is its own process."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as resp:
-            if resp.status != 200:
-                return None
-    except (urllib.error.URLError, OSError):
-        return None
-    env = {**os.environ, **({API_KEY_ENV: api_key} if api_key else {})}
-    # benchctl from this checkout, never from the current directory (`-m` would put it first on sys.path)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-    env.setdefault("PYTHONSAFEPATH", "1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "benchctl.serving.scrape", url, str(out), "--t0", repr(t0)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        env=env,
-        preexec_fn=die_with_parent(signal.SIGTERM),
-    )  # SIGTERM: it stops after a sample
-
-
-def _final_scrape(url: str, out: Path, t0: float, api_key: str | None) -> None:
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    t = time.monotonic()
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as resp:
-            sample = {
-                "t_s": round(t - t0, 6),
-                "final": True,
-                "metrics": parse_exposition(resp.read().decode("utf-8", errors="replace")),
-            }
-    except (urllib.error.URLError, OSError):
-        return
-    with open(out, "a", encoding="utf-8") as f:
-        f.write(json.dumps(sample, separators=(",", ":")) + "\n")
-
-
-def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _per_server(rows: list[dict]) -> dict[str, dict[str, int]]:
