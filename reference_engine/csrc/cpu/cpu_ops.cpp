@@ -1,8 +1,12 @@
 // CPU kernels of the reference engine: paged decode attention read in place from the block table, the fused
-// elementwise ops (RMSNorm, SiLU-and-mul, RoPE), and the projection GEMM of every step (packed_linear, and
-// block_packed_linear over GGUF blocks for small ones). Built on first use by reference_engine/kernels/cpu_ops.py with
-// torch.utils.cpp_extension (-O3 -march=native -fopenmp); threads come from torch's intra-op pool (at::parallel_for,
-// which is OpenMP in torch's CPU builds: without -fopenmp it would silently run on one thread).
+// elementwise ops (RMSNorm, SiLU-and-mul, RoPE), the projection GEMM of every step (packed_linear, and
+// block_packed_linear over GGUF blocks for small ones) and greedy sampling's argmax. Built on first use by
+// reference_engine/kernels/cpu_ops.py with torch.utils.cpp_extension (-O3 -march=native, narrowed to one ISA path,
+// -fopenmp); threads come from torch's intra-op pool (at::parallel_for, OpenMP in torch's CPU builds: without
+// -fopenmp it would silently run on one thread).
+//
+// Vector code is written once against vec.h (16 lanes on AVX-512, 8 on AVX2 + FMA); where CPU_OPS_SIMD is 0 each
+// kernel runs its plain loops, which are also the readable statement of what the vector code computes.
 //
 // Shapes as in reference_engine/kernels/reference.py: S seqs, T tokens, H heads, Hkv KV heads, D head_dim,
 // N blocks, B block size, M blocks per sequence. The KV cache is NHD: k_cache[block][offset][kv_head][dim].
@@ -33,6 +37,7 @@ namespace {
 // exp(x) for float, written so that a `#pragma omp simd` loop vectorizes it (std::exp does not without
 // -ffast-math): Cephes' expf, x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial for e^r, 2^n from the bits.
 // Within 2 ulp of std::exp over the clamped range; -inf/-large give 0 (smallest normal * ~0), +large saturate.
+// vec::exp is the same steps on every lane (GCC vectorizes neither the floor nor the bit cast of this one).
 inline float vexp(float x) {
   x = std::min(std::max(x, -87.33654f), 88.72283f);
   const float n = std::floor(x * 1.44269504088896341f + 0.5f);
@@ -50,39 +55,19 @@ inline float vexp(float x) {
   return p * scale;
 }
 
-#if defined(__AVX512F__)
-// vexp on 16 lanes, the same steps as the scalar one (GCC does not vectorize the scalar one's floor and bit cast,
-// which left every softmax and SiLU running one float at a time).
-inline __m512 vexp16(__m512 x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.33654f)), _mm512_set1_ps(88.72283f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
-                                        _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  const __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x));
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
-}
-#endif
-
 // sc[t] = vexp(sc[t] - m) for t < len; returns their sum.
 inline float exp_shifted_sum(float* sc, int64_t len, float m) {
   float sum = 0.f;
   int64_t t = 0;
-#if defined(__AVX512F__)
-  __m512 vsum = _mm512_setzero_ps();
-  const __m512 vm = _mm512_set1_ps(m);
-  for (; t + 16 <= len; t += 16) {
-    const __m512 e = vexp16(_mm512_sub_ps(_mm512_loadu_ps(sc + t), vm));
-    _mm512_storeu_ps(sc + t, e);
-    vsum = _mm512_add_ps(vsum, e);
+#if CPU_OPS_SIMD
+  vec::F vsum = vec::zero();
+  const vec::F vm = vec::set1(m);
+  for (; t + vec::kLanes <= len; t += vec::kLanes) {
+    const vec::F e = vec::exp(vec::sub(vec::load(sc + t), vm));
+    vec::store(sc + t, e);
+    vsum = vec::add(vsum, e);
   }
-  sum = _mm512_reduce_add_ps(vsum);
+  sum = vec::reduce_add(vsum);
 #endif
   for (; t < len; ++t) {
     sc[t] = vexp(sc[t] - m);
@@ -207,49 +192,15 @@ void paged_attention_impl(const torch::Tensor& query, const torch::Tensor& k_cac
   });
 }
 
-#if defined(__AVX512F__)
-// Lane j of the result = the sum of v[j]'s 16 lanes: 16 horizontal sums in 45 shuffles and adds (one each would
-// take ~8 instructions and a serial chain). Halves, then quarters, then pairs are folded across the vectors.
-inline __m512 hsum16(const __m512* v) {
-  __m512 a[8], b[4];
-  for (int i = 0; i < 8; ++i)  // quarters of a[i]: v[2i] (x2), v[2i+1] (x2)
-    a[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-  for (int i = 0; i < 4; ++i)  // quarter k of b[i]: four partial sums of v[4i+k]
-    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-  const __m512 c0 = _mm512_add_ps(_mm512_unpacklo_ps(b[0], b[1]), _mm512_unpackhi_ps(b[0], b[1]));
-  const __m512 c1 = _mm512_add_ps(_mm512_unpacklo_ps(b[2], b[3]), _mm512_unpackhi_ps(b[2], b[3]));
-  const __m512 d = _mm512_add_ps(  // lane 4k+i: the sum of v[4i+k]
-      _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(c0), _mm512_castps_pd(c1))),
-      _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(c0), _mm512_castps_pd(c1))));
-  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  return _mm512_permutexvar_ps(order, d);
-}
-
-// paged_attention_impl for float32 with AVX-512, the same two passes, restructured so nothing waits
-// on a horizontal sum: pass 1 scores 16 tokens at a time (one partial-product vector per token, folded by hsum16),
-// pass 2 keeps each query row's output in registers across a chunk of tokens. A chunk's K (or V) rows are read
-// from memory once, for the task's first head, and from L1 for the others. bench-attention, paged vs contiguous
-// SDPA: 64x200 2,235 -> 1,724 us (0.78x SDPA), 2x4096 2,060 -> 843 us (0.78x). With the cache out of L2 it is
-// bound by waiting for it (~5.5 GB/s per thread, scaling with threads, about the same with 64-token blocks or huge
-// pages): each token's rows are prefetched kPrefetchTokens ahead, and the first V rows before pass 2 starts. 30
-// layers of 64 sequences x 230 tokens (678 MB, out of cache), interleaved: no prefetch 61-64 ms, 4 tokens ahead
-// 52-57, 8: 51-54, 12: 51-52, 16: 55-57, 32 (and without the first V rows, as tried before): no gain.
-// Also prefetching 32-64 tokens ahead into L2 (T1/T2) beside the L1 prefetch: no clear change (63.8-66.9 vs
-// 66.6 ms median). The same 23.6 MB layer read 30 times from L3 takes 44 ms: out of cache is what it waits on.
-// On a 2-core AMD EPYC (Zen 4) VM the same 30 layers take 46-57 ms (~14 GB/s of the ~33 a plain sum reads) whatever
-// the prefetching: 8, 16 or 32 tokens ahead, none, issued with the first row's loads instead of at the chunk's start,
-// V into L2 during pass 1, huge pages asked for with madvise, 16-64-token blocks, and the same layer read 30 times,
-// all within that range. One thread scores 64 sequences of 64 tokens (6 MB, from cache) at ~4.5 ns per (token,
-// query head), of 128 tokens at ~8.5 and of 230 at 17-21 ns.
+#if CPU_OPS_SIMD
+// Each token's K and V rows are prefetched into L1 this many tokens ahead of their use (out of cache the kernel
+// waits on the reads; 8 was the best of 4-32 on the Xeon, and no distance mattered on Zen 4: docs/performance.md).
 constexpr int64_t kPrefetchTokens = 8;
 
 // Query rows that read the same blocks: a sequence's decode token and its draft tokens, or the tokens of its prefill
 // chunk (model_runner gives each its own row, block table and context length). Consecutive rows whose block tables
-// agree over the blocks the longest of them reads are answered together, so their K and V come from memory once.
-// Without it, a decode step with 3 draft tokens per sequence read every sequence's cache 4 times (ngram on W:
-// 161 rows cost 2.9 ms each against 2.8 for a plain 51-row step, the drafts' gain eaten by the extra reads).
+// agree over the blocks the longest of them reads are answered together, so their K and V come from memory once
+// (without it, n-gram drafts re-read every sequence's cache once per draft row).
 constexpr int64_t kMaxGroupRows = 16;
 // A context longer than this is scored in parts of this many tokens, merged after (the partial maxima, exp-sums and
 // outputs, as flash-decoding does): the parts are tasks of their own, so a few long sequences still give every thread
@@ -276,12 +227,26 @@ std::vector<RowGroup> group_rows(const int32_t* tables, const int32_t* lens, int
   return groups;
 }
 
+// Vectors of a head's output pass 2 keeps in registers at once: all kV when rows * kV accumulators fit beside a
+// broadcast and a V vector, else the largest part of the head that does (AVX2 at D=64, G=3: 4 of 8).
+constexpr int64_t output_slice(int64_t vectors, int64_t rows) {
+  int64_t s = vectors;
+  while (s > 1 && (rows * s + 2 > vec::kRegisters || vectors % s != 0)) --s;
+  return s;
+}
+
+// paged_attention_impl for float32, the same two passes restructured so nothing waits on a horizontal sum: pass 1
+// scores kLanes tokens at a time (one partial-product vector per token, folded by vec::lane_sums), pass 2 keeps
+// each query row's output in registers across a chunk of tokens. A chunk's K (or V) rows are read from memory
+// once, for the task's first head, and from L1 for the others.
 template <int64_t kD, int64_t kG>
 void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cache, const torch::Tensor& v_cache,
                          const torch::Tensor& block_tables, const torch::Tensor& context_lens, float scale,
                          torch::Tensor& out) {
-  constexpr int64_t kV = kD / 16;  // vectors per head
-  constexpr int64_t kChunk = 16;
+  constexpr int64_t L = vec::kLanes;
+  constexpr int64_t kV = kD / L;  // vectors per head
+  constexpr int64_t kChunk = L;  // tokens scored together
+  constexpr int64_t kSlice = output_slice(kV, kG);
   const int64_t S = query.size(0), H = query.size(1);
   const int64_t B = k_cache.size(1), Hkv = k_cache.size(2), M = block_tables.size(1);
   const float* q_ptr = query.data_ptr<float>();
@@ -350,14 +315,13 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
         for (const int64_t base = table[b] * block_stride + kv0 * kD; j < B && t < len; ++j, ++t)
           offsets[t] = base + j * token_stride;
       std::fill(offsets.begin() + len, offsets.end(), offsets[len - 1]);  // the last token again: read, never used
-      // the task's rows of token t, kPrefetchTokens ahead of their use, into L1
+      // the task's rows of token t, kPrefetchTokens ahead of their use, into L1 (16 floats: one cache line)
       const auto prefetch_rows = [&](const float* cache, int64_t t) {
         if (t < len)
-          for (int64_t line = 0; line < heads_per_task * kD; line += 16)
-            _mm_prefetch(reinterpret_cast<const char*>(cache + offsets[t] + line), _MM_HINT_T0);
+          for (int64_t line = 0; line < heads_per_task * kD; line += 16) vec::prefetch_l1(cache + offsets[t] + line);
       };
-      // pass 1: scores[r][t] = q_r . k_t for 16 tokens at a time; a chunk's K rows come from memory for the first
-      // query row and from L1 for the others
+      // pass 1: scores[r][t] = q_r . k_t for kChunk tokens at a time; a chunk's K rows come from memory for the
+      // first query row and from L1 for the others
       for (int64_t t0 = 0; t0 < padded; t0 += kChunk) {
         for (int64_t j = 0; j < kChunk; ++j) prefetch_rows(k_ptr, t0 + j + kPrefetchTokens);
         for (int64_t h = 0; h < heads_per_task; ++h) {
@@ -365,15 +329,15 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
             if (t0 >= own(m)) continue;  // past this member's context
             for (int64_t g = 0; g < kG; ++g) {
               const int64_t r = m * per_member + h * kG + g;
-              __m512 qv[kV], part[kChunk];
-              for (int64_t i = 0; i < kV; ++i) qv[i] = _mm512_loadu_ps(q.data() + r * kD + 16 * i);
+              vec::F qv[kV], part[kChunk];
+              for (int64_t i = 0; i < kV; ++i) qv[i] = vec::load(q.data() + r * kD + L * i);
               for (int64_t j = 0; j < kChunk; ++j) {
                 const float* k = k_ptr + offsets[t0 + j] + h * kD;
-                __m512 p = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k));
-                for (int64_t i = 1; i < kV; ++i) p = _mm512_fmadd_ps(qv[i], _mm512_loadu_ps(k + 16 * i), p);
+                vec::F p = vec::mul(qv[0], vec::load(k));
+                for (int64_t i = 1; i < kV; ++i) p = vec::fmadd(qv[i], vec::load(k + L * i), p);
                 part[j] = p;
               }
-              _mm512_storeu_ps(scores.data() + r * padded + t0, hsum16(part));
+              vec::store(scores.data() + r * padded + t0, vec::lane_sums(part));
             }
           }
         }
@@ -384,15 +348,15 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
         if (n == 0) continue;  // row_max -inf, row_sum 0: this part adds nothing to the row
         float* sc = scores.data() + r * padded;
         const int64_t full = n / kChunk * kChunk;
-        __m512 vmax = _mm512_set1_ps(sc[0]);
-        for (int64_t t = 0; t < full; t += kChunk) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(sc + t));
-        float mx = _mm512_reduce_max_ps(vmax);
+        vec::F vmax = vec::set1(sc[0]);
+        for (int64_t t = 0; t < full; t += kChunk) vmax = vec::max(vmax, vec::load(sc + t));
+        float mx = vec::reduce_max(vmax);
         for (int64_t t = full; t < n; ++t) mx = std::max(mx, sc[t]);
         row_max[r] = mx;
         row_sum[r] = exp_shifted_sum(sc, n, mx);
       }
-      // pass 2: acc_r = sum_t p[r][t] * v_t over the member's own tokens, a chunk of tokens per head with the row's
-      // output in registers; the chunk's V rows come from memory once
+      // pass 2: acc_r = sum_t p[r][t] * v_t over the member's own tokens, a chunk of tokens per head with (a slice
+      // of) the rows' outputs in registers; the chunk's V rows come from memory once
       for (int64_t t = 0; t < kPrefetchTokens; ++t) prefetch_rows(v_ptr, t);
       for (int64_t t0 = 0; t0 < len; t0 += kChunk) {
         for (int64_t j = 0; j < kChunk; ++j) prefetch_rows(v_ptr, t0 + j + kPrefetchTokens);
@@ -402,20 +366,22 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
             if (n <= 0) continue;
             float* acc_h = acc.data() + (m * per_member + h * kG) * kD;
             const float* p_h = scores.data() + (m * per_member + h * kG) * padded + t0;
-            __m512 a[kG][kV];
-            for (int64_t g = 0; g < kG; ++g)
-              for (int64_t i = 0; i < kV; ++i) a[g][i] = _mm512_loadu_ps(acc_h + g * kD + 16 * i);
-            for (int64_t j = 0; j < n; ++j) {
-              const float* v = v_ptr + offsets[t0 + j] + h * kD;
-              __m512 vv[kV];
-              for (int64_t i = 0; i < kV; ++i) vv[i] = _mm512_loadu_ps(v + 16 * i);
-              for (int64_t g = 0; g < kG; ++g) {
-                const __m512 p = _mm512_set1_ps(p_h[g * padded + j]);
-                for (int64_t i = 0; i < kV; ++i) a[g][i] = _mm512_fmadd_ps(p, vv[i], a[g][i]);
+            for (int64_t s0 = 0; s0 < kV; s0 += kSlice) {
+              vec::F a[kG][kSlice];
+              for (int64_t g = 0; g < kG; ++g)
+                for (int64_t i = 0; i < kSlice; ++i) a[g][i] = vec::load(acc_h + g * kD + L * (s0 + i));
+              for (int64_t j = 0; j < n; ++j) {
+                const float* v = v_ptr + offsets[t0 + j] + h * kD + L * s0;
+                vec::F vv[kSlice];
+                for (int64_t i = 0; i < kSlice; ++i) vv[i] = vec::load(v + L * i);
+                for (int64_t g = 0; g < kG; ++g) {
+                  const vec::F p = vec::set1(p_h[g * padded + j]);
+                  for (int64_t i = 0; i < kSlice; ++i) a[g][i] = vec::fmadd(p, vv[i], a[g][i]);
+                }
               }
+              for (int64_t g = 0; g < kG; ++g)
+                for (int64_t i = 0; i < kSlice; ++i) vec::store(acc_h + g * kD + L * (s0 + i), a[g][i]);
             }
-            for (int64_t g = 0; g < kG; ++g)
-              for (int64_t i = 0; i < kV; ++i) _mm512_storeu_ps(acc_h + g * kD + 16 * i, a[g][i]);
           }
         }
       }
@@ -423,16 +389,16 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
         for (int64_t i = 0; i < per_member; ++i) {
           const int64_t r = m * per_member + i;
           if (unit.scratch >= 0) {  // a part: its partial sums, merged below
-            float* out = scratch.data() + (unit.scratch + m * H + kv0 * kG + i) * (kD + 2);
-            out[0] = row_max[r];
-            out[1] = row_sum[r];
-            std::memcpy(out + 2, acc.data() + r * kD, kD * sizeof(float));
+            float* part_out = scratch.data() + (unit.scratch + m * H + kv0 * kG + i) * (kD + 2);
+            part_out[0] = row_max[r];
+            part_out[1] = row_sum[r];
+            std::memcpy(part_out + 2, acc.data() + r * kD, kD * sizeof(float));
             continue;
           }
           float* o_row = o_ptr + ((grp.first + m) * H + kv0 * kG + i) * kD;
-          const __m512 inv = _mm512_set1_ps(1.f / row_sum[r]);
+          const vec::F inv = vec::set1(1.f / row_sum[r]);
           for (int64_t l = 0; l < kV; ++l)
-            _mm512_storeu_ps(o_row + 16 * l, _mm512_mul_ps(_mm512_loadu_ps(acc.data() + r * kD + 16 * l), inv));
+            vec::store(o_row + L * l, vec::mul(vec::load(acc.data() + r * kD + L * l), inv));
         }
       }
     }
@@ -449,19 +415,18 @@ void paged_attention_f32(const torch::Tensor& query, const torch::Tensor& k_cach
       for (int64_t row = 0; row < grp.count * H; ++row) {
         float mx = -std::numeric_limits<float>::infinity(), sum = 0.f;
         for (int64_t p = 0; p < parts; ++p) mx = std::max(mx, scratch[(units[u0 + p].scratch + row) * (kD + 2)]);
-        __m512 a[kV];
-        for (int64_t i = 0; i < kV; ++i) a[i] = _mm512_setzero_ps();
+        vec::F a[kV];
+        for (int64_t i = 0; i < kV; ++i) a[i] = vec::zero();
         for (int64_t p = 0; p < parts; ++p) {
           const float* part = scratch.data() + (units[u0 + p].scratch + row) * (kD + 2);
           if (part[1] == 0.f) continue;  // the row's context ended before this part
           const float w = std::exp(part[0] - mx);
           sum += part[1] * w;
-          for (int64_t i = 0; i < kV; ++i)
-            a[i] = _mm512_fmadd_ps(_mm512_set1_ps(w), _mm512_loadu_ps(part + 2 + 16 * i), a[i]);
+          for (int64_t i = 0; i < kV; ++i) a[i] = vec::fmadd(vec::set1(w), vec::load(part + 2 + L * i), a[i]);
         }
-        const __m512 inv = _mm512_set1_ps(1.f / sum);
+        const vec::F inv = vec::set1(1.f / sum);
         float* o_row = o_ptr + (grp.first * H + row) * kD;
-        for (int64_t i = 0; i < kV; ++i) _mm512_storeu_ps(o_row + 16 * i, _mm512_mul_ps(a[i], inv));
+        for (int64_t i = 0; i < kV; ++i) vec::store(o_row + L * i, vec::mul(a[i], inv));
       }
     }
   });
@@ -473,7 +438,7 @@ void dispatch_group(int64_t group, const torch::Tensor& query, const torch::Tens
                     const torch::Tensor& v_cache, const torch::Tensor& block_tables, const torch::Tensor& context_lens,
                     float scale, torch::Tensor& out) {
   switch (group) {
-#if defined(__AVX512F__)
+#if CPU_OPS_SIMD
 #define GROUP_CASE(g)                                                                                            \
   case g:                                                                                                        \
     if constexpr (std::is_same_v<T, float>)                                                                      \
@@ -494,8 +459,6 @@ void check_cpu(const torch::Tensor& t, const char* name) {
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
 }
 
-}  // namespace
-
 torch::Tensor paged_attention(torch::Tensor query, torch::Tensor k_cache, torch::Tensor v_cache,
                               torch::Tensor block_tables, torch::Tensor context_lens, double scale) {
   query = query.contiguous();
@@ -512,8 +475,8 @@ torch::Tensor paged_attention(torch::Tensor query, torch::Tensor k_cache, torch:
   const float fscale = static_cast<float>(scale);
   const int64_t group = query.size(1) / k_cache.size(2);
   if (query.scalar_type() == torch::kFloat32 && (query.size(2) == 64 || query.size(2) == 128)) {
-    if (query.size(2) == 64) dispatch_group<float, 64>(group, query, k_cache, v_cache, block_tables, context_lens, fscale, out);
-    else dispatch_group<float, 128>(group, query, k_cache, v_cache, block_tables, context_lens, fscale, out);
+    const auto run = query.size(2) == 64 ? dispatch_group<float, 64> : dispatch_group<float, 128>;
+    run(group, query, k_cache, v_cache, block_tables, context_lens, fscale, out);
   } else {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, query.scalar_type(), "paged_attention", [&] {
       paged_attention_impl<scalar_t, 0, 0>(query, k_cache, v_cache, block_tables, context_lens, fscale, out);
@@ -521,6 +484,7 @@ torch::Tensor paged_attention(torch::Tensor query, torch::Tensor k_cache, torch:
   }
   return out;
 }
+
 
 torch::Tensor rms_norm(torch::Tensor x, torch::Tensor weight, double eps) {
   x = x.contiguous();
@@ -536,13 +500,26 @@ torch::Tensor rms_norm(torch::Tensor x, torch::Tensor weight, double eps) {
   at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const float* xr = xp + r * hidden;
-      float ss = 0.f;
-#pragma omp simd reduction(+ : ss)
-      for (int64_t i = 0; i < hidden; ++i) ss += xr[i] * xr[i];
-      const float inv = 1.f / std::sqrt(ss / static_cast<float>(hidden) + static_cast<float>(eps));
       float* orow = op + r * hidden;
-#pragma omp simd
-      for (int64_t i = 0; i < hidden; ++i) orow[i] = w[i] * (xr[i] * inv);
+      int64_t i = 0;
+      float ss = 0.f;
+#if CPU_OPS_SIMD
+      vec::F vss = vec::zero();
+      for (; i + vec::kLanes <= hidden; i += vec::kLanes) {
+        const vec::F v = vec::load(xr + i);
+        vss = vec::fmadd(v, v, vss);
+      }
+      ss = vec::reduce_add(vss);
+#endif
+      for (int64_t t = i; t < hidden; ++t) ss += xr[t] * xr[t];
+      const float inv = 1.f / std::sqrt(ss / static_cast<float>(hidden) + static_cast<float>(eps));
+      i = 0;
+#if CPU_OPS_SIMD
+      const vec::F vinv = vec::set1(inv);
+      for (; i + vec::kLanes <= hidden; i += vec::kLanes)
+        vec::store(orow + i, vec::mul(vec::load(w + i), vec::mul(vec::load(xr + i), vinv)));
+#endif
+      for (; i < hidden; ++i) orow[i] = w[i] * (xr[i] * inv);
     }
   });
   return out;
@@ -563,12 +540,12 @@ torch::Tensor silu_and_mul(torch::Tensor x) {
       const float* up = gate + d;
       float* o = op + r * d;
       int64_t i = 0;
-#if defined(__AVX512F__)
-      const __m512 one = _mm512_set1_ps(1.f);
-      for (; i + 16 <= d; i += 16) {
-        const __m512 g = _mm512_loadu_ps(gate + i);
-        const __m512 e = vexp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
-        _mm512_storeu_ps(o + i, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), _mm512_loadu_ps(up + i)));
+#if CPU_OPS_SIMD
+      const vec::F one = vec::set1(1.f);
+      for (; i + vec::kLanes <= d; i += vec::kLanes) {
+        const vec::F g = vec::load(gate + i);
+        const vec::F e = vec::exp(vec::sub(vec::zero(), g));
+        vec::store(o + i, vec::mul(vec::div(g, vec::add(one, e)), vec::load(up + i)));
       }
 #endif
       for (; i < d; ++i) o[i] = gate[i] / (1.f + vexp(-gate[i])) * up[i];
@@ -579,7 +556,7 @@ torch::Tensor silu_and_mul(torch::Tensor x) {
 
 // Rotate-half RoPE in place on the first `num_heads` heads of qkv (T, heads, D), with cos_sin (T, 2, D) float32:
 // x' = x * cos + rotate_half(x) * sin, rotate_half(x) = (-x[D/2:], x[:D/2]); within an ulp of the torch expression
-// (the compiler may fuse a product and the sum into one FMA).
+// (a product and the sum are fused into one FMA).
 void rotary_embedding(torch::Tensor qkv, torch::Tensor cos_sin, int64_t num_heads) {
   TORCH_CHECK(qkv.device().is_cpu() && qkv.scalar_type() == torch::kFloat32 && qkv.is_contiguous() && qkv.dim() == 3,
               "qkv must be a contiguous float32 CPU tensor (T, heads, D)");
@@ -597,14 +574,19 @@ void rotary_embedding(torch::Tensor qkv, torch::Tensor cos_sin, int64_t num_head
       const float* sn = c + D;
       for (int64_t h = 0; h < num_heads; ++h) {
         float* x = x_ptr + (t * heads + h) * D;
-        // the two halves are read before either is written, and x never overlaps cos_sin: vectorize freely
-#pragma omp simd
-        for (int64_t i = 0; i < half; ++i) {
+        // the two halves are read before either is written, and x never overlaps cos_sin
+        int64_t i = 0;
+#if CPU_OPS_SIMD
+        for (; i + vec::kLanes <= half; i += vec::kLanes) {
+          const vec::F x0 = vec::load(x + i), x1 = vec::load(x + i + half);
+          vec::store(x + i, vec::fnmadd(x1, vec::load(sn + i), vec::mul(x0, vec::load(c + i))));
+          vec::store(x + i + half, vec::fmadd(x0, vec::load(sn + i + half), vec::mul(x1, vec::load(c + i + half))));
+        }
+#endif
+        for (; i < half; ++i) {
           const float x0 = x[i], x1 = x[i + half];
-          const float a0 = x0 * c[i], b0 = -x1 * sn[i];
-          const float a1 = x1 * c[i + half], b1 = x0 * sn[i + half];
-          x[i] = a0 + b0;
-          x[i + half] = a1 + b1;
+          x[i] = x0 * c[i] - x1 * sn[i];
+          x[i + half] = x1 * c[i + half] + x0 * sn[i + half];
         }
       }
     }
@@ -650,18 +632,12 @@ constexpr int64_t kPrefetch = 32;  // k steps (of 128 bytes) ahead: the hardware
 
 // Register blocking per ISA: a tile is kTileRows rows x kTileVectors vectors of columns, its accumulators, weight
 // vectors and the broadcast within the ISA's registers. AVX-512: 12 x 32 (24 + 2 + 1 of 32 zmm), the whole panel.
-// AVX2: 6 x 16 (12 + 2 + 1 of 16 ymm), the panel's two halves one after the other; up to kWideRows rows the tile
-// spans the whole panel (2 x 32: 8 + 4 + 1), so that a decode step streams each panel once.
+// AVX2: 6 x 16 (12 + 2 + 1 of 16 ymm; 4 or 5 rows ran 10-30% slower), the panel's two halves one after the other;
+// up to kWideRows rows the tile spans the whole panel, so that a decode step streams each panel once.
 #if CPU_OPS_SIMD == 512
 constexpr int64_t kTileRows = 12, kTileVectors = 2, kWideRows = 12;
 #elif CPU_OPS_SIMD == 256
-#ifndef H4_TILE_ROWS
-#define H4_TILE_ROWS 6
-#endif
-#ifndef H4_WIDE_ROWS
-#define H4_WIDE_ROWS 2
-#endif
-constexpr int64_t kTileRows = H4_TILE_ROWS, kTileVectors = 2, kWideRows = H4_WIDE_ROWS;
+constexpr int64_t kTileRows = 6, kTileVectors = 2, kWideRows = 3;
 #else
 constexpr int64_t kTileRows = 4;  // the plain loop's accumulators, 4 x 32 floats
 #endif
@@ -997,6 +973,8 @@ torch::Tensor argmax_rows(torch::Tensor logits) {
   });
   return out;
 }
+
+}  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("isa", [] { return std::string(CPU_OPS_ISA); }, "the ISA path these kernels were compiled for");
