@@ -93,6 +93,8 @@ def summary_table(run: dict) -> Table:
         rows.append((f"goodput (req/s, SLOs {s.get('slos_ms')} ms)", _num(s["goodput_req_s"], 3)))
     if is_dummy_run(run):
         rows.append(("weights", f"{WEIGHTS}: greedy identity and draft acceptance are {MEANINGLESS}"))
+    if run.get("energy"):
+        rows.append(energy_row(run["energy"]))
     for label, value in rows:
         table.add_row(label, value)
     for name in LATENCY_METRICS:
@@ -132,6 +134,15 @@ def summary_table(run: dict) -> Table:
         if stats.get(key) is not None:
             table.add_row(f"engine: {key}", _num(stats[key]))
     return table
+
+
+def energy_row(energy: dict) -> tuple[str, str]:
+    """run.json's energy (benchctl.telemetry): joules, and per output and per input + output token; or why not."""
+    if energy.get("energy_j") is None:
+        return "energy", f"unavailable ({energy.get('unavailable') or 'not measured'})"
+    per = [f"{energy['j_per_output_token']:.3g} J / output token" if energy.get("j_per_output_token") else None,
+           f"{energy['j_per_total_token']:.3g} J / token (input + output)" if energy.get("j_per_total_token") else None]
+    return f"energy ({energy.get('source')})", " · ".join([f"{energy['energy_j']:,.1f} J", *filter(None, per)])
 
 
 COMPARE_KEYS = ("request_throughput", "input_tok_s", "output_tok_s", "total_tok_s", "ttft_mean_ms", "ttft_p99_ms",

@@ -8,7 +8,18 @@ from importlib.metadata import PackageNotFoundError, version
 import jinja2
 import plotly.offline
 
-from benchctl.report import ablation, conversations, internals, latency, overview, profiles, roofline, sweep, timeline
+from benchctl.report import (
+    ablation,
+    conversations,
+    energy,
+    internals,
+    latency,
+    overview,
+    profiles,
+    roofline,
+    sweep,
+    timeline,
+)
 from benchctl.report.load import RunData
 from benchctl.report.section import Section
 
@@ -19,7 +30,7 @@ def build_sections(runs: list[RunData], hw: dict | None) -> list[Section]:
     sections = [overview.section(runs), latency.section(runs), timeline.section(runs),
                 internals.section(runs), roofline.section(runs, hw)]
     for optional in (conversations.section(runs), sweep.section(runs), ablation.section(runs),
-                     profiles.section(runs)):
+                     profiles.section(runs), energy.section(runs)):
         if optional is not None:
             sections.append(optional)
     return sections

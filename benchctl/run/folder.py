@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchctl import envinfo, hwinfo, manifest, metrics, store
+from benchctl import envinfo, hwinfo, manifest, metrics, store, telemetry
 from benchctl.backend import Backend
 from benchctl.manifest import RunManifest
 from benchctl.models import ResolvedModel
@@ -30,6 +30,7 @@ class RunFolder:
         self.manifest = run
         self._t_start: float | None = time.monotonic()
         self._t_requests: float | None = None
+        self._telemetry: telemetry.Recorder | None = None  # power and energy while the requests run
 
     @classmethod
     def start(cls, config: RunConfig, backend: Backend, model: ResolvedModel, workload: Workload,
@@ -64,6 +65,7 @@ class RunFolder:
 
     def requests_started(self) -> None:
         self._t_requests = time.monotonic()
+        self._telemetry = telemetry.start(self.path, (self.manifest.engine or {}).get("device"))
 
     def finalize(self, rows: list[dict], status: str, error: str | None, *, engine_stats: dict | None = None,
                  serving_stats: dict | None = None, profile: dict | None = None) -> None:
@@ -75,6 +77,7 @@ class RunFolder:
         run.engine_stats = engine_stats if engine_stats is not None else run.engine_stats
         run.serving_stats = serving_stats if serving_stats is not None else run.serving_stats
         run.profile = profile if profile is not None else run.profile
+        run.extra["energy"] = telemetry.finish(self._telemetry, rows)  # energy per run, J per output / total token
         run.summary = metrics.summarize(rows, slos_ms=run.config.get("slos_ms") or None)
         if self._t_requests is not None:
             run.timings["requests_s"] = t_end - self._t_requests
