@@ -27,7 +27,6 @@ from benchctl.metrics.conversations import (
     ttft_by_turn,
 )
 from benchctl.metrics.energy import energy_metrics, integrate_power_j
-from benchctl.metrics.energy import energy_metrics, integrate_power_j
 from benchctl.metrics.engine import server_prefix_cache_hit_rate, spec_decode_acceptance
 from benchctl.metrics.frontier import pareto_front, per_user_tok_s
 from benchctl.metrics.latency import (
@@ -79,10 +78,8 @@ __all__ = [
     "distribution",
     "empirical_cdf",
     "energy_metrics",
-    "energy_metrics",
     "flat_metrics",
     "in_flight",
-    "integrate_power_j",
     "integrate_power_j",
     "is_completed",
     "latency_values",
