@@ -29,6 +29,8 @@ from benchctl.metrics.ceiling import (
     best_measurement,
     ceiling_from,
     compute_ceiling_tok_s,  # noqa: F401 - its old home: the arithmetic lives in metrics
+    gemm_rate,
+    run_device,
 )
 from benchctl.models import cache_dir
 from benchctl.worker.child import ChildFailed, run_child
@@ -61,6 +63,8 @@ def measure(threads: int = DEFAULT_THREADS) -> dict[str, Any]:
         raise MeasureFailed(f"hwinfo: measuring failed: {e}") from None
     result.update({key: probed[key] for key in ("read_bandwidth_gb_s", "copy_bandwidth_gb_s", "bandwidth_bytes",
                                                 "gemm_fp32_flop_s", "gemm_size", "measure_s")})
+    if probed.get("cuda"):  # HBM copy bandwidth and bf16 / fp16 matmul of the GPU (hwprobe.measure_cuda)
+        result["cuda"] = probed["cuda"]
     return result
 
 
@@ -139,25 +143,33 @@ def _minutes_from(history: list[dict[str, Any]] | None, cpu: str | None, when: s
 
 
 def nearest_measurement(when: str | None, cpu: str | None, history: list[dict[str, Any]] | None = None,
-                        until: str | None = None) -> tuple[dict[str, Any], float] | None:
+                        until: str | None = None, device: str = "cpu",
+                        dtype: str = "float32") -> tuple[dict[str, Any], float] | None:
     """(measurement, minutes away) on `cpu` for the time `when` (or the span when..until), or None.
 
     Among the measurements within NEAR_RUN_MIN minutes of the span, the fastest (a ceiling is an upper bound: a
     benchmark bracketed by two measurements is set against the higher); with none that close, the nearest.
-    Minutes away are counted from the span (0 inside it).
+    Minutes away are counted from the span (0 inside it). Only measurements with a rate for `device` count
+    (metrics.ceiling.gemm_rate: a CUDA run needs the GPU's matmul).
     """
-    found = [f for f in _minutes_from(history, cpu, when, until) if f[0].get("gemm_fp32_flop_s")]
+    def rate(f: tuple[dict[str, Any], float]) -> float:
+        return gemm_rate(f[0], device, dtype)[0] or 0.0
+
+    found = [f for f in _minutes_from(history, cpu, when, until) if rate(f)]
     if not found:
         return None
     near = [f for f in found if f[1] <= NEAR_RUN_MIN]
     if near:
-        return max(near, key=lambda f: f[0]["gemm_fp32_flop_s"])
+        return max(near, key=rate)
     return min(found, key=lambda f: f[1])
 
 
 def run_parameters(run: dict[str, Any]) -> int | None:
     """The run's model size in parameters (safetensors headers of config.model.hf_dir), None if not on disk."""
-    hf_dir = ((run.get("config") or {}).get("model") or {}).get("hf_dir")
+    model = (run.get("config") or {}).get("model") or {}
+    if model.get("num_parameters"):  # a dummy model: counted from its config, no weights on disk
+        return int(model["num_parameters"])
+    hf_dir = model.get("hf_dir")
     return (parameter_count(Path(hf_dir)) or None) if hf_dir else None
 
 
@@ -196,7 +208,9 @@ def measurement_for_run(run: dict[str, Any],
     """(measurement, minutes away) for the run's CPU and span (created_at..finished_at), from the measurements the
     run carries and this machine's history: see nearest_measurement."""
     cpu = ((run.get("environment") or {}).get("hardware") or {}).get("cpu")
-    return nearest_measurement(run.get("created_at"), cpu, _with_runs_own(run, history), until=run.get("finished_at"))
+    device, dtype = run_device(run)
+    return nearest_measurement(run.get("created_at"), cpu, _with_runs_own(run, history), until=run.get("finished_at"),
+                               device=device, dtype=dtype)
 
 
 def ceiling_for_run(run: dict[str, Any], history: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
@@ -206,9 +220,10 @@ def ceiling_for_run(run: dict[str, Any], history: list[dict[str, Any]] | None = 
     if not params:
         return None
     measurements = _with_runs_own(run, history)
+    device, dtype = run_device(run)  # a CUDA run is set against the GPU's matmul rate, not the CPU's
     return ceiling_from(measurement_for_run(run, measurements), params, (run.get("summary") or {}).get("total_tok_s"),
                         best=best_measurement(((run.get("environment") or {}).get("hardware") or {}).get("cpu"),
-                                              measurements))
+                                              measurements), device=device, dtype=dtype)
 
 
 # --- model size: parameters and weight bytes from the safetensors files -----------------------------

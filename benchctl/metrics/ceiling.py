@@ -22,22 +22,61 @@ def best_measurement(cpu: str | None, history: list[dict[str, Any]]) -> dict[str
     return max(found, key=lambda e: e["gemm_fp32_flop_s"]) if found else None
 
 
-def ceiling_from(found: tuple[dict[str, Any], float] | None, parameters: int | None,
-                 total_tok_s: float | None, best: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """{ceiling_tok_s, share, measured_at, minutes_away, gemm_flop_s} from a (measurement, minutes away) pair;
-    share = total tok/s ÷ ceiling (None without a total). With `best` (a measurement), also best_gemm_flop_s,
-    best_measured_at and share_of_best = total tok/s ÷ the ceiling at the best measurement's rate."""
+def run_device(run: dict[str, Any]) -> tuple[str, str]:
+    """("cuda" or "cpu", the compute dtype) the run's engine reported: what its ceiling is measured on."""
+    engine = run.get("engine") or {}
+    device = str(engine.get("device") or "cpu")
+    on_gpu = device.startswith("cuda") or "nvidia" in device.lower() or device.lower().startswith("gpu")
+    return ("cuda" if on_gpu else "cpu"), str(engine.get("dtype") or ("bfloat16" if on_gpu else "float32"))
+
+
+def gemm_rate(entry: dict[str, Any], device: str = "cpu", dtype: str = "float32") -> tuple[float | None, str]:
+    """(FLOP/s, what it is) of a measurement for a run on `device` in `dtype`: the GPU's bf16 or fp16 matmul
+    (hwinfo's `cuda` section) for a CUDA run, the CPU's fp32 GEMM otherwise. None when not measured there."""
+    if device == "cuda":
+        cuda = entry.get("cuda") or {}
+        half = "fp16" if dtype in ("float16", "fp16") else "bf16"
+        rate = cuda.get(f"matmul_{half}_flop_s")
+        return rate, f"{cuda.get('device', 'GPU')} {half} matmul"
+    return entry.get("gemm_fp32_flop_s"), "fp32 GEMM"
+
+
+def ceiling_from(
+    found: tuple[dict[str, Any], float] | None,
+    parameters: int | None,
+    total_tok_s: float | None,
+    best: dict[str, Any] | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> dict[str, Any] | None:
+    """{ceiling_tok_s, share, measured_at, minutes_away, gemm_flop_s, gemm} from a (measurement, minutes away) pair,
+    at the rate of the device the run used (gemm_rate); share = total tok/s ÷ ceiling (None without a total). With
+    `best` (a measurement), also best_gemm_flop_s, best_measured_at and share_of_best = total tok/s ÷ the ceiling at
+    the best measurement's rate. None when the measurement has no rate for that device."""
     if found is None or not parameters:
         return None
     entry, minutes = found
-    ceiling = compute_ceiling_tok_s(entry["gemm_fp32_flop_s"], parameters)
-    result = {"ceiling_tok_s": ceiling, "share": total_tok_s / ceiling if total_tok_s else None,
-              "gemm_flop_s": entry["gemm_fp32_flop_s"], "measured_at": entry["measured_at"], "minutes_away": minutes}
+    rate, what = gemm_rate(entry, device, dtype)
+    if not rate:
+        return None
+    ceiling = compute_ceiling_tok_s(rate, parameters)
+    result = {
+        "ceiling_tok_s": ceiling,
+        "share": total_tok_s / ceiling if total_tok_s else None,
+        "gemm_flop_s": rate,
+        "gemm": what,
+        "measured_at": entry["measured_at"],
+        "minutes_away": minutes,
+    }
     if best is not None:
-        best = max(best, entry, key=lambda e: e["gemm_fp32_flop_s"])
-        best_ceiling = compute_ceiling_tok_s(best["gemm_fp32_flop_s"], parameters)
-        result.update(best_gemm_flop_s=best["gemm_fp32_flop_s"], best_measured_at=best["measured_at"],
-                      share_of_best=total_tok_s / best_ceiling if total_tok_s else None)
+        best = max(best, entry, key=lambda e: gemm_rate(e, device, dtype)[0] or 0.0)
+        best_rate = gemm_rate(best, device, dtype)[0] or rate
+        best_ceiling = compute_ceiling_tok_s(best_rate, parameters)
+        result.update(
+            best_gemm_flop_s=best_rate,
+            best_measured_at=best["measured_at"],
+            share_of_best=total_tok_s / best_ceiling if total_tok_s else None,
+        )
     return result
 
 
