@@ -44,13 +44,23 @@ class Probe:
         return self.margin <= 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"load": self.load, "met": self.met, "margin": self.margin, "margin_interval":
-                [self.margin_low, self.margin_high], "slos": self.slos, "goodput_req_s": self.goodput_req_s,
-                "request_throughput": self.request_throughput}
+        return {
+            "load": self.load,
+            "met": self.met,
+            "margin": self.margin,
+            "margin_interval": [self.margin_low, self.margin_high],
+            "slos": self.slos,
+            "goodput_req_s": self.goodput_req_s,
+            "request_throughput": self.request_throughput,
+        }
 
 
-def evaluate(load: float, repetitions: Sequence[Sequence[Mapping[str, Any]]], slos: Sequence[PercentileSLO],
-             confidence: float = 0.95) -> Probe:
+def evaluate(
+    load: float,
+    repetitions: Sequence[Sequence[Mapping[str, Any]]],
+    slos: Sequence[PercentileSLO],
+    confidence: float = 0.95,
+) -> Probe:
     """One probe's verdict from its repetitions' records."""
     latencies = [[request_latencies(r) for r in completed(records)] for records in repetitions]
     estimates = {slo.name: slo_estimate(latencies, slo, confidence, seed=i) for i, slo in enumerate(slos)}
@@ -58,19 +68,33 @@ def evaluate(load: float, repetitions: Sequence[Sequence[Mapping[str, Any]]], sl
     summaries = [summarize(records, slos_ms=limits or None) for records in repetitions]
     goodputs = [float(s["goodput_req_s"]) for s in summaries if limits and _finite(s.get("goodput_req_s"))]
     rates = [float(s["request_throughput"]) for s in summaries if _finite(s.get("request_throughput"))]
-    return Probe(load, estimates, max(e["ratio"] for e in estimates.values()),
-                 max(e["ratio_low"] for e in estimates.values()), max(e["ratio_high"] for e in estimates.values()),
-                 sum(goodputs) / len(goodputs) if goodputs else None, sum(rates) / len(rates) if rates else None)
+    return Probe(
+        load,
+        estimates,
+        max(e["ratio"] for e in estimates.values()),
+        max(e["ratio_low"] for e in estimates.values()),
+        max(e["ratio_high"] for e in estimates.values()),
+        sum(goodputs) / len(goodputs) if goodputs else None,
+        sum(rates) / len(rates) if rates else None,
+    )
 
 
 def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and math.isfinite(v)
 
 
-def find_capacity(probe: Callable[[float, int], Sequence[Mapping[str, Any]]], slos: Sequence[PercentileSLO],
-                  axis: str = "rate", low: float = 1.0, high: float = 64.0, repetitions: int = 2,
-                  resolution: float = 0.05, max_probes: int = 14, confidence: float = 0.95,
-                  on_probe: Callable[[Probe], None] | None = None) -> dict[str, Any]:
+def find_capacity(
+    probe: Callable[[float, int], Sequence[Mapping[str, Any]]],
+    slos: Sequence[PercentileSLO],
+    axis: str = "rate",
+    low: float = 1.0,
+    high: float = 64.0,
+    repetitions: int = 2,
+    resolution: float = 0.05,
+    max_probes: int = 14,
+    confidence: float = 0.95,
+    on_probe: Callable[[Probe], None] | None = None,
+) -> dict[str, Any]:
     """Search the load for the capacity; returns {capacity, interval, statement, goodput_req_s, probes, ...}."""
     check_search(slos, axis, low, high, repetitions, resolution, max_probes)
     probes: dict[float, Probe] = {}
@@ -111,8 +135,15 @@ def find_capacity(probe: Callable[[float, int], Sequence[Mapping[str, Any]]], sl
     return _answer(sorted(probes.values(), key=lambda p: p.load), slos, axis, low, high, passing, failing)
 
 
-def check_search(slos: Sequence[PercentileSLO], axis: str, low: float, high: float, repetitions: int,
-                 resolution: float, max_probes: int) -> None:
+def check_search(
+    slos: Sequence[PercentileSLO],
+    axis: str,
+    low: float,
+    high: float,
+    repetitions: int,
+    resolution: float,
+    max_probes: int,
+) -> None:
     if not slos:
         raise CapacityError("a capacity search needs at least one --slo, e.g. --slo ttft_p99:500ms")
     if axis not in AXES:
@@ -125,16 +156,33 @@ def check_search(slos: Sequence[PercentileSLO], axis: str, low: float, high: flo
         raise CapacityError("the search needs repetitions >= 1, max probes >= 2 and a resolution in (0, 1)")
 
 
-def _answer(probes: list[Probe], slos: Sequence[PercentileSLO], axis: str, low: float, high: float,
-            passing: float, failing: float | None) -> dict[str, Any]:
+def _answer(
+    probes: list[Probe],
+    slos: Sequence[PercentileSLO],
+    axis: str,
+    low: float,
+    high: float,
+    passing: float,
+    failing: float | None,
+) -> dict[str, Any]:
     by_load = {p.load: p for p in probes}
-    result: dict[str, Any] = {"axis": axis, "unit": UNITS[axis], "slos": [s.name for s in slos],
-                              "slo_labels": [s.label for s in slos], "probes": [p.to_dict() for p in probes],
-                              "bracket": [passing, failing]}
+    result: dict[str, Any] = {
+        "axis": axis,
+        "unit": UNITS[axis],
+        "slos": [s.name for s in slos],
+        "slo_labels": [s.label for s in slos],
+        "probes": [p.to_dict() for p in probes],
+        "bracket": [passing, failing],
+    }
     if failing == low:
-        return {**result, "capacity": None, "interval": None, "goodput_req_s": None,
-                "statement": f"no capacity: the SLOs ({', '.join(s.label for s in slos)}) fail at the lowest load "
-                             f"probed, {low:g} {UNITS[axis]}"}
+        return {
+            **result,
+            "capacity": None,
+            "interval": None,
+            "goodput_req_s": None,
+            "statement": f"no capacity: the SLOs ({', '.join(s.label for s in slos)}) fail at the lowest load "
+            f"probed, {low:g} {UNITS[axis]}",
+        }
     best = by_load[passing]
     if failing is None:
         capacity, bounded = passing, False
@@ -148,13 +196,21 @@ def _answer(probes: list[Probe], slos: Sequence[PercentileSLO], axis: str, low: 
     fmt = (lambda v: f"{v:g}") if axis == "concurrency" else (lambda v: f"{v:.3g}")
     binding = max(best.slos, key=lambda name: best.slos[name]["ratio"])
     labels = ", ".join(s.label for s in slos)
-    statement = (f"capacity {fmt(capacity)} {UNITS[axis]} [{fmt(lower)}, {fmt(upper)}] at {labels}"
-                 + ("" if bounded else f" (still met at the highest load probed, {high:g})"))
+    statement = f"capacity {fmt(capacity)} {UNITS[axis]} [{fmt(lower)}, {fmt(upper)}] at {labels}" + (
+        "" if bounded else f" (still met at the highest load probed, {high:g})"
+    )
     if best.goodput_req_s is not None:
         statement += f"; goodput {best.goodput_req_s:.3g} req/s at {fmt(best.load)} {UNITS[axis]}"
-    return {**result, "capacity": capacity, "interval": [lower, upper], "bounded": bounded,
-            "binding_slo": binding, "goodput_req_s": best.goodput_req_s, "goodput_at_load": best.load,
-            "statement": statement}
+    return {
+        **result,
+        "capacity": capacity,
+        "interval": [lower, upper],
+        "bounded": bounded,
+        "binding_slo": binding,
+        "goodput_req_s": best.goodput_req_s,
+        "goodput_at_load": best.load,
+        "statement": statement,
+    }
 
 
 def _crossing(a: float, margin_a: float, b: float, margin_b: float) -> float:
@@ -180,9 +236,18 @@ def _edge(probes: list[Probe], key: str, axis: str) -> float | None:
     return None
 
 
-def capacity_sweep(spec: Any, output_dir: Any, axis: str, slos: Sequence[PercentileSLO], low: float, high: float,
-                   repetitions: int = 2, rounds: int = 4, run_cell: Callable[..., dict] | None = None,
-                   on_probe: Callable[[Probe], None] | None = None) -> dict[str, Any]:
+def capacity_sweep(
+    spec: Any,
+    output_dir: Any,
+    axis: str,
+    slos: Sequence[PercentileSLO],
+    low: float,
+    high: float,
+    repetitions: int = 2,
+    rounds: int = 4,
+    run_cell: Callable[..., dict] | None = None,
+    on_probe: Callable[[Probe], None] | None = None,
+) -> dict[str, Any]:
     """`benchctl sweep --capacity`: find_capacity over ordinary runs of the spec's first backend, one sweep cell per
     probe and repetition under results/sweeps/capacity-*/, indexed in sweep.json (kind "capacity"). A concurrency
     probe of c sends at least `rounds` x c requests (fewer would measure the start of a run, not its load); a cell
@@ -199,9 +264,15 @@ def capacity_sweep(spec: Any, output_dir: Any, axis: str, slos: Sequence[Percent
     run_cell = run_cell or run_in_child
     check_search(slos, axis, low, high, repetitions, 0.05, 14)
     sweep_dir = store.new_run_dir(Path(output_dir), "capacity")
-    index: dict[str, Any] = {"schema_version": store.SCHEMA_VERSION, "sweep_id": sweep_dir.name, "kind": "capacity",
-                             "axis": axis, "slos": [s.name for s in slos], "spec": store.clean_floats(asdict(spec)),
-                             "cells": []}
+    index: dict[str, Any] = {
+        "schema_version": store.SCHEMA_VERSION,
+        "sweep_id": sweep_dir.name,
+        "kind": "capacity",
+        "axis": axis,
+        "slos": [s.name for s in slos],
+        "spec": store.clean_floats(asdict(spec)),
+        "cells": [],
+    }
     store.write_json_atomic(sweep_dir / "sweep.json", index)
 
     def probe(load: float, rep: int) -> list[dict]:
@@ -213,9 +284,18 @@ def capacity_sweep(spec: Any, output_dir: Any, axis: str, slos: Sequence[Percent
             config.workload.num_prompts = max(config.workload.num_prompts or DEFAULT_NUM_PROMPTS, rounds * int(load))
         result = run_cell(config, spec.cell_timeout_s)
         run_dir = result["run_dir"]
-        index["cells"].append(store.clean_floats({**asdict(cell), "label": cell.label(), "load": load,
-                                                  "run": run_dir.name if run_dir else None,
-                                                  "status": result["status"], "error": result["error"]}))
+        index["cells"].append(
+            store.clean_floats(
+                {
+                    **asdict(cell),
+                    "label": cell.label(),
+                    "load": load,
+                    "run": run_dir.name if run_dir else None,
+                    "status": result["status"],
+                    "error": result["error"],
+                }
+            )
+        )
         store.write_json_atomic(sweep_dir / "sweep.json", index)
         if result["status"] != "completed" or run_dir is None or not (run_dir / "requests.jsonl").is_file():
             return []

@@ -82,8 +82,12 @@ class SaturationDetector:
         if rules.max_error_rate is not None and seen >= rules.min_finished:
             rate = sum(self.recent_errors) / len(self.recent_errors)
             if rate > rules.max_error_rate:
-                return self._stop("error-rate", now, f"{rate:.0%} of the last {len(self.recent_errors)} requests "
-                                  f"failed, more than --max-error-rate {rules.max_error_rate:g}")
+                return self._stop(
+                    "error-rate",
+                    now,
+                    f"{rate:.0%} of the last {len(self.recent_errors)} requests "
+                    f"failed, more than --max-error-rate {rules.max_error_rate:g}",
+                )
         return self.check(now)
 
     def check(self, now: float) -> dict[str, Any] | None:
@@ -110,14 +114,30 @@ class SaturationDetector:
         rising = growth >= rules.ttft_growth and slope_t >= rules.slope_t
         self.streaks["backlog"] = self.streaks["backlog"] + 1 if behind else 0
         self.streaks["ttft"] = self.streaks["ttft"] + 1 if rising else 0
-        self.checks.append({"t_s": now, "window_s": w, "arrived": arrived, "finished": finished, "backlog": backlog,
-                            "ttft_growth": growth, "ttft_slope_t": slope_t})
+        self.checks.append(
+            {
+                "t_s": now,
+                "window_s": w,
+                "arrived": arrived,
+                "finished": finished,
+                "backlog": backlog,
+                "ttft_growth": growth,
+                "ttft_slope_t": slope_t,
+            }
+        )
         if self.streaks["backlog"] >= rules.patience:
-            return self._stop("over-saturated", now, f"{finished} requests finished in the last {w:.3g} s while "
-                              f"{arrived} arrived ({backlog} waiting or in flight)")
+            return self._stop(
+                "over-saturated",
+                now,
+                f"{finished} requests finished in the last {w:.3g} s while "
+                f"{arrived} arrived ({backlog} waiting or in flight)",
+            )
         if self.streaks["ttft"] >= rules.patience:
-            return self._stop("ttft-growing", now, f"median TTFT {growth:.3g}x the first requests' and still "
-                              f"rising ({slope_t:.3g} standard errors)")
+            return self._stop(
+                "ttft-growing",
+                now,
+                f"median TTFT {growth:.3g}x the first requests' and still rising ({slope_t:.3g} standard errors)",
+            )
         return None
 
     def _ttft_trend(self, now: float, w: float) -> tuple[float, float]:
@@ -138,8 +158,13 @@ class SaturationDetector:
         return float(np.median(last)) / base, slope / se if se > 0 else (math.inf if slope > 0 else 0.0)
 
     def _stop(self, reason: str, now: float, detail: str) -> dict[str, Any]:
-        self.stopped = {"reason": reason, "t_s": now, "detail": detail, "finished": len(self.finishes),
-                        "window_s": self.window_s}
+        self.stopped = {
+            "reason": reason,
+            "t_s": now,
+            "detail": detail,
+            "finished": len(self.finishes),
+            "window_s": self.window_s,
+        }
         return self.stopped
 
 
@@ -151,8 +176,9 @@ def stop_rules(schedule: Mapping[str, Any] | None) -> StopRules | None:
     return StopRules(on_saturation=bool(stop.get("on_saturation")), max_error_rate=stop.get("max_error_rate"))
 
 
-def watch(detector: SaturationDetector, emit: Callable[[dict], None],
-          stop: Callable[[str], None]) -> Callable[[dict], None]:
+def watch(
+    detector: SaturationDetector, emit: Callable[[dict], None], stop: Callable[[str], None]
+) -> Callable[[dict], None]:
     """`emit`, feeding the detector after each record; the first time it fires, stop(reason) (the load client's
     interrupt: nothing more is sent, requests in flight end as failed with the reason)."""
 

@@ -36,7 +36,7 @@ class PercentileSLO:
 
     @property
     def label(self) -> str:
-        """"p99 TTFT ≤ 500 ms"."""
+        """ "p99 TTFT ≤ 500 ms"."""
         return f"{self.stat} {_LABELS[self.metric]} ≤ {self.limit_s * 1000:g} ms"
 
 
@@ -47,8 +47,10 @@ def parse_percentile_slos(items: Iterable[str]) -> list[PercentileSLO]:
     for item in items:
         match = _SLO.fullmatch(item.strip().lower())
         if match is None:
-            raise ValueError(f"expected METRIC_STAT:LIMIT such as ttft_p99:500ms (METRIC one of "
-                             f"{', '.join(SLO_METRICS)}; STAT pNN, mean or median), got {item!r}")
+            raise ValueError(
+                f"expected METRIC_STAT:LIMIT such as ttft_p99:500ms (METRIC one of "
+                f"{', '.join(SLO_METRICS)}; STAT pNN, mean or median), got {item!r}"
+            )
         metric, stat, value, unit = match.groups()
         limit_s = float(value) * (1.0 if unit == "s" else 1e-3)
         if stat.startswith("p") and not 0 < float(stat[1:]) <= 100 or not 0 < limit_s < math.inf:
@@ -83,15 +85,27 @@ def slo_values(latencies: Sequence[Mapping[str, Any]], slo: PercentileSLO) -> np
     return np.asarray(latency_values(latencies, f"{slo.metric}_s"), dtype=np.float64)
 
 
-def slo_estimate(repetitions: Sequence[Sequence[Mapping[str, Any]]], slo: PercentileSLO, confidence: float = 0.95,
-                 resamples: int = 400, seed: int = 0) -> dict[str, Any]:
+def slo_estimate(
+    repetitions: Sequence[Sequence[Mapping[str, Any]]],
+    slo: PercentileSLO,
+    confidence: float = 0.95,
+    resamples: int = 400,
+    seed: int = 0,
+) -> dict[str, Any]:
     """{value_s, low_s, high_s, ratio (value / limit), ratio_low, ratio_high, met} of one SLO over repetitions
     (each a list of request latencies); value None when no request completed (the SLO is not met)."""
     groups = [slo_values(lat, slo) for lat in repetitions]
     pooled = np.concatenate(groups) if groups else np.zeros(0)
     if pooled.size == 0:
-        return {"value_s": None, "low_s": None, "high_s": None, "ratio": math.inf, "ratio_low": math.inf,
-                "ratio_high": math.inf, "met": False}
+        return {
+            "value_s": None,
+            "low_s": None,
+            "high_s": None,
+            "ratio": math.inf,
+            "ratio_low": math.inf,
+            "ratio_high": math.inf,
+            "met": False,
+        }
     rng = np.random.default_rng(seed)
     filled = [g for g in groups if g.size]
     estimates = np.empty(resamples)
@@ -101,6 +115,12 @@ def slo_estimate(repetitions: Sequence[Sequence[Mapping[str, Any]]], slo: Percen
         estimates[i] = statistic(sample, slo.stat)
     low, high = np.quantile(estimates, [(1 - confidence) / 2, (1 + confidence) / 2])
     value = statistic(pooled, slo.stat)
-    return {"value_s": value, "low_s": float(low), "high_s": float(high), "ratio": value / slo.limit_s,
-            "ratio_low": float(low) / slo.limit_s, "ratio_high": float(high) / slo.limit_s,
-            "met": value <= slo.limit_s}
+    return {
+        "value_s": value,
+        "low_s": float(low),
+        "high_s": float(high),
+        "ratio": value / slo.limit_s,
+        "ratio_low": float(low) / slo.limit_s,
+        "ratio_high": float(high) / slo.limit_s,
+        "met": value <= slo.limit_s,
+    }

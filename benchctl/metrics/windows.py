@@ -42,30 +42,42 @@ def output_tokens_between(records: Sequence[Mapping[str, Any]], start_s: float, 
     return total
 
 
-def window_summary(records: Sequence[Mapping[str, Any]], labelled: Sequence[Mapping[str, Any]], start_s: float,
-                   end_s: float, slos_ms: Mapping[str, float] | None = None) -> dict[str, Any]:
+def window_summary(
+    records: Sequence[Mapping[str, Any]],
+    labelled: Sequence[Mapping[str, Any]],
+    start_s: float,
+    end_s: float,
+    slos_ms: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
     """summarize() of the labelled records, its rates replaced by the server's output within [start_s, end_s)."""
     summary = summarize(labelled, slos_ms=slos_ms)
     span = end_s - start_s
     finished = [r for r in completed(records) if start_s <= r["finish_s"] < end_s]
-    first_tokens = [r for r in completed(records) if r.get("first_token_s") is not None
-                    and start_s <= r["first_token_s"] < end_s]
+    first_tokens = [
+        r for r in completed(records) if r.get("first_token_s") is not None and start_s <= r["first_token_s"] < end_s
+    ]
     input_tokens = sum(r.get("prompt_tokens") or 0 for r in first_tokens)
     output_tokens = output_tokens_between(records, start_s, end_s)
 
     def rate(n: float) -> float:
         return n / span if span > 0 else math.nan
 
-    summary.update(window_s=[start_s, end_s], duration_s=span, request_throughput=rate(len(finished)),
-                   input_tok_s=rate(input_tokens), output_tok_s=rate(output_tokens),
-                   total_tok_s=rate(input_tokens + output_tokens))
+    summary.update(
+        window_s=[start_s, end_s],
+        duration_s=span,
+        request_throughput=rate(len(finished)),
+        input_tok_s=rate(input_tokens),
+        output_tok_s=rate(output_tokens),
+        total_tok_s=rate(input_tokens + output_tokens),
+    )
     if slos_ms:
         summary["goodput_req_s"] = rate(sum(meets_slos(request_latencies(r), slos_ms) for r in finished))
     return summary
 
 
-def summarize_windows(records: Sequence[Mapping[str, Any]], schedule: Mapping[str, Any] | None,
-                      slos_ms: Mapping[str, float] | None = None) -> dict[str, Any]:
+def summarize_windows(
+    records: Sequence[Mapping[str, Any]], schedule: Mapping[str, Any] | None, slos_ms: Mapping[str, float] | None = None
+) -> dict[str, Any]:
     """{"steady_state": summary} with --warmup/--cooldown, {"stages": [summary per stage]} with --stages, both or
     neither ({}): what run.json keeps beside the whole-run summary."""
     schedule = schedule or {}
@@ -78,8 +90,14 @@ def summarize_windows(records: Sequence[Mapping[str, Any]], schedule: Mapping[st
         out["steady_state"] = summary
     stages = schedule.get("stages")
     if stages:
-        out["stages"] = [{"stage": s["stage"], "offered_request_rate": s["request_rate"],
-                          **window_summary(records, [r for r in records if stage_of(r) == s["stage"]],
-                                           s["start_s"], s["end_s"], slos_ms)}
-                         for s in stages]
+        out["stages"] = [
+            {
+                "stage": s["stage"],
+                "offered_request_rate": s["request_rate"],
+                **window_summary(
+                    records, [r for r in records if stage_of(r) == s["stage"]], s["start_s"], s["end_s"], slos_ms
+                ),
+            }
+            for s in stages
+        ]
     return out

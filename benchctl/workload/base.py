@@ -45,9 +45,17 @@ def length_stats(lengths: list[int] | np.ndarray) -> dict[str, float]:
     a = np.asarray(lengths, dtype=np.float64)
     if a.size == 0:
         return {"count": 0}
-    return {"count": int(a.size), "mean": round(float(a.mean()), 2), "std": round(float(a.std()), 2),
-            "min": int(a.min()), "p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
-            "p99": float(np.percentile(a, 99)), "max": int(a.max()), "sum": int(a.sum())}
+    return {
+        "count": int(a.size),
+        "mean": round(float(a.mean()), 2),
+        "std": round(float(a.std()), 2),
+        "min": int(a.min()),
+        "p50": float(np.percentile(a, 50)),
+        "p90": float(np.percentile(a, 90)),
+        "p99": float(np.percentile(a, 99)),
+        "max": int(a.max()),
+        "sum": int(a.sum()),
+    }
 
 
 @dataclass(slots=True)

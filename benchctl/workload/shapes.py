@@ -63,7 +63,7 @@ def _quantity(value: Any, name: str, allow_requests: bool) -> tuple[str, float]:
 
 
 def parse_stages(text: Any) -> list[tuple[float, float]]:
-    """"2:30s,4:30s,8:30s" -> [(rate req/s, seconds), ...]."""
+    """ "2:30s,4:30s,8:30s" -> [(rate req/s, seconds), ...]."""
     if not isinstance(text, str) or not text.strip():
         raise WorkloadError(f"--stages expects RATE:TIME items such as 2:30s,4:30s, got {text!r}")
     stages = []
@@ -93,15 +93,22 @@ def check_shape(o: Any, trace: bool) -> None:
             parse_window(getattr(o, name), f"--{name}")
     if o.stages is not None:
         parse_stages(o.stages)
-    given = [n for n, v in (("--duration", o.duration), ("--stages", o.stages),
-                            ("--ramp-up-strategy", o.ramp_up_strategy)) if v is not None]
+    given = [
+        n
+        for n, v in (("--duration", o.duration), ("--stages", o.stages), ("--ramp-up-strategy", o.ramp_up_strategy))
+        if v is not None
+    ]
     windows = [n for n, v in (("--warmup", o.warmup), ("--cooldown", o.cooldown)) if v is not None]
     if o.kind == "conversations" and given + windows:
-        raise WorkloadError(f"{', '.join(given + windows)}: load shapes and windows apply to single-turn workloads; "
-                            f"--workload conversations takes --num-prompts conversations")
+        raise WorkloadError(
+            f"{', '.join(given + windows)}: load shapes and windows apply to single-turn workloads; "
+            f"--workload conversations takes --num-prompts conversations"
+        )
     if trace and given:
-        raise WorkloadError(f"{', '.join(given)}: a trace replays its own timestamps; use --trace-window START:END "
-                            f"and --trace-speed to cut or stretch it")
+        raise WorkloadError(
+            f"{', '.join(given)}: a trace replays its own timestamps; use --trace-window START:END "
+            f"and --trace-speed to cut or stretch it"
+        )
     if len(given) > 1 and not (given == ["--duration", "--ramp-up-strategy"]):
         raise WorkloadError(f"{' and '.join(given)} cannot be combined (stages have their own durations)")
     if (o.ramp_up_start_rps is not None or o.ramp_up_end_rps is not None) and o.ramp_up_strategy is None:
@@ -111,8 +118,9 @@ def check_shape(o: Any, trace: bool) -> None:
     if (given or windows) and not math.isinf(o.request_rate) and (o.stages or o.ramp_up_strategy):
         raise WorkloadError("--request-rate is set by the ramp or the stages; leave it out")
     if o.duration is not None and o.ramp_up_strategy is None and math.isinf(o.request_rate):
-        raise WorkloadError("--duration needs a finite --request-rate or a ramp: all-at-once arrivals have no time "
-                            "to fill")
+        raise WorkloadError(
+            "--duration needs a finite --request-rate or a ramp: all-at-once arrivals have no time to fill"
+        )
     counted = [n for n in given if n != "--ramp-up-strategy"]  # a ramp without a duration spans --num-prompts
     if counted and o.num_prompts is not None:
         raise WorkloadError(f"{counted[0]} decides how many requests the run sends; leave out --num-prompts")
@@ -120,8 +128,9 @@ def check_shape(o: Any, trace: bool) -> None:
 
 def _check_ramp(o: Any) -> None:
     if o.ramp_up_strategy not in RAMP_STRATEGIES:
-        raise WorkloadError(f"--ramp-up-strategy must be one of {', '.join(RAMP_STRATEGIES)}, "
-                            f"got {o.ramp_up_strategy!r}")
+        raise WorkloadError(
+            f"--ramp-up-strategy must be one of {', '.join(RAMP_STRATEGIES)}, got {o.ramp_up_strategy!r}"
+        )
     start, end = o.ramp_up_start_rps, o.ramp_up_end_rps
     if start is None or end is None:
         raise WorkloadError("--ramp-up-strategy needs both --ramp-up-start-rps and --ramp-up-end-rps")
@@ -143,16 +152,20 @@ def _unit_gaps(rng: np.random.Generator, kind: str, burstiness: float, n: int) -
 def _unit_points(rng: np.random.Generator, kind: str, burstiness: float, total: float) -> np.ndarray:
     """Points 0 = u_0 < u_1 < ... of a unit-rate process below `total` (the cumulative rate at the deadline)."""
     if total > MAX_SCHEDULED_REQUESTS:
-        raise WorkloadError(f"the schedule needs about {total:,.0f} requests, more than the {MAX_SCHEDULED_REQUESTS:,}"
-                            f" a run holds; shorten --duration or lower the rate")
+        raise WorkloadError(
+            f"the schedule needs about {total:,.0f} requests, more than the {MAX_SCHEDULED_REQUESTS:,}"
+            f" a run holds; shorten --duration or lower the rate"
+        )
     points = np.zeros(1)
     while points[-1] < total:
         more = int(total - points[-1] + 6 * math.sqrt(total) + 16)
         points = np.concatenate([points, points[-1] + np.cumsum(_unit_gaps(rng, kind, burstiness, more))])
     points = points[points < total]
     if points.size > MAX_SCHEDULED_REQUESTS:
-        raise WorkloadError(f"the schedule drew {points.size:,} requests, more than the {MAX_SCHEDULED_REQUESTS:,} a "
-                            f"run holds; shorten --duration or lower the rate")
+        raise WorkloadError(
+            f"the schedule drew {points.size:,} requests, more than the {MAX_SCHEDULED_REQUESTS:,} a "
+            f"run holds; shorten --duration or lower the rate"
+        )
     return points
 
 
@@ -193,8 +206,9 @@ def shaped_arrivals(o: Any, count: int, kind: str) -> tuple[np.ndarray, np.ndarr
             points = t + _unit_points(rng, kind, o.burstiness, rate * span_s) / rate
             parts.append(points)
             stage_of.append(np.full(points.size, k))
-            stages.append({"stage": k, "request_rate": rate, "start_s": t, "end_s": t + span_s,
-                           "requests": int(points.size)})
+            stages.append(
+                {"stage": k, "request_rate": rate, "start_s": t, "end_s": t + span_s, "requests": int(points.size)}
+            )
             t += span_s
         schedule.update(kind=f"stages ({kind})", request_rate=None, duration_s=t, stages=stages)
         return np.concatenate(parts), np.concatenate(stage_of), schedule
@@ -212,10 +226,17 @@ def shaped_arrivals(o: Any, count: int, kind: str) -> tuple[np.ndarray, np.ndarr
     else:
         return arrival_times(count, o.request_rate, o.burstiness, kind, o.seed), None, schedule
     if strategy is not None:
-        schedule.update(kind=f"ramp-{strategy} ({kind})", request_rate=None,
-                        ramp={"strategy": strategy, "start_rps": start, "end_rps": end,
-                              "over": "duration" if duration_s is not None else "requests",
-                              "rule": "vLLM 0.32 vllm/benchmarks/serve.py _get_current_request_rate"})
+        schedule.update(
+            kind=f"ramp-{strategy} ({kind})",
+            request_rate=None,
+            ramp={
+                "strategy": strategy,
+                "start_rps": start,
+                "end_rps": end,
+                "over": "duration" if duration_s is not None else "requests",
+                "rule": "vLLM 0.32 vllm/benchmarks/serve.py _get_current_request_rate",
+            },
+        )
     schedule["duration_s"] = duration_s
     return arrivals, None, schedule
 
@@ -242,7 +263,14 @@ def windows(o: Any, arrivals: np.ndarray, end_s: float | None) -> tuple[list[str
         steady_end_s = end - amount if unit == "s" else float(arrivals[max(int(n - amount), 0)]) if n else end
     counts = {p: int((phase == p).sum()) for p in ("warmup", "steady", "cooldown")}
     if counts["steady"] == 0:
-        raise WorkloadError(f"--warmup {o.warmup} and --cooldown {o.cooldown} leave no request in the steady state "
-                            f"({n} requests in {end:g} s)")
-    return phase.tolist(), {"warmup": o.warmup, "cooldown": o.cooldown, "steady_start_s": steady_start_s,
-                            "steady_end_s": max(steady_end_s, steady_start_s), "requests": counts}
+        raise WorkloadError(
+            f"--warmup {o.warmup} and --cooldown {o.cooldown} leave no request in the steady state "
+            f"({n} requests in {end:g} s)"
+        )
+    return phase.tolist(), {
+        "warmup": o.warmup,
+        "cooldown": o.cooldown,
+        "steady_start_s": steady_start_s,
+        "steady_end_s": max(steady_end_s, steady_start_s),
+        "requests": counts,
+    }

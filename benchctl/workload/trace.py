@@ -29,10 +29,14 @@ from benchctl.workload.tokenizer import Tokenizer
 TRACE_PREFIX = "trace:"
 BLOCK_TOKENS = 512  # Mooncake's hash block: one id per 512 prompt tokens
 FORMATS = ("mooncake", "burstgpt", "generic")
-MOONCAKE_COLUMNS = {"timestamp": "timestamp", "input": "input_length", "output": "output_length",
-                    "hash_ids": "hash_ids", "unit": "ms"}
-BURSTGPT_COLUMNS = {"timestamp": "Timestamp", "input": "Request tokens", "output": "Response tokens",
-                    "model": "Model"}
+MOONCAKE_COLUMNS = {
+    "timestamp": "timestamp",
+    "input": "input_length",
+    "output": "output_length",
+    "hash_ids": "hash_ids",
+    "unit": "ms",
+}
+BURSTGPT_COLUMNS = {"timestamp": "Timestamp", "input": "Request tokens", "output": "Response tokens", "model": "Model"}
 _COLUMN_KEYS = ("timestamp", "input", "output", "hash_ids", "unit", "block")
 _UNITS = {"ms": 1e-3, "s": 1.0}
 
@@ -64,8 +68,10 @@ def parse_columns(text: str) -> dict[str, str]:
     for item in text.split(","):
         key, sep, value = (part.strip() for part in item.partition("="))
         if not sep or key not in _COLUMN_KEYS or not value:
-            raise WorkloadError(f"--trace-columns expects KEY=NAME pairs with KEY one of {', '.join(_COLUMN_KEYS)}, "
-                                f"got {item.strip()!r}")
+            raise WorkloadError(
+                f"--trace-columns expects KEY=NAME pairs with KEY one of {', '.join(_COLUMN_KEYS)}, "
+                f"got {item.strip()!r}"
+            )
         columns[key] = value
     missing = [k for k in ("timestamp", "input", "output") if k not in columns]
     if missing:
@@ -95,8 +101,11 @@ def parse_window(text: str | None) -> tuple[float, float]:
 def check_trace_options(options: TraceOptions, dataset: str) -> None:
     defaults = TraceOptions()
     if not is_trace(dataset):
-        given = [f"--trace-{k}" for k in ("speed", "window", "model", "columns")
-                 if getattr(options, k) != getattr(defaults, k)]
+        given = [
+            f"--trace-{k}"
+            for k in ("speed", "window", "model", "columns")
+            if getattr(options, k) != getattr(defaults, k)
+        ]
         if given:
             raise WorkloadError(f"{', '.join(given)} apply to --dataset trace:PATH, not {dataset!r}")
         return
@@ -130,14 +139,23 @@ def read_trace(path: Path, options: TraceOptions) -> tuple[str, list[TraceRow], 
             raise WorkloadError("--trace-model filters BurstGPT's CSV by its Model column; this trace has none")
         rows, skipped = _read_jsonl(path, columns)
     if not rows:
-        raise WorkloadError(f"{path}: no usable rows in the trace" + (f" for model {options.model!r}"
-                                                                       if options.model else ""))
+        raise WorkloadError(
+            f"{path}: no usable rows in the trace" + (f" for model {options.model!r}" if options.model else "")
+        )
     in_order = all(a.t_s <= b.t_s for a, b in zip(rows, rows[1:]))
     rows.sort(key=lambda r: r.t_s)  # stable: rows recorded at the same time keep their order
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    source = {"path": str(path), "format": fmt, "size_bytes": path.stat().st_size, "sha256": digest,
-              "columns": columns, "rows_in_file": len(rows) + sum(skipped.values()), "rows_skipped": skipped,
-              "sorted_by_timestamp": in_order, "model": options.model}
+    source = {
+        "path": str(path),
+        "format": fmt,
+        "size_bytes": path.stat().st_size,
+        "sha256": digest,
+        "columns": columns,
+        "rows_in_file": len(rows) + sum(skipped.values()),
+        "rows_skipped": skipped,
+        "sorted_by_timestamp": in_order,
+        "model": options.model,
+    }
     return fmt, rows, source
 
 
@@ -176,8 +194,10 @@ def _read_burstgpt(path: Path, model: str | None) -> tuple[list[TraceRow], dict[
         names = BURSTGPT_COLUMNS
         missing = [c for c in names.values() if c not in (reader.fieldnames or [])]
         if missing:
-            raise WorkloadError(f"{path}: not a BurstGPT CSV (no column {', '.join(map(repr, missing))}; "
-                                f"for another layout give --trace-columns on a JSONL file)")
+            raise WorkloadError(
+                f"{path}: not a BurstGPT CSV (no column {', '.join(map(repr, missing))}; "
+                f"for another layout give --trace-columns on a JSONL file)"
+            )
         for i, entry in enumerate(reader):
             where = f"{path} line {reader.line_num}"
             if model is not None and entry[names["model"]] != model:
@@ -229,9 +249,14 @@ def window_rows(rows: list[TraceRow], options: TraceOptions, limit: int | None) 
     if not chosen:
         span = rows[-1].t_s - first
         raise WorkloadError(f"--trace-window {options.window} holds no request: the trace spans {span:g} s")
-    return chosen, {"window_s": [start, None if math.isinf(end) else end], "rows_in_window": in_window,
-                    "rows_used": len(chosen), "first_row": chosen[0].row, "speed": options.speed,
-                    "recorded_span_s": chosen[-1].t_s - chosen[0].t_s}
+    return chosen, {
+        "window_s": [start, None if math.isinf(end) else end],
+        "rows_in_window": in_window,
+        "rows_used": len(chosen),
+        "first_row": chosen[0].row,
+        "speed": options.speed,
+        "recorded_span_s": chosen[-1].t_s - chosen[0].t_s,
+    }
 
 
 class _Blocks:
@@ -258,8 +283,9 @@ class _Blocks:
         return ids, self.tokenizer.decode(ids)
 
 
-def trace_requests(rows: list[TraceRow], tokenizer: Tokenizer, seed: int, speed: float,
-                   block_tokens: int = BLOCK_TOKENS) -> tuple[list[RequestSpec], dict]:
+def trace_requests(
+    rows: list[TraceRow], tokenizer: Tokenizer, seed: int, speed: float, block_tokens: int = BLOCK_TOKENS
+) -> tuple[list[RequestSpec], dict]:
     """One request per row, arriving (t - first t) / speed after the run start. Block k of a prompt is hash id k's
     tokens (the last block cut to the prompt's length); blocks past the ids are the row's own. The text is the
     blocks' texts joined, so requests sharing ids share that text too."""
@@ -281,15 +307,21 @@ def trace_requests(rows: list[TraceRow], tokenizer: Tokenizer, seed: int, speed:
             rest_ids, text = blocks.unshared(row.row, row.input_len - len(ids))
             ids += rest_ids
             texts.append(text)
-        requests.append(RequestSpec(f"req-{i:05d}", ids, "".join(texts), row.output_len,
-                                    arrival_s=(row.t_s - first) / speed))
+        requests.append(
+            RequestSpec(f"req-{i:05d}", ids, "".join(texts), row.output_len, arrival_s=(row.t_s - first) / speed)
+        )
     shared = {h for r in rows for h in (r.hash_ids or [])}
-    return requests, {"block_tokens": block_tokens, "hash_ids": len(shared), "rows_with_hash_ids":
-                      sum(bool(r.hash_ids) for r in rows), "rows_hash_ids_not_one_per_block": mismatched}
+    return requests, {
+        "block_tokens": block_tokens,
+        "hash_ids": len(shared),
+        "rows_with_hash_ids": sum(bool(r.hash_ids) for r in rows),
+        "rows_hash_ids_not_one_per_block": mismatched,
+    }
 
 
-def sample_trace(dataset: str, tokenizer: Tokenizer, options: TraceOptions, seed: int,
-                 limit: int | None) -> tuple[list[RequestSpec], dict]:
+def sample_trace(
+    dataset: str, tokenizer: Tokenizer, options: TraceOptions, seed: int, limit: int | None
+) -> tuple[list[RequestSpec], dict]:
     """(requests on the trace's own schedule, the workload's source: file digest, format, window, rows used)."""
     path = Path(dataset.removeprefix(TRACE_PREFIX)).expanduser()
     fmt, rows, source = read_trace(path, options)
@@ -301,6 +333,12 @@ def sample_trace(dataset: str, tokenizer: Tokenizer, options: TraceOptions, seed
 
 def trace_schedule(source: dict, max_concurrency: int | None) -> dict:
     """The workload's schedule: the trace's timestamps, not a generated process."""
-    return {"kind": "trace", "request_rate": None, "burstiness": None, "max_concurrency": max_concurrency,
-            "trace_format": source["format"], "speed": source["speed"],
-            "replay_span_s": source["recorded_span_s"] / source["speed"]}
+    return {
+        "kind": "trace",
+        "request_rate": None,
+        "burstiness": None,
+        "max_concurrency": max_concurrency,
+        "trace_format": source["format"],
+        "speed": source["speed"],
+        "replay_span_s": source["recorded_span_s"] / source["speed"],
+    }

@@ -17,13 +17,42 @@ def test_four_requests_through_llama_cpp_server(tmp_path):
     python = engine_python("llamacpp")
     probe = subprocess.run([python, "-c", "import llama_cpp.server.app, uvicorn"], capture_output=True, text=True)
     if probe.returncode != 0:
-        pytest.skip(f"the llamacpp environment lacks the server extra: {probe.stderr.strip().splitlines()[-1]} "
-                    f"(pip install 'llama-cpp-python[server]==0.3.36' there)")
-    result = subprocess.run([sys.executable, "-m", "benchctl", "run", "--backend", "llamacpp", "--mode", "serving",
-                             "--dataset", "random", "--num-prompts", "4", "--random-input-len", "24",
-                             "--random-output-len", "8", "--random-range-ratio", "0.5", "--request-rate", "8",
-                             "--engine-arg", "max_model_len=512", "--output-dir", str(tmp_path), "--json"],
-                            capture_output=True, text=True, timeout=600)
+        pytest.skip(
+            f"the llamacpp environment lacks the server extra: {probe.stderr.strip().splitlines()[-1]} "
+            f"(pip install 'llama-cpp-python[server]==0.3.36' there)"
+        )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchctl",
+            "run",
+            "--backend",
+            "llamacpp",
+            "--mode",
+            "serving",
+            "--dataset",
+            "random",
+            "--num-prompts",
+            "4",
+            "--random-input-len",
+            "24",
+            "--random-output-len",
+            "8",
+            "--random-range-ratio",
+            "0.5",
+            "--request-rate",
+            "8",
+            "--engine-arg",
+            "max_model_len=512",
+            "--output-dir",
+            str(tmp_path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     run = json.loads(result.stdout)
     run_dir = tmp_path / run["run_id"]

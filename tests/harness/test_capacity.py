@@ -31,10 +31,22 @@ def _records(ttfts: np.ndarray, rate: float = 10.0) -> list[dict]:
     out = []
     for i, ttft in enumerate(ttfts):
         arrival = i / rate
-        out.append(finish_record({"request_id": f"r{i}", "prompt_tokens": 1, "expected_output_tokens": 4,
-                                  "output_tokens": 4, "arrival_s": arrival, "start_s": arrival,
-                                  "first_token_s": arrival + ttft, "finish_s": arrival + ttft + 0.03,
-                                  "token_times_s": [arrival + ttft + k * 0.01 for k in range(4)], "error": None}))
+        out.append(
+            finish_record(
+                {
+                    "request_id": f"r{i}",
+                    "prompt_tokens": 1,
+                    "expected_output_tokens": 4,
+                    "output_tokens": 4,
+                    "arrival_s": arrival,
+                    "start_s": arrival,
+                    "first_token_s": arrival + ttft,
+                    "finish_s": arrival + ttft + 0.03,
+                    "token_times_s": [arrival + ttft + k * 0.01 for k in range(4)],
+                    "error": None,
+                }
+            )
+        )
     return out
 
 
@@ -59,14 +71,16 @@ def linear_probe(load: float, rep: int) -> list[dict]:
 def test_a_rate_search_finds_the_load_where_the_percentile_meets_its_limit():
     seen: list[float] = []
     slos = metrics.parse_percentile_slos(["ttft_p99:200ms"])
-    result = find_capacity(linear_probe, slos, axis="rate", low=1.0, high=100.0, repetitions=2,
-                           on_probe=lambda p: seen.append(p.load))
+    result = find_capacity(
+        linear_probe, slos, axis="rate", low=1.0, high=100.0, repetitions=2, on_probe=lambda p: seen.append(p.load)
+    )
     assert seen[:5] == [1.0, 2.0, 4.0, 8.0, 16.0] and len(seen) <= 14
     assert result["capacity"] == pytest.approx(10.0, rel=0.03)
     low, high = result["interval"]
     assert low <= result["capacity"] <= high and 9.0 < low and high < 11.0
-    assert result["statement"].startswith(f"capacity {result['capacity']:.3g} req/s [{low:.3g}, {high:.3g}] at "
-                                          f"p99 TTFT ≤ 200 ms; goodput ")
+    assert result["statement"].startswith(
+        f"capacity {result['capacity']:.3g} req/s [{low:.3g}, {high:.3g}] at p99 TTFT ≤ 200 ms; goodput "
+    )
     assert result["goodput_req_s"] == pytest.approx(result["goodput_at_load"], rel=0.1)  # ~all requests good
     assert result["binding_slo"] == "ttft_p99"
 
@@ -76,8 +90,7 @@ def test_a_search_says_when_the_slos_fail_at_once_or_never():
     none = find_capacity(linear_probe, slos, axis="rate", low=20.0, high=80.0, repetitions=1)
     assert none["capacity"] is None and "fail at the lowest load probed, 20 req/s" in none["statement"]
     met = find_capacity(linear_probe, slos, axis="rate", low=1.0, high=4.0, repetitions=1)
-    assert met["capacity"] == 4.0 and not met["bounded"] and "still met at the highest load probed" in \
-        met["statement"]
+    assert met["capacity"] == 4.0 and not met["bounded"] and "still met at the highest load probed" in met["statement"]
     with pytest.raises(CapacityError, match="needs at least one --slo"):
         find_capacity(linear_probe, [], axis="rate")
     with pytest.raises(CapacityError, match="whole numbers"):
@@ -111,8 +124,9 @@ def test_a_concurrency_search_finds_a_server_that_serves_exactly_k_streams():
     k = 4
     slos = metrics.parse_percentile_slos(["ttft_p99:60ms"])
     with SlotServerProcess(slots=k, ttft_ms=20, itl_ms=10) as server:
-        result = find_capacity(concurrency_probe(server.base_url), slos, axis="concurrency", low=1, high=32,
-                               repetitions=2)
+        result = find_capacity(
+            concurrency_probe(server.base_url), slos, axis="concurrency", low=1, high=32, repetitions=2
+        )
     assert abs(result["capacity"] - k) <= 0.1 * k, result["statement"]
     assert [p["load"] for p in result["probes"]] == [1, 2, 4, 5, 6, 8]
     assert result["bracket"] == [4, 5] and result["statement"].startswith("capacity 4 concurrent streams [")
@@ -140,8 +154,9 @@ def test_the_sweep_runs_one_cell_per_probe_and_repetition_and_indexes_them(tmp_p
         store.write_json_atomic(run_dir / "run.json", {"run_id": run_dir.name, "status": "completed"})
         return {"run_dir": run_dir, "status": "completed", "error": None}
 
-    spec = spec_from_dict({"backends": ["reference"], "mode": "serving",
-                           "workload": {"dataset": "random", "num_prompts": 8}})
+    spec = spec_from_dict(
+        {"backends": ["reference"], "mode": "serving", "workload": {"dataset": "random", "num_prompts": 8}}
+    )
     slos = metrics.parse_percentile_slos(["ttft_p99:100ms"])
     result = capacity_sweep(spec, tmp_path, "concurrency", slos, 1, 64, repetitions=2, run_cell=run_cell)
     assert result["capacity"] == 6 and result["statement"].startswith("capacity 6 concurrent streams [6, 6]")

@@ -22,9 +22,21 @@ def served(rate: float, capacity: float, service_s: float, n: int, ttft_s: float
         begin = max(arrival, free_at)
         free_at = begin + 1 / capacity
         finish = begin + service_s
-        out.append({"request_id": f"r{i}", "prompt_tokens": 1, "expected_output_tokens": 4, "output_tokens": 4,
-                    "arrival_s": arrival, "start_s": arrival, "first_token_s": begin + ttft_s, "finish_s": finish,
-                    "token_times_s": [begin + ttft_s, finish], "error": None, "extra": {}})
+        out.append(
+            {
+                "request_id": f"r{i}",
+                "prompt_tokens": 1,
+                "expected_output_tokens": 4,
+                "output_tokens": 4,
+                "arrival_s": arrival,
+                "start_s": arrival,
+                "first_token_s": begin + ttft_s,
+                "finish_s": finish,
+                "token_times_s": [begin + ttft_s, finish],
+                "error": None,
+                "extra": {},
+            }
+        )
     return sorted(out, key=lambda r: r["finish_s"])
 
 
@@ -52,13 +64,29 @@ def test_ttft_growing_without_bound_is_a_stop_even_when_requests_keep_finishing(
     for i in range(300):
         arrival = i / 20
         ttft = 0.05 + 0.004 * i
-        records.append({"request_id": f"r{i}", "output_tokens": 2, "expected_output_tokens": 2, "arrival_s": arrival,
-                        "start_s": arrival, "first_token_s": arrival + ttft, "finish_s": arrival + 0.2,
-                        "token_times_s": [arrival + ttft, arrival + 0.2], "error": None, "prompt_tokens": 1})
+        records.append(
+            {
+                "request_id": f"r{i}",
+                "output_tokens": 2,
+                "expected_output_tokens": 2,
+                "arrival_s": arrival,
+                "start_s": arrival,
+                "first_token_s": arrival + ttft,
+                "finish_s": arrival + 0.2,
+                "token_times_s": [arrival + ttft, arrival + 0.2],
+                "error": None,
+                "prompt_tokens": 1,
+            }
+        )
     detector = feed(records, StopRules())
     assert detector.stopped is not None and detector.stopped["reason"] == "ttft-growing", detector.checks[-3:]
-    flat = feed([{**r, "first_token_s": r["arrival_s"] + 0.05 + 0.01 * (i % 3), "token_times_s": None}
-                 for i, r in enumerate(records)], StopRules())
+    flat = feed(
+        [
+            {**r, "first_token_s": r["arrival_s"] + 0.05 + 0.01 * (i % 3), "token_times_s": None}
+            for i, r in enumerate(records)
+        ],
+        StopRules(),
+    )
     assert flat.stopped is None
 
 
@@ -68,12 +96,16 @@ def test_the_error_rate_stop_counts_the_last_finished_requests():
         if int(r["request_id"][1:]) % 3 == 0:
             r["error"] = "HTTP 500: boom"
     stopped = feed(records, StopRules(on_saturation=False, max_error_rate=0.2)).stopped
-    assert stopped is not None and stopped["reason"] == "error-rate" and "more than --max-error-rate 0.2" in \
-        stopped["detail"]
+    assert (
+        stopped is not None
+        and stopped["reason"] == "error-rate"
+        and "more than --max-error-rate 0.2" in stopped["detail"]
+    )
     assert feed(records, StopRules(on_saturation=False, max_error_rate=0.5)).stopped is None
     assert feed(records, StopRules(on_saturation=False)).stopped is None
-    assert stop_rules({"stop": {"on_saturation": True, "max_error_rate": 0.1}}) == \
-        StopRules(on_saturation=True, max_error_rate=0.1)
+    assert stop_rules({"stop": {"on_saturation": True, "max_error_rate": 0.1}}) == StopRules(
+        on_saturation=True, max_error_rate=0.1
+    )
     assert stop_rules({}) is None
 
 

@@ -81,11 +81,13 @@ def test_schedule_is_the_trace_relative_to_the_window_and_scaled_by_the_speed(tm
 
 def test_burstgpt_csv_in_seconds_one_model_failed_rows_left_out(tmp_path, tok):
     path = tmp_path / "burst.csv"
-    path.write_text("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
-                    "5,ChatGPT,30,12,42,Conversation log\n"
-                    "6,GPT-4,50,20,70,Conversation log\n"
-                    "7.5,ChatGPT,10,0,10,Conversation log\n"
-                    "9,ChatGPT,25,8,33,API log\n")
+    path.write_text(
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+        "5,ChatGPT,30,12,42,Conversation log\n"
+        "6,GPT-4,50,20,70,Conversation log\n"
+        "7.5,ChatGPT,10,0,10,Conversation log\n"
+        "9,ChatGPT,25,8,33,API log\n"
+    )
     w = build_workload(WorkloadOptions(dataset=f"trace:{path}", trace_model="ChatGPT"), tok)
     assert [(r.arrival_s, r.prompt_len, r.output_len) for r in w.requests] == [(0.0, 30, 12), (4.0, 25, 8)]
     assert w.source["rows_skipped"] == {"zero_length": 1, "other_model": 1} and w.source["format"] == "burstgpt"
@@ -93,28 +95,34 @@ def test_burstgpt_csv_in_seconds_one_model_failed_rows_left_out(tmp_path, tok):
     assert [r.output_len for r in both.requests] == [12, 20, 8]
 
 
-@pytest.mark.parametrize(("dataset", "options", "message"), [
-    ("random", {"trace_speed": 2.0}, "--trace-speed apply to --dataset trace:PATH"),
-    ("trace:x.jsonl", {"trace_speed": 0}, "--trace-speed must be a finite number > 0"),
-    ("trace:", {}, "needs the trace file's path"),
-    ("trace:x.jsonl", {"trace_window": "5:2"}, "--trace-window expects START:END"),
-    ("trace:x.jsonl", {"trace_window": "abc"}, "--trace-window expects START:END"),
-    ("trace:x.jsonl", {"trace_columns": "timestamp=t,input=i"}, "must name the output column"),
-    ("trace:x.jsonl", {"trace_columns": "timestamp=t,input=i,output=o,unit=min"}, "unit must be ms or s"),
-    ("trace:x.jsonl", {"request_rate": 4.0}, "a trace replays its own timestamps"),
-    ("trace:x.jsonl", {"duration": "10s"}, "a trace replays its own timestamps"),
-])
+@pytest.mark.parametrize(
+    ("dataset", "options", "message"),
+    [
+        ("random", {"trace_speed": 2.0}, "--trace-speed apply to --dataset trace:PATH"),
+        ("trace:x.jsonl", {"trace_speed": 0}, "--trace-speed must be a finite number > 0"),
+        ("trace:", {}, "needs the trace file's path"),
+        ("trace:x.jsonl", {"trace_window": "5:2"}, "--trace-window expects START:END"),
+        ("trace:x.jsonl", {"trace_window": "abc"}, "--trace-window expects START:END"),
+        ("trace:x.jsonl", {"trace_columns": "timestamp=t,input=i"}, "must name the output column"),
+        ("trace:x.jsonl", {"trace_columns": "timestamp=t,input=i,output=o,unit=min"}, "unit must be ms or s"),
+        ("trace:x.jsonl", {"request_rate": 4.0}, "a trace replays its own timestamps"),
+        ("trace:x.jsonl", {"duration": "10s"}, "a trace replays its own timestamps"),
+    ],
+)
 def test_bad_trace_options_are_one_clear_error(dataset, options, message):
     with pytest.raises(WorkloadError, match=message):
         WorkloadOptions(dataset=dataset, **options)
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ("{not json", "line 2: not a JSON object"),
-    ('{"timestamp": 1, "input_length": -3, "output_length": 2}', "line 2: 'input_length' must be an integer >= 0"),
-    ('{"timestamp": "x", "input_length": 3, "output_length": 2}', "line 2: 'timestamp' must be a finite number"),
-    ('{"timestamp": 1, "input_length": 3, "output_length": 2, "hash_ids": [1, -2]}', "line 2: 'hash_ids' must be"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "line 2: not a JSON object"),
+        ('{"timestamp": 1, "input_length": -3, "output_length": 2}', "line 2: 'input_length' must be an integer >= 0"),
+        ('{"timestamp": "x", "input_length": 3, "output_length": 2}', "line 2: 'timestamp' must be a finite number"),
+        ('{"timestamp": 1, "input_length": 3, "output_length": 2, "hash_ids": [1, -2]}', "line 2: 'hash_ids' must be"),
+    ],
+)
 def test_a_bad_row_names_its_line(tmp_path, tok, line, message):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"timestamp": 0, "input_length": 3, "output_length": 2}\n' + line + "\n")
@@ -132,8 +140,9 @@ def test_missing_file_and_empty_window(tmp_path, tok):
 @pytest.mark.parametrize("speed", [1.0, 4.0])
 def test_replayed_send_times_follow_the_trace_within_1ms(tmp_path, tok, speed):
     # 40 requests over 1.9 s of trace time, two at a time every 100 ms
-    rows = [{"timestamp": 100 * (i // 2), "input_length": 16, "output_length": 2, "hash_ids": [i % 3]}
-            for i in range(40)]
+    rows = [
+        {"timestamp": 100 * (i // 2), "input_length": 16, "output_length": 2, "hash_ids": [i % 3]} for i in range(40)
+    ]
     w = build_workload(WorkloadOptions(dataset=write_jsonl(tmp_path / "m.jsonl", rows), trace_speed=speed), tok)
     with FakeServerProcess("--ttft-ms", "5", "--itl-ms", "5", "--no-timings") as server:
         records, _, _ = run_client(server.base_url, w.requests, warmup=8)

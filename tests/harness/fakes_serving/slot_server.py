@@ -39,9 +39,12 @@ class SlotServerProcess:
 
     def __init__(self, slots: int, ttft_ms: float, itl_ms: float):
         script = Path(__file__).resolve()
-        self.proc = subprocess.Popen([sys.executable, str(script), "--slots", str(slots), "--ttft-ms", str(ttft_ms),
-                                      "--itl-ms", str(itl_ms)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                     text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), "--slots", str(slots), "--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
         line = self.proc.stdout.readline()
         if not line.startswith("listening on "):
             self.stop()
