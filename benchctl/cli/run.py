@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,7 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from benchctl import console as render
-from benchctl import hwinfo, store
+from benchctl import hwinfo, metrics, store
 from benchctl.cli.output import err, out
 from benchctl.models import DEFAULT_MODEL
 from benchctl.run import Progress as RunProgress
@@ -51,17 +53,11 @@ class RichProgress(RunProgress):
 
 
 def parse_goodput(items: list[str]) -> dict[str, float]:
-    slos = {}
-    for item in items:
-        key, sep, value = item.partition(":")
-        try:
-            if not sep or key not in ("ttft", "tpot", "e2el") or not 0 < float(value) < math.inf:
-                raise ValueError
-            slos[key] = float(value)
-        except ValueError:
-            raise typer.BadParameter(f"expected ttft|tpot|e2el:MILLISECONDS, got {item!r}",
-                                     param_hint="--goodput") from None
-    return slos
+    """--goodput values by benchctl.metrics' one rule, its complaint as the option's error."""
+    try:
+        return metrics.parse_slos(items)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--goodput") from None
 
 
 def run(
@@ -94,6 +90,9 @@ def run(
     random_range_ratio: Annotated[float, typer.Option(help="random dataset: lengths uniform in len*(1±ratio).")] = 0.0,
     random_prefix_len: Annotated[int, typer.Option(help="random dataset: shared prefix tokens.")] = 0,
     sharegpt_output_len: Annotated[Optional[int], typer.Option(help="Fixed output length for ShareGPT.")] = None,
+    oversample: Annotated[bool, typer.Option(
+        help="ShareGPT: when fewer pairs pass the filters than --num-prompts, repeat picks as vllm bench does "
+             "(repeated prompts meet a prefix cache) instead of refusing.")] = False,
     batch_size: Annotated[Optional[int], typer.Option(
         help="Static batch size (backends that batch statically).")] = None,
     engine_arg: Annotated[Optional[list[str]], typer.Option(
@@ -107,8 +106,8 @@ def run(
                  "servers (requests go round-robin).")] = None,
     endpoint: Annotated[str, typer.Option(help="serving: completions or chat.")] = "completions",
     api_key: Annotated[Optional[str], typer.Option(
-        envvar="OPENAI_API_KEY", show_envvar=False,
-                help="serving: bearer token for the server (or $OPENAI_API_KEY).")] = None,
+        help="serving: bearer token for the server. Without it $OPENAI_API_KEY is sent, but only over https, to "
+             "this machine, or to a server benchctl launches.")] = None,
     warmup_requests: Annotated[int, typer.Option(
         help="serving: requests sent before the run, excluded from metrics.")] = 0,
     request_timeout: Annotated[float, typer.Option(
@@ -132,6 +131,13 @@ def run(
     if quantization is not None:
         if engine_args.setdefault("quantization", quantization) != quantization:
             raise typer.BadParameter("--quantization and --engine-arg quantization=... disagree")
+    env_key = os.environ.get("OPENAI_API_KEY") if api_key is None and mode == "serving" else None
+    if env_key and importlib.util.find_spec("aiohttp"):  # serving.request needs aiohttp (the serving extra)
+        from benchctl.serving.request import effective_api_key
+
+        api_key, warning = effective_api_key(None, env_key, base_url or None)
+        if warning:
+            err.print(f"benchctl: warning: {warning}", markup=False)
     config = RunConfig(
         backend=backend, model=model, mode=mode, batch_size=batch_size,
         engine_args=engine_args, output_dir=output_dir,
@@ -140,6 +146,7 @@ def run(
         api_key=api_key, warmup_requests=warmup_requests, request_timeout_s=request_timeout,
         client_processes=client_processes, stall_timeout_s=stall_timeout, workload=WorkloadOptions(
             dataset=dataset, num_prompts=num_prompts, seed=seed, sharegpt_output_len=sharegpt_output_len,
+            oversample=oversample,
             kind=workload, max_turns=max_turns, think_time_s=think_time, history=history,
             random_input_len=random_input_len, random_output_len=random_output_len,
             random_range_ratio=random_range_ratio, random_prefix_len=random_prefix_len,

@@ -354,3 +354,21 @@ def test_reference_engine_arg_outside_its_choices_is_a_user_error(capsys, files,
     assert code == 2 and f"reference: {key} must be one of" in err and repr(value) in err
     assert "Traceback" not in err and "Traceback" not in out
     assert not (files / "results").exists()
+
+
+@pytest.mark.parametrize("url, sent", [("http://example.invalid:8000/v1", False), ("https://example.invalid/v1", True),
+                                       ("http://127.0.0.1:8000/v1", True)])
+def test_openai_api_key_from_the_environment_is_not_sent_in_clear_to_another_host(monkeypatch, capsys, url, sent):
+    class Captured(Exception):
+        pass
+
+    def capture(config, progress=None, on_record=None):
+        raise Captured(config.api_key)
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setattr("benchctl.cli.run.run_benchmark", capture)
+    with pytest.raises(Captured) as got:
+        main(["run", "--mode", "serving", "--backend", "openai", "--base-url", url])
+    assert got.value.args[0] == ("sk-secret" if sent else None)
+    warning = capsys.readouterr().err
+    assert ("is not sent to " + url in " ".join(warning.split())) is not sent and "sk-secret" not in warning
