@@ -22,9 +22,15 @@ def wait_until(ctx, t_s: float) -> None:
 
 def record(request: dict, **fields) -> dict:
     """A record dict in benchctl.records.RequestRecord's layout (kept stdlib-only for the worker)."""
-    return {"request_id": request["request_id"], "prompt_tokens": len(request["prompt_token_ids"]),
-            "expected_output_tokens": request["output_len"], "arrival_s": request["arrival_s"],
-            "conversation_id": request.get("conversation_id"), "turn": request.get("turn"), **fields}
+    return {
+        "request_id": request["request_id"],
+        "prompt_tokens": len(request["prompt_token_ids"]),
+        "expected_output_tokens": request["output_len"],
+        "arrival_s": request["arrival_s"],
+        "conversation_id": request.get("conversation_id"),
+        "turn": request.get("turn"),
+        **fields,
+    }
 
 
 def convert(value: str):

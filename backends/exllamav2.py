@@ -18,8 +18,7 @@ BACKEND = Backend(
     requirements=("exllamav2",),
     extra="exllama",
     managed_env="exllamav2",
-    capabilities=Capabilities(offline=True, per_token_times=True, batch_size=True, needs_cuda=True,
-                              engine_stats=True),
+    capabilities=Capabilities(offline=True, per_token_times=True, batch_size=True, needs_cuda=True, engine_stats=True),
     engine_args={
         "max_seq_len": "longest sequence (prompt + output) the model accepts (default: the model's)",
         "cache_tokens": "total KV cache size in tokens, shared by all jobs (default max_seq_len * batch size)",
@@ -36,8 +35,13 @@ def job_kwargs(request: dict) -> dict:
     """ExLlamaV2DynamicJob arguments (except input_ids and gen_settings) for one workload request."""
     n = request["output_len"]
     # No stop conditions and min == max: exactly the workload's output length (ignore EOS).
-    return {"max_new_tokens": n, "min_new_tokens": n, "stop_conditions": None, "identifier": request["request_id"],
-            "decode_special_tokens": True}
+    return {
+        "max_new_tokens": n,
+        "min_new_tokens": n,
+        "stop_conditions": None,
+        "identifier": request["request_id"],
+        "decode_special_tokens": True,
+    }
 
 
 def _token_count(token_ids) -> int:
@@ -86,15 +90,24 @@ class ResultCollector:
         error = None
         if produced != request["output_len"]:
             error = f"exllamav2 produced {produced} tokens, expected {request['output_len']} (eos_reason={reason})"
-        return record(request, output_tokens=produced, start_s=self.start_s.get(rid, 0.0),
-                      first_token_s=times[0] if times else None, finish_s=times[-1] if times else now_s,
-                      token_times_s=times or None, chunk_tokens=counts if any(n != 1 for n in counts) else None,
-                      error=error,
-                      extra={"eos_reason": reason, "engine_new_tokens": result.get("new_tokens"),
-                             "cached_tokens": result.get("cached_tokens"),
-                             # the engine's own durations (time.time based), kept beside ours
-                             "engine_time_prefill_s": result.get("time_prefill"),
-                             "engine_time_generate_s": result.get("time_generate")})
+        return record(
+            request,
+            output_tokens=produced,
+            start_s=self.start_s.get(rid, 0.0),
+            first_token_s=times[0] if times else None,
+            finish_s=times[-1] if times else now_s,
+            token_times_s=times or None,
+            chunk_tokens=counts if any(n != 1 for n in counts) else None,
+            error=error,
+            extra={
+                "eos_reason": reason,
+                "engine_new_tokens": result.get("new_tokens"),
+                "cached_tokens": result.get("cached_tokens"),
+                # the engine's own durations (time.time based), kept beside ours
+                "engine_time_prefill_s": result.get("time_prefill"),
+                "engine_time_generate_s": result.get("time_generate"),
+            },
+        )
 
 
 class ExLlamaV2Worker:
@@ -119,15 +132,28 @@ class ExLlamaV2Worker:
         self.model.load_autosplit(cache)
         tokenizer = exllamav2.ExLlamaV2Tokenizer(config)
         self.generator = ExLlamaV2DynamicGenerator(
-            model=self.model, cache=cache, tokenizer=tokenizer, max_batch_size=batch_size,
-            max_chunk_size=int(args.get("max_chunk_size", 2048)), max_q_size=int(args.get("max_q_size", 8)),
-            paged=bool(args.get("paged", True)))
+            model=self.model,
+            cache=cache,
+            tokenizer=tokenizer,
+            max_batch_size=batch_size,
+            max_chunk_size=int(args.get("max_chunk_size", 2048)),
+            max_q_size=int(args.get("max_q_size", 8)),
+            paged=bool(args.get("paged", True)),
+        )
         self.job_cls, self.settings = ExLlamaV2DynamicJob, ExLlamaV2Sampler.Settings.greedy()
         self.torch = torch
-        return {"engine": "exllamav2", "versions": versions("exllamav2", "torch", "flash-attn"),
-                "managed_env": managed_env(), "device": torch.cuda.get_device_name(0), "dtype": "float16",
-                "batch_size": batch_size, "cache": cache_kind, "cache_tokens": cache_tokens,
-                "max_seq_len": config.max_seq_len, "sampling": {"temperature": 0.0}}
+        return {
+            "engine": "exllamav2",
+            "versions": versions("exllamav2", "torch", "flash-attn"),
+            "managed_env": managed_env(),
+            "device": torch.cuda.get_device_name(0),
+            "dtype": "float16",
+            "batch_size": batch_size,
+            "cache": cache_kind,
+            "cache_tokens": cache_tokens,
+            "max_seq_len": config.max_seq_len,
+            "sampling": {"temperature": 0.0},
+        }
 
     def run(self, requests: list[dict], ctx) -> dict:
         collector = ResultCollector(requests)

@@ -17,16 +17,25 @@ from __future__ import annotations
 from benchctl.backend import ServerSpec, server_backend
 
 BACKEND = server_backend(
-    "tgi", "Hugging Face TGI's own server (text-generation-launcher), launched or attached (serving mode)",
+    "tgi",
+    "Hugging Face TGI's own server (text-generation-launcher), launched or attached (serving mode)",
     needs_cuda=True,
-    engine_args={"max_total_tokens": "input + output tokens per request", "max_input_tokens": "prompt tokens",
-                 "max_batch_total_tokens": "KV budget of a batch, in tokens", "num_shard": "tensor-parallel shards",
-                 "max_concurrent_requests": "admission limit (default 128)",
-                 "prefix_caching": "0/1 (TGI 3.x PREFIX_CACHING; on by default)", "dtype": "float16, bfloat16"},
+    engine_args={
+        "max_total_tokens": "input + output tokens per request",
+        "max_input_tokens": "prompt tokens",
+        "max_batch_total_tokens": "KV budget of a batch, in tokens",
+        "num_shard": "tensor-parallel shards",
+        "max_concurrent_requests": "admission limit (default 128)",
+        "prefix_caching": "0/1 (TGI 3.x PREFIX_CACHING; on by default)",
+        "dtype": "float16, bfloat16",
+    },
     server=ServerSpec(
         argv=("text-generation-launcher", "--model-id", "{model_dir}", "--hostname", "{host}", "--port", "{port}"),
-        env_args={"prefix_caching": "PREFIX_CACHING"}, health_route="/health", metrics_route="/metrics",
-        startup_timeout_s=1800.0),
+        env_args={"prefix_caching": "PREFIX_CACHING"},
+        health_route="/health",
+        metrics_route="/metrics",
+        startup_timeout_s=1800.0,
+    ),
     executables=("text-generation-launcher",),
     install_hint="TGI runs from its CUDA container or a source install; CPU-only hosts need its Intel CPU image",
 )

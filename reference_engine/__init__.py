@@ -28,12 +28,16 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from reference_engine.attention import get_attention_ops
-    from reference_engine.config import EngineConfig, ModelConfig
-    from reference_engine.llm_engine import LLMEngine
-    from reference_engine.sampling_params import SamplingParams
-    from reference_engine.sequence import CompletionOutput, RequestOutput
-    from reference_engine.streaming import RequestStream, StreamingEngine
+    # `X as X`: re-exported for type checkers (ruff cannot read the computed __all__)
+    from reference_engine.attention import get_attention_ops as get_attention_ops
+    from reference_engine.config import EngineConfig as EngineConfig
+    from reference_engine.config import ModelConfig as ModelConfig
+    from reference_engine.llm_engine import LLMEngine as LLMEngine
+    from reference_engine.sampling_params import SamplingParams as SamplingParams
+    from reference_engine.sequence import CompletionOutput as CompletionOutput
+    from reference_engine.sequence import RequestOutput as RequestOutput
+    from reference_engine.streaming import RequestStream as RequestStream
+    from reference_engine.streaming import StreamingEngine as StreamingEngine
 
 
 def __getattr__(name: str):

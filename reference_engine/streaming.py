@@ -63,8 +63,13 @@ class StreamingEngine:
         self._thread = threading.Thread(target=self._run, name="reference-engine-loop", daemon=True)
         self._thread.start()
 
-    def submit(self, request_id: str, prompt: str | list[int], params: SamplingParams | None = None,
-               loop: asyncio.AbstractEventLoop | None = None) -> RequestStream:
+    def submit(
+        self,
+        request_id: str,
+        prompt: str | list[int],
+        params: SamplingParams | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> RequestStream:
         """Queue a request; its outputs arrive on the returned stream (bound to `loop` for `async for`)."""
         if self._error is not None or self._stopping:
             raise RuntimeError("the engine loop has stopped") from self._error
@@ -72,8 +77,9 @@ class StreamingEngine:
         self._commands.put(("add", request_id, prompt, params, stream))
         return stream
 
-    async def generate(self, request_id: str, prompt: str | list[int],
-                       params: SamplingParams | None = None) -> AsyncIterator[RequestOutput]:
+    async def generate(
+        self, request_id: str, prompt: str | list[int], params: SamplingParams | None = None
+    ) -> AsyncIterator[RequestOutput]:
         async for out in self.submit(request_id, prompt, params, asyncio.get_running_loop()):
             yield out
 

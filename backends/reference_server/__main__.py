@@ -18,23 +18,42 @@ API_KEY_ENV = "BENCHCTL_API_KEY"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m backends.reference_server",
-                                     description="The reference engine behind an OpenAI-compatible HTTP API.")
+    parser = argparse.ArgumentParser(
+        prog="python -m backends.reference_server",
+        description="The reference engine behind an OpenAI-compatible HTTP API.",
+    )
     parser.add_argument("--model-dir", required=True, type=Path, help="HF folder (config.json + safetensors)")
     parser.add_argument("--model-name", required=True, help="the name clients send as `model`")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="engine option (repeatable); temperature/top_p/top_k set request defaults")
-    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
-                        help="request bodies larger than this get 413 (default 8 MiB)")
-    parser.add_argument("--exit-with-parent", action="store_true",
-                        help="exit when the process that started this one dies (benchctl sets it)")
+    parser.add_argument(
+        "--engine-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="engine option (repeatable); temperature/top_p/top_k set request defaults",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help="request bodies larger than this get 413 (default 8 MiB)",
+    )
+    parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="exit when the process that started this one dies (benchctl sets it)",
+    )
     return parser.parse_args(argv)
 
 
-def build_state(model_dir: Path, model_name: str, api_key: str | None, engine_args: dict[str, str],
-                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> ServerState:
+def build_state(
+    model_dir: Path,
+    model_name: str,
+    api_key: str | None,
+    engine_args: dict[str, str],
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> ServerState:
     """The engine and its server state; ValueError for an engine arg the engine (or, for the request defaults
     temperature/top_p/top_k, the API's own bounds) refuses."""
     import torch
@@ -64,16 +83,23 @@ def main(argv: list[str] | None = None) -> int:
 
         exit_when_orphaned()
     try:
-        state = build_state(args.model_dir, args.model_name, os.environ.get(API_KEY_ENV) or None, engine_args,
-                            args.max_body_bytes)
+        state = build_state(
+            args.model_dir, args.model_name, os.environ.get(API_KEY_ENV) or None, engine_args, args.max_body_bytes
+        )
     except ValueError as e:  # the engine (or the API's bounds) refused an --engine-arg
         print(f"benchctl: error: reference engine: {e}", file=sys.stderr)
         return 2
     import uvicorn
 
     try:
-        uvicorn.run(create_app(state), host=args.host, port=args.port, log_level="warning",
-                    access_log=False, timeout_graceful_shutdown=5)
+        uvicorn.run(
+            create_app(state),
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
     finally:
         state.se.close()
     return 0

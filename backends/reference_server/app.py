@@ -59,8 +59,15 @@ class _SSEResponse(StreamingResponse):
 class ServerState:
     """The engine, the served name, and the counters /metrics reports beside the engine's own."""
 
-    def __init__(self, streaming_engine, model_name: str, model_dir: Path, defaults: dict, api_key: str | None,
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
+    def __init__(
+        self,
+        streaming_engine,
+        model_name: str,
+        model_dir: Path,
+        defaults: dict,
+        api_key: str | None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ):
         self.se = streaming_engine
         self.engine = streaming_engine.engine
         self.model_name = model_name
@@ -93,8 +100,12 @@ class ServerState:
         rows = [
             ("kv_blocks_used", "gauge", "KV cache blocks held by sequences", used),
             ("kv_blocks_total", "gauge", "KV cache blocks in the pool", total),
-            ("kv_cache_usage_perc", "gauge", "fraction of KV cache blocks in use (0-1)",
-             used / total if total else 0.0),
+            (
+                "kv_cache_usage_perc",
+                "gauge",
+                "fraction of KV cache blocks in use (0-1)",
+                used / total if total else 0.0,
+            ),
             ("num_requests_running", "gauge", "sequences in the running batch", len(sched.running)),
             ("num_requests_waiting", "gauge", "sequences waiting for admission", len(sched.waiting)),
             ("num_preemptions_total", "counter", "sequences preempted (recompute)", stats.num_preemptions),
@@ -103,14 +114,26 @@ class ServerState:
             ("request_success_total", "counter", "requests that finished", self.num_finished),
             ("request_aborted_total", "counter", "requests aborted (client disconnects)", self.num_aborted),
             ("request_failed_total", "counter", "requests the engine failed while running them", self.num_failed),
-            ("num_failed_steps_total", "counter", "engine steps that raised (their requests failed, the engine "
-                                                  "went on)", self.se.num_failed_steps),
+            (
+                "num_failed_steps_total",
+                "counter",
+                "engine steps that raised (their requests failed, the engine went on)",
+                self.se.num_failed_steps,
+            ),
             ("num_steps_total", "counter", "engine steps", stats.num_steps),
             # vLLM's definition: prompt tokens looked up in the prefix cache, and those found there
-            ("prefix_cache_queries_total", "counter", "prompt tokens looked up in the prefix cache",
-             bm.num_prefix_query_tokens),
-            ("prefix_cache_hits_total", "counter", "prompt tokens found in the prefix cache",
-             bm.num_prefix_hits * bm.block_size),
+            (
+                "prefix_cache_queries_total",
+                "counter",
+                "prompt tokens looked up in the prefix cache",
+                bm.num_prefix_query_tokens,
+            ),
+            (
+                "prefix_cache_hits_total",
+                "counter",
+                "prompt tokens found in the prefix cache",
+                bm.num_prefix_hits * bm.block_size,
+            ),
             # vLLM's spec-decode counters (zero unless speculative=ngram)
             ("spec_decode_num_drafts_total", "counter", "sequence-steps that had a draft", stats.num_drafts),
             ("spec_decode_num_draft_tokens_total", "counter", "draft tokens checked", stats.num_draft_tokens),
@@ -119,8 +142,11 @@ class ServerState:
         lines = []
         for name, kind, help_text, value in rows:
             full = f"reference_engine:{name}"
-            lines += [f"# HELP {full} {help_text}", f"# TYPE {full} {kind}",
-                      f'{full}{{model_name="{self.model_name}"}} {value}']
+            lines += [
+                f"# HELP {full} {help_text}",
+                f"# TYPE {full} {kind}",
+                f'{full}{{model_name="{self.model_name}"}} {value}',
+            ]
         return "\n".join(lines) + "\n"
 
 
@@ -130,8 +156,9 @@ def create_app(state: ServerState) -> FastAPI:
     @app.middleware("http")
     async def check_api_key(request: Request, call_next):
         if request.url.path.startswith("/v1/") and not state.authorized(request.headers.get("authorization")):
-            return JSONResponse(error_body("invalid or missing API key", "authentication_error", code=401),
-                                status_code=401)
+            return JSONResponse(
+                error_body("invalid or missing API key", "authentication_error", code=401), status_code=401
+            )
         return await call_next(request)
 
     @app.get("/health")
@@ -146,8 +173,17 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": state.model_name, "object": "model", "owned_by": "benchctl",
-                                            "max_model_len": state.engine.config.max_model_len}]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": state.model_name,
+                    "object": "model",
+                    "owned_by": "benchctl",
+                    "max_model_len": state.engine.config.max_model_len,
+                }
+            ],
+        }
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -188,19 +224,30 @@ async def _generate(state: ServerState, request: Request, chat: bool):
     try:
         raw = await _read_body(request, state.max_body_bytes)
     except _BodyTooLarge:
-        return JSONResponse(error_body(f"the request body is larger than {state.max_body_bytes} bytes",
-                                       code=413), status_code=413)
+        return JSONResponse(
+            error_body(f"the request body is larger than {state.max_body_bytes} bytes", code=413), status_code=413
+        )
     try:
         req = parse_request(parse_json(raw), chat)
         if req.model is not None and req.model != state.model_name:
-            return JSONResponse(error_body(f"model {req.model!r} does not exist; this server serves "
-                                           f"{state.model_name!r}", "not_found_error", "model", 404), status_code=404)
+            return JSONResponse(
+                error_body(
+                    f"model {req.model!r} does not exist; this server serves {state.model_name!r}",
+                    "not_found_error",
+                    "model",
+                    404,
+                ),
+                status_code=404,
+            )
         prompt_ids = _prompt_ids(state, req)
         limit = state.engine.config.max_model_len
         max_tokens = req.max_tokens if req.max_tokens is not None else limit - len(prompt_ids)
         if len(prompt_ids) + max_tokens > limit:
-            raise InvalidRequest(f"this model's maximum context length is {limit} tokens; the request has "
-                                 f"{len(prompt_ids)} prompt tokens and asks for {max_tokens} more", "max_tokens")
+            raise InvalidRequest(
+                f"this model's maximum context length is {limit} tokens; the request has "
+                f"{len(prompt_ids)} prompt tokens and asks for {max_tokens} more",
+                "max_tokens",
+            )
         params = SamplingParams(max_tokens=max_tokens, **{**state.defaults, **req.sampling})
     except (InvalidRequest, ValueError, TypeError) as e:
         return _bad_request(e)
@@ -211,8 +258,11 @@ async def _generate(state: ServerState, request: Request, chat: bool):
         return _server_error(str(e), 503)
     state.num_prompt_tokens += len(prompt_ids)
     if req.stream:
-        return _SSEResponse(_sse(state, stream, req, request_id, len(prompt_ids)), media_type="text/event-stream",
-                            headers={"Cache-Control": "no-cache", "X-Request-Id": request_id})
+        return _SSEResponse(
+            _sse(state, stream, req, request_id, len(prompt_ids)),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Request-Id": request_id},
+        )
     return await _complete(state, request, stream, req, request_id, len(prompt_ids))
 
 
@@ -246,10 +296,16 @@ async def _sse(state: ServerState, stream, req: ParsedRequest, request_id: str, 
             text = completion.text_delta if completion else ""
             n_out = len(out.token_ids)
             if out.new_token_ids or out.finished:
-                yield stream_chunk(request_id, state.model_name, req.chat, text,
-                                   out.finish_reason if out.finished else None, created,
-                                   usage(num_prompt, n_out, out.num_cached_tokens) if req.continuous_usage else None,
-                                   role=req.chat and first)
+                yield stream_chunk(
+                    request_id,
+                    state.model_name,
+                    req.chat,
+                    text,
+                    out.finish_reason if out.finished else None,
+                    created,
+                    usage(num_prompt, n_out, out.num_cached_tokens) if req.continuous_usage else None,
+                    role=req.chat and first,
+                )
                 first = False
             if out.finished and out.finish_reason == "abort":  # aborted by the server (shutting down)
                 finished = True
@@ -259,8 +315,15 @@ async def _sse(state: ServerState, stream, req: ParsedRequest, request_id: str, 
                 finished = True
                 state.num_finished += 1
                 if req.include_usage:
-                    yield stream_chunk(request_id, state.model_name, req.chat, None, None, created,
-                                       usage(num_prompt, n_out, out.num_cached_tokens))
+                    yield stream_chunk(
+                        request_id,
+                        state.model_name,
+                        req.chat,
+                        None,
+                        None,
+                        created,
+                        usage(num_prompt, n_out, out.num_cached_tokens),
+                    )
                 yield b"data: [DONE]\n\n"
     except ValueError as e:  # the engine refused the request (raised on the stream)
         yield b"data: " + json.dumps(error_body(str(e))).encode() + b"\n\n"
@@ -275,8 +338,7 @@ async def _sse(state: ServerState, stream, req: ParsedRequest, request_id: str, 
             state.num_aborted += 1
 
 
-async def _complete(state: ServerState, request: Request, stream, req: ParsedRequest, request_id: str,
-                    num_prompt: int):
+async def _complete(state: ServerState, request: Request, stream, req: ParsedRequest, request_id: str, num_prompt: int):
     client_left = asyncio.Event()
 
     async def watch_disconnect() -> None:
@@ -301,8 +363,14 @@ async def _complete(state: ServerState, request: Request, stream, req: ParsedReq
     # got it), else aborted (the client left) or failed.
     if final is not None and final.finished and final.error is None and final.finish_reason != "abort":
         state.num_finished += 1
-        return final_body(request_id, state.model_name, req.chat, final.text, final.finish_reason,
-                          usage(num_prompt, len(final.token_ids), final.num_cached_tokens))
+        return final_body(
+            request_id,
+            state.model_name,
+            req.chat,
+            final.text,
+            final.finish_reason,
+            usage(num_prompt, len(final.token_ids), final.num_cached_tokens),
+        )
     if client_left.is_set() or (final is not None and final.finish_reason == "abort"):
         state.num_aborted += 1
         return _server_error("the request was aborted")

@@ -76,10 +76,14 @@ def _number_in(body: dict, key: str, low: float, high: float, low_open: bool = F
     value = _get(body, key, _NUMBER)
     if value is None:
         return None
-    if (isinstance(value, float) and not math.isfinite(value)) or not (low < value if low_open else low <= value) \
-            or value > high:
-        raise InvalidRequest(f"'{key}' must be a number in {'(' if low_open else '['}{low:g}, {high:g}], "
-                             f"got {_shown(value)}", key)
+    if (
+        (isinstance(value, float) and not math.isfinite(value))
+        or not (low < value if low_open else low <= value)
+        or value > high
+    ):
+        raise InvalidRequest(
+            f"'{key}' must be a number in {'(' if low_open else '['}{low:g}, {high:g}], got {_shown(value)}", key
+        )
     return value
 
 
@@ -97,8 +101,10 @@ def parse_sampling(body: dict) -> dict:
     temperature = _number_in(body, "temperature", 0.0, 2.0)
     if temperature is not None:
         if 0 < temperature < MIN_TEMPERATURE:
-            raise InvalidRequest(f"'temperature' must be 0 (greedy) or in [{MIN_TEMPERATURE:g}, 2], "
-                                 f"got {_shown(temperature)}", "temperature")
+            raise InvalidRequest(
+                f"'temperature' must be 0 (greedy) or in [{MIN_TEMPERATURE:g}, 2], got {_shown(temperature)}",
+                "temperature",
+            )
         sampling["temperature"] = temperature
     top_p = _number_in(body, "top_p", 0.0, 1.0, low_open=True)
     if top_p is not None:
@@ -127,8 +133,9 @@ def _get(body: dict, key: str, kinds: tuple, default=None):
     if isinstance(value, bool) and bool not in kinds:
         raise InvalidRequest(f"'{key}' must be {' or '.join(k.__name__ for k in kinds)}, got a boolean", key)
     if not isinstance(value, kinds):
-        raise InvalidRequest(f"'{key}' must be {' or '.join(k.__name__ for k in kinds)}, "
-                             f"got {type(value).__name__}", key)
+        raise InvalidRequest(
+            f"'{key}' must be {' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__}", key
+        )
     return value
 
 
@@ -160,8 +167,9 @@ def parse_request(body: object, chat: bool) -> ParsedRequest:
             prompt = prompt[0]  # a batch of one
         if isinstance(prompt, list):
             if not prompt or not all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-                raise InvalidRequest("'prompt' must be a string or a list of token ids (one prompt per request)",
-                                     "prompt")
+                raise InvalidRequest(
+                    "'prompt' must be a string or a list of token ids (one prompt per request)", "prompt"
+                )
         elif not isinstance(prompt, str) or not prompt:
             raise InvalidRequest("'prompt' must be a non-empty string or a list of token ids", "prompt")
         req.prompt = prompt
@@ -187,15 +195,26 @@ def parse_request(body: object, chat: bool) -> ParsedRequest:
 
 def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None) -> dict:
     """OpenAI's usage object; `prompt_tokens_details.cached_tokens` = prompt tokens served from the prefix cache."""
-    body = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    body = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
     if cached_tokens is not None:
         body["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
     return body
 
 
-def stream_chunk(request_id: str, model: str, chat: bool, text: str | None, finish_reason: str | None,
-                 created: int, usage_now: dict | None = None, role: bool = False) -> bytes:
+def stream_chunk(
+    request_id: str,
+    model: str,
+    chat: bool,
+    text: str | None,
+    finish_reason: str | None,
+    created: int,
+    usage_now: dict | None = None,
+    role: bool = False,
+) -> bytes:
     """One `data: {...}` SSE event; text None with usage_now gives the usage-only final chunk."""
     if text is None:
         choices: list = []
@@ -204,19 +223,33 @@ def stream_chunk(request_id: str, model: str, chat: bool, text: str | None, fini
         choices = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
     else:
         choices = [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}]
-    chunk = {"id": request_id, "object": "chat.completion.chunk" if chat else "text_completion",
-             "created": created, "model": model, "choices": choices}
+    chunk = {
+        "id": request_id,
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": created,
+        "model": model,
+        "choices": choices,
+    }
     if usage_now is not None:
         chunk["usage"] = usage_now
     return b"data: " + json.dumps(chunk, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
 
 
-def final_body(request_id: str, model: str, chat: bool, text: str, finish_reason: str | None,
-               usage_now: dict) -> dict:
+def final_body(request_id: str, model: str, chat: bool, text: str, finish_reason: str | None, usage_now: dict) -> dict:
     if chat:
-        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                  "finish_reason": finish_reason}
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": None,
+            "finish_reason": finish_reason,
+        }
     else:
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
-    return {"id": request_id, "object": "chat.completion" if chat else "text_completion",
-            "created": int(time.time()), "model": model, "choices": [choice], "usage": usage_now}
+    return {
+        "id": request_id,
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+        "usage": usage_now,
+    }

@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from engine_envs import engine_python
 
 pytestmark = pytest.mark.slow
@@ -113,8 +112,14 @@ def test_llamacpp_and_hf_agree_on_teacher_forced_top1(llamacpp_python, record_pr
     request.write_text(json.dumps({"gguf": str(model.gguf_path), "sequences": seqs, "threads": 1}))
     out, err = tmp_path / "llamacpp.out", tmp_path / "llamacpp.err"
     with out.open("w") as stdout, err.open("w") as stderr:
-        proc = subprocess.Popen([llamacpp_python, "-c", LLAMACPP_SCRIPT, str(request)], stdin=subprocess.DEVNULL,
-                                stdout=stdout, stderr=stderr, env=env, cwd=REPO)
+        proc = subprocess.Popen(
+            [llamacpp_python, "-c", LLAMACPP_SCRIPT, str(request)],
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            env=env,
+            cwd=REPO,
+        )
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -142,5 +147,6 @@ def test_llamacpp_and_hf_agree_on_teacher_forced_top1(llamacpp_python, record_pr
     agreement = agree / total
     record_property("top1_agreement", agreement)
     print(f"teacher-forced top-1 agreement llama.cpp Q4_1 vs HF fp32: {agreement:.4f} ({agree}/{total}; {detail})")
-    assert agreement >= MIN_AGREEMENT, (f"teacher-forced top-1 agreement {agreement:.4f} ({agree}/{total}) "
-                                        f"< {MIN_AGREEMENT}; per text: {detail}")
+    assert agreement >= MIN_AGREEMENT, (
+        f"teacher-forced top-1 agreement {agreement:.4f} ({agree}/{total}) < {MIN_AGREEMENT}; per text: {detail}"
+    )

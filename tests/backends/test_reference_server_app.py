@@ -70,27 +70,30 @@ def assert_still_serving(base: str) -> None:
     assert status == 200 and body["usage"]["completion_tokens"] == 3, body
 
 
-@pytest.mark.parametrize("body, param, fragment", [
-    ({"temperature": 1, "top_p": 0.5, "top_k": 2**70}, "top_k", "'top_k' must be an integer in [-1, 2147483647]"),
-    ({"seed": 2**70}, "seed", "'seed' must be an integer in [-9223372036854775808, 9223372036854775807]"),
-    ({"seed": -(2**63) - 1}, "seed", "'seed' must be an integer"),
-    (b'{"prompt": [1], "temperature": NaN}', None, "malformed JSON: NaN is not a JSON number"),
-    (b'{"prompt": [1], "top_p": Infinity}', None, "malformed JSON: Infinity is not a JSON number"),
-    (b'{"prompt": [1], "temperature": -Infinity}', None, "malformed JSON: -Infinity is not a JSON number"),
-    (b'{"prompt": [1], "temperature": 1e999}', None, "malformed JSON: 1e999 is out of range for a number"),
-    ({"temperature": True}, "temperature", "'temperature' must be int or float, got a boolean"),
-    ({"top_k": False}, "top_k", "'top_k' must be int, got a boolean"),
-    ({"temperature": 2.5}, "temperature", "'temperature' must be a number in [0, 2], got 2.5"),
-    ({"temperature": -0.1}, "temperature", "'temperature' must be a number in [0, 2]"),
-    ({"temperature": 1e-9}, "temperature", "'temperature' must be 0 (greedy) or in [1e-05, 2]"),
-    ({"top_p": 0}, "top_p", "'top_p' must be a number in (0, 1], got 0"),
-    ({"top_p": 1.5}, "top_p", "'top_p' must be a number in (0, 1]"),
-    ({"top_k": -2}, "top_k", "'top_k' must be an integer in [-1, 2147483647], got -2"),
-    ({"top_k": 1.5}, "top_k", "'top_k' must be int, got float"),
-    ({"min_tokens": -1}, "min_tokens", "'min_tokens' must be an integer in [0, 2147483647]"),
-    ({"min_tokens": 5, "max_tokens": 2}, None, "min_tokens must be in [0, max_tokens]"),
-    ({"max_tokens": 2**70}, "max_tokens", "maximum context length is 256 tokens"),
-])
+@pytest.mark.parametrize(
+    "body, param, fragment",
+    [
+        ({"temperature": 1, "top_p": 0.5, "top_k": 2**70}, "top_k", "'top_k' must be an integer in [-1, 2147483647]"),
+        ({"seed": 2**70}, "seed", "'seed' must be an integer in [-9223372036854775808, 9223372036854775807]"),
+        ({"seed": -(2**63) - 1}, "seed", "'seed' must be an integer"),
+        (b'{"prompt": [1], "temperature": NaN}', None, "malformed JSON: NaN is not a JSON number"),
+        (b'{"prompt": [1], "top_p": Infinity}', None, "malformed JSON: Infinity is not a JSON number"),
+        (b'{"prompt": [1], "temperature": -Infinity}', None, "malformed JSON: -Infinity is not a JSON number"),
+        (b'{"prompt": [1], "temperature": 1e999}', None, "malformed JSON: 1e999 is out of range for a number"),
+        ({"temperature": True}, "temperature", "'temperature' must be int or float, got a boolean"),
+        ({"top_k": False}, "top_k", "'top_k' must be int, got a boolean"),
+        ({"temperature": 2.5}, "temperature", "'temperature' must be a number in [0, 2], got 2.5"),
+        ({"temperature": -0.1}, "temperature", "'temperature' must be a number in [0, 2]"),
+        ({"temperature": 1e-9}, "temperature", "'temperature' must be 0 (greedy) or in [1e-05, 2]"),
+        ({"top_p": 0}, "top_p", "'top_p' must be a number in (0, 1], got 0"),
+        ({"top_p": 1.5}, "top_p", "'top_p' must be a number in (0, 1]"),
+        ({"top_k": -2}, "top_k", "'top_k' must be an integer in [-1, 2147483647], got -2"),
+        ({"top_k": 1.5}, "top_k", "'top_k' must be int, got float"),
+        ({"min_tokens": -1}, "min_tokens", "'min_tokens' must be an integer in [0, 2147483647]"),
+        ({"min_tokens": 5, "max_tokens": 2}, None, "min_tokens must be in [0, max_tokens]"),
+        ({"max_tokens": 2**70}, "max_tokens", "maximum context length is 256 tokens"),
+    ],
+)
 def test_a_bad_sampling_field_is_a_json_400_and_the_engine_goes_on(server, body, param, fragment):
     base, engine, _ = server
     payload = body if isinstance(body, bytes) else {"prompt": [1, 2], **body}
@@ -118,8 +121,11 @@ def test_an_aborted_non_streaming_request_is_not_a_success(server):
     base, engine, _ = server
     body = json.dumps({"prompt": [1, 2], "max_tokens": 200}).encode()  # 200 steps of 20 ms: ~4 s
     with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1]))) as sock:
-        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     + f"Authorization: Bearer {API_KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        sock.sendall(
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {API_KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         while not engine.requests:
             time.sleep(0.01)
     for _ in range(200):  # the app notices the disconnect, the engine aborts between steps
@@ -145,8 +151,10 @@ def test_a_body_over_the_limit_is_a_413(server):
     assert_still_serving(base)
 
 
-@pytest.mark.parametrize("header", [None, "Bearer wrong-key-for-", f"Bearer {API_KEY[:-1]}", f"Bearer {API_KEY}x",
-                                    API_KEY, "Bearer k3y-för-tests"])
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer wrong-key-for-", f"Bearer {API_KEY[:-1]}", f"Bearer {API_KEY}x", API_KEY, "Bearer k3y-för-tests"],
+)
 def test_a_wrong_or_missing_api_key_is_a_401(server, header):
     base, _, _ = server
     headers = {"Authorization": header} if header is not None else {}

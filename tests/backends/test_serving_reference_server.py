@@ -11,8 +11,8 @@ import urllib.request
 import aiohttp
 import pytest
 
-from benchctl.serving.launch import ServerProcess, free_port
 from backends.reference_server.openai_api import InvalidRequest, parse_request
+from benchctl.serving.launch import ServerProcess, free_port
 from benchctl.workload.chat import ChatTemplate
 
 API_KEY = "test-key"
@@ -21,34 +21,57 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 # -- protocol (no engine) ---------------------------------------------------------------------------------------
 
+
 def test_parse_completion_request_maps_openai_and_vllm_fields():
-    req = parse_request({"model": "m", "prompt": "Hi", "max_tokens": 5, "min_tokens": 5, "ignore_eos": True,
-                         "temperature": 0, "top_k": 3, "stop": "x", "stream": True,
-                         "stream_options": {"include_usage": True, "continuous_usage_stats": True}}, chat=False)
-    assert (req.prompt, req.max_tokens, req.stream, req.include_usage, req.continuous_usage) == ("Hi", 5, True, True,
-                                                                                                   True)
+    req = parse_request(
+        {
+            "model": "m",
+            "prompt": "Hi",
+            "max_tokens": 5,
+            "min_tokens": 5,
+            "ignore_eos": True,
+            "temperature": 0,
+            "top_k": 3,
+            "stop": "x",
+            "stream": True,
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+        },
+        chat=False,
+    )
+    assert (req.prompt, req.max_tokens, req.stream, req.include_usage, req.continuous_usage) == (
+        "Hi",
+        5,
+        True,
+        True,
+        True,
+    )
     assert req.sampling == {"temperature": 0, "top_k": 3, "min_tokens": 5, "ignore_eos": True, "stop": ["x"]}
     assert parse_request({"prompt": [[1, 2, 3]]}, chat=False).prompt == [1, 2, 3]
     assert parse_request({"prompt": "x"}, chat=False).max_tokens == 16  # OpenAI's default
-    chat = parse_request({"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}]}],
-                          "max_completion_tokens": 7}, chat=True)
+    chat = parse_request(
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}]}], "max_completion_tokens": 7},
+        chat=True,
+    )
     assert chat.messages == [{"role": "user", "content": "a"}] and chat.max_tokens == 7
 
 
-@pytest.mark.parametrize("body, chat, param", [
-    ([1, 2], False, None),
-    ({"prompt": ""}, False, "prompt"),
-    ({"prompt": ["a", "b"]}, False, "prompt"),
-    ({"prompt": "x", "max_tokens": 0}, False, "max_tokens"),
-    ({"prompt": "x", "max_tokens": "5"}, False, "max_tokens"),
-    ({"prompt": "x", "max_tokens": True}, False, "max_tokens"),
-    ({"prompt": "x", "temperature": "hot"}, False, "temperature"),
-    ({"prompt": "x", "n": 2}, False, "n"),
-    ({"prompt": "x", "logprobs": 1}, False, "logprobs"),
-    ({"prompt": "x", "stream_options": {"include_usage": True}}, False, "stream_options"),
-    ({"messages": []}, True, "messages"),
-    ({"messages": [{"role": "user"}]}, True, "messages"),
-])
+@pytest.mark.parametrize(
+    "body, chat, param",
+    [
+        ([1, 2], False, None),
+        ({"prompt": ""}, False, "prompt"),
+        ({"prompt": ["a", "b"]}, False, "prompt"),
+        ({"prompt": "x", "max_tokens": 0}, False, "max_tokens"),
+        ({"prompt": "x", "max_tokens": "5"}, False, "max_tokens"),
+        ({"prompt": "x", "max_tokens": True}, False, "max_tokens"),
+        ({"prompt": "x", "temperature": "hot"}, False, "temperature"),
+        ({"prompt": "x", "n": 2}, False, "n"),
+        ({"prompt": "x", "logprobs": 1}, False, "logprobs"),
+        ({"prompt": "x", "stream_options": {"include_usage": True}}, False, "stream_options"),
+        ({"messages": []}, True, "messages"),
+        ({"messages": [{"role": "user"}]}, True, "messages"),
+    ],
+)
 def test_invalid_requests_name_the_parameter(body, chat, param):
     with pytest.raises(InvalidRequest) as info:
         parse_request(body, chat)
@@ -57,19 +80,40 @@ def test_invalid_requests_name_the_parameter(body, chat, param):
 
 def test_chat_template_renders_the_models_own_template(model_dir):
     text = ChatTemplate(model_dir).render([{"role": "user", "content": "Hi"}])
-    assert text == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
-                    "<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    assert text == (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+        "<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 # -- the real server (slow) -------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, model_dir):
     port = free_port()
     log = tmp_path_factory.mktemp("reference-server") / "server.log"
-    proc = ServerProcess([sys.executable, "-m", "benchctl", "serve", "--model", str(model_dir), "--model-name",
-                          "smollm2-135m", "--port", str(port), "--api-key", API_KEY,
-                          "--engine-arg", "kv_cache_bytes=67108864", "--engine-arg", "max_model_len=512"], log)
+    proc = ServerProcess(
+        [
+            sys.executable,
+            "-m",
+            "benchctl",
+            "serve",
+            "--model",
+            str(model_dir),
+            "--model-name",
+            "smollm2-135m",
+            "--port",
+            str(port),
+            "--api-key",
+            API_KEY,
+            "--engine-arg",
+            "kv_cache_bytes=67108864",
+            "--engine-arg",
+            "max_model_len=512",
+        ],
+        log,
+    )
     try:
         proc.wait_healthy(f"http://127.0.0.1:{port}/health", timeout_s=300)
         yield f"http://127.0.0.1:{port}"
@@ -108,19 +152,31 @@ def test_models_health_and_api_key(server):
 
 @pytest.mark.slow
 def test_completion_honours_exact_lengths_and_reports_usage(server):
-    status, body = call(server + "/v1/completions", {"prompt": "The capital of France is", "max_tokens": 6,
-                                                     "min_tokens": 6, "ignore_eos": True, "temperature": 0})
+    status, body = call(
+        server + "/v1/completions",
+        {"prompt": "The capital of France is", "max_tokens": 6, "min_tokens": 6, "ignore_eos": True, "temperature": 0},
+    )
     assert status == 200, body
     # OpenAI's usage, with the prompt tokens the prefix cache served (none: no full 16-token block in this prompt)
-    assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11,
-                             "prompt_tokens_details": {"cached_tokens": 0}}
+    assert body["usage"] == {
+        "prompt_tokens": 5,
+        "completion_tokens": 6,
+        "total_tokens": 11,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
     assert body["choices"][0]["finish_reason"] == "length" and body["choices"][0]["text"]
 
 
 @pytest.mark.slow
 def test_streaming_chat_sends_role_tokens_usage_and_done(server, model_dir, tok):
-    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5, "ignore_eos": True, "temperature": 0,
-            "stream": True, "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
+    body = {
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 5,
+        "ignore_eos": True,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+    }
     status, raw = call(server + "/v1/chat/completions", body)
     assert status == 200
     events = [line[6:] for line in raw.splitlines() if line.startswith("data: ")]
@@ -133,14 +189,17 @@ def test_streaming_chat_sends_role_tokens_usage_and_done(server, model_dir, tok)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("body, status, fragment", [
-    (b"{not json", 400, "malformed JSON"),
-    ({"prompt": "x", "max_tokens": "many"}, 400, "'max_tokens' must be int"),
-    ({"prompt": "x", "top_p": 0}, 400, "top_p"),
-    ({"prompt": "x", "max_tokens": 600}, 400, "maximum context length is 512"),
-    ({"prompt": [1, 10 ** 9]}, 400, "token ids must be in"),
-    ({"prompt": "x", "model": "gpt-4"}, 404, "does not exist"),
-])
+@pytest.mark.parametrize(
+    "body, status, fragment",
+    [
+        (b"{not json", 400, "malformed JSON"),
+        ({"prompt": "x", "max_tokens": "many"}, 400, "'max_tokens' must be int"),
+        ({"prompt": "x", "top_p": 0}, 400, "top_p"),
+        ({"prompt": "x", "max_tokens": 600}, 400, "maximum context length is 512"),
+        ({"prompt": [1, 10**9]}, 400, "token ids must be in"),
+        ({"prompt": "x", "model": "gpt-4"}, 404, "does not exist"),
+    ],
+)
 def test_bad_requests_get_a_json_error(server, body, status, fragment):
     got, payload = call(server + "/v1/completions", body)
     assert got == status and fragment in payload["error"]["message"]
@@ -155,9 +214,19 @@ def test_a_request_the_engine_cannot_hold_is_refused_and_the_server_goes_on(serv
         assert status == 400 and payload["error"]["param"] == param
     with urllib.request.urlopen(server + "/health") as resp:
         assert resp.status == 200
-    status, payload = call(server + "/v1/completions", {"prompt": "The capital of France is", "max_tokens": 3,
-                                                        "min_tokens": 3, "ignore_eos": True, "temperature": 1,
-                                                        "top_p": 0.5, "top_k": 40, "seed": 7})
+    status, payload = call(
+        server + "/v1/completions",
+        {
+            "prompt": "The capital of France is",
+            "max_tokens": 3,
+            "min_tokens": 3,
+            "ignore_eos": True,
+            "temperature": 1,
+            "top_p": 0.5,
+            "top_k": 40,
+            "seed": 7,
+        },
+    )
     assert status == 200 and payload["usage"]["completion_tokens"] == 3
 
 
@@ -167,8 +236,13 @@ def test_32_streaming_clients_some_disconnecting_leave_zero_kv_blocks(server):
 
     async def client(i: int, session: aiohttp.ClientSession) -> int:
         leave_early = i % 3 == 0
-        body = {"prompt": f"Request {i}: tell me a story", "max_tokens": 12, "ignore_eos": True,
-                "temperature": 0, "stream": True}
+        body = {
+            "prompt": f"Request {i}: tell me a story",
+            "max_tokens": 12,
+            "ignore_eos": True,
+            "temperature": 0,
+            "stream": True,
+        }
         chunks = 0
         async with session.post(server + "/v1/completions", json=body, headers=AUTH) as resp:
             assert resp.status == 200
@@ -203,10 +277,15 @@ def test_serving_run_launches_the_reference_server_end_to_end(tmp_path):
     from benchctl.run import RunConfig, run_benchmark
     from benchctl.workload import WorkloadOptions
 
-    cfg = RunConfig(backend="reference", mode="serving", output_dir=tmp_path,
-                    engine_args={"kv_cache_bytes": "67108864", "max_model_len": "512"},
-                    workload=WorkloadOptions(dataset="random", num_prompts=4, random_input_len=16,
-                                             random_output_len=8, request_rate=4.0))
+    cfg = RunConfig(
+        backend="reference",
+        mode="serving",
+        output_dir=tmp_path,
+        engine_args={"kv_cache_bytes": "67108864", "max_model_len": "512"},
+        workload=WorkloadOptions(
+            dataset="random", num_prompts=4, random_input_len=16, random_output_len=8, request_rate=4.0
+        ),
+    )
     run_dir = run_benchmark(cfg)
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "completed" and run["summary"]["completed"] == 4

@@ -28,9 +28,14 @@ def test_serving_run_launches_vllm_cpu_end_to_end_on_conversations(tmp_path):
 
     backend = get_backend("vllm")
     assert backend.server is not None, "backends/vllm.py declares no server (ServerSpec) for serving mode"
-    cfg = RunConfig(backend="vllm", mode="serving", output_dir=tmp_path, endpoint="chat",
-                    engine_args={"max_model_len": "2048", "enable_prompt_tokens_details": "true"},
-                    workload=WorkloadOptions(num_prompts=2, kind="conversations", max_turns=3, sharegpt_output_len=8))
+    cfg = RunConfig(
+        backend="vllm",
+        mode="serving",
+        output_dir=tmp_path,
+        endpoint="chat",
+        engine_args={"max_model_len": "2048", "enable_prompt_tokens_details": "true"},
+        workload=WorkloadOptions(num_prompts=2, kind="conversations", max_turns=3, sharegpt_output_len=8),
+    )
     run_dir = run_benchmark(cfg)
     run = json.loads((run_dir / "run.json").read_text())
     rows = read_records(run_dir / "requests.jsonl")

@@ -63,10 +63,17 @@ def files(tmp_path_factory, model_dir):
         "type": "TemplateProcessing",
         "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
         "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
-        "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [0], "tokens": ["<|endoftext|>"]}}}
+        "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [0], "tokens": ["<|endoftext|>"]}},
+    }
     (bos / "tokenizer.json").write_text(json.dumps(spec))
-    return {"real": complete, "real_entries": len(real.entries), "sample": bundled_datasets()["sharegpt-sample"],
-            "model": model_dir, "bos": bos, "folder": folder}
+    return {
+        "real": complete,
+        "real_entries": len(real.entries),
+        "sample": bundled_datasets()["sharegpt-sample"],
+        "model": model_dir,
+        "bos": bos,
+        "folder": folder,
+    }
 
 
 SHAREGPT_JOBS = [  # (file, tokenizer, seed, number of requests, --sharegpt-output-len)
@@ -86,21 +93,43 @@ RANDOM_JOBS = [  # (tokenizer, seed, number of requests, input_len, output_len, 
 @pytest.fixture(scope="module")
 def vllm_samples(files):
     python = engine_python("vllm")
-    jobs = [{"kind": "sharegpt", "path": str(files[f]), "tokenizer": str(files[t]), "seed": s, "n": n,
-             "output_len": out} for f, t, s, n, out in SHAREGPT_JOBS]
-    jobs += [{"kind": "random", "tokenizer": str(files[t]), "seed": s, "n": n, "input_len": i, "output_len": o,
-              "range_ratio": r} for t, s, n, i, o, r in RANDOM_JOBS]
+    jobs = [
+        {"kind": "sharegpt", "path": str(files[f]), "tokenizer": str(files[t]), "seed": s, "n": n, "output_len": out}
+        for f, t, s, n, out in SHAREGPT_JOBS
+    ]
+    jobs += [
+        {
+            "kind": "random",
+            "tokenizer": str(files[t]),
+            "seed": s,
+            "n": n,
+            "input_len": i,
+            "output_len": o,
+            "range_ratio": r,
+        }
+        for t, s, n, i, o, r in RANDOM_JOBS
+    ]
     (files["folder"] / "jobs.json").write_text(json.dumps(jobs))
     (files["folder"] / "sampler.py").write_text(VLLM_SAMPLER)
-    result = subprocess.run([python, str(files["folder"] / "sampler.py"), str(files["folder"] / "jobs.json"),
-                             str(files["folder"] / "out.json")], capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [
+            python,
+            str(files["folder"] / "sampler.py"),
+            str(files["folder"] / "jobs.json"),
+            str(files["folder"] / "out.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     samples = json.loads((files["folder"] / "out.json").read_text())
-    return samples[:len(SHAREGPT_JOBS)], samples[len(SHAREGPT_JOBS):]
+    return samples[: len(SHAREGPT_JOBS)], samples[len(SHAREGPT_JOBS) :]
 
 
-@pytest.mark.parametrize("job", range(len(SHAREGPT_JOBS)), ids=[f"{f}-{t}-seed{s}-n{n}-out{o}"
-                                                                for f, t, s, n, o in SHAREGPT_JOBS])
+@pytest.mark.parametrize(
+    "job", range(len(SHAREGPT_JOBS)), ids=[f"{f}-{t}-seed{s}-n{n}-out{o}" for f, t, s, n, o in SHAREGPT_JOBS]
+)
 def test_sharegpt_sample_is_vllm_bench_s_request_by_request(files, vllm_samples, job):
     name, tokenizer, seed, n, output_len = SHAREGPT_JOBS[job]
     tok = Tokenizer(files[tokenizer])
@@ -108,8 +137,12 @@ def test_sharegpt_sample_is_vllm_bench_s_request_by_request(files, vllm_samples,
     ours, source = sample_sharegpt(files[name], tok, n, seed, output_len, oversample=True)
     assert len(theirs) == len(ours) == n
     for i, (r, v) in enumerate(zip(ours, theirs)):
-        assert (r.prompt, r.prompt_token_ids, r.prompt_len + tok.num_special_tokens, r.output_len) == \
-               (v["prompt"], v["ids"], v["prompt_len"], v["output_len"]), f"request {i}"
+        assert (r.prompt, r.prompt_token_ids, r.prompt_len + tok.num_special_tokens, r.output_len) == (
+            v["prompt"],
+            v["ids"],
+            v["prompt_len"],
+            v["output_len"],
+        ), f"request {i}"
     if name == "sample":
         assert source["oversampled"] == (5 if n == 400 else 0)
     if source["oversampled"]:
@@ -124,13 +157,15 @@ def test_the_packaged_file_samples_what_vllm_samples_from_its_complete_entries(f
     assert files["real_entries"] == 17_671
     workload = build_workload(WorkloadOptions(dataset="sharegpt", num_prompts=150, seed=7), tok)
     theirs = vllm_samples[0][1]
-    assert [(r.prompt_token_ids, r.output_len) for r in workload.requests] == \
-           [(v["ids"], v["output_len"]) for v in theirs]
+    assert [(r.prompt_token_ids, r.output_len) for r in workload.requests] == [
+        (v["ids"], v["output_len"]) for v in theirs
+    ]
     assert workload.spec()["sampler"]["statement"] == "sample identical to vllm bench (seed 7, 150 requests)"
 
 
-@pytest.mark.parametrize("job", range(len(RANDOM_JOBS)),
-                         ids=[f"in{i}-out{o}-ratio{r}" for _, _, _, i, o, r in RANDOM_JOBS])
+@pytest.mark.parametrize(
+    "job", range(len(RANDOM_JOBS)), ids=[f"in{i}-out{o}-ratio{r}" for _, _, _, i, o, r in RANDOM_JOBS]
+)
 def test_random_lengths_are_vllm_bench_s_where_the_ranges_agree(files, vllm_samples, job):
     tokenizer, seed, n, input_len, output_len, ratio = RANDOM_JOBS[job]
     tok = Tokenizer(files[tokenizer])
@@ -142,8 +177,9 @@ def test_random_lengths_are_vllm_bench_s_where_the_ranges_agree(files, vllm_samp
     assert rng.integers(in_low, in_high + 1, size=n).tolist() == [v["prompt_len"] for v in theirs]
     assert rng.integers(out_low, out_high + 1, size=n).tolist() == [v["output_len"] for v in theirs]
     same = random_sampler(tok, input_len, output_len, ratio)["lengths_identical_to_vllm_bench"]
-    assert same == ((length_range(input_len, ratio), length_range(output_len, ratio))
-                    == ((in_low, in_high), (out_low, out_high)))
+    assert same == (
+        (length_range(input_len, ratio), length_range(output_len, ratio)) == ((in_low, in_high), (out_low, out_high))
+    )
     lengths = [(r.prompt_len, r.output_len) for r in ours]
     assert (lengths == [(v["prompt_len"], v["output_len"]) for v in theirs]) == same
     assert same == (ratio != 0.7778)

@@ -15,15 +15,16 @@ def _run(code: str) -> str:
 
 
 def test_config_and_sampling_params_import_without_torch():
-    out = _run("import sys\nimport reference_engine.config\nfrom reference_engine import EngineConfig, SamplingParams\n"
-               "EngineConfig('model', max_num_seqs=4)\nSamplingParams(temperature=0)\n"
-               "print('torch' in sys.modules, sorted(m for m in sys.modules if m.startswith('reference_engine')))")
+    out = _run(
+        "import sys\nimport reference_engine.config\nfrom reference_engine import EngineConfig, SamplingParams\n"
+        "EngineConfig('model', max_num_seqs=4)\nSamplingParams(temperature=0)\n"
+        "print('torch' in sys.modules, sorted(m for m in sys.modules if m.startswith('reference_engine')))"
+    )
     assert out == ("False ['reference_engine', 'reference_engine.config', 'reference_engine.sampling_params']")
 
 
 def test_the_public_names_still_import_from_the_package():
     import reference_engine
-
     from reference_engine import LLMEngine, StreamingEngine, get_attention_ops
     from reference_engine.llm_engine import LLMEngine as defined
 

@@ -11,6 +11,7 @@ from scripted_engine import BROKEN_ADD, POISON, REFUSED, ScriptedEngine
 from reference_engine.sampling_params import SamplingParams
 from reference_engine.streaming import RequestFailed, StreamingEngine
 
+
 def _collect(stream):
     outs = []
     try:
@@ -51,10 +52,12 @@ def test_the_real_engine_survives_a_top_k_it_cannot_hold(model_dir):
 
     engine = LLMEngine(model_dir, kv_cache_bytes=16 << 20, max_model_len=128)
     with StreamingEngine(engine) as se:
-        _, exc = _collect(se.submit("huge-k", [1, 2, 3], SamplingParams(temperature=1, top_p=0.5, top_k=2**70,
-                                                                        max_tokens=4)))
+        _, exc = _collect(
+            se.submit("huge-k", [1, 2, 3], SamplingParams(temperature=1, top_p=0.5, top_k=2**70, max_tokens=4))
+        )
         assert isinstance(exc, RequestFailed) and "Overflow" in str(exc)
-        outs, exc = _collect(se.submit("after", [1, 2, 3], SamplingParams(temperature=0, max_tokens=4,
-                                                                          ignore_eos=True)))
+        outs, exc = _collect(
+            se.submit("after", [1, 2, 3], SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))
+        )
         assert exc is None and len(outs[-1].token_ids) == 4 and outs[-1].finish_reason == "length"
         assert engine.block_manager.num_used_blocks == 0  # the failed request's blocks were freed
