@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 
 from benchctl.backend import ServerSpec
+from benchctl.worker.children import die_with_parent
 from benchctl.worker.host import REPO_ROOT
 
 
@@ -85,7 +86,8 @@ def run_foreground(argv: list[str], env: dict[str, str] | None = None) -> int:
     """Run a server in the foreground until it exits (`benchctl serve`) and return its exit code (128 + N when
     signal N ended it). It has its own session, so a terminal's Ctrl-C reaches it once, forwarded by us, as do
     SIGTERM and SIGHUP sent to benchctl (uvicorn takes a second SIGINT as "stop now")."""
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=server_env(env), start_new_session=True)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=server_env(env), start_new_session=True,
+                            preexec_fn=die_with_parent(signal.SIGTERM))
 
     def forward(signum, _frame) -> None:
         try:
@@ -119,6 +121,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             env=server_env(env),
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),  # a SIGKILLed benchctl leaves no server running
         )
 
     def exit_code(self) -> int | None:

@@ -58,3 +58,29 @@ def test_a_platform_py_in_the_working_directory_does_not_run_in_the_server(tmp_p
         assert server.exit_code() == 0, server.log_tail()
     finally:
         server.stop()
+
+
+def test_a_launched_server_does_not_outlive_a_sigkilled_benchctl(tmp_path):
+    """The harness launches a server, then dies by SIGKILL (no cleanup runs): the server goes too."""
+    import os
+
+    import psutil
+
+    parent = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from benchctl.serving.launch import ServerProcess
+        server = ServerProcess([sys.executable, "-c", "import time; time.sleep(60)"], Path({str(tmp_path / 'log')!r}))
+        print(server.proc.pid, flush=True)
+        time.sleep(60)
+    """)
+    harness = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    server_pid = int(harness.stdout.readline())
+    assert psutil.pid_exists(server_pid)
+    os.kill(harness.pid, signal.SIGKILL)
+    harness.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and psutil.pid_exists(server_pid) and \
+            psutil.Process(server_pid).status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.05)
+    assert not psutil.pid_exists(server_pid) or psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE
