@@ -23,9 +23,14 @@ from benchctl.report.section import Section
 def ablation_key(data: RunData) -> str:
     """Everything but the engine options: same key (and at least two option sets) = one ablation group."""
     cfg = data.run.get("config", {})
-    key = {"backend": cfg.get("backend"), "model": (cfg.get("model") or {}).get("name"), "mode": cfg.get("mode"),
-           "batch_size": cfg.get("batch_size"), "workload": cfg.get("workload_options"),
-           "requests": data.run.get("workload", {}).get("num_requests")}
+    key = {
+        "backend": cfg.get("backend"),
+        "model": (cfg.get("model") or {}).get("name"),
+        "mode": cfg.get("mode"),
+        "batch_size": cfg.get("batch_size"),
+        "workload": cfg.get("workload_options"),
+        "requests": data.run.get("workload", {}).get("num_requests"),
+    }
     return json.dumps(key, sort_keys=True, default=str)
 
 
@@ -33,8 +38,7 @@ def find_ablations(runs: list[RunData]) -> list[list[RunData]]:
     groups: dict[str, list[RunData]] = {}
     for data in runs:
         groups.setdefault(ablation_key(data), []).append(data)
-    return [members for members in groups.values()
-            if len({json.dumps(_args(d), sort_keys=True) for d in members}) >= 2]
+    return [members for members in groups.values() if len({json.dumps(_args(d), sort_keys=True) for d in members}) >= 2]
 
 
 def _args(data: RunData) -> dict[str, str]:
@@ -60,14 +64,18 @@ def ablation_table(group: list[RunData]) -> pd.DataFrame:
         base_tok_s = mean_tok_s if not rows else base_tok_s
         spread, [_, ratio] = spread_fraction(tok), ratios_to_first([base_tok_s, mean_tok_s])
         stats = [d.run.get("engine_stats") or {} for d in members]
-        row = {"change": change_text(base_args, _args(members[0])), "runs": len(members),
-               "output tok/s": mean_tok_s,
-               "spread (%)": None if spread is None else 100.0 * spread,
-               "vs baseline (%)": None if ratio is None else 100.0 * (ratio - 1),
-               "TPOT p50 (ms)": mean_present([flat_metrics(d.summary).get("tpot_median_ms") for d in members]),
-               "mean batch": mean_present([st.get("mean_batch_size") for st in stats])}
-        row.update({f"{part.removesuffix('_s')} (s)": mean_present([st.get(part) for st in stats])
-                    for part in STEP_TIME_PARTS})
+        row = {
+            "change": change_text(base_args, _args(members[0])),
+            "runs": len(members),
+            "output tok/s": mean_tok_s,
+            "spread (%)": None if spread is None else 100.0 * spread,
+            "vs baseline (%)": None if ratio is None else 100.0 * (ratio - 1),
+            "TPOT p50 (ms)": mean_present([flat_metrics(d.summary).get("tpot_median_ms") for d in members]),
+            "mean batch": mean_present([st.get("mean_batch_size") for st in stats]),
+        }
+        row.update(
+            {f"{part.removesuffix('_s')} (s)": mean_present([st.get(part) for st in stats]) for part in STEP_TIME_PARTS}
+        )
         rows.append(row)
     return pd.DataFrame(rows).set_index("change").astype(float).round(2)
 
@@ -90,15 +98,25 @@ def ablation_figure(group: list[RunData], index: int) -> go.Figure:
     low = [m - min(tok) if tok else 0.0 for m, tok in zip(table["output tok/s"], tok_s)]
     high = [max(tok) - m if tok else 0.0 for m, tok in zip(table["output tok/s"], tok_s)]
     labels = [f"{c} ({int(n)} run{'s' if n > 1 else ''})" for c, n in zip(table["change"], table["runs"])]
-    fig = go.Figure(go.Bar(x=table["output tok/s"], y=labels, orientation="h",
-                           error_x=dict(type="data", symmetric=False, array=high, arrayminus=low),
-                           text=[f"{v:+.1f}%" if pd.notna(v) else "" for v in table["vs baseline (%)"]],
-                           textposition="outside", marker_color="#636EFA"))
+    fig = go.Figure(
+        go.Bar(
+            x=table["output tok/s"],
+            y=labels,
+            orientation="h",
+            error_x=dict(type="data", symmetric=False, array=high, arrayminus=low),
+            text=[f"{v:+.1f}%" if pd.notna(v) else "" for v in table["vs baseline (%)"]],
+            textposition="outside",
+            marker_color="#636EFA",
+        )
+    )
     cfg = group[0].run.get("config", {})
     fig.update_yaxes(automargin=True)
-    fig.update_layout(height=120 + 40 * len(labels), yaxis=dict(autorange="reversed"),
-                      xaxis_title="output tokens/s (mean; bars span the runs)",
-                      title=f"Ablation {index + 1}: {cfg.get('backend')} — change vs the first option set")
+    fig.update_layout(
+        height=120 + 40 * len(labels),
+        yaxis=dict(autorange="reversed"),
+        xaxis_title="output tokens/s (mean; bars span the runs)",
+        title=f"Ablation {index + 1}: {cfg.get('backend')} — change vs the first option set",
+    )
     return fig
 
 
@@ -106,11 +124,14 @@ def section(runs: list[RunData]) -> Section | None:
     groups = find_ablations(runs)
     if not groups:
         return None
-    sec = Section("ablation", "Ablations",
-                  intro="Runs of one backend on the same workload that differ only in engine options. Each row "
-                        "names what changed from the first run's options (the baseline); repeated runs of one option "
-                        "set are averaged, and their spread ((max − min) ÷ mean) says how far one run can be trusted "
-                        "on this machine. Step times are the engine's own breakdown (seconds summed over a run).")
+    sec = Section(
+        "ablation",
+        "Ablations",
+        intro="Runs of one backend on the same workload that differ only in engine options. Each row "
+        "names what changed from the first run's options (the baseline); repeated runs of one option "
+        "set are averaged, and their spread ((max − min) ÷ mean) says how far one run can be trusted "
+        "on this machine. Step times are the engine's own breakdown (seconds summed over a run).",
+    )
     for i, group in enumerate(groups):
         sec.add_figure(f"fig-ablation-{i + 1}", ablation_figure(group, i))
         sec.tables.append((f"Ablation {i + 1}", ablation_table(group)))

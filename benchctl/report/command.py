@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -31,9 +31,11 @@ def write_report(html: str, output: Path) -> None:
 def report_command(
     run_refs: Annotated[list[str], typer.Argument(metavar="RUN...", help="Run folders or run ids.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path("report.html"),
-    baseline: Annotated[Optional[str], typer.Option(help="Run the ratios are taken to (default: the first).")] = None,
-    goodput: Annotated[Optional[list[str]], typer.Option(
-        help="SLO for goodput, e.g. ttft:500 (ms; repeatable); default: the SLOs each run was made with.")] = None,
+    baseline: Annotated[str | None, typer.Option(help="Run the ratios are taken to (default: the first).")] = None,
+    goodput: Annotated[
+        list[str] | None,
+        typer.Option(help="SLO for goodput, e.g. ttft:500 (ms; repeatable); default: the SLOs each run was made with."),
+    ] = None,
     output_dir: Annotated[Path, typer.Option(help="Where to look up run ids.")] = Path("results"),
     title: Annotated[str, typer.Option(help="Report title.")] = "benchctl report",
 ) -> None:

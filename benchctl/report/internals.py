@@ -25,8 +25,13 @@ from benchctl.metrics.steps import (
 from benchctl.report.load import RunData
 from benchctl.report.section import Section, row_spacing, run_color
 
-PART_COLORS = {"schedule_s": "#FFA15A", "forward_s": "#636EFA", "sample_s": "#00CC96", "detokenize_s": "#AB63FA",
-               "idle_s": "#D0D0D0"}  # metrics.steps.breakdown_totals' parts
+PART_COLORS = {
+    "schedule_s": "#FFA15A",
+    "forward_s": "#636EFA",
+    "sample_s": "#00CC96",
+    "detokenize_s": "#AB63FA",
+    "idle_s": "#D0D0D0",
+}  # metrics.steps.breakdown_totals' parts
 MAX_STEP_BARS = 3000  # per-step bars beyond this are averaged in groups (the browser stays responsive)
 
 
@@ -39,8 +44,12 @@ def _steps(data: RunData) -> pd.DataFrame:
 
 def timeseries_figure(runs: list[RunData]) -> tuple[go.Figure, list[str]]:
     """Batch size, KV-cache use, KV waste and preemptions over time; also the series no run reported."""
-    panels = ("sequences in the batch (line) / waiting (dots)", "KV blocks used (% of total)",
-              "KV waste (% of allocated slots holding no token)", "preemptions (cumulative)")
+    panels = (
+        "sequences in the batch (line) / waiting (dots)",
+        "KV blocks used (% of total)",
+        "KV waste (% of allocated slots holding no token)",
+        "preemptions (cumulative)",
+    )
     fig = make_subplots(rows=4, cols=1, shared_xaxes=True, subplot_titles=panels, vertical_spacing=0.07)
     present = [False] * 4
     for i, data in enumerate(runs):
@@ -50,16 +59,40 @@ def timeseries_figure(runs: list[RunData]) -> tuple[go.Figure, list[str]]:
             if y is None:
                 continue
             present[row - 1] = True
-            fig.add_trace(go.Scatter(x=steps["t_s"], y=y, mode="lines", line_shape="hv", name=data.label,
-                                     legendgroup=data.label, showlegend=row == 1 or not present[0],
-                                     line_color=run_color(i)), row=row, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=steps["t_s"],
+                    y=y,
+                    mode="lines",
+                    line_shape="hv",
+                    name=data.label,
+                    legendgroup=data.label,
+                    showlegend=row == 1 or not present[0],
+                    line_color=run_color(i),
+                ),
+                row=row,
+                col=1,
+            )
         if "num_waiting" in steps:
-            fig.add_trace(go.Scatter(x=steps["t_s"], y=steps["num_waiting"], mode="lines", line_shape="hv",
-                                     line_dash="dot", line_color=run_color(i), name=f"{data.label}: waiting",
-                                     legendgroup=data.label, showlegend=False), row=1, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=steps["t_s"],
+                    y=steps["num_waiting"],
+                    mode="lines",
+                    line_shape="hv",
+                    line_dash="dot",
+                    line_color=run_color(i),
+                    name=f"{data.label}: waiting",
+                    legendgroup=data.label,
+                    showlegend=False,
+                ),
+                row=1,
+                col=1,
+            )
     fig.update_xaxes(title_text="seconds since run start", row=4, col=1)
-    fig.update_layout(height=900, title="Engine state over time (one point per engine step)",
-                      legend=dict(orientation="h", y=-0.08))
+    fig.update_layout(
+        height=900, title="Engine state over time (one point per engine step)", legend=dict(orientation="h", y=-0.08)
+    )
     return fig, [panels[k] for k in range(4) if not present[k]]
 
 
@@ -69,33 +102,59 @@ def breakdown_figure(runs: list[RunData]) -> go.Figure:
     fractions = [shares(t) for t in totals]
     fig = go.Figure()
     for part, color in PART_COLORS.items():
-        fig.add_trace(go.Bar(y=[d.label for d in runs], x=[t[part] for t in totals], orientation="h",
-                             name=part.removesuffix("_s"), marker_color=color, customdata=[f[part] for f in fractions],
-                             hovertemplate="%{y}<br>" + part.removesuffix("_s")
-                             + " %{x:.3f} s (%{customdata:.1%})<extra></extra>"))
-    fig.update_layout(barmode="stack", title="Step-time breakdown (total over all steps; idle = gaps between steps)",
-                      xaxis_title="seconds", height=200 + 60 * len(runs), legend=dict(orientation="h", y=-0.3))
+        fig.add_trace(
+            go.Bar(
+                y=[d.label for d in runs],
+                x=[t[part] for t in totals],
+                orientation="h",
+                name=part.removesuffix("_s"),
+                marker_color=color,
+                customdata=[f[part] for f in fractions],
+                hovertemplate="%{y}<br>" + part.removesuffix("_s") + " %{x:.3f} s (%{customdata:.1%})<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        barmode="stack",
+        title="Step-time breakdown (total over all steps; idle = gaps between steps)",
+        xaxis_title="seconds",
+        height=200 + 60 * len(runs),
+        legend=dict(orientation="h", y=-0.3),
+    )
     return fig
 
 
 def per_step_figure(runs: list[RunData]) -> go.Figure:
-    fig = make_subplots(rows=len(runs), cols=1, subplot_titles=[d.label for d in runs],
-                        vertical_spacing=row_spacing(len(runs), 0.12))
+    fig = make_subplots(
+        rows=len(runs), cols=1, subplot_titles=[d.label for d in runs], vertical_spacing=row_spacing(len(runs), 0.12)
+    )
     for row, data in enumerate(runs, start=1):
         times = step_times(_steps(data))
         group = max(1, -(-len(times) // MAX_STEP_BARS))
         if group > 1:  # mean per group of `group` steps
             times = times.groupby(np.arange(len(times)) // group).mean()
         for part, color in PART_COLORS.items():
-            fig.add_trace(go.Bar(x=times["t_s"], y=times[part] * 1000.0, name=part.removesuffix("_s"),
-                                 marker_color=color, legendgroup=part, showlegend=row == 1,
-                                 hovertemplate="t=%{x:.3f} s<br>" + part.removesuffix("_s")
-                                 + " %{y:.2f} ms<extra></extra>"),
-                          row=row, col=1)
+            fig.add_trace(
+                go.Bar(
+                    x=times["t_s"],
+                    y=times[part] * 1000.0,
+                    name=part.removesuffix("_s"),
+                    marker_color=color,
+                    legendgroup=part,
+                    showlegend=row == 1,
+                    hovertemplate="t=%{x:.3f} s<br>" + part.removesuffix("_s") + " %{y:.2f} ms<extra></extra>",
+                ),
+                row=row,
+                col=1,
+            )
         fig.update_yaxes(title_text="ms per step" + (f" (mean of {group})" if group > 1 else ""), row=row, col=1)
     fig.update_xaxes(title_text="step end (seconds since run start)", row=len(runs), col=1)
-    fig.update_layout(barmode="stack", bargap=0, title="Step time per step", height=150 + 260 * len(runs),
-                      legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    fig.update_layout(
+        barmode="stack",
+        bargap=0,
+        title="Step time per step",
+        height=150 + 260 * len(runs),
+        legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
+    )
     return fig
 
 
@@ -103,14 +162,20 @@ def engine_stats_table(runs: list[RunData]) -> pd.DataFrame:
     columns = {}
     for data in runs:
         stats = data.run.get("engine_stats") or {}
-        columns[data.label] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.items()
-                               if isinstance(v, int | float | str | bool)}
+        columns[data.label] = {
+            k: (round(v, 4) if isinstance(v, float) else v)
+            for k, v in stats.items()
+            if isinstance(v, int | float | str | bool)
+        }
     return pd.DataFrame(columns).astype(object).fillna("—")
 
 
 def section(runs: list[RunData]) -> Section:
-    sec = Section("internals", "Engine internals",
-                  intro="From the engine's own per-step statistics (steps.jsonl) and run.json engine_stats.")
+    sec = Section(
+        "internals",
+        "Engine internals",
+        intro="From the engine's own per-step statistics (steps.jsonl) and run.json engine_stats.",
+    )
     if any(d.run.get("engine_stats") for d in runs):
         sec.tables.append(("engine_stats reported by each engine (run.json)", engine_stats_table(runs)))
     else:
@@ -118,8 +183,10 @@ def section(runs: list[RunData]) -> Section:
     with_steps = [d for d in runs if d.steps is not None]
     for data in runs:
         if data.steps is None:
-            sec.notes.append(f"{data.label}: no steps.jsonl — this engine reports no per-step statistics, so "
-                             "batch size, KV use and step time over time are not shown for it")
+            sec.notes.append(
+                f"{data.label}: no steps.jsonl — this engine reports no per-step statistics, so "
+                "batch size, KV use and step time over time are not shown for it"
+            )
     if not with_steps:
         return sec
     fig, absent = timeseries_figure(with_steps)

@@ -94,13 +94,21 @@ def load(path: Path, slos_ms: Mapping[str, float] | None = None) -> RunData:
     slos = dict(slos_ms) if slos_ms else dict(run.get("config", {}).get("slos_ms") or {})
     summary = summarize(records, slos_ms=slos or None)
     done = completed(records)
-    return RunData(path=path, run=run, records=records, summary=summary,
-                   latencies=[request_latencies(r) for r in done], done=done,
-                   steps=_steps(path, notes), notes=notes)
+    return RunData(
+        path=path,
+        run=run,
+        records=records,
+        summary=summary,
+        latencies=[request_latencies(r) for r in done],
+        done=done,
+        steps=_steps(path, notes),
+        notes=notes,
+    )
 
 
-def load_all(refs: list[str], output_dir: Path, baseline: str | None = None,
-             slos_ms: Mapping[str, float] | None = None) -> list[RunData]:
+def load_all(
+    refs: list[str], output_dir: Path, baseline: str | None = None, slos_ms: Mapping[str, float] | None = None
+) -> list[RunData]:
     """Runs in the given order, the baseline first (added if it is not among `refs`)."""
     paths = [store.resolve_run(ref, output_dir) for ref in refs]
     if baseline is not None:

@@ -47,10 +47,18 @@ def achieved_bandwidth(data: RunData, sizes: dict[str, Any]) -> pd.DataFrame:
 def bound_table(bounds: pd.DataFrame) -> pd.DataFrame:
     """Steps grouped by kind, then the whole run: time, bound, efficiency (bound ÷ time), ms per token
     (metrics.steps.bound_summary, to 3 significant digits)."""
-    rows = {kind: {"steps": found["steps"], "tokens": found["tokens"], "time (s)": _sig(found["time_s"]),
-                   "share of step time": _sig(found["share_of_step_time"]), "bound (s)": _sig(found["bound_s"]),
-                   "efficiency (bound ÷ time)": _sig(found["efficiency"]), "ms per token": _sig(found["ms_per_token"])}
-            for kind, found in bound_summary(bounds).items()}
+    rows = {
+        kind: {
+            "steps": found["steps"],
+            "tokens": found["tokens"],
+            "time (s)": _sig(found["time_s"]),
+            "share of step time": _sig(found["share_of_step_time"]),
+            "bound (s)": _sig(found["bound_s"]),
+            "efficiency (bound ÷ time)": _sig(found["efficiency"]),
+            "ms per token": _sig(found["ms_per_token"]),
+        }
+        for kind, found in bound_summary(bounds).items()
+    }
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -69,13 +77,16 @@ def _same_cpu(run: dict, hw: dict | None) -> bool:
 
 
 def section(runs: list[RunData], hw: dict | None) -> Section:
-    sec = Section("roofline", "Roofline efficiency",
-                  intro="Achieved memory bandwidth of pure-decode steps: (weight bytes + KV bytes of the tokens "
-                        "in the cache) ÷ step time, as a fraction of the machine's measured read bandwidth. Then, "
-                        "per run, where the step time goes against the roofline bound of each step's work (its "
-                        "GEMM FLOPs at the measured GEMM rate or its bytes at the measured bandwidth, whichever "
-                        "is slower): prefill steps and decode steps by batch size, their efficiency (bound ÷ time), "
-                        "and the whole run's.")
+    sec = Section(
+        "roofline",
+        "Roofline efficiency",
+        intro="Achieved memory bandwidth of pure-decode steps: (weight bytes + KV bytes of the tokens "
+        "in the cache) ÷ step time, as a fraction of the machine's measured read bandwidth. Then, "
+        "per run, where the step time goes against the roofline bound of each step's work (its "
+        "GEMM FLOPs at the measured GEMM rate or its bytes at the measured bandwidth, whichever "
+        "is slower): prefill steps and decode steps by batch size, their efficiency (bound ÷ time), "
+        "and the whole run's.",
+    )
     ceiling = hw.get("read_bandwidth_gb_s") if hw else None
     if ceiling is None:
         sec.notes.append(f"measured memory bandwidth missing: {HWINFO_HINT}; achieved GB/s is shown without a ceiling")
@@ -96,25 +107,39 @@ def section(runs: list[RunData], hw: dict | None) -> Section:
             sec.notes.append(f"{data.label}: no pure-decode steps")
             continue
         if hw is not None and not _same_cpu(data.run, hw):
-            sec.notes.append(f"{data.label}: ran on {data.run['environment']['hardware'].get('cpu')}, but the cached "
-                             f"bandwidth was measured on {hw['hardware'].get('cpu')}")
+            sec.notes.append(
+                f"{data.label}: ran on {data.run['environment']['hardware'].get('cpu')}, but the cached "
+                f"bandwidth was measured on {hw['hardware'].get('cpu')}"
+            )
         scale = ceiling if ceiling else 1.0
         for col, dash, what in (("step_gb_s", None, "whole step"), ("forward_gb_s", "dot", "forward only")):
             if dec[col].notna().any():
-                fig.add_trace(go.Scatter(x=dec["t_s"], y=dec[col] / scale, mode="lines+markers", marker_size=4,
-                                         line=dict(color=run_color(i), dash=dash), name=f"{data.label}: {what}",
-                                         customdata=dec[col],
-                                         hovertemplate="t=%{x:.3f} s<br>%{customdata:.2f} GB/s"
-                                                       "<extra>%{fullData.name}</extra>"))
+                fig.add_trace(
+                    go.Scatter(
+                        x=dec["t_s"],
+                        y=dec[col] / scale,
+                        mode="lines+markers",
+                        marker_size=4,
+                        line=dict(color=run_color(i), dash=dash),
+                        name=f"{data.label}: {what}",
+                        customdata=dec[col],
+                        hovertemplate="t=%{x:.3f} s<br>%{customdata:.2f} GB/s<extra>%{fullData.name}</extra>",
+                    )
+                )
         bandwidth = found[0].get("read_bandwidth_gb_s") if found else ceiling  # measured near the run, else cached
         medians = decode_summary(dec, bandwidth)
-        row = {"run": data.label, "dtype": sizes["dtype"],
-               "weights (MB)": _sig(sizes["weight_bytes"] / 1e6),
-               "parameters (M)": _sig(sizes["parameters"] / 1e6), "KV bytes/token": sizes["kv_bytes_per_token"],
-               "decode steps": medians["decode_steps"], "median step (ms)": round(medians["median_step_s"] * 1000, 2),
-               "median achieved (GB/s)": _sig(medians["median_gb_s"]),
-               "median forward-only (GB/s)": _opt(_sig, medians["median_forward_gb_s"]),
-               "median decode tok/s": _opt(lambda v: round(v, 2), medians["median_decode_tok_s"])}
+        row = {
+            "run": data.label,
+            "dtype": sizes["dtype"],
+            "weights (MB)": _sig(sizes["weight_bytes"] / 1e6),
+            "parameters (M)": _sig(sizes["parameters"] / 1e6),
+            "KV bytes/token": sizes["kv_bytes_per_token"],
+            "decode steps": medians["decode_steps"],
+            "median step (ms)": round(medians["median_step_s"] * 1000, 2),
+            "median achieved (GB/s)": _sig(medians["median_gb_s"]),
+            "median forward-only (GB/s)": _opt(_sig, medians["median_forward_gb_s"]),
+            "median decode tok/s": _opt(lambda v: round(v, 2), medians["median_decode_tok_s"]),
+        }
         if bandwidth:
             row["measured read (GB/s)"] = round(bandwidth, 2)
             row["fraction of measured"] = _sig(medians["fraction_of_measured"])
@@ -130,13 +155,22 @@ def section(runs: list[RunData], hw: dict | None) -> Section:
     if not rows:
         return _with_bound_tables(sec, inputs, hw)
     if hw is not None and ceiling:
-        fig.add_hline(y=1.0, line_dash="dash", line_color="black",
-                      annotation_text=f"measured read bandwidth {ceiling:.1f} GB/s ({hw.get('measured_at')})")
+        fig.add_hline(
+            y=1.0,
+            line_dash="dash",
+            line_color="black",
+            annotation_text=f"measured read bandwidth {ceiling:.1f} GB/s ({hw.get('measured_at')})",
+        )
         title, y_title = "Decode: achieved bandwidth ÷ measured bandwidth", "fraction of measured bandwidth"
     else:
         title, y_title = "Decode: achieved bandwidth (measured bandwidth missing: run `benchctl hwinfo`)", "GB/s"
-    fig.update_layout(title=title, yaxis_title=y_title, xaxis_title="seconds since run start", height=420,
-                      legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(
+        title=title,
+        yaxis_title=y_title,
+        xaxis_title="seconds since run start",
+        height=420,
+        legend=dict(orientation="h", y=-0.25),
+    )
     sec.add_figure("fig-roofline", fig)
     sec.tables.append(("Decode roofline per run (medians over pure-decode steps)", pd.DataFrame(rows).set_index("run")))
     return _with_bound_tables(sec, inputs, hw)
@@ -148,19 +182,31 @@ def _with_bound_tables(sec: Section, inputs: list[tuple], hw: dict | None) -> Se
     return sec
 
 
-def _add_bound_table(sec: Section, data: RunData, sizes: dict[str, Any] | None,
-                     found: tuple[dict[str, Any], float] | None, hw: dict | None) -> None:
+def _add_bound_table(
+    sec: Section,
+    data: RunData,
+    sizes: dict[str, Any] | None,
+    found: tuple[dict[str, Any], float] | None,
+    hw: dict | None,
+) -> None:
     """The run's steps against the roofline bound, with the hwinfo measurement for the run (else the cached)."""
     if data.steps is None or sizes is None or "num_batched_tokens" not in data.steps:
         return
-    measured, when = (found[0], f"{found[0]['measured_at']}, {found[1]:.0f} min from the run") if found else (
-        hw, f"{hw.get('measured_at')}, the cached measurement" if hw else None)
+    measured, when = (
+        (found[0], f"{found[0]['measured_at']}, {found[1]:.0f} min from the run")
+        if found
+        else (hw, f"{hw.get('measured_at')}, the cached measurement" if hw else None)
+    )
     if not measured or not measured.get("gemm_fp32_flop_s") or not measured.get("read_bandwidth_gb_s"):
         return
     bounds = step_bounds(data.steps, sizes, measured["gemm_fp32_flop_s"], measured["read_bandwidth_gb_s"] * 1e9)
     if bounds.empty:
         return
-    sec.tables.append((f"{data.label}: step time against the roofline bound — each step's GEMM FLOPs at "
-                       f"{measured['gemm_fp32_flop_s'] / 1e9:.1f} GFLOP/s or its weight + KV bytes at "
-                       f"{measured['read_bandwidth_gb_s']:.1f} GB/s, whichever is slower (benchctl hwinfo {when})",
-                       bound_table(bounds)))
+    sec.tables.append(
+        (
+            f"{data.label}: step time against the roofline bound — each step's GEMM FLOPs at "
+            f"{measured['gemm_fp32_flop_s'] / 1e9:.1f} GFLOP/s or its weight + KV bytes at "
+            f"{measured['read_bandwidth_gb_s']:.1f} GB/s, whichever is slower (benchctl hwinfo {when})",
+            bound_table(bounds),
+        )
+    )

@@ -8,8 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 # One colour per run, stable across every figure (plotly's default qualitative palette).
-PALETTE = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880",
-           "#FF97FF", "#FECB52")
+PALETTE = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880", "#FF97FF", "#FECB52")
 
 
 def run_color(index: int) -> str:

@@ -51,8 +51,10 @@ def test_summary_is_computed_by_metrics_from_the_records(runs_dir, model):
 
 
 def test_cdf_data_are_the_metrics_latencies(runs_dir, model):
-    runs = [load(make_run(runs_dir, "a", model_dir=model, n=6)),
-            load(make_run(runs_dir, "b", model_dir=model, n=5, rate=2.0))]
+    runs = [
+        load(make_run(runs_dir, "a", model_dir=model, n=6)),
+        load(make_run(runs_dir, "b", model_dir=model, n=5, rate=2.0)),
+    ]
     fig = latency.cdf_figure(runs)
     assert len(fig.data) == 2 * 4
     for trace_index, trace in enumerate(fig.data):
@@ -125,8 +127,15 @@ def test_all_at_once_concurrency_peaks_at_the_request_count(runs_dir, model):
 def test_step_times_idle_is_the_gap_between_steps():
     import pandas as pd
 
-    steps = pd.DataFrame({"t_s": [0.10, 0.30, 0.35], "schedule_s": [0.01] * 3, "forward_s": [0.03] * 3,
-                          "sample_s": [0.005] * 3, "detokenize_s": [0.005] * 3})
+    steps = pd.DataFrame(
+        {
+            "t_s": [0.10, 0.30, 0.35],
+            "schedule_s": [0.01] * 3,
+            "forward_s": [0.03] * 3,
+            "sample_s": [0.005] * 3,
+            "detokenize_s": [0.005] * 3,
+        }
+    )
     times = internals.step_times(steps)  # each step lasts 0.05 s: starts 0.05, 0.25, 0.30
     assert np.allclose(times["idle_s"], [0.0, 0.15, 0.0])
     totals = internals.breakdown_totals(steps)
@@ -201,7 +210,8 @@ def test_roofline_sets_each_run_against_the_measurement_nearest_it(runs_dir, mod
     ceiling = 8e10 / (2 * roofline.model_bytes(data.run)[0]["parameters"])
     assert table.loc[data.label, "compute ceiling (tok/s)"] == pytest.approx(ceiling, rel=1e-3)
     assert table.loc[data.label, "run's total tok/s ÷ ceiling"] == pytest.approx(
-        data.summary["total_tok_s"] / ceiling, rel=1e-2)
+        data.summary["total_tok_s"] / ceiling, rel=1e-2
+    )
     assert "10 min from the run" in table.loc[data.label, "ceiling measured"]
     caption, bounds = roofline.section([data], hw).tables[1]
     assert "80.0 GFLOP/s" in caption and "10 min from the run" in caption
@@ -211,13 +221,26 @@ def test_roofline_sets_each_run_against_the_measurement_nearest_it(runs_dir, mod
 def test_step_bounds_take_the_slower_of_compute_and_memory():
     import pandas as pd
 
-    steps = pd.DataFrame({
-        "t_s": [1.0, 2.0, 3.0, 4.0], "schedule_s": [0.0] * 4, "forward_s": [0.5, 0.1, 0.2, 0.4],
-        "sample_s": [0.0] * 4, "detokenize_s": [0.0] * 4,
-        "num_batched_tokens": [100, 2, 40, 40], "num_prefill_tokens": [98, 0, 0, 0],
-        "num_prefill_seqs": [1, 0, 0, 0], "num_decode_seqs": [2, 2, 40, 40], "kv_slots_filled": [100, 300, 0, 0]})
-    sizes = {"gemm_parameters_per_token": 1000, "lm_head_parameters": 100, "weight_bytes": 4000,
-             "kv_bytes_per_token": 10}
+    steps = pd.DataFrame(
+        {
+            "t_s": [1.0, 2.0, 3.0, 4.0],
+            "schedule_s": [0.0] * 4,
+            "forward_s": [0.5, 0.1, 0.2, 0.4],
+            "sample_s": [0.0] * 4,
+            "detokenize_s": [0.0] * 4,
+            "num_batched_tokens": [100, 2, 40, 40],
+            "num_prefill_tokens": [98, 0, 0, 0],
+            "num_prefill_seqs": [1, 0, 0, 0],
+            "num_decode_seqs": [2, 2, 40, 40],
+            "kv_slots_filled": [100, 300, 0, 0],
+        }
+    )
+    sizes = {
+        "gemm_parameters_per_token": 1000,
+        "lm_head_parameters": 100,
+        "weight_bytes": 4000,
+        "kv_bytes_per_token": 10,
+    }
     bounds = roofline.step_bounds(steps, sizes, gemm_flop_s=1e6, read_bytes_s=1e5)
     # prefill step: 2 * (1000 * 100 + 100 * 3) = 200,600 FLOPs -> 0.2006 s; bytes 4000 + 1000 -> 0.05 s
     assert bounds.loc[0, "flops"] == 200_600 and bounds.loc[0, "bound_s"] == pytest.approx(0.2006)
@@ -225,14 +248,14 @@ def test_step_bounds_take_the_slower_of_compute_and_memory():
     assert bounds.loc[1, "bound_s"] == pytest.approx(0.07)
     assert list(bounds["kind"]) == ["with prefill tokens", "decode only, 1-8 seqs"] + ["decode only, 33-64 seqs"] * 2
     table = roofline.bound_table(bounds)
-    assert list(table.index) == ["with prefill tokens", "decode only, 1-8 seqs", "decode only, 33-64 seqs",
-                                 "all steps"]
+    assert list(table.index) == ["with prefill tokens", "decode only, 1-8 seqs", "decode only, 33-64 seqs", "all steps"]
     big = 2 * (1000 * 40 + 100 * 40) / 1e6  # 0.088 s each, compute-bound
     assert table.loc["decode only, 33-64 seqs", "bound (s)"] == pytest.approx(2 * big, rel=1e-3)
     assert table.loc["decode only, 33-64 seqs", "efficiency (bound ÷ time)"] == pytest.approx(2 * big / 0.6, rel=5e-3)
     assert table.loc["all steps", "time (s)"] == pytest.approx(1.2)
-    assert table.loc["all steps", "efficiency (bound ÷ time)"] == pytest.approx((0.2006 + 0.07 + 2 * big) / 1.2,
-                                                                                 rel=5e-3)  # 3 significant digits
+    assert table.loc["all steps", "efficiency (bound ÷ time)"] == pytest.approx(
+        (0.2006 + 0.07 + 2 * big) / 1.2, rel=5e-3
+    )  # 3 significant digits
     assert table.loc["decode only, 1-8 seqs", "ms per token"] == pytest.approx(50)
     # speculative decoding: 4 sequences with 8 draft tokens are 12 rows of GEMMs, each needing logits
     spec = steps.iloc[[1]].assign(num_batched_tokens=12, num_decode_seqs=4, num_draft_tokens=8, kv_slots_filled=0)
@@ -291,13 +314,16 @@ def test_cli_writes_one_self_contained_file(runs_dir, model, tmp_path, monkeypat
     assert "fig-sweep-1" in html and "&lt;" not in html.split("</head>")[0][-200:]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["no-such-run"], "no run"),
-    (["{run}", "-o", "{tmp}/missing-folder/r.html"], "does not exist"),
-    (["{run}", "-o", "{tmp}"], "is a directory"),
-    (["{run}", "--goodput", "ttft:fast"], "ttft|tpot|e2el"),
-    (["{run}", "--baseline", "nope"], "no run"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["no-such-run"], "no run"),
+        (["{run}", "-o", "{tmp}/missing-folder/r.html"], "does not exist"),
+        (["{run}", "-o", "{tmp}"], "is a directory"),
+        (["{run}", "--goodput", "ttft:fast"], "ttft|tpot|e2el"),
+        (["{run}", "--baseline", "nope"], "no run"),
+    ],
+)
 def test_cli_user_errors_exit_2(runs_dir, model, tmp_path, capsys, args, message):
     run = make_run(runs_dir, "a", model_dir=model, n=3)
     argv = ["report", *(a.format(run=run, tmp=tmp_path) for a in args), "--output-dir", str(runs_dir)]
@@ -319,10 +345,16 @@ def test_render_html_escapes_run_text(runs_dir, model):
 def test_profile_section_shows_the_trace_summary(runs_dir, model):
     plain = make_run(runs_dir, "plain", model_dir=model)
     profiled = make_run(runs_dir, "profiled", model_dir=model)
-    summary = {"num_steps": 12, "range_coverage": 0.97, "idle_between_steps_fraction": 0.02,
-               "host_syncs_per_step": 1.0,
-               "top_operators": [{"name": "aten::mm", "self_ms": 30.0, "calls": 90, "self_share": 0.75},
-                                 {"name": "aten::index_select", "self_ms": 10.0, "calls": 60, "self_share": 0.25}]}
+    summary = {
+        "num_steps": 12,
+        "range_coverage": 0.97,
+        "idle_between_steps_fraction": 0.02,
+        "host_syncs_per_step": 1.0,
+        "top_operators": [
+            {"name": "aten::mm", "self_ms": 30.0, "calls": 90, "self_share": 0.75},
+            {"name": "aten::index_select", "self_ms": 10.0, "calls": 60, "self_share": 0.25},
+        ],
+    }
     (profiled / "profile_summary.json").write_text(json.dumps(summary))
     assert "fig-profile-top-ops" not in figure_ids([load(plain)], None)
     runs = [load(plain), load(profiled)]
@@ -332,14 +364,22 @@ def test_profile_section_shows_the_trace_summary(runs_dir, model):
     sec = profiles.section(runs)
     caption, headline = sec.tables[0]
     assert list(headline["range coverage"]) == [0.97] and list(headline["host syncs / step"]) == [1.0]
-    (_, fig), = sec.figures
+    ((_, fig),) = sec.figures
     assert list(fig.data[0].x) == [10.0, 30.0] and list(fig.data[0].y) == ["aten::index_select", "aten::mm"]
 
 
 def test_ablations_are_runs_differing_only_in_engine_options(runs_dir, model):
     base = load(make_run(runs_dir, "base", model_dir=model, n=5, engine_args={"block_size": "16"}))
-    slow = load(make_run(runs_dir, "slow", model_dir=model, n=5, decode_gap_s=0.1,
-                         engine_args={"block_size": "16", "sampler": "per_seq"}))
+    slow = load(
+        make_run(
+            runs_dir,
+            "slow",
+            model_dir=model,
+            n=5,
+            decode_gap_s=0.1,
+            engine_args={"block_size": "16", "sampler": "per_seq"},
+        )
+    )
     dropped = load(make_run(runs_dir, "dropped", model_dir=model, n=5, engine_args={}))
     other_workload = load(make_run(runs_dir, "other", model_dir=model, n=7, engine_args={"sampler": "per_seq"}))
     # a second repetition of the baseline, run after the others (sweeps go round-robin), a little slower
@@ -398,8 +438,10 @@ def test_conversation_section_shows_ttft_by_turn_and_the_cache(runs_dir, model):
 
 def test_a_report_of_many_runs_renders(runs_dir, model):
     # an 11-cell sweep failed here: plotly refuses stacked subplots spaced over 1 / (rows - 1)
-    runs = [load(make_run(runs_dir, f"r{i:02d}", model_dir=model, n=3, engine_args={"block_size": str(i)}))
-            for i in range(13)]
+    runs = [
+        load(make_run(runs_dir, f"r{i:02d}", model_dir=model, n=3, engine_args={"block_size": str(i)}))
+        for i in range(13)
+    ]
     html = render_html(runs, None)
     assert all(f"r{i:02d}" in html for i in range(13))
     assert "Step time per step" in html and "Request timeline" in html
