@@ -173,7 +173,7 @@ def build_record(
         else:
             output_tokens, source = len(acc.token_times_s), "retokenized" if error is None else "usage"
     times = acc.token_times_s
-    extra: dict = {"http_status": status}
+    extra: dict = {"http_status": status, **(spec.labels or {})}  # a load shape's phase and stage (metrics.windows)
     if error is not None:
         extra["error_kind"] = kind or "client_error"
     if server_url is not None:
