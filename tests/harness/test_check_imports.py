@@ -35,38 +35,63 @@ def test_clean_tree_passes(tmp_path):
 
 
 def test_cycle_is_found_through_a_lazy_import(tmp_path):
-    root = tree(tmp_path, {"benchctl/run/__init__.py": "",
-                           "benchctl/run/offline.py": "from benchctl.run.serving import go\n",
-                           "benchctl/run/serving.py": "def go():\n    from benchctl.run import offline\n"})
-    assert check_imports.check(root) == ["import cycle: benchctl.run.offline -> benchctl.run.serving -> "
-                                         "benchctl.run.offline"]
+    root = tree(
+        tmp_path,
+        {
+            "benchctl/run/__init__.py": "",
+            "benchctl/run/offline.py": "from benchctl.run.serving import go\n",
+            "benchctl/run/serving.py": "def go():\n    from benchctl.run import offline\n",
+        },
+    )
+    assert check_imports.check(root) == [
+        "import cycle: benchctl.run.offline -> benchctl.run.serving -> benchctl.run.offline"
+    ]
 
 
 def test_torch_in_the_harness_is_refused_but_not_in_a_child_program(tmp_path):
-    root = tree(tmp_path, {"benchctl/metrics.py": "def f():\n    import torch\n",
-                           "benchctl/worker/__init__.py": "",
-                           "benchctl/worker/probe.py": "import torch\n"})
+    root = tree(
+        tmp_path,
+        {
+            "benchctl/metrics.py": "def f():\n    import torch\n",
+            "benchctl/worker/__init__.py": "",
+            "benchctl/worker/probe.py": "import torch\n",
+        },
+    )
     problems = check_imports.check(root)
-    assert len(problems) == 1 and "benchctl/metrics.py:2: benchctl.metrics runs in the harness process and imports " \
-                                  "torch" in problems[0]
+    assert (
+        len(problems) == 1
+        and "benchctl/metrics.py:2: benchctl.metrics runs in the harness process and imports torch" in problems[0]
+    )
 
 
 def test_a_child_program_imported_by_the_harness_is_refused(tmp_path):
-    root = tree(tmp_path, {"benchctl/hwinfo.py": "from benchctl.worker import probe\n",
-                           "benchctl/worker/__init__.py": "",
-                           "benchctl/worker/probe.py": "from transformers import AutoModel\n"})
+    root = tree(
+        tmp_path,
+        {
+            "benchctl/hwinfo.py": "from benchctl.worker import probe\n",
+            "benchctl/worker/__init__.py": "",
+            "benchctl/worker/probe.py": "from transformers import AutoModel\n",
+        },
+    )
     problems = check_imports.check(root)
     assert len(problems) == 1 and "benchctl.worker.probe runs in the harness process" in problems[0]
 
 
 def test_adapters_and_engine_directions(tmp_path):
-    root = tree(tmp_path, {"benchctl/a.py": "from backends.reference import BACKEND\n",
-                           "reference_engine/llm.py": "from benchctl.metrics import summarize\n",
-                           "backends/reference.py": "from benchctl.worker.protocol import send\n"})
+    root = tree(
+        tmp_path,
+        {
+            "benchctl/a.py": "from backends.reference import BACKEND\n",
+            "reference_engine/llm.py": "from benchctl.metrics import summarize\n",
+            "backends/reference.py": "from benchctl.worker.protocol import send\n",
+        },
+    )
     problems = check_imports.check(root)
     assert len(problems) == 2  # backends/ may use benchctl's worker protocol: that direction is the design
-    assert any("benchctl/a.py:1: benchctl.a runs in the harness process and imports backends.reference.BACKEND" in p
-               for p in problems)
+    assert any(
+        "benchctl/a.py:1: benchctl.a runs in the harness process and imports backends.reference.BACKEND" in p
+        for p in problems
+    )
     assert any("reference_engine/llm.py:1: reference_engine imports benchctl.metrics.summarize" in p for p in problems)
 
 
@@ -83,8 +108,9 @@ def test_the_repository_passes_and_fails_when_planted(tmp_path, planted):
     for top in ("benchctl", "backends", "reference_engine"):
         shutil.copytree(REPO / top, copy / top, ignore=shutil.ignore_patterns("__pycache__", "*.so", "build"))
     if planted == "cycle":
-        (copy / "benchctl" / "store.py").write_text((REPO / "benchctl" / "store.py").read_text()
-                                                     + "\n\ndef _planted():\n    from benchctl.run import folder\n")
+        (copy / "benchctl" / "store.py").write_text(
+            (REPO / "benchctl" / "store.py").read_text() + "\n\ndef _planted():\n    from benchctl.run import folder\n"
+        )
     else:
         (copy / "benchctl" / "store.py").write_text("import torch\n" + (REPO / "benchctl" / "store.py").read_text())
     result = subprocess.run([sys.executable, str(SCRIPT), str(copy)], capture_output=True, text=True)
