@@ -42,6 +42,7 @@ from benchctl.metrics.latency import (
     run_duration_s,
 )
 from benchctl.metrics.names import NAME_MAP
+from benchctl.metrics.reasoning import reasoning_summary, time_to_first_answer_s
 from benchctl.metrics.runs import mean_present, ratios_to_first, spread_fraction
 from benchctl.metrics.slo import PercentileSLO, parse_percentile_slos, per_request_limits_ms, slo_estimate
 from benchctl.metrics.summary import (
@@ -93,6 +94,7 @@ __all__ = [
     "per_user_tok_s",
     "phase_of",
     "ratios_to_first",
+    "reasoning_summary",
     "request_counts",
     "request_latencies",
     "run_duration_s",
@@ -103,6 +105,7 @@ __all__ = [
     "stage_of",
     "summarize",
     "summarize_windows",
+    "time_to_first_answer_s",
     "ttft_by_turn",
     "window_summary",
 ]

@@ -43,6 +43,10 @@ class StreamAccumulator:
         self.token_times_s: list[float] = []
         self._cumulative: list[int | None] = []  # per token-bearing chunk: completion tokens so far (per-chunk usage)
         self._texts: list[str] = []
+        # Reasoning models (chat): delta.reasoning_content (vLLM, DeepSeek) or delta.reasoning, before the answer.
+        # A reasoning chunk is a token like any other (TTFT, ITL, TPOT count it); the answer's first is kept apart.
+        self._reasoning: list[str] = []  # per token-bearing chunk, like _texts
+        self.first_answer_s: float | None = None
         self.usage: dict | None = None
         self.finish_reason: str | None = None
         self.done = False  # saw `data: [DONE]`
@@ -89,7 +93,7 @@ class StreamAccumulator:
             message = error.get("message", error) if isinstance(error, dict) else error
             raise MalformedStream(f"server error in stream: {message}", "server_error")
         choices = chunk.get("choices")
-        text = self._choice_text(choices) if choices else ""
+        text, reasoning = self._choice_text(choices) if choices else ("", "")
         usage = chunk.get("usage")
         cumulative = None
         if usage is not None:  # vLLM sends "usage": null on chunks without usage
@@ -102,14 +106,18 @@ class StreamAccumulator:
                 self.usage = usage
                 if choices:  # per-chunk usage (continuous_usage_stats); the final usage-only chunk carries no tokens
                     cumulative = count
-        if text or (cumulative is not None and cumulative > self._last_cumulative):
+        if text or reasoning or (cumulative is not None and cumulative > self._last_cumulative):
             self.token_times_s.append(t_s)
             self._texts.append(text)
+            self._reasoning.append(reasoning)
+            if text and self.first_answer_s is None:
+                self.first_answer_s = t_s
             self._cumulative.append(cumulative)
             if cumulative is not None:
                 self._last_cumulative = cumulative
 
-    def _choice_text(self, choices) -> str:
+    def _choice_text(self, choices) -> tuple[str, str]:
+        """(answer text, reasoning text) of the chunk's first choice."""
         if not isinstance(choices, list) or not isinstance(choices[0], dict):
             raise MalformedStream(f"'choices' is not a list of objects: {str(choices)[:120]}")
         choice = choices[0]
@@ -118,18 +126,21 @@ class StreamAccumulator:
         if self.chat:
             delta = choice.get("delta")
             if delta is None:
-                return ""
+                return "", ""
             if type(delta) is not dict:
                 raise MalformedStream(f"'delta' is not an object: {str(delta)[:120]}")
             text = delta.get("content")
+            reasoning = delta.get("reasoning_content")
+            if reasoning is None:
+                reasoning = delta.get("reasoning")
+            if reasoning is not None and type(reasoning) is not str:
+                raise MalformedStream(f"'delta.reasoning_content' is not a string: {str(reasoning)[:120]}", "bad_text")
         else:
-            text = choice.get("text")
-        if text is None:
-            return ""
-        if type(text) is not str:
+            text, reasoning = choice.get("text"), None
+        if text is not None and type(text) is not str:
             field = "delta.content" if self.chat else "text"
             raise MalformedStream(f"'{field}' is not a string: {str(text)[:120]}", "bad_text")
-        return text
+        return text or "", reasoning or ""
 
     @property
     def text(self) -> str:
@@ -141,6 +152,30 @@ class StreamAccumulator:
         if isinstance(self.usage, dict) and isinstance(self.usage.get("completion_tokens"), int):
             return self.usage["completion_tokens"]
         return None
+
+    @property
+    def reasoning_text(self) -> str:
+        return "".join(self._reasoning)
+
+    def reasoning_counts(self, output_tokens: int, source: str, tokenizer: Tokenizer | None) -> dict:
+        """extra.reasoning: when the answer began and how many of the output tokens were reasoning, from the server's
+        usage.completion_tokens_details.reasoning_tokens, else per-chunk usage, the tokenizer or one per chunk."""
+        details = (self.usage or {}).get("completion_tokens_details")
+        counts = self.chunk_tokens(output_tokens)
+        if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
+            reasoning, counted = details["reasoning_tokens"], "usage"
+        elif counts is not None:
+            reasoning, counted = sum(n for n, r in zip(counts, self._reasoning) if r), "per-chunk usage"
+        elif source == "retokenized" and tokenizer is not None:
+            reasoning, counted = len(tokenizer.encode(self.reasoning_text)), "retokenized"
+        else:
+            reasoning, counted = sum(1 for r in self._reasoning if r), "chunks"
+        return {
+            "first_answer_token_s": self.first_answer_s,
+            "reasoning_tokens": reasoning,
+            "answer_tokens": max(output_tokens - reasoning, 0),
+            "counted_from": counted,
+        }
 
     def chunk_tokens(self, output_tokens: int) -> list[int] | None:
         """Tokens per token-bearing chunk when per-chunk usage reveals them (None = one per chunk or unknown)."""
@@ -169,7 +204,10 @@ def build_record(
     output_tokens, source = acc.completion_tokens, "usage"
     if output_tokens is None:
         if error is None and tokenizer is not None:
-            output_tokens, source = len(tokenizer.encode(acc.text)), "retokenized"
+            output_tokens, source = (
+                len(tokenizer.encode(acc.reasoning_text)) + len(tokenizer.encode(acc.text)),
+                "retokenized",
+            )
         else:
             output_tokens, source = len(acc.token_times_s), "retokenized" if error is None else "usage"
     times = acc.token_times_s
@@ -180,6 +218,8 @@ def build_record(
         extra["server"] = server_url
     if acc.finish_reason is not None:
         extra["finish_reason"] = acc.finish_reason
+    if acc.reasoning_text:  # time to the first answer token: benchctl.metrics.reasoning
+        extra["reasoning"] = acc.reasoning_counts(output_tokens, source, tokenizer)
     if error is None and output_tokens > spec.output_len:  # still completed; the summary counts these
         extra["output_tokens_over"] = output_tokens - spec.output_len
     if acc.usage and isinstance(acc.usage.get("prompt_tokens"), int):
