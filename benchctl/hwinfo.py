@@ -53,16 +53,34 @@ class MeasureFailed(RuntimeError):
 def measure(threads: int = DEFAULT_THREADS) -> dict[str, Any]:
     """Measure bandwidth and GEMM with torch in a child process (benchctl.worker.hwprobe): the harness never
     imports torch. The sizes are read here, at call time, and sent to the child."""
-    result = {"hwinfo_version": HWINFO_VERSION,
-              "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-              "threads": threads, "hardware": hardware(), "packages": package_versions(("torch",))}
+    result = {
+        "hwinfo_version": HWINFO_VERSION,
+        "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "threads": threads,
+        "hardware": hardware(),
+        "packages": package_versions(("torch",)),
+    }
     try:
-        probed = run_child("benchctl.worker.hwprobe", {"threads": threads, "bandwidth_bytes": BANDWIDTH_BYTES,
-                                                       "gemm_size": GEMM_SIZE}, timeout_s=MEASURE_TIMEOUT_S)
+        probed = run_child(
+            "benchctl.worker.hwprobe",
+            {"threads": threads, "bandwidth_bytes": BANDWIDTH_BYTES, "gemm_size": GEMM_SIZE},
+            timeout_s=MEASURE_TIMEOUT_S,
+        )
     except ChildFailed as e:
         raise MeasureFailed(f"hwinfo: measuring failed: {e}") from None
-    result.update({key: probed[key] for key in ("read_bandwidth_gb_s", "copy_bandwidth_gb_s", "bandwidth_bytes",
-                                                "gemm_fp32_flop_s", "gemm_size", "measure_s")})
+    result.update(
+        {
+            key: probed[key]
+            for key in (
+                "read_bandwidth_gb_s",
+                "copy_bandwidth_gb_s",
+                "bandwidth_bytes",
+                "gemm_fp32_flop_s",
+                "gemm_size",
+                "measure_s",
+            )
+        }
+    )
     if probed.get("cuda"):  # HBM copy bandwidth and bf16 / fp16 matmul of the GPU (hwprobe.measure_cuda)
         result["cuda"] = probed["cuda"]
     return result
@@ -127,13 +145,14 @@ def _parse_time(text: str | None) -> datetime | None:
 NEAR_RUN_MIN = 5  # measurements this close to a run's start or end count as taken "at" the run
 
 
-def _minutes_from(history: list[dict[str, Any]] | None, cpu: str | None, when: str | None,
-                  until: str | None) -> list[tuple[dict[str, Any], float]]:
+def _minutes_from(
+    history: list[dict[str, Any]] | None, cpu: str | None, when: str | None, until: str | None
+) -> list[tuple[dict[str, Any], float]]:
     """(measurement, minutes outside the span when..until: 0 inside it) for each measurement on `cpu`."""
     start = _parse_time(when)
-    end = _parse_time(until) or start
     if start is None:
         return []
+    end = _parse_time(until) or start
     found = []
     for entry in load_history() if history is None else history:
         stamp = _parse_time(entry.get("measured_at"))
@@ -142,9 +161,14 @@ def _minutes_from(history: list[dict[str, Any]] | None, cpu: str | None, when: s
     return found
 
 
-def nearest_measurement(when: str | None, cpu: str | None, history: list[dict[str, Any]] | None = None,
-                        until: str | None = None, device: str = "cpu",
-                        dtype: str = "float32") -> tuple[dict[str, Any], float] | None:
+def nearest_measurement(
+    when: str | None,
+    cpu: str | None,
+    history: list[dict[str, Any]] | None = None,
+    until: str | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> tuple[dict[str, Any], float] | None:
     """(measurement, minutes away) on `cpu` for the time `when` (or the span when..until), or None.
 
     Among the measurements within NEAR_RUN_MIN minutes of the span, the fastest (a ceiling is an upper bound: a
@@ -152,6 +176,7 @@ def nearest_measurement(when: str | None, cpu: str | None, history: list[dict[st
     Minutes away are counted from the span (0 inside it). Only measurements with a rate for `device` count
     (metrics.ceiling.gemm_rate: a CUDA run needs the GPU's matmul).
     """
+
     def rate(f: tuple[dict[str, Any], float]) -> float:
         return gemm_rate(f[0], device, dtype)[0] or 0.0
 
@@ -173,17 +198,26 @@ def run_parameters(run: dict[str, Any]) -> int | None:
     return (parameter_count(Path(hf_dir)) or None) if hf_dir else None
 
 
-RUN_KEYS = ("hwinfo_version", "measured_at", "threads", "read_bandwidth_gb_s", "copy_bandwidth_gb_s",
-            "gemm_fp32_flop_s", "gemm_size")
+RUN_KEYS = (
+    "hwinfo_version",
+    "measured_at",
+    "threads",
+    "read_bandwidth_gb_s",
+    "copy_bandwidth_gb_s",
+    "gemm_fp32_flop_s",
+    "gemm_size",
+)
 
 
 def near_run(run: dict[str, Any], history: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The measurements on the run's CPU within NEAR_RUN_MIN of its span, compact, for run.json's environment:
     the run carries its own ceilings wherever its folder goes."""
     cpu = ((run.get("environment") or {}).get("hardware") or {}).get("cpu")
-    return [{**{k: entry[k] for k in RUN_KEYS if k in entry}, "hardware": {"cpu": cpu}}
-            for entry, minutes in _minutes_from(history, cpu, run.get("created_at"), run.get("finished_at"))
-            if minutes <= NEAR_RUN_MIN]
+    return [
+        {**{k: entry[k] for k in RUN_KEYS if k in entry}, "hardware": {"cpu": cpu}}
+        for entry, minutes in _minutes_from(history, cpu, run.get("created_at"), run.get("finished_at"))
+        if minutes <= NEAR_RUN_MIN
+    ]
 
 
 def measure_in_subprocess() -> tuple[dict[str, Any] | None, str | None]:
@@ -203,14 +237,21 @@ def _with_runs_own(run: dict[str, Any], history: list[dict[str, Any]] | None) ->
     return list(found.values())
 
 
-def measurement_for_run(run: dict[str, Any],
-                        history: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], float] | None:
+def measurement_for_run(
+    run: dict[str, Any], history: list[dict[str, Any]] | None = None
+) -> tuple[dict[str, Any], float] | None:
     """(measurement, minutes away) for the run's CPU and span (created_at..finished_at), from the measurements the
     run carries and this machine's history: see nearest_measurement."""
     cpu = ((run.get("environment") or {}).get("hardware") or {}).get("cpu")
     device, dtype = run_device(run)
-    return nearest_measurement(run.get("created_at"), cpu, _with_runs_own(run, history), until=run.get("finished_at"),
-                               device=device, dtype=dtype)
+    return nearest_measurement(
+        run.get("created_at"),
+        cpu,
+        _with_runs_own(run, history),
+        until=run.get("finished_at"),
+        device=device,
+        dtype=dtype,
+    )
 
 
 def ceiling_for_run(run: dict[str, Any], history: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
@@ -221,12 +262,18 @@ def ceiling_for_run(run: dict[str, Any], history: list[dict[str, Any]] | None = 
         return None
     measurements = _with_runs_own(run, history)
     device, dtype = run_device(run)  # a CUDA run is set against the GPU's matmul rate, not the CPU's
-    return ceiling_from(measurement_for_run(run, measurements), params, (run.get("summary") or {}).get("total_tok_s"),
-                        best=best_measurement(((run.get("environment") or {}).get("hardware") or {}).get("cpu"),
-                                              measurements), device=device, dtype=dtype)
+    return ceiling_from(
+        measurement_for_run(run, measurements),
+        params,
+        (run.get("summary") or {}).get("total_tok_s"),
+        best=best_measurement(((run.get("environment") or {}).get("hardware") or {}).get("cpu"), measurements),
+        device=device,
+        dtype=dtype,
+    )
 
 
 # --- model size: parameters and weight bytes from the safetensors files -----------------------------
+
 
 def safetensors_files(hf_dir: Path) -> list[Path]:
     return sorted(Path(hf_dir).glob("*.safetensors"))
@@ -252,27 +299,33 @@ def parameter_count(hf_dir: Path) -> int:
 
 # --- the command --------------------------------------------------------------------------------------
 
+
 def table(result: dict[str, Any], measured_now: bool) -> Table:
     hw = result.get("hardware", {})
     when = "measured now" if measured_now else f"cached from {result.get('measured_at')} (--refresh re-measures)"
-    t = Table(title="benchctl hwinfo", caption=f"{hardware_line(hw)}\n{when} · {cache_path()}",
-              caption_justify="left")
+    t = Table(title="benchctl hwinfo", caption=f"{hardware_line(hw)}\n{when} · {cache_path()}", caption_justify="left")
     t.add_column("quantity")
     t.add_column("value", justify="right")
     gpus = ", ".join(f"{g.get('name')} ({g.get('memory')})" for g in hw.get("gpus", [])) or "none"
-    rows = [("CPU", str(hw.get("cpu"))),
-            ("cores (usable / logical / physical)",
-             f"{hw.get('usable_cores')} / {hw.get('logical_cores')} / {hw.get('physical_cores')}"),
-            ("memory", f"{hw.get('memory_bytes', 0) / 2**30:.1f} GiB"),
-            ("vector extensions", " ".join(f for f in hw.get("cpu_flags", []) if f in
-                                           ("avx2", "avx512f", "avx512_bf16", "amx_tile", "fma")) or "—"),
-            ("GPUs", gpus),
-            ("torch", result.get("packages", {}).get("torch", "?")),
-            ("threads used", str(result.get("threads"))),
-            ("memory read bandwidth (sum)", f"{result['read_bandwidth_gb_s']:.1f} GB/s"),
-            ("memory copy bandwidth (read + write)", f"{result['copy_bandwidth_gb_s']:.1f} GB/s"),
-            (f"fp32 GEMM {result['gemm_size']}x{result['gemm_size']}",
-             f"{result['gemm_fp32_flop_s'] / 1e9:.1f} GFLOP/s")]
+    rows = [
+        ("CPU", str(hw.get("cpu"))),
+        (
+            "cores (usable / logical / physical)",
+            f"{hw.get('usable_cores')} / {hw.get('logical_cores')} / {hw.get('physical_cores')}",
+        ),
+        ("memory", f"{hw.get('memory_bytes', 0) / 2**30:.1f} GiB"),
+        (
+            "vector extensions",
+            " ".join(f for f in hw.get("cpu_flags", []) if f in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "fma"))
+            or "—",
+        ),
+        ("GPUs", gpus),
+        ("torch", result.get("packages", {}).get("torch", "?")),
+        ("threads used", str(result.get("threads"))),
+        ("memory read bandwidth (sum)", f"{result['read_bandwidth_gb_s']:.1f} GB/s"),
+        ("memory copy bandwidth (read + write)", f"{result['copy_bandwidth_gb_s']:.1f} GB/s"),
+        (f"fp32 GEMM {result['gemm_size']}x{result['gemm_size']}", f"{result['gemm_fp32_flop_s'] / 1e9:.1f} GFLOP/s"),
+    ]
     for label, value in rows:
         t.add_row(label, value)
     return t

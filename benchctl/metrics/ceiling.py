@@ -82,5 +82,6 @@ def ceiling_from(
 
 def below_best(ceiling: dict[str, Any]) -> bool:
     """True when the measurement a ceiling was taken from is below BELOW_BEST of the CPU's best (ceiling_from)."""
-    return (ceiling.get("share_of_best") is not None
-            and ceiling["gemm_flop_s"] < BELOW_BEST * ceiling["best_gemm_flop_s"])
+    return (
+        ceiling.get("share_of_best") is not None and ceiling["gemm_flop_s"] < BELOW_BEST * ceiling["best_gemm_flop_s"]
+    )

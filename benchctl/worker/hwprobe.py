@@ -1,6 +1,6 @@
 """Child program: the torch measurements of `benchctl hwinfo` (benchctl.hwinfo launches it and adds the rest).
 
-    python -P -m benchctl.worker.hwprobe '{"threads": 2, "bandwidth_bytes": 268435456, "gemm_size": 1536}'
+python -P -m benchctl.worker.hwprobe '{"threads": 2, "bandwidth_bytes": 268435456, "gemm_size": 1536}'
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ def measure_bandwidth(num_bytes: int, repeats: int = 5) -> dict[str, float]:
     dst = torch.empty_like(src)  # (n,)
     read_s = _best_seconds(lambda: src.sum(), repeats)
     copy_s = _best_seconds(lambda: dst.copy_(src), repeats)
-    return {"read_bandwidth_gb_s": num_bytes / read_s / 1e9,
-            "copy_bandwidth_gb_s": 2 * num_bytes / copy_s / 1e9,
-            "bandwidth_bytes": num_bytes}
+    return {
+        "read_bandwidth_gb_s": num_bytes / read_s / 1e9,
+        "copy_bandwidth_gb_s": 2 * num_bytes / copy_s / 1e9,
+        "bandwidth_bytes": num_bytes,
+    }
 
 
 def measure_gemm(n: int, repeats: int = 10) -> dict[str, float]:
@@ -69,10 +71,13 @@ def measure_cuda(num_bytes: int = 2**30, matmul_size: int = 8192, repeats: int =
     src = torch.empty(num_bytes, dtype=torch.uint8, device="cuda")  # (bytes,)
     dst = torch.empty_like(src)  # (bytes,)
     copy_s = best_s(lambda: dst.copy_(src))
-    result: dict[str, Any] = {"device": torch.cuda.get_device_name(0),
-                              "memory_bytes": torch.cuda.get_device_properties(0).total_memory,
-                              "hbm_copy_bandwidth_gb_s": 2 * num_bytes / copy_s / 1e9,
-                              "copy_bytes": num_bytes, "matmul_size": matmul_size}
+    result: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0),
+        "memory_bytes": torch.cuda.get_device_properties(0).total_memory,
+        "hbm_copy_bandwidth_gb_s": 2 * num_bytes / copy_s / 1e9,
+        "copy_bytes": num_bytes,
+        "matmul_size": matmul_size,
+    }
     for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
         a = torch.randn(matmul_size, matmul_size, device="cuda", dtype=dtype)  # (n, n)
         b = torch.randn(matmul_size, matmul_size, device="cuda", dtype=dtype)  # (n, n)
@@ -86,7 +91,10 @@ def probe(payload: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(int(payload["threads"]))
     t0 = time.perf_counter()
-    result = {**measure_bandwidth(int(payload["bandwidth_bytes"])), **measure_gemm(int(payload["gemm_size"]))}
+    result: dict[str, Any] = {
+        **measure_bandwidth(int(payload["bandwidth_bytes"])),
+        **measure_gemm(int(payload["gemm_size"])),
+    }
     if torch.cuda.is_available():
         result["cuda"] = measure_cuda()
     result["measure_s"] = time.perf_counter() - t0
