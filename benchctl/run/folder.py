@@ -79,6 +79,9 @@ class RunFolder:
         run.profile = profile if profile is not None else run.profile
         run.extra["energy"] = telemetry.finish(self._telemetry, rows)  # energy per run, J per output / total token
         run.summary = metrics.summarize(rows, slos_ms=run.config.get("slos_ms") or None)
+        # beside the whole run: its steady state and stages (load shapes), and reasoning models' answer times
+        run.summary.update(metrics.summarize_windows(rows, run.workload.get("schedule"), run.config.get("slos_ms")))
+        run.summary.update(metrics.reasoning_summary(rows))
         if self._t_requests is not None:
             run.timings["requests_s"] = t_end - self._t_requests
         if self._t_start is not None:

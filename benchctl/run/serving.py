@@ -55,6 +55,7 @@ class ServingState:
     sharded: Any = None  # benchctl.serving.shards.ShardedClient while it runs
     server_died: str | None = None  # why a launched server ended the run
     interrupted_by: int | None = None  # the signal that cancelled the client (SIGTERM)
+    saturation: Any = None  # benchctl.saturation.SaturationDetector when the workload asks for an early stop
 
 
 def run_serving(
@@ -162,6 +163,7 @@ def _run_serving(
         "prefix_cache": prefix_cache_hit_rate(series_summary["series"]),
         "spec_decode": server_spec_decode(series_summary["series"]),
         "duplicate_records_dropped": pump.duplicates,
+        "saturation_stop": state.saturation.stopped if state.saturation is not None else None,
     }
     died = state.server_died
     unrecorded = f"{lost} of {len(workload.requests)} requests had no valid record from the load client" if lost else ""
@@ -262,7 +264,7 @@ async def _drive(
         progress.start_requests(len(workload.requests))
         folder.requests_started()
         if state.sharded is None:
-            await client.run(workload.requests, t0, pump.put)
+            await client.run(workload.requests, t0, _stopping(workload, state, client, pump.put))
             state.peak_in_flight = client.peak_in_flight
         else:
             result = await asyncio.get_running_loop().run_in_executor(None, state.sharded.run, t0, pump.put)
@@ -310,10 +312,28 @@ def _cancel_on_sigterm(state: ServingState) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, cancel)
 
 
+HEALTH_POLL_S = 2.0
+HEALTH_FAILURES = 3  # answers other than 200 in a row before a live process counts as a dead server
+
+
 async def _watch(server: ServerProcess, client, state: ServingState) -> None:
-    """A launched server that dies mid-run ends the run: in-flight requests fail, unsent ones are recorded failed."""
+    """A launched server that dies mid-run ends the run: in-flight requests fail, unsent ones are recorded failed.
+    Dead includes an engine that stopped while the HTTP process lives on: its health route keeps answering other
+    than 200 (no answer in time is a busy server, not a dead one)."""
+    bad: list[int] = []
+    next_check = time.monotonic() + HEALTH_POLL_S
     while (code := server.exit_code()) is None:
         await asyncio.sleep(0.2)
+        if server.health_url is None or time.monotonic() < next_check:
+            continue
+        status = await asyncio.to_thread(server.health_status)
+        next_check = time.monotonic() + HEALTH_POLL_S
+        bad = bad + [status] if status not in (200, None) else []
+        if len(bad) >= HEALTH_FAILURES:
+            state.server_died = (f"server's health check {server.health_url} answered {bad[-1]} "
+                                 f"{len(bad)} times in a row during the run (its engine stopped)")
+            client.stop(state.server_died)
+            return
     state.server_died = f"server exited with code {code} during the run"
     client.stop(state.server_died)
 
@@ -331,3 +351,15 @@ def _per_server(rows: list[dict]) -> dict[str, dict[str, int]]:
 def _error_kind(error: str) -> str:
     """`HTTP 503: {...}` -> `HTTP 503`; other messages up to their first colon."""
     return error.split(":", 1)[0][:80]
+
+
+def _stopping(workload: Workload, state: ServingState, client: Any, emit: Callable[[dict], None]) -> Callable:
+    """`emit`, watched by benchctl.saturation when the workload asks for an early stop (--stop-on-saturation,
+    --max-error-rate): when it fires, the client sends nothing more and cancels what is in flight."""
+    from benchctl.saturation import SaturationDetector, stop_rules, watch
+
+    rules = stop_rules(workload.schedule)
+    if rules is None:
+        return emit
+    state.saturation = SaturationDetector([r.arrival_s for r in workload.requests if r.after is None], rules)
+    return watch(state.saturation, emit, client.interrupt)

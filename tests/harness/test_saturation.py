@@ -150,3 +150,37 @@ def test_a_run_against_a_server_with_room_to_spare_is_not_stopped():
         rows, detector, _ = drive_with_stop(server.base_url, 25.0, 5.0)
     assert detector.stopped is None and len(detector.checks) >= 2
     assert len(rows) == 125 and all(r["error"] is None for r in rows)
+
+
+def test_a_serving_run_stops_records_why_and_keeps_its_steady_state(tmp_path):
+    # the whole path: workload options -> the run's client watched by the detector -> run.json
+    import json
+
+    from benchctl.records import read_records
+    from benchctl.run import RunConfig, run_benchmark
+    from benchctl.workload import WorkloadOptions
+
+    workload = WorkloadOptions(
+        dataset="random",
+        random_input_len=8,
+        random_output_len=10,
+        request_rate=25.0,
+        arrival="constant",
+        duration="8s",
+        warmup="1s",
+        stop_on_saturation=True,
+    )
+    with SlotServerProcess(slots=2, ttft_ms=20, itl_ms=20) as server:
+        config = RunConfig(
+            backend="openai", mode="serving", workload=workload, base_url=server.base_url, output_dir=tmp_path
+        )
+        run_dir = run_benchmark(config)
+    run = json.loads((run_dir / "run.json").read_text())
+    stop = run["serving_stats"]["saturation_stop"]
+    assert run["status"] == "completed" and stop["reason"] in ("over-saturated", "ttft-growing")
+    assert run["workload"]["schedule"]["stop"] == {"on_saturation": True, "max_error_rate": None}
+    rows = read_records(run_dir / "requests.jsonl")
+    assert len(rows) == 200 and run["summary"]["num_requests"] == 200
+    assert sum(r["error"] is None for r in rows) == run["summary"]["completed"] < 100
+    steady = run["summary"]["steady_state"]
+    assert steady["phases"]["warmup"] == 25 and steady["window_s"] == [1.0, 8.0]
