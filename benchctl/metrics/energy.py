@@ -11,8 +11,10 @@ from typing import Any
 
 from benchctl.metrics.latency import completed
 
-DENOMINATORS = {"j_per_output_token": "output tokens of the completed requests",
-                "j_per_total_token": "input + output tokens of the completed requests"}
+DENOMINATORS = {
+    "j_per_output_token": "output tokens of the completed requests",
+    "j_per_total_token": "input + output tokens of the completed requests",
+}
 
 
 def energy_metrics(energy_j: float, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -21,9 +23,14 @@ def energy_metrics(energy_j: float, records: list[dict[str, Any]]) -> dict[str, 
     done = completed(records)
     output = sum(r.get("output_tokens", 0) for r in done)
     total = output + sum(r.get("prompt_tokens", 0) for r in done)
-    return {"energy_j": energy_j, "j_per_output_token": energy_j / output if output else None,
-            "j_per_total_token": energy_j / total if total else None, "output_tokens": output,
-            "total_tokens": total, "denominators": dict(DENOMINATORS)}
+    return {
+        "energy_j": energy_j,
+        "j_per_output_token": energy_j / output if output else None,
+        "j_per_total_token": energy_j / total if total else None,
+        "output_tokens": output,
+        "total_tokens": total,
+        "denominators": dict(DENOMINATORS),
+    }
 
 
 def integrate_power_j(t_s: list[float], power_w: list[float | None]) -> float:

@@ -14,11 +14,31 @@ from benchctl.cli import main
 @pytest.mark.parametrize("backend", ["reference", "hf"])
 def test_llama_3_2_1b_dummy_runs_two_requests(backend, tmp_path, monkeypatch):
     monkeypatch.setenv("BENCHCTL_CACHE_DIR", str(tmp_path / "cache"))
-    args = ["--engine-arg", "max_model_len=64"] + (["--engine-arg", "kv_cache_bytes=8388608"]
-                                                   if backend == "reference" else [])
-    code = main(["run", "--backend", backend, "--model", "dummy:llama-3.2-1b", "--dataset", "random",
-                 "--num-prompts", "2", "--random-input-len", "8", "--random-output-len", "3",
-                 "--output-dir", str(tmp_path / "runs"), "--no-measure-ceiling", "--json", *args])
+    args = ["--engine-arg", "max_model_len=64"] + (
+        ["--engine-arg", "kv_cache_bytes=8388608"] if backend == "reference" else []
+    )
+    code = main(
+        [
+            "run",
+            "--backend",
+            backend,
+            "--model",
+            "dummy:llama-3.2-1b",
+            "--dataset",
+            "random",
+            "--num-prompts",
+            "2",
+            "--random-input-len",
+            "8",
+            "--random-output-len",
+            "3",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--no-measure-ceiling",
+            "--json",
+            *args,
+        ]
+    )
     assert code == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
     run = json.loads((run_dir / "run.json").read_text())
