@@ -38,7 +38,10 @@ class RequestStream:
             self._queue.put(item)
 
     def __iter__(self) -> Iterator[RequestOutput]:
-        while (item := self._queue.get()) is not _END:
+        q = self._queue
+        if not isinstance(q, queue.Queue):  # an asyncio queue's get() is a coroutine: a blocking read never ends
+            raise TypeError(f"stream {self.request_id} is bound to an event loop: read it with `async for`")
+        while (item := q.get()) is not _END:
             if isinstance(item, BaseException):
                 raise item
             yield item

@@ -5,11 +5,13 @@ on the bundled model with the request that killed the loop before (top_k = 2**70
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from scripted_engine import BROKEN_ADD, POISON, REFUSED, ScriptedEngine
 
 from reference_engine.sampling_params import SamplingParams
-from reference_engine.streaming import RequestFailed, StreamingEngine
+from reference_engine.streaming import RequestFailed, RequestStream, StreamingEngine
 
 
 def _collect(stream):
@@ -32,6 +34,16 @@ def test_a_request_whose_step_raises_fails_and_the_loop_goes_on():
         outs, exc = _collect(se.submit("good", [1, 2], SamplingParams(max_tokens=3)))
         assert exc is None and outs[-1].finished and outs[-1].token_ids == [0, 1, 2]
         assert se._thread.is_alive() and se.num_failed_steps == 1
+
+
+def test_a_stream_bound_to_an_event_loop_refuses_a_blocking_read():
+    loop = asyncio.new_event_loop()
+    try:
+        stream = RequestStream("r1", loop)
+        with pytest.raises(TypeError, match="async for"):
+            next(iter(stream))  # before: the asyncio queue's get() coroutine came out as an "output"
+    finally:
+        loop.close()
 
 
 def test_refused_and_half_added_requests_fail_alone():
