@@ -106,6 +106,7 @@ def summary_table(run: dict) -> Table:
         rows.append(("weights", f"{WEIGHTS}: greedy identity and draft acceptance are {MEANINGLESS}"))
     if run.get("energy"):
         rows.append(energy_row(run["energy"]))
+    rows += window_rows(run)
     for label, value in rows:
         table.add_row(label, value)
     for name in LATENCY_METRICS:
@@ -165,6 +166,31 @@ def energy_row(energy: dict) -> tuple[str, str]:
         f"{energy['j_per_total_token']:.3g} J / token (input + output)" if energy.get("j_per_total_token") else None,
     ]
     return f"energy ({energy.get('source')})", " · ".join([f"{energy['energy_j']:,.1f} J", *filter(None, per)])
+
+
+def window_rows(run: dict) -> list[tuple[str, str]]:
+    """The rows above are the whole run's; with windows or stages (benchctl.metrics.windows) their own numbers follow,
+    then a reasoning model's time to its answer and an early stop (benchctl.saturation)."""
+    s, rows = run.get("summary") or {}, []
+    steady = s.get("steady_state")
+    if steady:
+        start, end = steady.get("window_s") or (None, None)
+        rows.append(("throughput and latencies above", "whole run, the drain after the last arrival included"))
+        rows.append((f"steady state ({_num(start)}-{_num(end)} s): req/s · output tokens/s · TTFT p99 (ms)",
+                     f"{_num(steady.get('request_throughput'), 3)} · {_num(steady.get('output_tok_s'))} · "
+                     f"{_ms((steady.get('ttft_s') or {}).get('p99'))}"))
+    for stage in s.get("stages") or []:
+        rows.append((f"stage {stage['stage']} ({_num(stage.get('offered_request_rate'))} req/s offered): req/s · "
+                     f"TTFT p99 (ms)", f"{_num(stage.get('request_throughput'), 3)} · "
+                     f"{_ms((stage.get('ttft_s') or {}).get('p99'))}"))
+    answer = ((s.get("reasoning") or {}).get("ttft_answer_s")) or {}
+    if answer.get("count"):
+        rows.append(("time to first answer token mean / p50 / p99 (ms)",
+                     " / ".join(_ms(answer.get(k)) for k in ("mean", "median", "p99"))))
+    stop = (run.get("serving_stats") or {}).get("saturation_stop")
+    if stop:
+        rows.append(("stopped early", f"{stop['reason']} at {stop['t_s']:.1f} s: {stop['detail']}"))
+    return rows
 
 
 COMPARE_KEYS = (

@@ -66,8 +66,9 @@ def run(
         help="Alias, GGUF file, or HF folder (config.json + safetensors).")] = DEFAULT_MODEL,
     dataset: Annotated[str, typer.Option(
         help="Bundled name, a ShareGPT JSON path, sharegpt:PATH, or random.")] = DEFAULT_DATASET,
-    num_prompts: Annotated[int, typer.Option(
-        help="Number of requests (of conversations with --workload conversations).")] = 16,
+    num_prompts: Annotated[int | None, typer.Option(
+        help="Number of requests (of conversations with --workload conversations); default 16, a trace's whole "
+             "window, or what --duration / --stages schedule.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling prompts, lengths and arrivals.")] = 0,
     workload: Annotated[str, typer.Option(
             help="single-turn (a prompt and its answer per entry) or conversations (whole multi-turn ShareGPT "
@@ -125,6 +126,28 @@ def run(
     measure_ceiling: Annotated[bool, typer.Option(
         help="Measure the machine's ceilings (benchctl hwinfo, a few seconds) right before and after the run and "
              "keep them in run.json: its share of the compute ceiling is then the machine's at the time.")] = False,
+    trace_speed: Annotated[float, typer.Option(help="--dataset trace:PATH: replay this many times faster.")] = 1.0,
+    trace_window: Annotated[str | None, typer.Option(
+        help="trace: replay START:END, seconds after its first timestamp.")] = None,
+    trace_model: Annotated[str | None, typer.Option(help="trace (BurstGPT CSV): keep this Model's rows.")] = None,
+    trace_columns: Annotated[str | None, typer.Option(
+        help="trace (JSONL of another layout): timestamp=COL,input=COL,output=COL[,hash_ids=COL][,unit=ms|s].")] = None,
+    duration: Annotated[str | None, typer.Option(
+        help="Requests arrive on the schedule until this time (60s, 1.5m), as many as it takes.")] = None,
+    warmup: Annotated[str | None, typer.Option(
+        help="Arrivals of the first 10s (or 20r: requests) are left out of the steady-state metrics.")] = None,
+    cooldown: Annotated[str | None, typer.Option(
+        help="Arrivals of the last 10s (or 20r) are left out of the steady-state metrics.")] = None,
+    ramp_up_strategy: Annotated[str | None, typer.Option(
+        help="linear or exponential: the rate goes from --ramp-up-start-rps to --ramp-up-end-rps (vLLM's).")] = None,
+    ramp_up_start_rps: Annotated[float | None, typer.Option(help="Ramp: the first rate (req/s).")] = None,
+    ramp_up_end_rps: Annotated[float | None, typer.Option(help="Ramp: the last rate (req/s).")] = None,
+    stages: Annotated[str | None, typer.Option(
+        help="Stages of RATE:TIME, e.g. 2:30s,4:30s,8:30s, each reported on its own.")] = None,
+    stop_on_saturation: Annotated[bool, typer.Option(
+        help="serving: stop when the server falls behind the schedule or its TTFT grows without bound.")] = False,
+    max_error_rate: Annotated[float | None, typer.Option(
+        help="serving: stop when more than this fraction of the last finished requests failed.")] = None,
 ) -> None:
     """Run a benchmark and write results/<run-id>/ (run.json, requests.jsonl, requests.parquet)."""
     engine_args = parse_engine_args(engine_arg or [])
@@ -150,7 +173,11 @@ def run(
             kind=workload, max_turns=max_turns, think_time_s=think_time, history=history,
             random_input_len=random_input_len, random_output_len=random_output_len,
             random_range_ratio=random_range_ratio, random_prefix_len=random_prefix_len,
-            request_rate=request_rate, burstiness=burstiness, arrival=arrival, max_concurrency=max_concurrency))
+            request_rate=request_rate, burstiness=burstiness, arrival=arrival, max_concurrency=max_concurrency,
+            trace_speed=trace_speed, trace_window=trace_window, trace_model=trace_model, trace_columns=trace_columns,
+            duration=duration, warmup=warmup, cooldown=cooldown, ramp_up_strategy=ramp_up_strategy,
+            ramp_up_start_rps=ramp_up_start_rps, ramp_up_end_rps=ramp_up_end_rps, stages=stages,
+            stop_on_saturation=stop_on_saturation, max_error_rate=max_error_rate))
     if measure_ceiling:
         _measure_ceiling("before the run", json_out)
     progress = RichProgress(enabled=not json_out)

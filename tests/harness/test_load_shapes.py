@@ -229,3 +229,42 @@ def test_a_linear_ramp_reaches_its_target_rate_every_second(tok):
     achieved = np.histogram([r["start_s"] for r in raw], bins=np.arange(6))[0]
     target = [ramp_rate("linear", 40.0, 120.0, (k + 0.5) / 5) for k in range(5)]  # the rate's mean in second k
     assert np.all(np.abs(achieved / np.array(target) - 1) < 0.05), (achieved, target)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--duration", "5s"], "--duration needs a finite --request-rate"),
+        (["--stages", "2:1s", "--num-prompts", "3"], "--stages decides how many requests"),
+        (["--warmup", "ten"], "--warmup must be a time such as 10s or 20r"),
+        (["--ramp-up-strategy", "linear", "--ramp-up-start-rps", "1"], "needs both --ramp-up-start-rps"),
+        (["--trace-speed", "2"], "--trace-speed apply to --dataset trace:PATH"),
+    ],
+)
+def test_the_cli_takes_the_shape_options_and_refuses_bad_ones_with_exit_2(capsys, tmp_path, argv, message):
+    from benchctl.cli import main
+
+    code = main(["run", "--dataset", "random", "--output-dir", str(tmp_path), *argv])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before a run folder exists
+
+
+def test_the_console_says_which_numbers_are_the_whole_run_and_which_a_window():
+    from benchctl.console import window_rows
+
+    summary = {
+        "steady_state": {
+            "window_s": [1.0, 5.0],
+            "request_throughput": 20.0,
+            "output_tok_s": 160.0,
+            "ttft_s": {"p99": 0.3},
+        },
+        "stages": [{"stage": 0, "offered_request_rate": 2.0, "request_throughput": 1.9, "ttft_s": {"p99": 0.05}}],
+    }
+    stop = {"reason": "over-saturated", "t_s": 5.25, "detail": "23 requests finished while 56 arrived"}
+    rows = dict(window_rows({"summary": summary, "serving_stats": {"saturation_stop": stop}}))
+    assert rows["throughput and latencies above"].startswith("whole run")
+    assert rows["steady state (1.00-5.00 s): req/s · output tokens/s · TTFT p99 (ms)"] == "20.000 · 160.00 · 300.00"
+    assert rows["stage 0 (2.00 req/s offered): req/s · TTFT p99 (ms)"] == "1.900 · 50.00"
+    assert rows["stopped early"].startswith("over-saturated at 5.2 s")
+    assert window_rows({"summary": {}}) == []
