@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchctl.metrics import PercentileSLO, completed, per_request_limits_ms, request_latencies, slo_estimate, summarize
+from benchctl.sweep.spec import SweepSpecError
 
 AXES = ("rate", "concurrency")
 UNITS = {"rate": "req/s", "concurrency": "concurrent streams"}
 
 
-class CapacityError(ValueError):
-    """Search settings the user gave cannot be used (exit code 2)."""
+class CapacityError(SweepSpecError):
+    """Search settings the user gave cannot be used (exit code 2, as any sweep spec error)."""
 
 
 @dataclass(slots=True)

@@ -50,6 +50,13 @@ def sweep(
     output_dir: Annotated[Path, typer.Option(help="Where the sweep folder is written.")] = Path("results/sweeps"),
     cell_timeout_s: Annotated[Optional[float], typer.Option(
         help="A cell still running after this many seconds is killed and marked (default 7200).")] = None,
+    capacity: Annotated[bool, typer.Option(
+        help="Search the highest load meeting every --slo, with its interval (--repetitions runs a probe).")] = False,
+    slo: Annotated[list[str] | None, typer.Option(
+        help="Capacity search: METRIC_STAT:LIMIT, e.g. ttft_p99:500ms or tpot_p95:50ms (repeatable).")] = None,
+    capacity_axis: Annotated[str, typer.Option(help="Capacity search over rate (req/s) or concurrency.")] = "rate",
+    capacity_low: Annotated[float, typer.Option(help="Capacity search: the first load probed.")] = 1.0,
+    capacity_high: Annotated[float, typer.Option(help="Capacity search: the highest load probed.")] = 64.0,
 ) -> None:
     """Run a matrix of benchmarks (or a saturation search); each cell is an ordinary run folder."""
     from benchctl import sweep as sw
@@ -73,6 +80,9 @@ def sweep(
                          "random_range_ratio": random_range_ratio}}, "flags")
     if cell_timeout_s is not None:
         spec.cell_timeout_s = sw.spec_from_dict({"cell_timeout_s": cell_timeout_s}, "--cell-timeout-s").cell_timeout_s
+    if capacity:
+        _capacity(spec, output_dir, slo or [], capacity_axis, capacity_low, capacity_high)
+        return
     if saturate:
         result = sw.saturate(spec, output_dir, rate_low, rate_high, target,
                              on_probe=lambda r, a: err.print(f"rate {r:.3g} req/s: {a:.0%} of requests met the SLOs"))
@@ -88,6 +98,22 @@ def sweep(
         f"[{c.index + 1}/{total}] {c.label()}: {r['status']} -> {r['run_dir'].name if r['run_dir'] else '-'}"))
     out.print(sw.results_table(sweep_dir))
     err.print(f"sweep: {sweep_dir}")
+
+
+def _capacity(spec, output_dir: Path, slo: list[str], axis: str, low: float, high: float) -> None:
+    """benchctl.capacity's search over the spec's runs: one line per probe, then the answer."""
+    from benchctl import metrics
+    from benchctl.capacity import capacity_sweep
+
+    try:
+        slos = metrics.parse_percentile_slos(slo)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--slo") from None
+    result = capacity_sweep(spec, output_dir, axis, slos, low, high, spec.repetitions, on_probe=lambda p: err.print(
+        f"{p.load:.4g}: SLOs {'met' if p.met else 'not met'} (margin {p.margin:.2f}, interval "
+        f"{p.margin_low:.2f}-{p.margin_high:.2f})"))
+    out.print(result["statement"])
+    err.print(f"sweep: {result['sweep_dir']}")
 
 
 def register(app: typer.Typer) -> None:

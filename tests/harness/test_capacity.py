@@ -164,3 +164,20 @@ def test_the_sweep_runs_one_cell_per_probe_and_repetition_and_indexes_them(tmp_p
     index = store.load_run_index(result["sweep_dir"])
     assert index["kind"] == "capacity" and len(index["cells"]) == len(seen)
     assert index["capacity"]["capacity"] == 6 and {c["repetition"] for c in index["cells"]} == {0, 1}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "a capacity search needs at least one --slo"),
+        (["--slo", "ttft_p9x:5"], "expected METRIC_STAT:LIMIT"),
+        (["--slo", "ttft_p99:500ms", "--capacity-axis", "concurrency", "--capacity-low", "1.5"], "whole numbers"),
+        (["--slo", "ttft_p99:500ms", "--capacity-axis", "tokens"], "--capacity-axis must be one of rate, concurrency"),
+    ],
+)
+def test_sweep_capacity_refuses_bad_settings_before_any_cell(capsys, tmp_path, argv, message):
+    from benchctl.cli import main
+
+    code = main(["sweep", "--capacity", "--mode", "serving", "--output-dir", str(tmp_path), *argv])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
