@@ -332,6 +332,8 @@ class LLMEngine:
         return [final[i] for i in ids]
 
     def info(self) -> dict:
+        from reference_engine.kernels import cpu_ops
+
         return {
             "model_dir": self.config.model_dir,
             "device": str(self.device),
@@ -339,6 +341,7 @@ class LLMEngine:
             "attention_backend": self.attention_backend,
             "gemm": self.runner.gemm,
             "gguf_blocks": self.runner.model.gguf_blocks,
+            "cpu_kernels": cpu_ops.info(),  # the ISA path the CPU kernels were built for; None: not used
             "random_weights_seed": self.runner.model.random_weights_seed,  # None: the checkpoint's weights
             "kv_layout": self.config.kv_layout,
             "block_size": self.config.block_size,

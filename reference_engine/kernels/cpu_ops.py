@@ -5,17 +5,23 @@
 `paged_decode_attention` reads K and V in place through the block table (no gathered copy, no padding);
 `rms_norm` and `silu_and_mul` are one pass each over the activations; `reshape_and_cache` copies each token's K/V
 row straight from the qkv projection's output (no contiguous copy, no boolean mask); `rotary` applies RoPE to the
-q and k heads of that output in place. Everything is checked against reference.py in tests/test_kernels_cpu.py.
+q and k heads of that output in place. Everything is checked against reference.py in tests/engine/test_kernels_cpu.py.
 
-The build is compiled for this CPU (-march=native), so its name carries a fingerprint of the CPU's flags: a cache
-directory shared by different machines never hands one a binary built for the other. Importing compiles nothing.
+One source, three ISA paths (csrc/cpu/vec.h): "avx512", "avx2" (AVX2 + FMA + F16C) and "scalar" (the plain loops).
+REFERENCE_ENGINE_CPU_ISA picks one (default "auto": the fastest this CPU runs); each is compiled for this CPU
+(-march=native) narrowed to its path, in a build directory named after the path and a fingerprint of the CPU's flags
+and the compiler flags, so no binary is handed to a machine or a path it was not built for. Importing compiles nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import shutil
+import subprocess
+import sysconfig
+import tempfile
 import threading
 from types import ModuleType
 
@@ -27,58 +33,158 @@ from . import launch
 
 NAME = "cpu"
 SOURCE = launch.CSRC_DIR / "cpu" / "cpu_ops.cpp"
-# -fopenmp: at::parallel_for's threads and the simd loops; 512-bit vectors where the CPU has them (GCC otherwise
-# keeps to 256 bits on AVX-512 CPUs). GCC contracts a*b + c into FMAs: the attention gains ~10-20% from it
-# (bench-attention), and elementwise results may differ from torch's by an ulp.
-CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp")
+ISA_ENV = "REFERENCE_ENGINE_CPU_ISA"
+ISAS = ("avx512", "avx2", "scalar")  # fastest first
+# -march=native narrowed to each path; the -m flags that add an ISA let a CPU without it still compile that path
+# (compile_only). 512-bit vectors where used (GCC otherwise keeps to 256 bits on AVX-512 CPUs). -mno-avx leaves SSE:
+# the scalar path's plain loops as the compiler vectorizes them, no intrinsics.
+ISA_FLAGS = {
+    "avx512": ("-march=native", "-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mprefer-vector-width=512"),
+    "avx2": ("-march=native", "-mno-avx512f", "-mavx2", "-mfma", "-mf16c"),
+    "scalar": ("-march=native", "-mno-avx"),
+}
+# /proc/cpuinfo flags a path's instructions need to run
+ISA_CPU_FLAGS = {"avx512": ("avx512f", "avx512bw", "avx512dq", "avx512vl"), "avx2": ("avx2", "fma", "f16c"),
+                 "scalar": ()}
+# -fopenmp: at::parallel_for's threads and the simd loops. GCC contracts a*b + c into FMAs where the code allows it:
+# the attention gains from it, and elementwise results may differ from torch's by an ulp.
+CFLAGS = ("-O3", "-fopenmp")
 
-_extension: ModuleType | None = None
+_builds: dict[str, ModuleType] = {}  # by ISA path
+_extension: ModuleType | None = None  # the build the kernels below run (the selected path's)
 _build_error: str | None = None
+_selected: str | None = None  # select(); None: REFERENCE_ENGINE_CPU_ISA decides
 _lock = threading.Lock()
 
 
-def cpu_fingerprint() -> str:
-    """A short hash of the CPU model and instruction-set flags (what -march=native compiles for)."""
-    text = platform.machine()
+def _cpuinfo() -> str:
     try:
         with open("/proc/cpuinfo") as f:
-            text += "".join(line for line in f if line.startswith(("flags", "model name")))
+            return "".join(line for line in f if line.startswith(("flags", "model name")))
     except OSError:
-        pass
+        return ""
+
+
+def cpu_flags() -> set[str]:
+    """This CPU's instruction-set flags as /proc/cpuinfo spells them (empty where there is no /proc/cpuinfo)."""
+    line = next((ln for ln in _cpuinfo().splitlines() if ln.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+def runnable_isas() -> list[str]:
+    """The ISA paths this CPU can run, fastest first ("scalar" always)."""
+    flags = cpu_flags()
+    return [isa for isa in ISAS if set(ISA_CPU_FLAGS[isa]) <= flags]
+
+
+def resolve_isa(requested: str | None = None) -> str:
+    """The ISA path for `requested` (None: select()'s, else REFERENCE_ENGINE_CPU_ISA, else "auto"). ValueError in one
+    line for a name that is no path, or a path this CPU cannot run: an explicit choice is never silently replaced."""
+    requested = requested or _selected or os.environ.get(ISA_ENV) or "auto"
+    if requested == "auto":
+        return runnable_isas()[0]
+    if requested not in ISAS:
+        raise ValueError(f"{ISA_ENV}={requested!r}: choose one of auto, {', '.join(ISAS)}")
+    missing = sorted(set(ISA_CPU_FLAGS[requested]) - cpu_flags())
+    if missing:
+        raise ValueError(f"{ISA_ENV}={requested}: this CPU lacks {', '.join(missing)} (it runs "
+                         f"{', '.join(runnable_isas())})")
+    return requested
+
+
+def compile_flags(isa: str) -> list[str]:
+    return [*CFLAGS, *ISA_FLAGS[isa]]
+
+
+def cpu_fingerprint(isa: str) -> str:
+    """A short hash of the CPU model, its instruction-set flags and the path's compiler flags (what the binary is)."""
+    text = platform.machine() + _cpuinfo() + " ".join(compile_flags(isa))
     return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def build_name(isa: str) -> str:
+    return f"benchctl_cpu_ops_{isa}_{cpu_fingerprint(isa)}"
 
 
 def unavailable_reason() -> str | None:
     """None when the extension can be built here (or already is), else why not, in one line."""
     if _build_error is not None:
         return _build_error
-    if _extension is None and shutil.which("c++") is None and shutil.which("g++") is None:
+    if _extension is None and not _builds and shutil.which("c++") is None and shutil.which("g++") is None:
         return "CPU kernels are compiled on first use and need a C++ compiler (g++)"
     return None
 
 
-def build(verbose: bool = False) -> ModuleType:
-    """Compile (or load from torch's extension cache, keyed on the source) and return the extension module."""
+def build(verbose: bool = False, isa: str | None = None) -> ModuleType:
+    """Compile (or load from torch's extension cache, keyed on the source) and return the extension module of ISA
+    path `isa` (None: the selected one, which the kernels below then run)."""
     global _extension, _build_error
     with _lock:
-        if _extension is None:
+        path = resolve_isa(isa)
+        if path not in _builds:
             from torch.utils.cpp_extension import load
 
             try:
-                _extension = load(name=f"benchctl_cpu_ops_{cpu_fingerprint()}", sources=[str(SOURCE)],
-                                  extra_cflags=list(CFLAGS), extra_ldflags=["-fopenmp"], verbose=verbose)
+                _builds[path] = load(name=build_name(path), sources=[str(SOURCE)], extra_cflags=compile_flags(path),
+                                     extra_ldflags=["-fopenmp"], verbose=verbose)
             except Exception as exc:
                 lines = str(exc).strip().splitlines() or [type(exc).__name__]
                 _build_error = f"the CPU extension failed to build: {lines[-1]}"
                 raise RuntimeError(_build_error) from exc
-    return _extension
+        if isa is None:
+            _extension = _builds[path]
+        return _builds[path]
+
+
+def select(isa: str | None) -> None:
+    """Run the kernels below on ISA path `isa` from now on (None: back to REFERENCE_ENGINE_CPU_ISA's choice)."""
+    global _extension, _selected
+    if isa is not None:
+        resolve_isa(isa)
+    with _lock:
+        _selected, _extension = isa, None
+
+
+def isa() -> str:
+    """The ISA path the kernels below run (building them if need be), as the binary reports it."""
+    return (_extension or build()).isa()
+
+
+def built_isa() -> str | None:
+    """The ISA path of the kernels this process built and ran, or None where it built none (no import, no build)."""
+    return _extension.isa() if _extension is not None else None
+
+
+def info() -> dict | None:
+    """What an engine records about its CPU kernels: the ISA path they were built for, what was asked for (select()
+    or REFERENCE_ENGINE_CPU_ISA; "auto" when nothing) and the paths this CPU runs. None where none were built."""
+    if _extension is None:
+        return None
+    return {"isa": _extension.isa(), "requested": _selected or os.environ.get(ISA_ENV) or "auto",
+            "runnable": runnable_isas()}
+
+
+def compile_only(isa: str) -> None:
+    """Compile ISA path `isa` to an object file and discard it, loading nothing: for a path this CPU cannot run
+    (its instructions would fault). RuntimeError with the compiler's last line when it does not compile."""
+    from torch.utils.cpp_extension import include_paths
+
+    includes = [f"-I{p}" for p in [*include_paths(), sysconfig.get_paths()["include"]]]
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [os.environ.get("CXX", "c++"), "-std=c++20", "-fPIC", *compile_flags(isa), *includes,
+               "-DTORCH_EXTENSION_NAME=cpu_ops_compile_check", "-DTORCH_API_INCLUDE_EXTENSION_H", "-c", str(SOURCE),
+               "-o", os.path.join(tmp, "cpu_ops.o")]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        errors = [ln for ln in done.stderr.splitlines() if "error" in ln] or done.stderr.splitlines() or ["?"]
+        raise RuntimeError(f"the {isa} path does not compile: {errors[0]}")
 
 
 def _run(name: str, *args: object) -> object:
     """The extension's `name`(*args). Under a profiler it runs inside a `cpu_ops::<name>` range: these kernels are
     called outside torch's dispatcher, so without it the profile would not see the engine's own GEMMs and attention
     (benchctl's profile summary counts these ranges as operators)."""
-    fn = getattr(build(), name)
+    fn = getattr(_extension or build(), name)
     if _profiler_enabled():
         with record_function(f"cpu_ops::{name}"):
             return fn(*args)
@@ -203,7 +309,7 @@ def block_packed_linear(x: torch.Tensor, packed: torch.Tensor, n: int, fmt: str)
 def expand_block_panels(packed: torch.Tensor, fmt: str) -> torch.Tensor:
     """The float32 panels (P, K, 32) block_packed_linear multiplies by; equal to pack_panels(w) when the blocks
     are w's."""
-    return build().expand_block_panels(packed, BLOCK_FORMATS[fmt][0])
+    return (_extension or build()).expand_block_panels(packed, BLOCK_FORMATS[fmt][0])
 
 
 # Up to ~16 rows a projection is bound by reading its weights, and the blocks are a fifth of the bytes; from ~20 rows
@@ -216,6 +322,7 @@ def expand_block_panels(packed: torch.Tensor, fmt: str) -> torch.Tensor:
 # threshold serves both.
 BLOCK_MAX_ROWS = 16
 
-__all__ = ["BLOCK_FORMATS", "BLOCK_MAX_ROWS", "argmax", "block_packed_linear", "build", "expand_block_panels",
-           "pack_block_panels", "pack_panels", "packed_linear", "paged_decode_attention", "reshape_and_cache",
-           "rms_norm", "rotary", "silu_and_mul"]
+__all__ = ["BLOCK_FORMATS", "BLOCK_MAX_ROWS", "ISAS", "ISA_ENV", "argmax", "block_packed_linear", "build",
+           "built_isa", "compile_only", "expand_block_panels", "info", "isa", "pack_block_panels", "pack_panels",
+           "packed_linear", "paged_decode_attention", "reshape_and_cache", "resolve_isa", "rms_norm", "rotary",
+           "runnable_isas", "select", "silu_and_mul"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from cpu_isa_paths import isa_path  # noqa: F401 (a fixture)
 from engine_envs import require_cpu_kernels
 from engine_fixtures import greedy
 from reference_engine.model import gguf_blocks
@@ -18,10 +19,11 @@ require_cpu_kernels()
 
 
 @pytest.fixture(scope="module")
-def ext():
+def ext(isa_path):
+    """The kernels built for each ISA path this CPU runs (cpu_isa_paths), one path after the other."""
     from reference_engine.kernels import cpu_ops
 
-    cpu_ops.build()
+    assert cpu_ops.isa() == isa_path
     return cpu_ops
 
 

@@ -2,7 +2,8 @@
 
 The attention cases use random_paged_decode_case: shuffled physical blocks with NaN in every row a sequence does
 not own, so a kernel that reads past its context or through a -1 table entry fails instead of passing by luck.
-Skipped only where no C++ compiler exists (in CI a missing compiler fails the build test instead).
+Each test runs once per ISA path this CPU runs (cpu_isa_paths.isa_path: avx512, avx2, scalar builds of the same
+source). Skipped only where no C++ compiler exists (in CI a missing compiler fails the build test instead).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cpu_isa_paths import NOT_RUNNABLE, RUNNABLE, isa_path  # noqa: F401 (isa_path: a fixture)
 from engine_envs import require_cpu_kernels
 from reference_engine import kernels
 from reference_engine.kernels import reference
@@ -19,8 +21,10 @@ require_cpu_kernels()
 
 
 @pytest.fixture(scope="module")
-def cpu_ops():
-    return kernels.load_ops("cpu")  # builds the extension (about a minute the first time, then cached)
+def cpu_ops(isa_path):
+    ops = kernels.load_ops("cpu")
+    assert ops.isa() == isa_path  # what the binary was compiled for, not what was asked
+    return ops
 
 
 # context lens around block boundaries, GQA ratios 1/3/4, block sizes 8/16/32, head dims 64/128/80
@@ -144,12 +148,41 @@ def test_rotary_in_place_matches_the_model_expression(cpu_ops):
     assert torch.equal(rotated[:, 12:], qkv[:, 12:])  # V heads untouched
 
 
-def test_auto_on_cpu_picks_the_cpu_kernels_and_the_build_is_keyed_on_this_cpu(cpu_ops):
+def test_auto_on_cpu_picks_the_cpu_kernels_and_the_build_is_keyed_on_this_cpu_and_path(cpu_ops, isa_path):
     assert kernels.available_backends("cpu")["cpu"] is None
     assert kernels.resolve_backend("auto", "cpu") == "cpu"
     assert kernels.resolve_backend("cpu", "cpu") == "cpu"
-    assert cpu_ops.build().__name__ == f"benchctl_cpu_ops_{cpu_ops.cpu_fingerprint()}"
+    assert cpu_ops.build().__name__ == f"benchctl_cpu_ops_{isa_path}_{cpu_ops.cpu_fingerprint(isa_path)}"
+    assert len({cpu_ops.build_name(isa) for isa in cpu_ops.ISAS}) == len(cpu_ops.ISAS)  # one directory per path
+    assert cpu_ops.built_isa() == isa_path
     assert "not 'cuda'" in kernels.available_backends("cuda")["cpu"]
+
+
+def test_the_environment_picks_the_path_and_a_path_the_cpu_lacks_is_an_error(monkeypatch):
+    from reference_engine.kernels import cpu_ops
+
+    monkeypatch.setattr(cpu_ops, "_selected", None)
+    monkeypatch.delenv(cpu_ops.ISA_ENV, raising=False)
+    assert cpu_ops.resolve_isa() == RUNNABLE[0]  # auto: the fastest this CPU runs
+    for isa in RUNNABLE:
+        monkeypatch.setenv(cpu_ops.ISA_ENV, isa)
+        assert cpu_ops.resolve_isa() == isa
+    monkeypatch.setenv(cpu_ops.ISA_ENV, "avx3")
+    with pytest.raises(ValueError, match=r"REFERENCE_ENGINE_CPU_ISA='avx3': choose one of auto, avx512, avx2, scal"):
+        cpu_ops.resolve_isa()
+    monkeypatch.setenv(cpu_ops.ISA_ENV, "avx512")
+    monkeypatch.setattr(cpu_ops, "cpu_flags", lambda: {"avx", "avx2", "fma", "f16c"})  # an AVX2-only CPU
+    with pytest.raises(ValueError, match="avx512: this CPU lacks avx512bw, avx512dq, avx512f, avx512vl"):
+        cpu_ops.resolve_isa()
+    monkeypatch.setenv(cpu_ops.ISA_ENV, "auto")
+    assert cpu_ops.resolve_isa() == "avx2"
+
+
+@pytest.mark.parametrize("isa", NOT_RUNNABLE)
+def test_a_path_this_cpu_cannot_run_still_compiles(isa):
+    from reference_engine.kernels import cpu_ops
+
+    cpu_ops.compile_only(isa)  # RuntimeError with the compiler's first error otherwise
 
 
 # rows: every tile height (1-12), two and more blocks over a panel (13, 25, 64, 100), one chunk of rows and the
@@ -226,3 +259,21 @@ def test_argmax_falls_back_to_torch_for_other_dtypes(cpu_ops):
 
     assert get_attention_ops("cpu").argmax is cpu_ops.argmax  # what the engine hands its sampler
     assert TORCH_OPS.argmax is None  # the torch path keeps torch.argmax
+
+
+def test_the_engine_records_the_path_its_kernels_were_built_for(model_dir, monkeypatch):
+    # REFERENCE_ENGINE_CPU_ISA picks the path for a whole engine process; info() (run.json's engine section) says
+    # which binary ran, and what was asked for
+    from reference_engine import LLMEngine
+    from reference_engine.kernels import cpu_ops
+
+    path = RUNNABLE[1] if len(RUNNABLE) > 1 else RUNNABLE[0]  # not auto's choice where there is another
+    monkeypatch.setattr(cpu_ops, "_selected", None)
+    monkeypatch.setattr(cpu_ops, "_extension", None)
+    monkeypatch.setenv(cpu_ops.ISA_ENV, path)
+    engine = LLMEngine(model_dir, kv_cache_bytes=16 << 20, max_model_len=256)
+    assert engine.info()["cpu_kernels"] == {"isa": path, "requested": path, "runnable": RUNNABLE}
+    assert engine.info()["attention_backend"] == "cpu" and engine.info()["gemm"] == "packed"
+    engine.close()
+    monkeypatch.setattr(cpu_ops, "_extension", None)  # a process that built no CPU kernels records none
+    assert cpu_ops.info() is None
