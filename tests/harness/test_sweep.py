@@ -73,7 +73,7 @@ def test_cells_are_the_full_matrix():
         ({"batch_size": 1.5}, "batch_size must be an integer"),
         ({"slos_ms": {"ttft": "100"}}, "slos_ms must map"),
         ({"slos_ms": {"latency": 100}}, "slos_ms must map"),
-        ({"workload": {"num_prompts": "4"}}, "workload.num_prompts must be an integer, got str"),
+        ({"workload": {"num_prompts": "4"}}, "workload.num_prompts must be an integer or null, got str"),
         ({"workload": {"random_range_ratio": "0.5"}}, "workload.random_range_ratio must be a number"),
         ({"workload": {"max_turns": 2.5}}, "workload.max_turns must be an integer or null"),
         ({"workload": "random"}, "workload must be a mapping"),
