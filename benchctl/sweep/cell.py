@@ -173,7 +173,15 @@ class RayExecutor:
     A task that fails (its node died, the task raised) marks its own cell failed; the other tasks go on. Only an
     interrupt of the sweep itself cancels what is still pending."""
 
-    def __init__(self, address: str | None, num_cpus: float = 1, num_gpus: float = 0, ray_module: Any = None):
+    def __init__(
+        self,
+        address: str | None,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+        ray_module: Any = None,
+        one_per_node: bool | None = None,
+    ):
+        injected = ray_module is not None
         if ray_module is None:
             try:
                 import ray
@@ -184,10 +192,18 @@ class RayExecutor:
             ray_module = ray
         self.ray = ray_module
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
+        # A real cluster: one cell per node holding all its CPUs/GPUs (benchctl.distributed.cells); an injected
+        # ray module (the tests' in-process fakes) keeps plain tasks.
+        self.one_per_node = one_per_node if one_per_node is not None else not injected
 
     def map(
         self, configs: list, on_done: Callable[[int, dict], None], cell_timeout_s: float = DEFAULT_CELL_TIMEOUT_S
     ) -> None:
+        if self.one_per_node:
+            from benchctl.distributed.cells import NodeExecutor
+
+            executor = NodeExecutor(self.ray, _run_cell_files, min_cpus=self.num_cpus, min_gpus=self.num_gpus)
+            return executor.map(configs, on_done, cell_timeout_s)
         task = self.ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus)(_run_cell_files)
         pending = {task.remote(config, cell_timeout_s): i for i, config in enumerate(configs)}
         try:

@@ -215,7 +215,8 @@ def test_a_sweep_of_four_cells_on_two_nodes_never_shares_a_node(cluster, tmp_pat
             },
         }
     )
-    sweep_dir = sw.run_sweep(spec, tmp_path, NodeExecutor(ray, _run_cell_files))
+    # `benchctl sweep --executor ray`'s executor, on a cluster: one cell per node
+    sweep_dir = sw.run_sweep(spec, tmp_path, sw.RayExecutor(None))
     cells = store.load_run_index(sweep_dir)["cells"]
     assert sorted(c["status"] for c in cells) == ["completed", "completed", "completed", "failed"]
     spans = {}
