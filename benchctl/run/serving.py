@@ -312,10 +312,30 @@ def _cancel_on_sigterm(state: ServingState) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, cancel)
 
 
+HEALTH_POLL_S = 2.0
+HEALTH_FAILURES = 3  # answers other than 200 in a row before a live process counts as a dead server
+
+
 async def _watch(server: ServerProcess, client, state: ServingState) -> None:
-    """A launched server that dies mid-run ends the run: in-flight requests fail, unsent ones are recorded failed."""
+    """A launched server that dies mid-run ends the run: in-flight requests fail, unsent ones are recorded failed.
+    Dead includes an engine that stopped while the HTTP process lives on: its health route keeps answering other
+    than 200 (no answer in time is a busy server, not a dead one)."""
+    bad: list[int] = []
+    next_check = time.monotonic() + HEALTH_POLL_S
     while (code := server.exit_code()) is None:
         await asyncio.sleep(0.2)
+        if server.health_url is None or time.monotonic() < next_check:
+            continue
+        status = await asyncio.to_thread(server.health_status)
+        next_check = time.monotonic() + HEALTH_POLL_S
+        bad = bad + [status] if status not in (200, None) else []
+        if len(bad) >= HEALTH_FAILURES:
+            state.server_died = (
+                f"server's health check {server.health_url} answered {bad[-1]} "
+                f"{len(bad)} times in a row during the run (its engine stopped)"
+            )
+            client.interrupt(state.server_died)  # requests in flight would wait out their timeout: cut them off
+            return
     state.server_died = f"server exited with code {code} during the run"
     client.stop(state.server_died)
 

@@ -39,12 +39,15 @@ class FakeServer:
         jitter: float = 0.0,
         drift_per_min: float = 0.0,
         seed: int = 0,
+        engine_dies_after_s: float | None = None,
     ):
         self.ttft_s, self.itl_s = ttft_ms / 1000, itl_ms / 1000
         # a noisy machine on demand: each request's TTFT and ITL times a factor uniform in 1 +- jitter, and a
         # slowdown growing by drift_per_min (a fraction) every minute since the server started (benchctl ab's tests)
         self.jitter, self.drift_per_min, self.rng = jitter, drift_per_min, random.Random(seed)
         self.t_start = time.monotonic()
+        # a server whose engine died while its HTTP front end lives on: /health 503, requests never answered
+        self.engine_dies_after_s = engine_dies_after_s
         self.tokens_per_chunk = tokens_per_chunk
         self.spin_s = spin_us / 1e6
         self.keep_timings = keep_timings
@@ -63,8 +66,11 @@ class FakeServer:
         app.router.add_get("/debug/timings", self.debug_timings)
         return app
 
+    def engine_dead(self) -> bool:
+        return self.engine_dies_after_s is not None and time.monotonic() - self.t_start > self.engine_dies_after_s
+
     async def health(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
+        return web.Response(text="engine dead", status=503) if self.engine_dead() else web.Response(text="ok")
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": self.model_name, "object": "model"}]})
@@ -96,6 +102,8 @@ class FakeServer:
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         t_recv = time.monotonic()
+        if self.engine_dead():
+            await asyncio.Event().wait()  # accepted, never answered
         try:
             body = json.loads(await request.read())
         except ValueError:
@@ -246,6 +254,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the jitter")
     parser.add_argument("--no-timings", action="store_true", help="keep no per-chunk send times (long runs)")
     parser.add_argument("--raw", action="store_true", help="instant canned streams from a bare asyncio protocol")
+    parser.add_argument(
+        "--engine-dies-after-s",
+        type=float,
+        default=None,
+        help="then /health answers 503 and requests hang, the HTTP process alive",
+    )
     args = parser.parse_args(argv)
     server = FakeServer(
         args.ttft_ms,
@@ -256,6 +270,7 @@ def main(argv: list[str] | None = None) -> None:
         jitter=args.jitter,
         drift_per_min=args.drift_per_min,
         seed=args.seed,
+        engine_dies_after_s=args.engine_dies_after_s,
     )
 
     async def serve_raw() -> None:

@@ -86,8 +86,13 @@ def run_foreground(argv: list[str], env: dict[str, str] | None = None) -> int:
     """Run a server in the foreground until it exits (`benchctl serve`) and return its exit code (128 + N when
     signal N ended it). It has its own session, so a terminal's Ctrl-C reaches it once, forwarded by us, as do
     SIGTERM and SIGHUP sent to benchctl (uvicorn takes a second SIGINT as "stop now")."""
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=server_env(env), start_new_session=True,
-                            preexec_fn=die_with_parent(signal.SIGTERM))
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        env=server_env(env),
+        start_new_session=True,
+        preexec_fn=die_with_parent(signal.SIGTERM),
+    )
 
     def forward(signum, _frame) -> None:
         try:
@@ -111,6 +116,7 @@ class ServerProcess:
     def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None):
         self.argv = argv
         self.log_path = log_path
+        self.health_url: str | None = None  # set by wait_healthy
         self._log = open(log_path, "ab")
         self._log.write(("$ " + " ".join(argv) + "\n").encode())
         self._log.flush()
@@ -129,6 +135,7 @@ class ServerProcess:
 
     def wait_healthy(self, health_url: str, timeout_s: float, poll_s: float = 0.5) -> float:
         """Seconds until GET health_url answered 200; ServerFailed if the process exits or time runs out."""
+        self.health_url = health_url
         t_start = time.monotonic()
         while True:
             code = self.proc.poll()
@@ -143,6 +150,23 @@ class ServerProcess:
             if time.monotonic() - t_start > timeout_s:
                 raise ServerFailed(f"server did not answer {health_url} within {timeout_s:g} s", self.log_tail())
             time.sleep(poll_s)
+
+    def health_status(self, timeout_s: float = 10.0) -> int | None:
+        """The HTTP status of GET health_url now; None when no answer came in time (a busy server is not a dead
+        one), 0 when the connection was refused."""
+        if self.health_url is None:
+            return None
+        try:
+            with urllib.request.urlopen(self.health_url, timeout=timeout_s) as resp:
+                return resp.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except urllib.error.URLError as e:
+            return 0 if isinstance(e.reason, ConnectionRefusedError) else None
+        except TimeoutError:
+            return None
+        except OSError:
+            return 0
 
     def log_tail(self, lines: int = 30) -> str:
         if not self._log.closed:

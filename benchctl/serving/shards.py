@@ -250,6 +250,13 @@ class ShardedClient:
             for control in self.controls:
                 control.put(("stop", reason))
 
+    def interrupt(self, reason: str) -> None:
+        """As LoadClient.interrupt: every process sends nothing more and cuts off its requests in flight."""
+        if not self._stopped:
+            self._stopped = True
+            for control in self.controls:
+                control.put(("abort", reason))
+
     def close(self, reason: str = "run interrupted") -> None:
         """End every process (after run() finished, or to stop it early): all are told at once to cut off their
         requests in flight and flush their records, and are waited for together."""

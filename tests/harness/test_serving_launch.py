@@ -27,8 +27,9 @@ PARENT = "import sys\nfrom benchctl.serving.launch import run_foreground\nsys.ex
 
 
 def _start(child: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", PARENT, sys.executable, "-c", child], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PARENT, sys.executable, "-c", child], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "ready"
     return proc
 
@@ -70,7 +71,7 @@ def test_a_launched_server_does_not_outlive_a_sigkilled_benchctl(tmp_path):
         import sys, time
         from pathlib import Path
         from benchctl.serving.launch import ServerProcess
-        server = ServerProcess([sys.executable, "-c", "import time; time.sleep(60)"], Path({str(tmp_path / 'log')!r}))
+        server = ServerProcess([sys.executable, "-c", "import time; time.sleep(60)"], Path({str(tmp_path / "log")!r}))
         print(server.proc.pid, flush=True)
         time.sleep(60)
     """)
@@ -80,7 +81,10 @@ def test_a_launched_server_does_not_outlive_a_sigkilled_benchctl(tmp_path):
     os.kill(harness.pid, signal.SIGKILL)
     harness.wait()
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and psutil.pid_exists(server_pid) and \
-            psutil.Process(server_pid).status() != psutil.STATUS_ZOMBIE:
+    while (
+        time.monotonic() < deadline
+        and psutil.pid_exists(server_pid)
+        and psutil.Process(server_pid).status() != psutil.STATUS_ZOMBIE
+    ):
         time.sleep(0.05)
     assert not psutil.pid_exists(server_pid) or psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE

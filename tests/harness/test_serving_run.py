@@ -508,3 +508,16 @@ def test_request_timeout_inf_means_no_timeout_end_to_end(capsys, tmp_path):
             == 2
         )
         assert "--request-timeout must be > 0 seconds" in capsys.readouterr().err
+
+
+def test_launched_server_whose_engine_died_while_http_lives_ends_the_run(tmp_path, use_backend):
+    """/health answers 503 and requests hang, the process alive: the health checks end the run, records kept."""
+    use_backend(fake_backend("--ttft-ms", "20", "--itl-ms", "20", "--engine-dies-after-s", "1.5"))
+    t_start = time.monotonic()
+    with pytest.raises(RunFailed, match="health check .* answered 503 3 times") as info:
+        run_benchmark(config(tmp_path, num_prompts=40, rate=10.0))
+    assert time.monotonic() - t_start < 30  # not the 600 s request timeout
+    rows = read_records(info.value.run_dir / "requests.jsonl")
+    assert len(rows) == 40 and sum(r["error"] is None for r in rows) >= 5
+    assert all("answered 503" in r["error"] for r in rows if r["error"] and "interrupted" not in r["error"])
+    assert not fake_server_pids()  # and the server was stopped
