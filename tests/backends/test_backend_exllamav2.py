@@ -16,7 +16,7 @@ no_cuda = pytest.mark.skipif(cuda_present(), reason="this host has CUDA: exllama
 
 
 def benchctl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(check=False, args=[sys.executable, "-m", "benchctl.cli", *args], capture_output=True, text=True,
+    return subprocess.run(check=False, args=[sys.executable, "-m", "benchctl", *args], capture_output=True, text=True,
                           timeout=300, env=os.environ.copy())
 
 

@@ -29,7 +29,7 @@ def benchctl_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProces
     """Run the CLI with a marker in its environment, so processes it leaves behind can be found."""
     marker = f"BENCHCTL_TEST_RUN={uuid.uuid4().hex}"
     env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
-    result = subprocess.run(check=False, args=[sys.executable, "-m", "benchctl.cli", "run", "--backend", "vllm", *WORKLOAD,
+    result = subprocess.run(check=False, args=[sys.executable, "-m", "benchctl", "run", "--backend", "vllm", *WORKLOAD,
                              "--output-dir", str(tmp_path), *args], capture_output=True, text=True, timeout=1200,
                             env=env)
     return result, marker

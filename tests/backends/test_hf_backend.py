@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def benchctl_run(tmp_path: Path, *args: str) -> tuple[dict, list[dict]]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    p = subprocess.run([sys.executable, "-m", "benchctl.cli", "run", "--backend", "hf", "--dataset", "random",
+    p = subprocess.run([sys.executable, "-m", "benchctl", "run", "--backend", "hf", "--dataset", "random",
                         *args, "--output-dir", str(tmp_path / "out"), "--json"],
                        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
