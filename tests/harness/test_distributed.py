@@ -18,10 +18,11 @@ import pytest
 
 from benchctl import metrics, store
 from benchctl import sweep as sw
+from benchctl.cli import main
 from benchctl.distributed import DistributedClient, GeneratorError, check_generators, parse_load_generators
 from benchctl.distributed.cells import NodeExecutor
 from benchctl.distributed.clock import ClockOffset, TimeServer, best_sample, error_bound_s, measure_udp
-from benchctl.run.config import Progress
+from benchctl.run.config import Progress, RunConfig
 from benchctl.run.sink import RecordPump, RecordSink
 from benchctl.serving.bench import client_lag_s
 from benchctl.serving.client import ClientOptions
@@ -166,6 +167,42 @@ def test_too_few_nodes_is_a_user_error_before_the_run(cluster):
     with pytest.raises(GeneratorError, match=">= 4 CPU"):
         check_generators("ray", 1, client_processes=4)
     check_generators("ray", 3)
+
+
+_HOOKED = hasattr(RunConfig(), "load_generators")  # the run's options, wired by benchctl/run (docs/distributed.md)
+
+
+@pytest.mark.skipif(not _HOOKED, reason="benchctl run has no --load-generators yet")
+def test_benchctl_run_on_three_nodes_and_its_option_errors(cluster, timed_server, tmp_path, capsys):
+    base = [
+        "run",
+        "--mode",
+        "serving",
+        "--backend",
+        "openai",
+        "--base-url",
+        timed_server.base_url,
+        "--dataset",
+        "random",
+        "--random-input-len",
+        "8",
+        "--random-output-len",
+        "8",
+        "--output-dir",
+        str(tmp_path),
+    ]
+    assert main([*base, "--load-generators", "mpi"]) == 2
+    assert main([*base, "--load-generators", "ray", "--generator-nodes", "5"]) == 2
+    assert "--generator-nodes 5: the Ray cluster has 3 alive node" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # refused before a run folder exists
+    args = ["--num-prompts", "60", "--request-rate", "30", "--load-generators", "ray", "--generator-nodes", "3"]
+    assert main([*base, *args, "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["status"] == "completed" and run["summary"]["completed"] == 60
+    gens = run["serving_stats"]["client_processes"]["load_generators"]
+    assert gens["nodes"] == 3 and gens["died"] == [] and 0 < gens["clock"]["worst_error_bound_ms"] < 2.0
+    rows = [json.loads(line) for line in (tmp_path / run["run_id"] / "requests.jsonl").read_text().splitlines()]
+    assert len({r["extra"]["generator"]["node"] for r in rows}) == 3
 
 
 def test_a_node_removed_mid_run_fails_only_its_unfinished_requests(cluster, timed_server, tmp_path):
