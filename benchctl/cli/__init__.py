@@ -18,8 +18,12 @@ from benchctl.cli.output import CLICK_ERROR, USER_ERRORS, err, error_line
 from benchctl.kernelbench import bench_attention_command
 from benchctl.report import report_command
 
-app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
-                  help="Benchmark LLM inference engines on one workload with one set of metric definitions.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+    help="Benchmark LLM inference engines on one workload with one set of metric definitions.",
+)
 for module in (run, results, info, gate, ab, sweep, serving, imports):
     module.register(app)
 app.add_typer(engines_app, name="engines")
@@ -36,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         error_line(str(e))
         return 2
     except CLICK_ERROR as e:  # bad option values, unknown options, missing arguments
-        error_line(e.format_message())
+        error_line(getattr(e, "format_message", e.__str__)())  # click's own wording of the problem
         return 2
     except typer.Exit as e:
         return e.exit_code

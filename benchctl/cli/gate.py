@@ -14,11 +14,13 @@ from benchctl.cli.output import err, out
 def regress(
     baseline: Annotated[str, typer.Option(help="Baseline run folder, or a folder of repeated runs.")],
     candidate: Annotated[str, typer.Option(help="Candidate run folder, or a folder of repeated runs.")],
-    metric: Annotated[list[str] | None, typer.Option(
-        help="Gate, e.g. output_tok_s:-5% or ttft_p99:+10% (repeatable).")] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option(help="Gate, e.g. output_tok_s:-5% or ttft_p99:+10% (repeatable).")
+    ] = None,
     confidence: Annotated[float, typer.Option(help="Confidence of the interval.")] = 0.95,
-    allow_other_hardware: Annotated[bool, typer.Option(
-        help="Compare runs from different machine classes (CPU, cores, GPUs); the verdict says so.")] = False,
+    allow_other_hardware: Annotated[
+        bool, typer.Option(help="Compare runs from different machine classes (CPU, cores, GPUs); the verdict says so.")
+    ] = False,
     json_path: Annotated[Path | None, typer.Option("--json-out", help="Write the verdicts as JSON.")] = None,
     markdown_path: Annotated[Path | None, typer.Option("--markdown-out", help="Write a Markdown summary.")] = None,
 ) -> None:

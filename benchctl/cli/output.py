@@ -21,11 +21,19 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 # Raised by the library for input a user can fix: main() prints them as one line and exits 2.
-USER_ERRORS: tuple[type[Exception], ...] = (ModelError, WorkloadError, BackendError, store.RunNotFound,
-                                            GateInputError, SweepSpecError, ImportFormatError, DummyError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ModelError,
+    WorkloadError,
+    BackendError,
+    store.RunNotFound,
+    GateInputError,
+    SweepSpecError,
+    ImportFormatError,
+    DummyError,
+)
 
 # typer may vendor click: find its ClickException through typer's own BadParameter.
-CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+CLICK_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 def error_line(text: str) -> None:

@@ -11,13 +11,15 @@ import typer
 from benchctl import console as render
 from benchctl import store
 from benchctl.cli.imports import side_by_side_table
-from benchctl.cli.run import print_run
 from benchctl.cli.output import out
+from benchctl.cli.run import print_run
 
 
-def show(run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run folder or run id.")],
-         output_dir: Annotated[Path, typer.Option(help="Where to look up run ids.")] = Path("results"),
-         json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def show(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run folder or run id.")],
+    output_dir: Annotated[Path, typer.Option(help="Where to look up run ids.")] = Path("results"),
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """Show a finished (or failed) run's summary; for an imported run, the tool's own figures beside benchctl's."""
     run = store.load_run(store.resolve_run(run_ref, output_dir))
     print_run(run, json_out)
@@ -25,10 +27,13 @@ def show(run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run folder 
         out.print(side_by_side_table(run))
 
 
-def compare(run_refs: Annotated[list[str], typer.Argument(
-    metavar="RUN...", help="Two or more runs; the first is the baseline.")],
-            output_dir: Annotated[Path, typer.Option(help="Where to look up run ids.")] = Path("results"),
-            json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def compare(
+    run_refs: Annotated[
+        list[str], typer.Argument(metavar="RUN...", help="Two or more runs; the first is the baseline.")
+    ],
+    output_dir: Annotated[Path, typer.Option(help="Where to look up run ids.")] = Path("results"),
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """Side-by-side table of runs with ratios to the first."""
     if len(run_refs) < 2:
         raise typer.BadParameter("give at least two runs", param_hint="RUN...")
