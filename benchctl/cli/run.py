@@ -121,15 +121,9 @@ def run(
             "(repeated prompts meet a prefix cache) instead of refusing."
         ),
     ] = False,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Static batch size (backends that batch statically).")
-    ] = None,
-    engine_arg: Annotated[
-        list[str] | None, typer.Option(help="KEY=VALUE passed to the engine (repeatable).")
-    ] = None,
-    goodput: Annotated[
-        list[str] | None, typer.Option(help="SLO for goodput, e.g. ttft:500 (ms; repeatable).")
-    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Static batch size (backends that batch statically).")] = None,
+    engine_arg: Annotated[list[str] | None, typer.Option(help="KEY=VALUE passed to the engine (repeatable).")] = None,
+    goodput: Annotated[list[str] | None, typer.Option(help="SLO for goodput, e.g. ttft:500 (ms; repeatable).")] = None,
     output_dir: Annotated[Path, typer.Option(help="Where run folders are written.")] = Path("results"),
     label: Annotated[str | None, typer.Option(help="Free-text label stored with the run.")] = None,
     base_url: Annotated[
@@ -155,6 +149,16 @@ def run(
     ] = 600.0,
     client_processes: Annotated[
         int, typer.Option(help="serving: load client processes (for rates one event loop cannot send).")
+    ] = 1,
+    load_generators: Annotated[
+        str | None,
+        typer.Option(
+            help="serving: the load client on a Ray cluster, ray or ray:ADDRESS (ray:auto, ray:HOST:6379); "
+            "docs/distributed.md."
+        ),
+    ] = None,
+    generator_nodes: Annotated[
+        int, typer.Option(help="serving, with --load-generators: one load generator per node on this many nodes.")
     ] = 1,
     stall_timeout: Annotated[
         float,
@@ -251,6 +255,8 @@ def run(
         request_timeout_s=request_timeout,
         client_processes=client_processes,
         stall_timeout_s=stall_timeout,
+        load_generators=load_generators,
+        generator_nodes=generator_nodes,
         workload=WorkloadOptions(
             dataset=dataset,
             num_prompts=num_prompts,

@@ -327,6 +327,12 @@ class DistributedClient:
             if k not in self._died and k not in self._done:
                 actor.stop.remote(reason)
 
+    def interrupt(self, reason: str) -> None:
+        """As LoadClient.interrupt (a launched server's engine died): send nothing more, cut off what is in flight."""
+        for k, actor in enumerate(self.actors):
+            if k not in self._died and k not in self._done:
+                actor.abort.remote(reason)
+
     def close(self, reason: str = "run interrupted") -> None:
         """End the generators (after run() returned, or to stop it early: every request still gets a record)
         and give their nodes' CPUs back."""

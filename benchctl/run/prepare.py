@@ -23,7 +23,7 @@ def prepare(config: RunConfig, progress: Progress) -> tuple[Backend, ResolvedMod
     check_backend(backend, config)
     check_output_dir(Path(config.output_dir))
     model = resolve_model(config.model, progress=progress.stage)
-    dummy.preflight(model, backend.name, config.engine_args)  # random weights: must suit and fit
+    model = dummy.preflight(model, backend.name, config.engine_args)  # random weights: must suit and fit
     workload = build_workload(config.workload, load_tokenizer(str(model.hf_dir)))
     context = _max_model_len(config.engine_args) or model_context_len(model)
     check_context(workload, context)
@@ -72,14 +72,20 @@ def check_offline(backend: Backend, config: RunConfig) -> None:
         raise BackendError(f"backend {backend.name!r} is unavailable here: {reason}")
     w = config.workload
     if not caps.arrivals and (not math.isinf(w.request_rate) or w.max_concurrency is not None):
-        raise BackendError(f"backend {backend.name!r} runs a whole batch at once: it cannot honour "
-                           f"--request-rate or --max-concurrency in offline mode")
+        raise BackendError(
+            f"backend {backend.name!r} runs a whole batch at once: it cannot honour "
+            f"--request-rate or --max-concurrency in offline mode"
+        )
     if not caps.arrivals and w.kind == "conversations":
-        raise BackendError(f"backend {backend.name!r} runs a whole batch at once: it cannot replay conversations "
-                           f"(each turn waits for the previous answer) in offline mode; use --mode serving")
+        raise BackendError(
+            f"backend {backend.name!r} runs a whole batch at once: it cannot replay conversations "
+            f"(each turn waits for the previous answer) in offline mode; use --mode serving"
+        )
     if config.batch_size is not None and (config.batch_size < 1 or not caps.batch_size):
-        raise BackendError(f"--batch-size must be >= 1 and supported by the backend "
-                           f"({backend.name!r} {'supports' if caps.batch_size else 'does not support'} it)")
+        raise BackendError(
+            f"--batch-size must be >= 1 and supported by the backend "
+            f"({backend.name!r} {'supports' if caps.batch_size else 'does not support'} it)"
+        )
     check_engine_args(backend, config)
 
 
@@ -96,6 +102,9 @@ def check_serving(backend: Backend, config: RunConfig) -> None:
         raise BackendError(f"--warmup-requests must be >= 0, got {config.warmup_requests}")
     if config.client_processes < 1:
         raise BackendError(f"--client-processes must be >= 1, got {config.client_processes}")
+    from benchctl.distributed import check_generators  # Ray is imported only with --load-generators
+
+    check_generators(config.load_generators, config.generator_nodes, config.client_processes)
     if not config.request_timeout_s > 0:
         raise BackendError(f"--request-timeout must be > 0 seconds, got {config.request_timeout_s}")
     if config.base_url is not None:
@@ -106,24 +115,29 @@ def check_serving(backend: Backend, config: RunConfig) -> None:
         if len(set(urls)) < len(urls):
             raise BackendError("--base-url: the same server is given twice")
         if config.engine_args:
-            raise BackendError("--engine-arg configures a server benchctl launches; "
-                               "with --base-url the server is already running")
+            raise BackendError(
+                "--engine-arg configures a server benchctl launches; with --base-url the server is already running"
+            )
         for url in urls:
             probe_server(url, config.api_key)
         return
     if backend.server is None:
         if backend.capabilities.serving:
             raise BackendError(f"backend {backend.name!r} attaches to a running server: give --base-url URL")
-        raise BackendError(f"backend {backend.name!r} has no server benchctl can launch; give --base-url of a "
-                           f"running OpenAI-compatible server, or use --mode offline")
+        raise BackendError(
+            f"backend {backend.name!r} has no server benchctl can launch; give --base-url of a "
+            f"running OpenAI-compatible server, or use --mode offline"
+        )
     reason = backend.unavailable_reason()
     if reason:
         raise BackendError(f"backend {backend.name!r} is unavailable here: {reason}")
     check_engine_args(backend, config)
     per_request = sorted(set(config.engine_args) & set(backend.server.request_args))
     if per_request:
-        raise BackendError(f"--engine-arg {', '.join(per_request)}: in serving mode sampling is set per request by "
-                           f"the load client (greedy), not by the server")
+        raise BackendError(
+            f"--engine-arg {', '.join(per_request)}: in serving mode sampling is set per request by "
+            f"the load client (greedy), not by the server"
+        )
 
 
 def probe_server(base_url: str, api_key: str | None) -> None:
@@ -137,8 +151,9 @@ def probe_server(base_url: str, api_key: str | None) -> None:
             pass
     except urllib.error.HTTPError as e:
         if e.code in (401, 403):
-            raise BackendError(f"the server at {base_url} refused the request (HTTP {e.code}); "
-                               f"check --api-key") from None
+            raise BackendError(
+                f"the server at {base_url} refused the request (HTTP {e.code}); check --api-key"
+            ) from None
         # 404 and friends: some servers have no /v1/models; the run will tell.
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
@@ -149,8 +164,9 @@ def check_engine_args(backend: Backend, config: RunConfig) -> None:
     unknown = sorted(set(config.engine_args) - set(backend.engine_args))
     if unknown:
         accepted = ", ".join(sorted(backend.engine_args)) or "none"
-        raise BackendError(f"backend {backend.name!r} does not accept engine arg(s) {', '.join(unknown)}; "
-                           f"accepted: {accepted}")
+        raise BackendError(
+            f"backend {backend.name!r} does not accept engine arg(s) {', '.join(unknown)}; accepted: {accepted}"
+        )
     if backend.check_args is not None:
         backend.check_args(config.engine_args)
 
@@ -163,8 +179,9 @@ def _max_model_len(engine_args: dict[str, str]) -> int | None:
     except ValueError:
         value = 0
     if value <= 0:
-        raise BackendError(f"--engine-arg max_model_len must be a positive integer, got "
-                           f"{engine_args['max_model_len']!r}")
+        raise BackendError(
+            f"--engine-arg max_model_len must be a positive integer, got {engine_args['max_model_len']!r}"
+        )
     return value
 
 
@@ -173,5 +190,7 @@ def check_context(workload: Workload, context_len: int | None) -> None:
         return
     for r in workload.requests:
         if r.prompt_len + r.output_len > context_len:
-            raise WorkloadError(f"request {r.request_id}: prompt ({r.prompt_len}) + output ({r.output_len}) "
-                                f"tokens exceed the model's context of {context_len}")
+            raise WorkloadError(
+                f"request {r.request_id}: prompt ({r.prompt_len}) + output ({r.output_len}) "
+                f"tokens exceed the model's context of {context_len}"
+            )

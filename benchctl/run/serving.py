@@ -250,9 +250,25 @@ async def _drive(
                     f"every warm-up request failed; first error: {failed[0]['error']}",
                     server.log_tail() if server else "",
                 )
-        if config.client_processes > 1:
+        tokenizer_dir = str(tokenizer.model_dir) if tokenizer is not None else None
+        if config.load_generators:
+            from benchctl.distributed import DistributedClient
+
+            progress.stage(f"placing {config.generator_nodes} load generators on the Ray cluster")
+            state.sharded = await asyncio.get_running_loop().run_in_executor(
+                None,
+                lambda: DistributedClient(
+                    options,
+                    workload.requests,
+                    config.load_generators,
+                    config.generator_nodes,
+                    config.client_processes,
+                    tokenizer_dir,
+                    config.warmup_requests,
+                ),
+            )
+        elif config.client_processes > 1:
             progress.stage(f"starting {config.client_processes} load client processes")
-            tokenizer_dir = str(tokenizer.model_dir) if tokenizer is not None else None
             state.sharded = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: ShardedClient(options, workload.requests, config.client_processes, tokenizer_dir)
             )
@@ -270,6 +286,13 @@ async def _drive(
             result = await asyncio.get_running_loop().run_in_executor(None, state.sharded.run, t0, pump.put)
             state.peak_in_flight = result.peak_in_flight
             state.client_processes = {"processes": state.sharded.n, "died": result.died, "cpu_s": result.cpu_s}
+            if getattr(result, "generators", None):  # per node, the clock bound and what it distorts
+                state.client_processes["load_generators"] = result.generators
+                progress.stage(
+                    f"load generators: worst clock error bound "
+                    f"{result.generators['clock']['worst_error_bound_ms']:.3f} ms (arrival times, duration "
+                    f"and rates; not TTFT/TPOT/ITL/E2EL)"
+                )
     finally:
         if watcher is not None:
             watcher.cancel()

@@ -22,7 +22,7 @@ from benchctl.cli import main
 from benchctl.distributed import DistributedClient, GeneratorError, check_generators, parse_load_generators
 from benchctl.distributed.cells import NodeExecutor
 from benchctl.distributed.clock import ClockOffset, TimeServer, best_sample, error_bound_s, measure_udp
-from benchctl.run.config import Progress, RunConfig
+from benchctl.run.config import Progress
 from benchctl.run.sink import RecordPump, RecordSink
 from benchctl.serving.bench import client_lag_s
 from benchctl.serving.client import ClientOptions
@@ -169,10 +169,6 @@ def test_too_few_nodes_is_a_user_error_before_the_run(cluster):
     check_generators("ray", 3)
 
 
-_HOOKED = hasattr(RunConfig(), "load_generators")  # the run's options, wired by benchctl/run (docs/distributed.md)
-
-
-@pytest.mark.skipif(not _HOOKED, reason="benchctl run has no --load-generators yet")
 def test_benchctl_run_on_three_nodes_and_its_option_errors(cluster, timed_server, tmp_path, capsys):
     base = [
         "run",
