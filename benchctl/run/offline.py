@@ -63,9 +63,13 @@ def run_offline(
             )
             for event in worker.events(stall_timeout_s=config.stall_timeout_s):
                 if event["event"] == "record":
-                    if event["record"].get("request_id") not in expected:
-                        raise WorkerDied(f"worker reported an unknown request {event['record'].get('request_id')!r}")
-                    sink.add(event["record"])
+                    record = event["record"]
+                    spec = expected.get(record.get("request_id"))
+                    if spec is None:
+                        raise WorkerDied(f"worker reported an unknown request {record.get('request_id')!r}")
+                    if spec.labels:  # a load shape's phase and stage, as serving records carry them
+                        record["extra"] = {**(record.get("extra") or {}), **spec.labels}
+                    sink.add(record)
                 elif event["event"] == "step":
                     if step_writer is None:  # only engines that report steps get a steps.jsonl
                         step_writer = RecordWriter(run_dir / "steps.jsonl")

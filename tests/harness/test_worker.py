@@ -432,3 +432,16 @@ def test_run_json_has_its_final_status_before_the_parquet_is_written(tmp_path, f
     monkeypatch.setattr(store, "write_parquet", write_parquet)
     run_dir = run_benchmark(config(tmp_path))
     assert seen == ["completed"] and (run_dir / "requests.parquet").exists()
+
+
+def test_offline_records_carry_their_load_shape_window(tmp_path, fake_backend):
+    """A worker knows nothing of windows: the run labels its records, so an offline steady state is not empty."""
+    fake_backend("EchoWorker")
+    cfg = config(
+        tmp_path, num_prompts=None, duration="2s", request_rate=10.0, arrival="constant", warmup="0.5s", cooldown="0.5s"
+    )
+    run = json.loads((run_benchmark(cfg) / "run.json").read_text())
+    rows = read_jsonl(tmp_path / "results" / run["run_id"] / "requests.jsonl")
+    phases = [r["extra"]["phase"] for r in sorted(rows, key=lambda r: r["arrival_s"])]
+    assert phases == ["warmup"] * 5 + ["steady"] * 10 + ["cooldown"] * 5
+    assert run["summary"]["steady_state"]["completed"] == 10
