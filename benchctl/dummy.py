@@ -10,6 +10,7 @@ load_format=dummy. Nothing of the weights is allocated here: their size comes fr
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -166,27 +167,37 @@ def check_fits(model: Any, dtype: str, device: str, memory_bytes: int) -> None:
                          f"({parameter_count(config) / 1e9:.2f}B parameters)")
 
 
-NO_DUMMY_BACKENDS = {"llamacpp": "llama.cpp reads a GGUF file's weights", "exllamav2": "exllamav2 reads EXL2 or "
-                     "fp16 safetensors weights"}  # a random GGUF / safetensors writer: not done yet
+NO_DUMMY_BACKENDS = {"exllamav2": "exllamav2 reads EXL2 or fp16 safetensors weights"}  # no random writer for it
 
 
-def preflight(model: Any, backend: str, engine_args: dict[str, str]) -> None:
+def preflight(model: Any, backend: str, engine_args: dict[str, str]) -> Any:
     """Before a run starts: a dummy model (a benchctl.models.ResolvedModel whose folder has the marker) must suit the
     backend, and fit where its weights will be made (the GPU's memory on a CUDA machine, else RAM) in the dtype the
-    run asks for (default_dtype). Real models pass."""
-    if read_marker(model.hf_dir) is None:
-        return
+    run asks for (default_dtype; llama.cpp's F16). Returns the model to run: for llama.cpp, with its random GGUF
+    (benchctl.dummy_gguf, written once). Real models pass as they are."""
+    marker = read_marker(model.hf_dir)
+    if marker is None:
+        return model
     if backend in NO_DUMMY_BACKENDS:
         raise DummyError(f"{model.name}: {NO_DUMMY_BACKENDS[backend]} and a dummy model has none; use --backend "
-                         f"reference, hf or vllm")
+                         f"reference, hf, vllm or llamacpp")
     import psutil
 
     from benchctl.envinfo import cuda_present, gpus
 
     cuda = cuda_present()
     gpu_bytes = gpu_memory_bytes(gpus()) if cuda else None
-    check_fits(model, default_dtype(engine_args, cuda), "cuda" if gpu_bytes else "cpu",
-               gpu_bytes or psutil.virtual_memory().total)
+    dtype = "float16" if backend == "llamacpp" else default_dtype(engine_args, cuda)
+    check_fits(model, dtype, "cuda" if gpu_bytes else "cpu", gpu_bytes or psutil.virtual_memory().total)
+    if backend != "llamacpp":
+        return model
+    from benchctl import dummy_gguf
+
+    reason = dummy_gguf.unsupported_reason(json.loads((model.hf_dir / "config.json").read_text()))
+    if reason is not None:
+        raise DummyError(f"{model.name}: the random GGUF for llama.cpp covers plain Llama configs, not {reason}; use "
+                         f"--backend reference, hf or vllm")
+    return dataclasses.replace(model, gguf_path=dummy_gguf.write_random_gguf(model.hf_dir, int(marker["seed"])))
 
 
 def default_dtype(engine_args: dict[str, str], cuda: bool) -> str:

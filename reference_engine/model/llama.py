@@ -201,7 +201,10 @@ class LlamaForCausalLM:
         weights = load_safetensors(Path(model_dir), device, dtype) if seed is None else \
             random_weights(cfg, seed, device, dtype)
         self.random_weights_seed = seed
-        blocks, self.gguf_blocks = gguf_blocks_for(model_dir, cfg, gemm, dtype, gguf_file)
+        if seed is None:
+            blocks, self.gguf_blocks = gguf_blocks_for(model_dir, cfg, gemm, dtype, gguf_file)
+        else:  # a GGUF next to random weights (written for llama.cpp) holds other numbers
+            blocks, self.gguf_blocks = {}, {"file": None, "reason": "random weights"}
         self.embed_tokens = weights.pop("model.embed_tokens.weight")  # (vocab, hidden)
         self.norm = weights.pop("model.norm.weight")  # (hidden,)
         self.lm_head = weights.pop("lm_head.weight", None)  # (vocab, hidden)

@@ -99,9 +99,14 @@ def test_a_model_that_does_not_fit_is_refused_with_what_it_needs(cache, monkeypa
     with pytest.raises(dummy.DummyError, match="needs 13.5 GB of weights in bfloat16, this GPU has 12.9 GB"):
         dummy.check_fits(model, "bfloat16", "cuda", 12_288 * 2**20)
     monkeypatch.setattr("benchctl.envinfo.cuda_present", lambda: False)
-    with pytest.raises(dummy.DummyError, match="llama.cpp reads a GGUF"):
-        dummy.preflight(model, "llamacpp", {})
-    dummy.preflight(resolve_model("dummy:smollm2-135m"), "reference", {})
+    with pytest.raises(dummy.DummyError, match="exllamav2 reads EXL2"):
+        dummy.preflight(model, "exllamav2", {})
+    small = resolve_model("dummy:smollm2-135m")
+    assert dummy.preflight(small, "reference", {}) is small
+    with pytest.raises(dummy.DummyError, match="plain Llama configs, not rope_scaling in its config"):
+        dummy.preflight(resolve_model("dummy:llama-3.2-1b"), "llamacpp", {})
+    with pytest.raises(dummy.DummyError, match="not model_type 'mistral'"):
+        dummy.preflight(resolve_model("dummy:mistral-7b"), "llamacpp", {})
     assert dummy.default_dtype({}, cuda=True) == "bfloat16" and dummy.default_dtype({"dtype": "float16"}, False) \
         == "float16"
     assert dummy.gpu_memory_bytes([{"name": "NVIDIA H200", "memory": "143771 MiB"}]) == 143771 * 2**20
@@ -136,3 +141,54 @@ def test_console_says_output_checks_are_meaningless(cache):
     text = console.export_text()
     assert "random (dummy): greedy identity and draft acceptance are meaningless here" in text
     assert "50.0%, 2.50 tokens per drafted step (meaningless: random weights)" in text
+
+
+def tiny_config(tmp_path, vocab=1000):
+    folder = tmp_path / "tiny-llama"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": vocab,
+        "max_position_embeddings": 256, "rope_theta": 10000.0, "rms_norm_eps": 1e-5, "tie_word_embeddings": False}))
+    return folder / "config.json"
+
+
+def test_random_gguf_for_llama_cpp(tmp_path, cache, monkeypatch):
+    gguf = pytest.importorskip("gguf")
+    monkeypatch.setattr("benchctl.envinfo.cuda_present", lambda: False)
+    model = resolve_model(f"dummy:{tiny_config(tmp_path)}@3")
+    run_model = dummy.preflight(model, "llamacpp", {})
+    assert run_model.gguf_path == model.hf_dir / "model-f16-seed3.gguf" and run_model.hf_dir == model.hf_dir
+    reader = gguf.GGUFReader(str(run_model.gguf_path))
+    tensors = {t.name: t for t in reader.tensors}
+    assert len(tensors) == 2 + 1 + 2 * 9  # embeddings, output norm, lm head, 9 per layer
+    assert [int(d) for d in tensors["blk.1.attn_k.weight"].shape] == [64, 32]  # GGUF lists (in, out)
+    assert tensors["blk.0.attn_q.weight"].tensor_type.name == "F16"
+    assert tensors["output_norm.weight"].tensor_type.name == "F32"
+    assert reader.fields["llama.attention.head_count_kv"].contents() == 2
+    assert len(reader.fields["tokenizer.ggml.tokens"].data) == 1000  # the tokenizer cut to the vocabulary
+    weights = tensors["token_embd.weight"].data.astype("float32")
+    assert abs(float(weights.std()) - 0.02) < 2e-3
+    stamp = run_model.gguf_path.stat().st_mtime_ns
+    assert dummy.preflight(model, "llamacpp", {}).gguf_path.stat().st_mtime_ns == stamp  # written once
+
+
+@pytest.mark.slow
+def test_llama_cpp_runs_a_dummy_model(tmp_path, cache):
+    import subprocess
+    import sys
+
+    from engine_envs import engine_python
+
+    engine_python("llamacpp")
+    out = tmp_path / "runs"
+    done = subprocess.run([sys.executable, "-m", "benchctl", "run", "--backend", "llamacpp", "--model",
+                           f"dummy:{tiny_config(tmp_path, vocab=49152)}", "--dataset", "random", "--num-prompts", "2",
+                           "--random-input-len", "8", "--random-output-len", "4", "--output-dir", str(out),
+                           "--no-measure-ceiling", "--json"], capture_output=True, text=True, timeout=900,
+                          env={**__import__("os").environ, "BENCHCTL_CACHE_DIR": str(cache)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = json.loads(done.stdout)
+    assert run["config"]["model"]["weights"] == "random (dummy)"
+    assert run["config"]["model"]["gguf_path"].endswith("model-f16-seed0.gguf")
+    assert run["summary"]["completed"] == 2 and run["summary"]["total_output_tokens"] == 8
