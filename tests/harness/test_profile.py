@@ -123,6 +123,12 @@ def test_torch_profile_of_a_real_reference_run(tmp_path):
     gemms = ("aten::mm", "aten::addmm", "aten::linear", "mkldnn::_linear_pointwise", "cpu_ops::packed_linear",
              "cpu_ops::block_packed_linear")
     assert any(op["name"] in gemms for op in summary["top_operators"][:5]), summary["top_operators"][:5]
+    # the report's figures: one split per step, and the timeline's lanes
+    assert len(summary["step_split"]["start_ms"]) == len(steps) == len(summary["step_split"]["parts"]["forward"])
+    assert all(f > 0 for f in summary["step_split"]["parts"]["forward"])
+    lanes = {lane["lane"]: lane for lane in summary["timeline"]}
+    assert lanes["engine steps"]["of"] == len(steps) and lanes["engine phases"]["of"] == 4 * len(steps)
+    assert run["energy"]["source"] in ("rapl", None)  # a CPU run: RAPL where /sys/class/powercap is readable
 
 
 def test_trace_views_split_each_step_and_keep_the_longest_events(tmp_path, monkeypatch):
