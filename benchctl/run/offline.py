@@ -38,7 +38,7 @@ def run_offline(
         backend.worker,
         python=backend.python(),
         log_path=run_dir / "worker.log",
-        prefix=profile.nsys_prefix(run_dir) if config.profile == "nsys" else None,
+        prefix=profile.worker_prefix(config.profile, run_dir),  # nsys / ncu wrap the worker; torch runs inside it
     )
     step_writer: RecordWriter | None = None
     engine_stats: dict | None = None
@@ -107,10 +107,7 @@ def run_offline(
 def _profile_summary(mode: str, run_dir: Path) -> dict:
     """Summaries of the run's trace (full tables in profile_summary.json, headline numbers in run.json)."""
     try:
-        if mode == "torch":
-            summary = profile.summarize_torch_trace(run_dir / TORCH_TRACE)
-        else:
-            summary = profile.summarize_nsys(run_dir)
+        summary = profile.summarize(mode, run_dir, TORCH_TRACE)
     except Exception as e:  # a broken trace must not lose the run's measurements
         return {"mode": mode, "error": f"{type(e).__name__}: {e}"}
     store.write_json_atomic(run_dir / "profile_summary.json", store.clean_floats(summary))
