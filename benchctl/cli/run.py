@@ -175,7 +175,10 @@ def run(
         ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print run.json to stdout instead of a table.")] = False,
-    profile: Annotated[str, typer.Option(help="none, torch (torch.profiler trace) or nsys (Nsight Systems).")] = "none",
+    profile: Annotated[
+        str,
+        typer.Option(help="none, torch (torch.profiler trace), nsys (Nsight Systems) or ncu (Nsight Compute kernels)."),
+    ] = "none",
     measure_ceiling: Annotated[
         bool,
         typer.Option(
