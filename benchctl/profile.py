@@ -38,12 +38,17 @@ def check_profile(mode: str) -> None:
     if mode not in PROFILE_MODES:
         raise BackendError(f"--profile must be one of {', '.join(PROFILE_MODES)}, got {mode!r}")
     if mode in ("nsys", "ncu"):
-        missing = [what for what, ok in ((f"{mode} on PATH", shutil.which(mode) is not None),
-                                         ("an NVIDIA GPU", cuda_present())) if not ok]
+        missing = [
+            what
+            for what, ok in ((f"{mode} on PATH", shutil.which(mode) is not None), ("an NVIDIA GPU", cuda_present()))
+            if not ok
+        ]
         tool = "Nsight Systems" if mode == "nsys" else "Nsight Compute"
         if missing:
-            raise BackendError(f"--profile {mode} needs {' and '.join(missing)} ({tool} is not on PyPI; "
-                               f"it ships with the CUDA toolkit on GPU machines); use --profile torch here")
+            raise BackendError(
+                f"--profile {mode} needs {' and '.join(missing)} ({tool} is not on PyPI; "
+                f"it ships with the CUDA toolkit on GPU machines); use --profile torch here"
+            )
 
 
 def worker_prefix(mode: str, run_dir: Path) -> list[str] | None:
@@ -63,13 +68,27 @@ def summarize(mode: str, run_dir: Path, trace_name: str = "torch_trace.json") ->
 
 def nsys_prefix(run_dir: Path) -> list[str]:
     """Command prefix that runs the worker under Nsight Systems with NVTX, CUDA and OS-runtime tracing."""
-    return ["nsys", "profile", "--trace=nvtx,cuda,osrt", "--sample=none", "--force-overwrite=true",
-            f"--output={run_dir / 'nsys'}"]
+    return [
+        "nsys",
+        "profile",
+        "--trace=nvtx,cuda,osrt",
+        "--sample=none",
+        "--force-overwrite=true",
+        f"--output={run_dir / 'nsys'}",
+    ]
 
 
 def nsys_stats_command(report: Path, out_prefix: Path) -> list[str]:
-    return ["nsys", "stats", "--force-export=true", "--format=csv", "--output", str(out_prefix),
-            *(f"--report={r}" for r in NSYS_REPORTS), str(report)]
+    return [
+        "nsys",
+        "stats",
+        "--force-export=true",
+        "--format=csv",
+        "--output",
+        str(out_prefix),
+        *(f"--report={r}" for r in NSYS_REPORTS),
+        str(report),
+    ]
 
 
 def parse_nsys_csv(text: str) -> list[dict[str, Any]]:
@@ -117,8 +136,15 @@ def summarize_nsys(run_dir: Path) -> dict[str, Any]:
                 summary[name] = rows[:50]
     kernels = summary.get("cuda_gpu_kern_sum") or []
     if kernels:
-        summary["top_operators"] = [{"name": k["Name"], "self_ms": k["Total Time (ns)"] / 1e6,
-                                     "calls": k["Instances"], "self_share": k["Time (%)"] / 100} for k in kernels]
+        summary["top_operators"] = [
+            {
+                "name": k["Name"],
+                "self_ms": k["Total Time (ns)"] / 1e6,
+                "calls": k["Instances"],
+                "self_share": k["Time (%)"] / 100,
+            }
+            for k in kernels
+        ]
     events = nsys_trace_events(traces.get("nvtx_pushpop_trace", []), traces.get("cuda_gpu_trace", []))
     if events:
         summary.update(trace_views(events))
@@ -128,10 +154,26 @@ def summarize_nsys(run_dir: Path) -> dict[str, Any]:
 def nsys_trace_events(ranges: list[dict[str, Any]], kernels: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """nvtx_pushpop_trace and cuda_gpu_trace rows as trace events (µs, like torch's): ranges on their thread as
     user annotations (nsys names them `:name` in the default domain), kernels on one device lane."""
-    events = [{"name": str(r["Name"]).lstrip(":"), "cat": "user_annotation", "ts": r["Start (ns)"] / 1e3,
-               "dur": (r["End (ns)"] - r["Start (ns)"]) / 1e3, "tid": r.get("TID")} for r in ranges]
-    events += [{"name": str(k["Name"]), "cat": "kernel", "ts": k["Start (ns)"] / 1e3, "dur": k["Duration (ns)"] / 1e3,
-                "tid": "device"} for k in kernels]
+    events = [
+        {
+            "name": str(r["Name"]).lstrip(":"),
+            "cat": "user_annotation",
+            "ts": r["Start (ns)"] / 1e3,
+            "dur": (r["End (ns)"] - r["Start (ns)"]) / 1e3,
+            "tid": r.get("TID"),
+        }
+        for r in ranges
+    ]
+    events += [
+        {
+            "name": str(k["Name"]),
+            "cat": "kernel",
+            "ts": k["Start (ns)"] / 1e3,
+            "dur": k["Duration (ns)"] / 1e3,
+            "tid": "device",
+        }
+        for k in kernels
+    ]
     return events
 
 
@@ -140,9 +182,14 @@ def nsys_trace_events(ranges: list[dict[str, Any]], kernels: list[dict[str, Any]
 NCU_KERNEL_REGEX = "paged_attention"  # csrc/paged_attention.cu: the decode kernel, and v2's reduction
 NCU_LAUNCH_SKIP = 50  # past the first steps' launches: caches warm, the allocator settled
 NCU_LAUNCH_COUNT = 20  # ncu replays each profiled launch several times; 20 keep a run to seconds more
-NCU_METRICS = ("gpu__time_duration.sum", "dram__bytes_read.sum", "dram__bytes_write.sum",
-               "dram__bytes.sum.per_second", "dram__throughput.avg.pct_of_peak_sustained_elapsed",
-               "sm__throughput.avg.pct_of_peak_sustained_elapsed")
+NCU_METRICS = (
+    "gpu__time_duration.sum",
+    "dram__bytes_read.sum",
+    "dram__bytes_write.sum",
+    "dram__bytes.sum.per_second",
+    "dram__throughput.avg.pct_of_peak_sustained_elapsed",
+    "sm__throughput.avg.pct_of_peak_sustained_elapsed",
+)
 # ncu's SI prefixes (--print-units base asks for none; a CSV written without it still reads)
 _UNIT_PREFIXES = {"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "n": 1e-9, "u": 1e-6, "m": 1e-3}
 _BASE_UNITS = ("byte/second", "byte/s", "byte", "second", "cycle", "%")
@@ -151,9 +198,25 @@ _BASE_UNITS = ("byte/second", "byte/s", "byte", "second", "cycle", "%")
 def ncu_prefix(run_dir: Path, kernel_regex: str = NCU_KERNEL_REGEX) -> list[str]:
     """Command prefix that runs the worker under Nsight Compute: NCU_METRICS of NCU_LAUNCH_COUNT launches of the
     kernels matching kernel_regex, as CSV in run_dir/ncu.csv (--log-file keeps ncu's lines off the worker's pipe)."""
-    return ["ncu", "--csv", "--print-units", "base", "--log-file", str(run_dir / "ncu.csv"), "--target-processes",
-            "all", "--nvtx", "--kernel-name", f"regex:{kernel_regex}", "--launch-skip", str(NCU_LAUNCH_SKIP),
-            "--launch-count", str(NCU_LAUNCH_COUNT), "--metrics", ",".join(NCU_METRICS)]
+    return [
+        "ncu",
+        "--csv",
+        "--print-units",
+        "base",
+        "--log-file",
+        str(run_dir / "ncu.csv"),
+        "--target-processes",
+        "all",
+        "--nvtx",
+        "--kernel-name",
+        f"regex:{kernel_regex}",
+        "--launch-skip",
+        str(NCU_LAUNCH_SKIP),
+        "--launch-count",
+        str(NCU_LAUNCH_COUNT),
+        "--metrics",
+        ",".join(NCU_METRICS),
+    ]
 
 
 def to_base_unit(value: float, unit: str) -> tuple[float, str]:
@@ -162,8 +225,8 @@ def to_base_unit(value: float, unit: str) -> tuple[float, str]:
     for base in _BASE_UNITS:
         if unit == base:
             return value, base
-        if unit.endswith(base) and unit[:-len(base)] in _UNIT_PREFIXES:
-            return value * _UNIT_PREFIXES[unit[:-len(base)]], base
+        if unit.endswith(base) and unit[: -len(base)] in _UNIT_PREFIXES:
+            return value * _UNIT_PREFIXES[unit[: -len(base)]], base
     return value, unit
 
 
@@ -174,14 +237,23 @@ def parse_ncu_csv(text: str) -> list[dict[str, Any]]:
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith('"ID"')), None)
     if start is None:
-        raise ValueError("not an ncu --csv report (no \"ID\" header)")
+        raise ValueError('not an ncu --csv report (no "ID" header)')
     launches: dict[Any, dict[str, Any]] = {}
     for row in csv.DictReader(io.StringIO("\n".join(lines[start:]))):
         if not row.get("Metric Name"):
             continue
-        launch = launches.setdefault(row["ID"], {
-            "id": _number(row["ID"]), "kernel": row["Kernel Name"], "grid": row.get("Grid Size"),
-            "block": row.get("Block Size"), "device": _number(row.get("Device")), "metrics": {}, "units": {}})
+        launch = launches.setdefault(
+            row["ID"],
+            {
+                "id": _number(row["ID"]),
+                "kernel": row["Kernel Name"],
+                "grid": row.get("Grid Size"),
+                "block": row.get("Block Size"),
+                "device": _number(row.get("Device")),
+                "metrics": {},
+                "units": {},
+            },
+        )
         value = _number(row.get("Metric Value"))
         if isinstance(value, (int, float)):
             value, unit = to_base_unit(float(value), row.get("Metric Unit") or "")
@@ -203,20 +275,26 @@ def ncu_kernels(launches: list[dict[str, Any]]) -> list[dict[str, Any]]:
     table = []
     for kernel, rows in by_kernel.items():
         duration_s = mean(rows, "gpu__time_duration.sum")
-        moved = [r["dram__bytes_read.sum"] + r.get("dram__bytes_write.sum", 0.0) for r in rows
-                 if "dram__bytes_read.sum" in r]
+        moved = [
+            r["dram__bytes_read.sum"] + r.get("dram__bytes_write.sum", 0.0) for r in rows if "dram__bytes_read.sum" in r
+        ]
         dram_bytes = sum(moved) / len(moved) if moved else None
         bandwidth = mean(rows, "dram__bytes.sum.per_second")
         if bandwidth is None and dram_bytes is not None and duration_s:
             bandwidth = dram_bytes / duration_s
         pct = mean(rows, "dram__throughput.avg.pct_of_peak_sustained_elapsed")
         sm_pct = mean(rows, "sm__throughput.avg.pct_of_peak_sustained_elapsed")
-        table.append({"kernel": kernel, "launches": len(rows),
-                      "mean_duration_us": duration_s * 1e6 if duration_s is not None else None,
-                      "mean_dram_bytes": dram_bytes,
-                      "dram_bandwidth_gb_s": bandwidth / 1e9 if bandwidth is not None else None,
-                      "dram_peak_share": pct / 100 if pct is not None else None,
-                      "sm_peak_share": sm_pct / 100 if sm_pct is not None else None})
+        table.append(
+            {
+                "kernel": kernel,
+                "launches": len(rows),
+                "mean_duration_us": duration_s * 1e6 if duration_s is not None else None,
+                "mean_dram_bytes": dram_bytes,
+                "dram_bandwidth_gb_s": bandwidth / 1e9 if bandwidth is not None else None,
+                "dram_peak_share": pct / 100 if pct is not None else None,
+                "sm_peak_share": sm_pct / 100 if sm_pct is not None else None,
+            }
+        )
     return sorted(table, key=lambda k: -(k["mean_duration_us"] or 0.0) * k["launches"])
 
 
@@ -230,6 +308,7 @@ def summarize_ncu(run_dir: Path) -> dict[str, Any]:
 
 
 # --- torch.profiler traces ------------------------------------------------------------------------------------
+
 
 def load_trace(path: Path) -> list[dict]:
     opener = gzip.open if path.suffix == ".gz" else open
@@ -257,25 +336,31 @@ def summarize_torch_trace(path: Path, top: int = 25) -> dict[str, Any]:
     if steps:
         window = (steps[0][0], steps[-1][1])
         span = window[1] - window[0]
-        named = [(max(e["ts"], window[0]), min(e["ts"] + e["dur"], window[1])) for e in annotations
-                 if e["ts"] < window[1] and e["ts"] + e["dur"] > window[0]]
+        named = [
+            (max(e["ts"], window[0]), min(e["ts"] + e["dur"], window[1]))
+            for e in annotations
+            if e["ts"] < window[1] and e["ts"] + e["dur"] > window[0]
+        ]
         step_time = _union_us(steps)
-        result.update({
-            "window_s": span / 1e6,
-            "range_coverage": _union_us(named) / span if span > 0 else 1.0,
-            "idle_between_steps_fraction": 1 - step_time / span if span > 0 else 0.0,
-            "ranges": _range_totals([e for e in annotations if e.get("name", "").startswith("engine.")]),
-            # .item()-style reads and device synchronizations per step (on CPU they cost little, on a GPU
-            # each one stalls the stream; a count that grows with the batch means per-sequence reads)
-            "host_syncs_per_step": sum(1 for e in events if e.get("name") in SYNC_EVENTS) / len(steps),
-        })
+        result.update(
+            {
+                "window_s": span / 1e6,
+                "range_coverage": _union_us(named) / span if span > 0 else 1.0,
+                "idle_between_steps_fraction": 1 - step_time / span if span > 0 else 0.0,
+                "ranges": _range_totals([e for e in annotations if e.get("name", "").startswith("engine.")]),
+                # .item()-style reads and device synchronizations per step (on CPU they cost little, on a GPU
+                # each one stalls the stream; a count that grows with the batch means per-sequence reads)
+                "host_syncs_per_step": sum(1 for e in events if e.get("name") in SYNC_EVENTS) / len(steps),
+            }
+        )
     ops: dict[str, list[float]] = {}
     for e, self_us in _self_times([e for e in events if is_operator(e)]):
         ops.setdefault(e["name"], []).append(self_us)
     table = sorted(((name, sum(d), len(d)) for name, d in ops.items()), key=lambda t: -t[1])
     total = sum(t[1] for t in table) or 1.0
-    result["top_operators"] = [{"name": n, "self_ms": t / 1e3, "calls": c, "self_share": t / total}
-                               for n, t, c in table[:top]]
+    result["top_operators"] = [
+        {"name": n, "self_ms": t / 1e3, "calls": c, "self_share": t / total} for n, t, c in table[:top]
+    ]
     if events:
         result.update(trace_views(events))
     return result
@@ -292,20 +377,29 @@ def trace_views(events: list[dict]) -> dict[str, Any]:
     steps = sorted((e for e in annotations if e.get("name") == STEP_RANGE), key=lambda e: e["ts"])
     origin = steps[0]["ts"] if steps else min(e["ts"] for e in events)
     host_ops = _outermost([e for e in events if is_operator(e) and e.get("cat") not in DEVICE_CATS])
-    lanes = {"engine steps": steps,
-             "engine phases": [e for e in annotations if e.get("name") in STEP_PARTS],
-             # worker.run spans the whole run: its admit / emit ranges are what the lane shows
-             "worker": [e for e in annotations if str(e.get("name", "")).startswith("worker.")
-                        and e.get("name") != "worker.run"],
-             "host ops (outermost)": host_ops,
-             "device kernels": [e for e in events if e.get("cat") in DEVICE_CATS]}
+    lanes = {
+        "engine steps": steps,
+        "engine phases": [e for e in annotations if e.get("name") in STEP_PARTS],
+        # worker.run spans the whole run: its admit / emit ranges are what the lane shows
+        "worker": [
+            e for e in annotations if str(e.get("name", "")).startswith("worker.") and e.get("name") != "worker.run"
+        ],
+        "host ops (outermost)": host_ops,
+        "device kernels": [e for e in events if e.get("cat") in DEVICE_CATS],
+    }
     timeline = []
     for lane, found in lanes.items():
         shown = sorted(sorted(found, key=lambda e: -e["dur"])[:TIMELINE_MAX_EVENTS], key=lambda e: e["ts"])
         if shown:
-            timeline.append({"lane": lane, "of": len(found), "name": [str(e["name"]) for e in shown],
-                             "start_ms": [round((e["ts"] - origin) / 1e3, 4) for e in shown],
-                             "dur_ms": [round(e["dur"] / 1e3, 4) for e in shown]})
+            timeline.append(
+                {
+                    "lane": lane,
+                    "of": len(found),
+                    "name": [str(e["name"]) for e in shown],
+                    "start_ms": [round((e["ts"] - origin) / 1e3, 4) for e in shown],
+                    "dur_ms": [round(e["dur"] / 1e3, 4) for e in shown],
+                }
+            )
     views: dict[str, Any] = {"timeline": timeline}
     if steps:
         views["step_split"] = _step_split(steps, [e for e in annotations if e.get("name") in STEP_PARTS], origin)
@@ -314,7 +408,8 @@ def trace_views(events: list[dict]) -> dict[str, Any]:
 
 def _outermost(ops: list[dict]) -> list[dict]:
     """The operators not nested in another one on the same thread (what the host was doing, once)."""
-    out, end_of = [], {}
+    out: list[dict] = []
+    end_of: dict[object, float] = {}  # thread -> end of its current outermost operator
     for e in sorted(ops, key=lambda e: (str(e.get("tid")), e["ts"], -e["dur"])):
         if e["ts"] >= end_of.get(e.get("tid"), float("-inf")):
             out.append(e)
@@ -330,7 +425,7 @@ def _step_split(steps: list[dict], children: list[dict], origin: float) -> dict[
     for step in steps:
         end = step["ts"] + step["dur"]
         inside = dict.fromkeys(STEP_PARTS, 0.0)
-        for c in children[bisect_left(starts, step["ts"]):bisect_right(starts, end)]:
+        for c in children[bisect_left(starts, step["ts"]) : bisect_right(starts, end)]:
             if c.get("tid") == step.get("tid") and c["ts"] + c["dur"] <= end + 1e-3:
                 inside[c["name"]] += c["dur"]
         for name, us in inside.items():

@@ -36,8 +36,9 @@ class RaplReader:
         try:
             self._last = [self._read(d) for d in self.domains]
         except OSError as e:
-            raise OSError(f"{self.domains[0] / 'energy_uj'} is not readable ({e.strerror or e}; root only since "
-                          f"Linux 5.10)") from None
+            raise OSError(
+                f"{self.domains[0] / 'energy_uj'} is not readable ({e.strerror or e}; root only since Linux 5.10)"
+            ) from None
         self._ranges = [self._max_range(d) for d in self.domains]
         self.names = [_text(d / "name") or d.name for d in self.domains]
         self.energy_j = 0.0
@@ -89,10 +90,13 @@ class NvmlReader:
             except nv.NVMLError:
                 self.has_counter = False
         util = nv.nvmlDeviceGetUtilizationRates(h)
-        out.update(sm_clock_mhz=nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
-                   mem_clock_mhz=nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM),
-                   memory_used_bytes=nv.nvmlDeviceGetMemoryInfo(h).used, gpu_util_pct=util.gpu,
-                   mem_util_pct=util.memory)
+        out.update(
+            sm_clock_mhz=nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
+            mem_clock_mhz=nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM),
+            memory_used_bytes=nv.nvmlDeviceGetMemoryInfo(h).used,
+            gpu_util_pct=util.gpu,
+            mem_util_pct=util.memory,
+        )
         return out
 
     def close(self) -> None:
@@ -134,8 +138,9 @@ def open_reader(device: str | None, powercap: Path = POWERCAP) -> tuple[Any, str
 class Recorder:
     """Samples a reader on a thread into run_dir/telemetry.jsonl until stop()."""
 
-    def __init__(self, run_dir: Path, device: str | None = None, interval_s: float = INTERVAL_S,
-                 powercap: Path = POWERCAP):
+    def __init__(
+        self, run_dir: Path, device: str | None = None, interval_s: float = INTERVAL_S, powercap: Path = POWERCAP
+    ):
         self.reader, self.unavailable = open_reader(device, powercap)
         self.source = None if self.reader is None else ("nvml" if isinstance(self.reader, NvmlReader) else "rapl")
         self.interval_s = interval_s
@@ -157,10 +162,15 @@ class Recorder:
             energy_j = self.reader.read_j()
             prev = self.samples[-1] if self.samples else None
             dt = t_s - prev["t_s"] if prev else 0.0
-            row = {"t_s": t_s, "source": "rapl", "energy_j": energy_j,
-                   "power_w": (energy_j - prev["energy_j"]) / dt if prev and dt > 0 else None}
+            row = {
+                "t_s": t_s,
+                "source": "rapl",
+                "energy_j": energy_j,
+                "power_w": (energy_j - prev["energy_j"]) / dt if prev and dt > 0 else None,
+            }
         self.samples.append(row)
-        self._file.write(json.dumps(row) + "\n")
+        if self._file is not None:
+            self._file.write(json.dumps(row) + "\n")
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -186,18 +196,26 @@ class Recorder:
             self._sample()
         except Exception:  # the last sample is a nicety
             pass
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         if isinstance(self.reader, NvmlReader):
             self.reader.close()
         t = [s["t_s"] for s in self.samples]
         counter = [s.get("energy_j") for s in self.samples]
-        if all(e is not None for e in counter):
-            energy, how = counter[-1] - counter[0], "counter"
+        first, last = counter[0], counter[-1]
+        if all(e is not None for e in counter) and first is not None and last is not None:
+            energy, how = last - first, "counter"
         else:  # GPUs before Volta: no energy counter, integrate the power readings
             energy, how = integrate_power_j(t, [s["power_w"] for s in self.samples]), "integrated power"
         window = t[-1] - t[0]
-        out = {"source": self.source, "energy_j": energy, "energy_from": how, "window_s": window,
-               "mean_power_w": energy / window if window > 0 else None, "samples": len(self.samples)}
+        out = {
+            "source": self.source,
+            "energy_j": energy,
+            "energy_from": how,
+            "window_s": window,
+            "mean_power_w": energy / window if window > 0 else None,
+            "samples": len(self.samples),
+        }
         if isinstance(self.reader, NvmlReader):
             out["device"] = self.reader.name
         else:

@@ -254,13 +254,15 @@ async def _drive(
         if config.load_generators:
             from benchctl.distributed import DistributedClient
 
+            address = config.load_generators
+
             progress.stage(f"placing {config.generator_nodes} load generators on the Ray cluster")
             state.sharded = await asyncio.get_running_loop().run_in_executor(
                 None,
                 lambda: DistributedClient(
                     options,
                     workload.requests,
-                    config.load_generators,
+                    address,
                     config.generator_nodes,
                     config.client_processes,
                     tokenizer_dir,
