@@ -106,8 +106,26 @@ def test_torch_profile_of_a_real_reference_run(tmp_path):
     """--profile torch on the reference engine: the trace is JSON and the engine's ranges cover the run."""
     from benchctl.cli import main
 
-    code = main(["run", "--backend", "reference", "--profile", "torch", "--dataset", "random", "--num-prompts", "4",
-                 "--random-input-len", "24", "--random-output-len", "6", "--output-dir", str(tmp_path), "--json"])
+    code = main(
+        [
+            "run",
+            "--backend",
+            "reference",
+            "--profile",
+            "torch",
+            "--dataset",
+            "random",
+            "--num-prompts",
+            "4",
+            "--random-input-len",
+            "24",
+            "--random-output-len",
+            "6",
+            "--output-dir",
+            str(tmp_path),
+            "--json",
+        ]
+    )
     assert code == 0
     (run_dir,) = tmp_path.iterdir()
     run = json.loads((run_dir / "run.json").read_text())
@@ -120,8 +138,14 @@ def test_torch_profile_of_a_real_reference_run(tmp_path):
     assert run["profile"]["range_coverage"] >= 0.9
     summary = json.loads((run_dir / "profile_summary.json").read_text())
     # torch's, oneDNN's or the engine's own GEMMs
-    gemms = ("aten::mm", "aten::addmm", "aten::linear", "mkldnn::_linear_pointwise", "cpu_ops::packed_linear",
-             "cpu_ops::block_packed_linear")
+    gemms = (
+        "aten::mm",
+        "aten::addmm",
+        "aten::linear",
+        "mkldnn::_linear_pointwise",
+        "cpu_ops::packed_linear",
+        "cpu_ops::block_packed_linear",
+    )
     assert any(op["name"] in gemms for op in summary["top_operators"][:5]), summary["top_operators"][:5]
     # the report's figures: one split per step, and the timeline's lanes
     assert len(summary["step_split"]["start_ms"]) == len(steps) == len(summary["step_split"]["parts"]["forward"])
@@ -133,17 +157,19 @@ def test_torch_profile_of_a_real_reference_run(tmp_path):
 
 def test_trace_views_split_each_step_and_keep_the_longest_events(tmp_path, monkeypatch):
     ann = "user_annotation"
-    events = [{"ph": "X", "cat": ann, "name": "engine.step", "ts": 1000, "dur": 40, "pid": 1, "tid": 1},
-              {"ph": "X", "cat": ann, "name": "engine.schedule", "ts": 1001, "dur": 4, "pid": 1, "tid": 1},
-              {"ph": "X", "cat": ann, "name": "engine.forward", "ts": 1005, "dur": 30, "pid": 1, "tid": 1},
-              {"ph": "X", "cat": ann, "name": "engine.step", "ts": 1060, "dur": 20, "pid": 1, "tid": 1},
-              {"ph": "X", "cat": ann, "name": "engine.sample", "ts": 1062, "dur": 10, "pid": 1, "tid": 1},
-              # the detokenize thread's range overlaps step 2 but is not its child
-              {"ph": "X", "cat": ann, "name": "engine.detokenize", "ts": 1065, "dur": 5, "pid": 1, "tid": 2},
-              {"ph": "X", "cat": "cpu_op", "name": "aten::linear", "ts": 1006, "dur": 20, "pid": 1, "tid": 1},
-              {"ph": "X", "cat": "cpu_op", "name": "aten::addmm", "ts": 1007, "dur": 15, "pid": 1, "tid": 1},
-              {"ph": "X", "cat": "cpu_op", "name": "aten::add", "ts": 1030, "dur": 2, "pid": 1, "tid": 1},
-              {"ph": "X", "cat": "kernel", "name": "gemm_kernel", "ts": 1010, "dur": 12, "pid": 0, "tid": 7}]
+    events = [
+        {"ph": "X", "cat": ann, "name": "engine.step", "ts": 1000, "dur": 40, "pid": 1, "tid": 1},
+        {"ph": "X", "cat": ann, "name": "engine.schedule", "ts": 1001, "dur": 4, "pid": 1, "tid": 1},
+        {"ph": "X", "cat": ann, "name": "engine.forward", "ts": 1005, "dur": 30, "pid": 1, "tid": 1},
+        {"ph": "X", "cat": ann, "name": "engine.step", "ts": 1060, "dur": 20, "pid": 1, "tid": 1},
+        {"ph": "X", "cat": ann, "name": "engine.sample", "ts": 1062, "dur": 10, "pid": 1, "tid": 1},
+        # the detokenize thread's range overlaps step 2 but is not its child
+        {"ph": "X", "cat": ann, "name": "engine.detokenize", "ts": 1065, "dur": 5, "pid": 1, "tid": 2},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::linear", "ts": 1006, "dur": 20, "pid": 1, "tid": 1},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::addmm", "ts": 1007, "dur": 15, "pid": 1, "tid": 1},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::add", "ts": 1030, "dur": 2, "pid": 1, "tid": 1},
+        {"ph": "X", "cat": "kernel", "name": "gemm_kernel", "ts": 1010, "dur": 12, "pid": 0, "tid": 7},
+    ]
     views = profile.trace_views(events)
     split = views["step_split"]
     assert split["start_ms"] == [0.0, 0.06]
@@ -156,7 +182,7 @@ def test_trace_views_split_each_step_and_keep_the_longest_events(tmp_path, monke
     assert lanes["host ops (outermost)"]["name"] == ["aten::linear", "aten::add"]
     assert lanes["device kernels"]["name"] == ["gemm_kernel"] and lanes["device kernels"]["start_ms"] == [0.01]
     assert lanes["engine phases"]["of"] == 4
-    monkeypatch.setattr(profile, "TIMELINE_MAX_EVENTS", 1)
+    monkeypatch.setattr(profile.traces, "TIMELINE_MAX_EVENTS", 1)  # where trace_views reads it
     lanes = {lane["lane"]: lane for lane in profile.trace_views(events)["timeline"]}
     assert lanes["engine phases"]["name"] == ["engine.forward"] and lanes["engine phases"]["of"] == 4
     assert lanes["engine steps"]["dur_ms"] == [0.04]
@@ -207,11 +233,13 @@ def test_ncu_csv_parsed_to_base_units_and_kernel_table():
 
 
 def test_ncu_bandwidth_from_bytes_and_time_when_the_rate_is_missing():
-    text = ('"ID","Kernel Name","Metric Name","Metric Unit","Metric Value"\n'
-            '"0","k","gpu__time_duration.sum","nsecond","2,000"\n'
-            '"0","k","dram__bytes_read.sum","byte","6,000,000"\n'
-            '"0","k","dram__bytes_write.sum","Kbyte","2,000"\n'
-            '"0","k","sm__throughput.avg.pct_of_peak_sustained_elapsed","%","n/a"\n')
+    text = (
+        '"ID","Kernel Name","Metric Name","Metric Unit","Metric Value"\n'
+        '"0","k","gpu__time_duration.sum","nsecond","2,000"\n'
+        '"0","k","dram__bytes_read.sum","byte","6,000,000"\n'
+        '"0","k","dram__bytes_write.sum","Kbyte","2,000"\n'
+        '"0","k","sm__throughput.avg.pct_of_peak_sustained_elapsed","%","n/a"\n'
+    )
     (kernel,) = profile.ncu_kernels(profile.parse_ncu_csv(text))
     assert kernel["dram_bandwidth_gb_s"] == pytest.approx(8e6 / 2e-6 / 1e9)  # 4000 GB/s
     assert kernel["mean_duration_us"] == pytest.approx(2.0) and kernel["sm_peak_share"] is None
