@@ -27,8 +27,10 @@ def check_args(engine_args: dict[str, str]) -> None:
     if quant == "none":
         return
     if not cuda_present():
-        raise BackendError(f"hf: --quantization {quant} runs bitsandbytes' CUDA kernels; this machine has no "
-                           f"NVIDIA GPU (GGUF quantizations run on CPU through --backend llamacpp)")
+        raise BackendError(
+            f"hf: --quantization {quant} runs bitsandbytes' CUDA kernels; this machine has no "
+            f"NVIDIA GPU (GGUF quantizations run on CPU through --backend llamacpp)"
+        )
     if importlib.util.find_spec("bitsandbytes") is None:
         raise BackendError(f"hf: --quantization {quant} needs bitsandbytes: pip install bitsandbytes")
 
@@ -38,8 +40,12 @@ def quantization_config(quant: str, compute_dtype):
     from transformers import BitsAndBytesConfig
 
     if quant == "bnb-4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=compute_dtype)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
@@ -73,7 +79,7 @@ BACKEND = Backend(
         "top_k": "top-k sampling (default 0 = off)",
         "attn_implementation": "sdpa (default) or eager",
         "quantization": "none (default), bnb-4bit or bnb-8bit (bitsandbytes; CUDA only). Pre-quantized GPTQ/AWQ "
-                        "checkpoints load as they are (their quantization_config)",
+        "checkpoints load as they are (their quantization_config)",
         "max_requests_per_batch": "continuous mode: requests per step (default 32)",
         "num_blocks": "continuous mode: KV pages (default 512)",
         "page_size": "continuous mode: tokens per KV page (default 64)",
@@ -134,24 +140,42 @@ class HFWorker:
             torch.manual_seed(seed)
             with torch.device(self.device):  # made where they run: a 7B model is not copied over from the host
                 self.model = AutoModelForCausalLM.from_config(
-                    AutoConfig.from_pretrained(model["hf_dir"]), dtype=getattr(torch, dtype_name),
-                    attn_implementation=attn).eval()
+                    AutoConfig.from_pretrained(model["hf_dir"]),
+                    dtype=getattr(torch, dtype_name),
+                    attn_implementation=attn,
+                ).eval()
         elif quant == "none":
-            self.model = AutoModelForCausalLM.from_pretrained(
-                model["hf_dir"], dtype=getattr(torch, dtype_name), attn_implementation=attn).to(self.device).eval()
+            self.model = (
+                AutoModelForCausalLM.from_pretrained(
+                    model["hf_dir"], dtype=getattr(torch, dtype_name), attn_implementation=attn
+                )
+                .to(self.device)
+                .eval()
+            )
         else:  # bitsandbytes places the quantized weights itself
             self.model = AutoModelForCausalLM.from_pretrained(
-                model["hf_dir"], dtype=getattr(torch, dtype_name), attn_implementation=attn, device_map={"": 0},
-                quantization_config=quantization_config(quant, getattr(torch, dtype_name))).eval()
+                model["hf_dir"],
+                dtype=getattr(torch, dtype_name),
+                attn_implementation=attn,
+                device_map={"": 0},
+                quantization_config=quantization_config(quant, getattr(torch, dtype_name)),
+            ).eval()
         self.pad_id = self.model.config.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.model.generation_config.pad_token_id or 0
-        return {"engine": "hf-transformers", "versions": versions("transformers", "torch", "accelerate"),
-                "device": self.device, "dtype": dtype_name, "precision": precision_of(self.model, dtype_name),
-                "threads": torch.get_num_threads(),
-                "mode": self.mode, "batch_size": self.batch_size if self.mode == "static" else None,
-                "attn_implementation": attn, "sampling": self._sampling_desc(),
-                **({"weights": "random (dummy)", "weights_seed": seed} if seed is not None else {})}
+        return {
+            "engine": "hf-transformers",
+            "versions": versions("transformers", "torch", "accelerate"),
+            "device": self.device,
+            "dtype": dtype_name,
+            "precision": precision_of(self.model, dtype_name),
+            "threads": torch.get_num_threads(),
+            "mode": self.mode,
+            "batch_size": self.batch_size if self.mode == "static" else None,
+            "attn_implementation": attn,
+            "sampling": self._sampling_desc(),
+            **({"weights": "random (dummy)", "weights_seed": seed} if seed is not None else {}),
+        }
 
     def _sampling_desc(self) -> dict:
         return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}
@@ -161,10 +185,15 @@ class HFWorker:
 
         sample = self.temperature > 0
         return GenerationConfig(
-            max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=sample,
-            temperature=self.temperature if sample else None, top_p=self.top_p if sample else None,
-            top_k=self.top_k if sample else None, pad_token_id=self.pad_id,
-            eos_token_id=self.model.generation_config.eos_token_id)
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=max_new_tokens,
+            do_sample=sample,
+            temperature=self.temperature if sample else None,
+            top_p=self.top_p if sample else None,
+            top_k=self.top_k if sample else None,
+            pad_token_id=self.pad_id,
+            eos_token_id=self.model.generation_config.eos_token_id,
+        )
 
     def run(self, requests: list[dict], ctx) -> dict:
         if self.mode == "continuous":
@@ -176,7 +205,7 @@ class HFWorker:
 
         computed = useful = 0
         for i in range(0, len(requests), self.batch_size):
-            batch = requests[i:i + self.batch_size]
+            batch = requests[i : i + self.batch_size]
             start = ctx.now()
             longest_prompt = max(len(r["prompt_token_ids"]) for r in batch)
             max_new = max(r["output_len"] for r in batch)
@@ -185,28 +214,45 @@ class HFWorker:
             mask = torch.zeros_like(ids)
             for row, r in enumerate(batch):
                 n = len(r["prompt_token_ids"])
-                ids[row, longest_prompt - n:] = torch.tensor(r["prompt_token_ids"])
-                mask[row, longest_prompt - n:] = 1
+                ids[row, longest_prompt - n :] = torch.tensor(r["prompt_token_ids"])
+                mask[row, longest_prompt - n :] = 1
             clock = _StepClock(ctx)
             with torch.inference_mode():
-                out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                          generation_config=self._generation_config(max_new),
-                                          stopping_criteria=[clock])
+                out = self.model.generate(
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    generation_config=self._generation_config(max_new),
+                    stopping_criteria=[clock],
+                )
             generated = out[:, longest_prompt:].shape[1]
             if generated != max_new or len(clock.times) != max_new:
-                raise RuntimeError(f"hf generate produced {generated} tokens ({len(clock.times)} steps), "
-                                   f"expected {max_new}")
+                raise RuntimeError(
+                    f"hf generate produced {generated} tokens ({len(clock.times)} steps), expected {max_new}"
+                )
             computed += len(batch) * (longest_prompt + max_new)
             for r in batch:
                 n_out = r["output_len"]
                 useful += len(r["prompt_token_ids"]) + n_out
                 times = clock.times[:n_out]
-                ctx.emit(record(r, output_tokens=n_out, start_s=start, first_token_s=times[0],
-                                finish_s=times[-1], token_times_s=times,
-                                extra={"batch_index": i // self.batch_size}))
-        return {"mode": "static", "batch_size": self.batch_size, "num_batches": -(-len(requests) // self.batch_size),
-                "token_slots_computed": computed, "token_slots_useful": useful,
-                "padding_waste_pct": 100.0 * (1 - useful / computed) if computed else 0.0}
+                ctx.emit(
+                    record(
+                        r,
+                        output_tokens=n_out,
+                        start_s=start,
+                        first_token_s=times[0],
+                        finish_s=times[-1],
+                        token_times_s=times,
+                        extra={"batch_index": i // self.batch_size},
+                    )
+                )
+        return {
+            "mode": "static",
+            "batch_size": self.batch_size,
+            "num_batches": -(-len(requests) // self.batch_size),
+            "token_slots_computed": computed,
+            "token_slots_useful": useful,
+            "padding_waste_pct": 100.0 * (1 - useful / computed) if computed else 0.0,
+        }
 
     def _run_continuous(self, requests: list[dict], ctx) -> dict:
         from transformers import ContinuousBatchingConfig
@@ -214,8 +260,9 @@ class HFWorker:
         defaults = {"page_size": 64, "num_blocks": 512, "max_batch_tokens": 256, "max_requests_per_batch": 32}
         cb = {**defaults, **self.cb_options}
         config = ContinuousBatchingConfig(use_cuda_graph=False, **cb)
-        manager = self.model.init_continuous_batching(generation_config=self._generation_config(1),
-                                                      continuous_batching_config=config)
+        manager = self.model.init_continuous_batching(
+            generation_config=self._generation_config(1), continuous_batching_config=config
+        )
         # transformers stamps tokens with time.perf_counter; map them onto the run clock.
         offset = time.perf_counter() - ctx.now()
         by_id = {r["request_id"]: r for r in requests}
@@ -224,15 +271,21 @@ class HFWorker:
         try:
             for r in requests:  # all at t=0: this backend does not take arrivals
                 starts[r["request_id"]] = ctx.now()
-                manager.add_request(r["prompt_token_ids"], request_id=r["request_id"],
-                                    max_new_tokens=r["output_len"], eos_token_id=-1, record_timestamps=True)
+                manager.add_request(
+                    r["prompt_token_ids"],
+                    request_id=r["request_id"],
+                    max_new_tokens=r["output_len"],
+                    eos_token_id=-1,
+                    record_timestamps=True,
+                )
             remaining = set(by_id)
             while remaining:
                 result = manager.get_result(timeout=1.0)
                 if result is None:
                     if manager.background_thread_status.fatal_error is not None:
-                        raise RuntimeError(f"transformers continuous batching failed: "
-                                           f"{manager.background_thread_status.fatal_error}")
+                        raise RuntimeError(
+                            f"transformers continuous batching failed: {manager.background_thread_status.fatal_error}"
+                        )
                     continue
                 if not result.is_finished() or result.request_id not in remaining:
                     continue
@@ -240,10 +293,17 @@ class HFWorker:
                 r = by_id[result.request_id]
                 times = [t - offset for t in (result.timestamps or [])]
                 n_out = len(result.generated_tokens)
-                ctx.emit(record(r, output_tokens=n_out, start_s=starts[r["request_id"]],
-                                first_token_s=times[0] if times else None,
-                                finish_s=times[-1] if times else ctx.now(), token_times_s=times or None,
-                                error=result.error))
+                ctx.emit(
+                    record(
+                        r,
+                        output_tokens=n_out,
+                        start_s=starts[r["request_id"]],
+                        first_token_s=times[0] if times else None,
+                        finish_s=times[-1] if times else ctx.now(),
+                        token_times_s=times or None,
+                        error=result.error,
+                    )
+                )
         finally:
             manager.stop(block=True)
         return {"mode": "continuous", **cb}

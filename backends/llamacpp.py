@@ -32,8 +32,9 @@ def _server_args(args: dict[str, str]) -> dict[str, str]:
     may use; the server's own default is half the machine's), flash_attn on/off -> true/false (auto: its default)."""
     offline = sorted(set(args) & set(OFFLINE_ONLY_ARGS))
     if offline:
-        raise BackendError(f"--engine-arg {', '.join(offline)}: llama-cpp-python's server has no such setting "
-                           f"(offline mode only)")
+        raise BackendError(
+            f"--engine-arg {', '.join(offline)}: llama-cpp-python's server has no such setting (offline mode only)"
+        )
     out = {k: v for k, v in args.items() if k not in ("threads", "flash_attn")}
     threads = args.get("threads", str(len(os.sched_getaffinity(0))))
     out["n_threads"] = out["n_threads_batch"] = threads
@@ -43,6 +44,7 @@ def _server_args(args: dict[str, str]) -> dict[str, str]:
     if flash != "auto":
         out["flash_attn"] = "true" if flash == "on" else "false"
     return out
+
 
 BACKEND = Backend(
     name="llamacpp",
@@ -64,11 +66,32 @@ BACKEND = Backend(
     },
     # serving mode: llama-cpp-python's server in the managed environment, one request decoding at a time
     server=ServerSpec(
-        argv=("{python}", "-P", "-m", "backends.llamacpp_server", "--model", "{gguf_path}", "--model_alias",
-              "{model_name}", "--host", "{host}", "--port", "{port}", "--n_ctx", "{max_model_len}",
-              "--interrupt_requests", "false", "--logits_all", "false"),
-        engine_arg=("--{key}", "{value}"), health_route="/v1/models", metrics_route=None,
-        startup_timeout_s=300.0, default_args=_server_args),
+        argv=(
+            "{python}",
+            "-P",
+            "-m",
+            "backends.llamacpp_server",
+            "--model",
+            "{gguf_path}",
+            "--model_alias",
+            "{model_name}",
+            "--host",
+            "{host}",
+            "--port",
+            "{port}",
+            "--n_ctx",
+            "{max_model_len}",
+            "--interrupt_requests",
+            "false",
+            "--logits_all",
+            "false",
+        ),
+        engine_arg=("--{key}", "{value}"),
+        health_route="/v1/models",
+        metrics_route=None,
+        startup_timeout_s=300.0,
+        default_args=_server_args,
+    ),
 )
 DEFAULT_SLOTS = 16
 
@@ -108,8 +131,10 @@ class LlamaCppWorker:
         self.lc = llama_cpp
         self.slots = int(options.get("batch_size") or DEFAULT_SLOTS)
         if self.slots > llama_cpp.llama_max_parallel_sequences():
-            raise ValueError(f"llamacpp: --batch-size {self.slots} exceeds llama.cpp's limit of "
-                             f"{llama_cpp.llama_max_parallel_sequences()} sequences")
+            raise ValueError(
+                f"llamacpp: --batch-size {self.slots} exceeds llama.cpp's limit of "
+                f"{llama_cpp.llama_max_parallel_sequences()} sequences"
+            )
         llama_cpp.llama_backend_init()
         mparams = llama_cpp.llama_model_default_params()
         gpu = llama_cpp.llama_supports_gpu_offload()
@@ -128,8 +153,11 @@ class LlamaCppWorker:
         self.ctx_per_seq = int(args.get("max_model_len", min(2048, n_ctx_train)))
         self.n_batch = int(args.get("n_batch", 512))
         threads = int(args.get("threads", len(os.sched_getaffinity(0))))
-        flash = {"auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
-                 "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED}
+        flash = {
+            "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
+            "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        }
         flash_attn = str(args.get("flash_attn", "auto"))
         if flash_attn not in flash:
             raise ValueError(f"llamacpp: flash_attn must be auto, on or off, got {flash_attn!r}")
@@ -147,15 +175,25 @@ class LlamaCppWorker:
         self.mem = llama_cpp.llama_get_memory(self.ctx)
         # (n_batch,) tokens, each with one sequence id
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
-        return {"engine": "llama.cpp", "versions": versions("llama-cpp-python", "numpy"),
-                "managed_env": managed_env(), "device": "gpu" if gpu and mparams.n_gpu_layers else "cpu",
-                "weights": os.path.basename(model["gguf_path"]), "precision": self._precision(),
-                "slots": self.slots,
-                "kv_unified": cparams.kv_unified, "n_ctx": llama_cpp.llama_n_ctx(self.ctx),
-                "ctx_per_seq": self.ctx_per_seq, "n_batch": self.n_batch, "n_ubatch": cparams.n_ubatch,
-                "threads": threads, "flash_attn": flash_attn, "extra_bufts": mparams.use_extra_bufts,
-                "sampling": {"temperature": 0.0},
-                "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip()}
+        return {
+            "engine": "llama.cpp",
+            "versions": versions("llama-cpp-python", "numpy"),
+            "managed_env": managed_env(),
+            "device": "gpu" if gpu and mparams.n_gpu_layers else "cpu",
+            "weights": os.path.basename(model["gguf_path"]),
+            "precision": self._precision(),
+            "slots": self.slots,
+            "kv_unified": cparams.kv_unified,
+            "n_ctx": llama_cpp.llama_n_ctx(self.ctx),
+            "ctx_per_seq": self.ctx_per_seq,
+            "n_batch": self.n_batch,
+            "n_ubatch": cparams.n_ubatch,
+            "threads": threads,
+            "flash_attn": flash_attn,
+            "extra_bufts": mparams.use_extra_bufts,
+            "sampling": {"temperature": 0.0},
+            "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
+        }
 
     def _precision(self) -> str:
         """The GGUF's weight type as llama.cpp describes the model, e.g. "Q4_1" from "llama ?B Q4_1"."""
@@ -173,8 +211,10 @@ class LlamaCppWorker:
         for r in requests:
             need = len(r["prompt_token_ids"]) + r["output_len"]
             if need > self.ctx_per_seq:
-                raise ValueError(f"llamacpp: request {r['request_id']} needs {need} tokens of context; the "
-                                 f"per-sequence context is {self.ctx_per_seq} (--engine-arg max_model_len=N)")
+                raise ValueError(
+                    f"llamacpp: request {r['request_id']} needs {need} tokens of context; the "
+                    f"per-sequence context is {self.ctx_per_seq} (--engine-arg max_model_len=N)"
+                )
         start_s = ctx.now()  # every request is submitted at once; slots queue them as an engine would
         waiting = deque(requests)
         free = deque(range(self.slots))
@@ -205,9 +245,15 @@ class LlamaCppWorker:
                 free.append(seq.seq_id)
                 ctx.emit(self._record(seq, start_s))
         fed = self.tokens_fed["decode"] + self.tokens_fed["prompt"]
-        return {"slots": self.slots, "steps": steps, "llama_decode_s": decode_s,
-                "decode_tokens_fed": self.tokens_fed["decode"], "prompt_tokens_fed": self.tokens_fed["prompt"],
-                "tokens_per_step_mean": fed / steps if steps else 0.0, "peak_active_sequences": peak_active}
+        return {
+            "slots": self.slots,
+            "steps": steps,
+            "llama_decode_s": decode_s,
+            "decode_tokens_fed": self.tokens_fed["decode"],
+            "prompt_tokens_fed": self.tokens_fed["prompt"],
+            "tokens_per_step_mean": fed / steps if steps else 0.0,
+            "peak_active_sequences": peak_active,
+        }
 
     def _fill_batch(self, active: list[_Sequence]) -> list[tuple[int, _Sequence]]:
         """Decoding sequences' next tokens first, then prompt chunks within the n_batch budget."""
@@ -241,7 +287,12 @@ class LlamaCppWorker:
 
     @staticmethod
     def _record(seq: _Sequence, start_s: float) -> dict:
-        return record(seq.request, output_tokens=len(seq.tokens), start_s=start_s, first_token_s=seq.times[0],
-                      finish_s=seq.times[-1], token_times_s=list(seq.times),
-                      extra={"slot": seq.seq_id, "slot_start_s": seq.slot_start_s,
-                             "output_token_ids": list(seq.tokens)})
+        return record(
+            seq.request,
+            output_tokens=len(seq.tokens),
+            start_s=start_s,
+            first_token_s=seq.times[0],
+            finish_s=seq.times[-1],
+            token_times_s=list(seq.times),
+            extra={"slot": seq.seq_id, "slot_start_s": seq.slot_start_s, "output_token_ids": list(seq.tokens)},
+        )

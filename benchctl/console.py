@@ -176,17 +176,29 @@ def window_rows(run: dict) -> list[tuple[str, str]]:
     if steady:
         start, end = steady.get("window_s") or (None, None)
         rows.append(("throughput and latencies above", "whole run, the drain after the last arrival included"))
-        rows.append((f"steady state ({_num(start)}-{_num(end)} s): req/s · output tokens/s · TTFT p99 (ms)",
-                     f"{_num(steady.get('request_throughput'), 3)} · {_num(steady.get('output_tok_s'))} · "
-                     f"{_ms((steady.get('ttft_s') or {}).get('p99'))}"))
+        rows.append(
+            (
+                f"steady state ({_num(start)}-{_num(end)} s): req/s · output tokens/s · TTFT p99 (ms)",
+                f"{_num(steady.get('request_throughput'), 3)} · {_num(steady.get('output_tok_s'))} · "
+                f"{_ms((steady.get('ttft_s') or {}).get('p99'))}",
+            )
+        )
     for stage in s.get("stages") or []:
-        rows.append((f"stage {stage['stage']} ({_num(stage.get('offered_request_rate'))} req/s offered): req/s · "
-                     f"TTFT p99 (ms)", f"{_num(stage.get('request_throughput'), 3)} · "
-                     f"{_ms((stage.get('ttft_s') or {}).get('p99'))}"))
+        rows.append(
+            (
+                f"stage {stage['stage']} ({_num(stage.get('offered_request_rate'))} req/s offered): req/s · "
+                f"TTFT p99 (ms)",
+                f"{_num(stage.get('request_throughput'), 3)} · {_ms((stage.get('ttft_s') or {}).get('p99'))}",
+            )
+        )
     answer = ((s.get("reasoning") or {}).get("ttft_answer_s")) or {}
     if answer.get("count"):
-        rows.append(("time to first answer token mean / p50 / p99 (ms)",
-                     " / ".join(_ms(answer.get(k)) for k in ("mean", "median", "p99"))))
+        rows.append(
+            (
+                "time to first answer token mean / p50 / p99 (ms)",
+                " / ".join(_ms(answer.get(k)) for k in ("mean", "median", "p99")),
+            )
+        )
     stop = (run.get("serving_stats") or {}).get("saturation_stop")
     if stop:
         rows.append(("stopped early", f"{stop['reason']} at {stop['t_s']:.1f} s: {stop['detail']}"))

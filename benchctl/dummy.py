@@ -61,8 +61,11 @@ def load_spec(spec: str) -> tuple[str, dict[str, Any], str, int]:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise DummyError(f"{path}: not JSON ({e})") from None
-    missing = [k for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                           "vocab_size") if k not in config]
+    missing = [
+        k
+        for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+        if k not in config
+    ]
     if missing:
         raise DummyError(f"{path}: a dummy model's config.json needs {', '.join(missing)}")
     return path.parent.name or path.stem, config, str(path.resolve()), seed
@@ -106,8 +109,13 @@ def make_folder(spec: str, cache_root: Path) -> dict[str, Any]:
                 os.replace(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return {"hf_dir": target, "weights": WEIGHTS, "seed": seed, "config_source": source,
-            "num_parameters": parameter_count(config)}
+    return {
+        "hf_dir": target,
+        "weights": WEIGHTS,
+        "seed": seed,
+        "config_source": source,
+        "num_parameters": parameter_count(config),
+    }
 
 
 def write_folder(out: Path, config: dict[str, Any], name: str, source: str, seed: int) -> None:
@@ -119,9 +127,18 @@ def write_folder(out: Path, config: dict[str, Any], name: str, source: str, seed
     shutil.copy(TOKENIZER_DIR / "tokenizer_config.json", out / "tokenizer_config.json")
     (out / "config.json").write_text(json.dumps({**config, **TOKENIZER_IDS}, indent=2))
     (out / "generation_config.json").write_text(json.dumps(TOKENIZER_IDS, indent=2))
-    (out / MARKER).write_text(json.dumps({"name": name, "config_source": source, "seed": seed,
-                                          "num_parameters": parameter_count(config),
-                                          "init": "normal(0, initializer_range) matrices, norms 1"}, indent=2))
+    (out / MARKER).write_text(
+        json.dumps(
+            {
+                "name": name,
+                "config_source": source,
+                "seed": seed,
+                "num_parameters": parameter_count(config),
+                "init": "normal(0, initializer_range) matrices, norms 1",
+            },
+            indent=2,
+        )
+    )
 
 
 def cut_tokenizer(tokenizer: dict[str, Any], vocab_size: int) -> dict[str, Any]:
@@ -163,8 +180,10 @@ def check_fits(model: Any, dtype: str, device: str, memory_bytes: int) -> None:
     needed = weight_bytes(config, dtype)
     if needed > memory_bytes:
         where = "this machine" if device == "cpu" else "this GPU"
-        raise DummyError(f"{model.name} needs {_gb(needed)} of weights in {dtype}, {where} has {_gb(memory_bytes)} "
-                         f"({parameter_count(config) / 1e9:.2f}B parameters)")
+        raise DummyError(
+            f"{model.name} needs {_gb(needed)} of weights in {dtype}, {where} has {_gb(memory_bytes)} "
+            f"({parameter_count(config) / 1e9:.2f}B parameters)"
+        )
 
 
 NO_DUMMY_BACKENDS = {"exllamav2": "exllamav2 reads EXL2 or fp16 safetensors weights"}  # no random writer for it
@@ -179,8 +198,10 @@ def preflight(model: Any, backend: str, engine_args: dict[str, str]) -> Any:
     if marker is None:
         return model
     if backend in NO_DUMMY_BACKENDS:
-        raise DummyError(f"{model.name}: {NO_DUMMY_BACKENDS[backend]} and a dummy model has none; use --backend "
-                         f"reference, hf, vllm or llamacpp")
+        raise DummyError(
+            f"{model.name}: {NO_DUMMY_BACKENDS[backend]} and a dummy model has none; use --backend "
+            f"reference, hf, vllm or llamacpp"
+        )
     import psutil
 
     from benchctl.envinfo import cuda_present, gpus
@@ -195,8 +216,10 @@ def preflight(model: Any, backend: str, engine_args: dict[str, str]) -> Any:
 
     reason = dummy_gguf.unsupported_reason(json.loads((model.hf_dir / "config.json").read_text()))
     if reason is not None:
-        raise DummyError(f"{model.name}: the random GGUF for llama.cpp covers plain Llama configs, not {reason}; use "
-                         f"--backend reference, hf or vllm")
+        raise DummyError(
+            f"{model.name}: the random GGUF for llama.cpp covers plain Llama configs, not {reason}; use "
+            f"--backend reference, hf or vllm"
+        )
     return dataclasses.replace(model, gguf_path=dummy_gguf.write_random_gguf(model.hf_dir, int(marker["seed"])))
 
 

@@ -35,11 +35,19 @@ def tensor_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     if not config.get("tie_word_embeddings"):
         shapes["output.weight"] = (config["vocab_size"], h)
     for i in range(config["num_hidden_layers"]):
-        shapes.update({f"blk.{i}.attn_norm.weight": (h,), f"blk.{i}.ffn_norm.weight": (h,),
-                       f"blk.{i}.attn_q.weight": (q, h), f"blk.{i}.attn_k.weight": (kv, h),
-                       f"blk.{i}.attn_v.weight": (kv, h), f"blk.{i}.attn_output.weight": (h, q),
-                       f"blk.{i}.ffn_gate.weight": (inter, h), f"blk.{i}.ffn_up.weight": (inter, h),
-                       f"blk.{i}.ffn_down.weight": (h, inter)})
+        shapes.update(
+            {
+                f"blk.{i}.attn_norm.weight": (h,),
+                f"blk.{i}.ffn_norm.weight": (h,),
+                f"blk.{i}.attn_q.weight": (q, h),
+                f"blk.{i}.attn_k.weight": (kv, h),
+                f"blk.{i}.attn_v.weight": (kv, h),
+                f"blk.{i}.attn_output.weight": (h, q),
+                f"blk.{i}.ffn_gate.weight": (inter, h),
+                f"blk.{i}.ffn_up.weight": (inter, h),
+                f"blk.{i}.ffn_down.weight": (h, inter),
+            }
+        )
     return shapes
 
 

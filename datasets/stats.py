@@ -36,8 +36,10 @@ def ntok(tok: Tokenizer, texts: list[str]) -> np.ndarray:
 
 def row(name: str, x: np.ndarray) -> str:
     d = distribution(x.tolist(), (50, 90, 99))
-    return (f"| {name:<22} | {d['count']:>5} | {d['mean']:>7.1f} | {d['p50']:>6.0f} | {d['p90']:>6.0f} | "
-            f"{d['p99']:>6.0f} | {d['min']:>5.0f} | {d['max']:>5.0f} |")
+    return (
+        f"| {name:<22} | {d['count']:>5} | {d['mean']:>7.1f} | {d['p50']:>6.0f} | {d['p90']:>6.0f} | "
+        f"{d['p99']:>6.0f} | {d['min']:>5.0f} | {d['max']:>5.0f} |"
+    )
 
 
 def main() -> None:
@@ -52,8 +54,10 @@ def main() -> None:
     n_turns = [len(c["conversations"]) for c in data]
     multi = sum(1 for t in n_turns if t >= 4)
     print(f"file: {args.path.name}  ({args.path.stat().st_size / 1e6:.2f} MB)")
-    print(f"conversations: {len(data)}   turns: {sum(n_turns)}   "
-          f"multi-turn (>= 4 turns): {multi} ({multi / len(data):.1%})")
+    print(
+        f"conversations: {len(data)}   turns: {sum(n_turns)}   "
+        f"multi-turn (>= 4 turns): {multi} ({multi / len(data):.1%})"
+    )
     print("turns per conversation: " + ", ".join(f"{k}: {v}" for k, v in sorted(Counter(n_turns).items())))
 
     human = [t["value"] for c in data for t in c["conversations"] if t["from"] == "human"]
@@ -64,8 +68,10 @@ def main() -> None:
     o = ntok(tok, [c["conversations"][1]["value"] for c in pairs])
 
     print()
-    print(f"vLLM-style pairs (prompt = turn 0, completion = turn 1): {len(pairs)} "
-          f"({len(data) - len(pairs)} conversation(s) with < 2 turns skipped)")
+    print(
+        f"vLLM-style pairs (prompt = turn 0, completion = turn 1): {len(pairs)} "
+        f"({len(data) - len(pairs)} conversation(s) with < 2 turns skipped)"
+    )
     print()
     print("| tokens (SmolLM2)       |     n |    mean |    p50 |    p90 |    p99 |   min |   max |")
     print("|------------------------|------:|--------:|-------:|-------:|-------:|------:|------:|")
@@ -80,10 +86,12 @@ def main() -> None:
     long_total = ~short & ~long_prompt & (p + o > MAX_TOTAL_TOKENS)
     keep = ~(short | long_prompt | long_total)
     print()
-    print(f"vLLM filters: {int(keep.sum())} of {len(pairs)} pairs survive; dropped: "
-          f"{int(short.sum())} too short (prompt or output < {MIN_TOKENS}), "
-          f"{int(long_prompt.sum())} prompt > {MAX_PROMPT_TOKENS}, "
-          f"{int(long_total.sum())} prompt + output > {MAX_TOTAL_TOKENS}")
+    print(
+        f"vLLM filters: {int(keep.sum())} of {len(pairs)} pairs survive; dropped: "
+        f"{int(short.sum())} too short (prompt or output < {MIN_TOKENS}), "
+        f"{int(long_prompt.sum())} prompt > {MAX_PROMPT_TOKENS}, "
+        f"{int(long_total.sum())} prompt + output > {MAX_TOTAL_TOKENS}"
+    )
     dropped = [(c["id"], int(a), int(b)) for c, a, b, k in zip(pairs, p, o, keep) if not k]
     for cid, a, b in dropped:
         print(f"  dropped: {cid}  (prompt {a}, output {b} tokens)")

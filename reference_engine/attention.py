@@ -15,8 +15,9 @@ import torch.nn.functional as F
 BACKENDS = ("torch", "cpu", "triton", "cuda")
 
 
-def reshape_and_cache(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-                      slot_mapping: torch.Tensor) -> None:
+def reshape_and_cache(
+    key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, slot_mapping: torch.Tensor
+) -> None:
     """key, value: (num_tokens, num_kv_heads, head_dim); k_cache, v_cache: (num_blocks, block_size,
     num_kv_heads, head_dim); slot_mapping: (num_tokens,) int64, slot = block_id * block_size + offset, -1 = skip."""
     keep = slot_mapping >= 0
@@ -25,8 +26,14 @@ def reshape_and_cache(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Ten
     v_cache.view(-1, *v_cache.shape[2:]).index_copy_(0, slots, value[keep])
 
 
-def paged_decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-                           block_tables: torch.Tensor, context_lens: torch.Tensor, scale: float) -> torch.Tensor:
+def paged_decode_attention(
+    query: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    context_lens: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
     """One query token per sequence against its whole context, read through its block table.
 
     query: (num_seqs, num_heads, head_dim); k_cache, v_cache: (num_blocks, block_size, num_kv_heads, head_dim);
@@ -84,9 +91,16 @@ class AttentionOps:
         if isinstance(ops, AttentionOps):
             return ops
         get = ops.get if isinstance(ops, dict) else lambda key, default=None: getattr(ops, key, default)
-        return cls(name, get("reshape_and_cache"), get("paged_decode_attention"), get("silu_and_mul"),
-                   get("rms_norm"), get("rotary", None), bool(get("prefill_with_decode_kernel", False)),
-                   get("argmax", None))
+        return cls(
+            name,
+            get("reshape_and_cache"),
+            get("paged_decode_attention"),
+            get("silu_and_mul"),
+            get("rms_norm"),
+            get("rotary", None),
+            bool(get("prefill_with_decode_kernel", False)),
+            get("argmax", None),
+        )
 
 
 TORCH_OPS = AttentionOps("torch", reshape_and_cache, paged_decode_attention, silu_and_mul, rms_norm)
@@ -100,8 +114,10 @@ def get_attention_ops(backend: str) -> AttentionOps:
     try:
         from reference_engine.kernels import load_ops
     except ImportError as exc:
-        raise ValueError(f"attention backend {backend!r} needs reference_engine.kernels, which cannot be "
-                         f"imported ({exc}); use attention_backend='torch'") from exc
+        raise ValueError(
+            f"attention backend {backend!r} needs reference_engine.kernels, which cannot be "
+            f"imported ({exc}); use attention_backend='torch'"
+        ) from exc
     return AttentionOps.from_object(backend, load_ops(backend))
 
 
@@ -139,8 +155,16 @@ class AttentionMetadata:
     prefills: list[PrefillSpan] = field(default_factory=list)
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-              meta: AttentionMetadata, scale: float, ops: AttentionOps) -> torch.Tensor:
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    meta: AttentionMetadata,
+    scale: float,
+    ops: AttentionOps,
+) -> torch.Tensor:
     """q: (num_tokens, num_heads, head_dim); k, v: (num_tokens, num_kv_heads, head_dim);
     caches: (num_blocks, block_size, num_kv_heads, head_dim). Returns (num_tokens, num_heads, head_dim)."""
     # Writes come before reads, so tokens of this step see each other through the cache.

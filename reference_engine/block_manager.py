@@ -25,8 +25,14 @@ class Block:
 
 
 class BlockManager:
-    def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool = False,
-                 watermark: float = 0.0, reserve_tokens: int | None = None):
+    def __init__(
+        self,
+        num_blocks: int,
+        block_size: int,
+        enable_prefix_caching: bool = False,
+        watermark: float = 0.0,
+        reserve_tokens: int | None = None,
+    ):
         """`reserve_tokens` set -> contiguous layout: every sequence takes that many slots at admission."""
         if num_blocks < 1:
             raise ValueError(f"the KV cache needs at least one block, got {num_blocks}")
@@ -71,7 +77,7 @@ class BlockManager:
         hits: list[Block] = []
         prev_hash = None
         for i in range((seq.num_tokens - 1) // self.block_size):
-            tokens = tuple(seq.token_ids[i * self.block_size:(i + 1) * self.block_size])
+            tokens = tuple(seq.token_ids[i * self.block_size : (i + 1) * self.block_size])
             prev_hash = hash((prev_hash, tokens))
             block_id = self.cached_block_ids.get(prev_hash)
             if block_id is None or self.blocks[block_id].token_ids != tokens:
@@ -210,7 +216,7 @@ class BlockManager:
                 block.num_filled = filled
             if self.enable_prefix_caching and filled == bs and block.hash is None:
                 prev_hash = self.blocks[seq.block_table[index - 1]].hash if index else None
-                block.token_ids = tuple(seq.token_ids[index * bs:(index + 1) * bs])
+                block.token_ids = tuple(seq.token_ids[index * bs : (index + 1) * bs])
                 block.hash = hash((prev_hash, block.token_ids))
                 self.cached_block_ids.setdefault(block.hash, block.block_id)
 

@@ -116,8 +116,15 @@ class EngineConfig:
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
-        for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens", "block_size",
-                     "num_speculative_tokens", "prompt_lookup_min", "prompt_lookup_max"):
+        for name in (
+            "max_model_len",
+            "max_num_seqs",
+            "max_num_batched_tokens",
+            "block_size",
+            "num_speculative_tokens",
+            "prompt_lookup_min",
+            "prompt_lookup_max",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.speculative_overhead_rows >= 0:  # (NaN too)
@@ -125,8 +132,9 @@ class EngineConfig:
         if self.gguf_file not in ("auto", "none") and not Path(self.gguf_file).expanduser().is_file():
             raise ValueError(f"gguf_file={self.gguf_file!r}: no such file (or 'auto', 'none')")
         if self.prompt_lookup_min > self.prompt_lookup_max:
-            raise ValueError(f"prompt_lookup_min={self.prompt_lookup_min} is above "
-                             f"prompt_lookup_max={self.prompt_lookup_max}")
+            raise ValueError(
+                f"prompt_lookup_min={self.prompt_lookup_min} is above prompt_lookup_max={self.prompt_lookup_max}"
+            )
         if not self.enable_chunked_prefill and self.max_num_batched_tokens < self.max_model_len:
             raise ValueError("without chunked prefill, max_num_batched_tokens must be >= max_model_len")
         if self.kv_layout == "contiguous" and self.enable_prefix_caching:

@@ -31,21 +31,23 @@ class IncrementalDetokenizer:
         end = len(seq.token_ids) if upto is None else upto
         if seq.read_offset >= end:
             return ""
-        prefix_text = self.tokenizer.decode(seq.token_ids[seq.prefix_offset:seq.read_offset], skip_special_tokens=skip)
-        new_text = self.tokenizer.decode(seq.token_ids[seq.prefix_offset:end], skip_special_tokens=skip)
+        prefix_text = self.tokenizer.decode(
+            seq.token_ids[seq.prefix_offset : seq.read_offset], skip_special_tokens=skip
+        )
+        new_text = self.tokenizer.decode(seq.token_ids[seq.prefix_offset : end], skip_special_tokens=skip)
         if len(new_text) <= len(prefix_text) or new_text.endswith("\ufffd"):
             return ""
-        delta = new_text[len(prefix_text):]
+        delta = new_text[len(prefix_text) :]
         seq.prefix_offset, seq.read_offset = seq.read_offset, end
         seq.text += delta
         return delta
 
     def flush(self, seq: Sequence, upto: int | None = None) -> str:
         """At the end: whatever the window held back (an incomplete character decodes as U+FFFD)."""
-        ids = seq.token_ids[seq.num_prompt_tokens:upto]
+        ids = seq.token_ids[seq.num_prompt_tokens : upto]
         full = self.tokenizer.decode(ids, skip_special_tokens=seq.params.skip_special_tokens)
         if full.startswith(seq.text) and len(full) > len(seq.text):
-            delta = full[len(seq.text):]
+            delta = full[len(seq.text) :]
             seq.text = full
             seq.read_offset = seq.prefix_offset = seq.num_prompt_tokens + len(ids)
             return delta

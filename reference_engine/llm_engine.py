@@ -49,23 +49,39 @@ class LLMEngine:
         if nvtx_requested(cfg.nvtx):
             enable_nvtx()
         if cfg.max_model_len > self.model_config.max_position_embeddings:
-            raise ValueError(f"max_model_len={cfg.max_model_len} exceeds the model's "
-                             f"{self.model_config.max_position_embeddings} positions")
+            raise ValueError(
+                f"max_model_len={cfg.max_model_len} exceeds the model's "
+                f"{self.model_config.max_position_embeddings} positions"
+            )
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.attention_backend = resolve_attention_backend(cfg.attention_backend, self.device.type)
         self.tokenizer = load_tokenizer(model_dir)
-        self.runner = ModelRunner(cfg, self.model_config, self.device, self.dtype,
-                                  get_attention_ops(self.attention_backend))
+        self.runner = ModelRunner(
+            cfg, self.model_config, self.device, self.dtype, get_attention_ops(self.attention_backend)
+        )
         contiguous = cfg.kv_layout == "contiguous"
-        self.block_manager = BlockManager(self.runner.num_blocks, cfg.block_size, cfg.enable_prefix_caching,
-                                          cfg.watermark, cfg.max_model_len if contiguous else None)
+        self.block_manager = BlockManager(
+            self.runner.num_blocks,
+            cfg.block_size,
+            cfg.enable_prefix_caching,
+            cfg.watermark,
+            cfg.max_model_len if contiguous else None,
+        )
         if contiguous and self.block_manager.reserve_blocks > self.runner.num_blocks:
-            raise ValueError(f"kv_layout='contiguous' reserves max_model_len={cfg.max_model_len} tokens per "
-                             f"sequence, more than the cache's {self.runner.num_blocks * cfg.block_size} slots")
+            raise ValueError(
+                f"kv_layout='contiguous' reserves max_model_len={cfg.max_model_len} tokens per "
+                f"sequence, more than the cache's {self.runner.num_blocks * cfg.block_size} slots"
+            )
         self.scheduler = Scheduler(cfg, self.block_manager)
-        self.sampler = Sampler(self.device, cfg.seed, self.model_config.eos_token_ids, cfg.sampler,
-                               cfg.host_transfer, self.runner.ops.argmax)
+        self.sampler = Sampler(
+            self.device,
+            cfg.seed,
+            self.model_config.eos_token_ids,
+            cfg.sampler,
+            cfg.host_transfer,
+            self.runner.ops.argmax,
+        )
         self.detokenizer = IncrementalDetokenizer(self.tokenizer)
         self.requests: dict[str, Request] = {}
         self.stats = EngineStats()
@@ -77,8 +93,13 @@ class LLMEngine:
 
     # -- requests -------------------------------------------------------------------------------------------
 
-    def add_request(self, request_id: str, prompt: str | list[int], sampling_params: SamplingParams | None = None,
-                    arrival_time_s: float | None = None) -> None:
+    def add_request(
+        self,
+        request_id: str,
+        prompt: str | list[int],
+        sampling_params: SamplingParams | None = None,
+        arrival_time_s: float | None = None,
+    ) -> None:
         params = sampling_params or SamplingParams()
         if request_id in self.requests:
             raise ValueError(f"request {request_id!r} already exists")
@@ -133,10 +154,10 @@ class LLMEngine:
                 logits, seqs = self.runner.execute(sched)  # logits: (num_sampled, vocab)
             t2 = time.perf_counter()
             # Drafts leave token_ids before sampling, so each row's sampler sees its own position (min_tokens).
-            drafts = {s.seq.seq_id: s.seq.token_ids[-s.num_draft:] for s in sched.scheduled if s.num_draft}
+            drafts = {s.seq.seq_id: s.seq.token_ids[-s.num_draft :] for s in sched.scheduled if s.num_draft}
             for s in sched.scheduled:
                 if s.num_draft:
-                    del s.seq.token_ids[-s.num_draft:]
+                    del s.seq.token_ids[-s.num_draft :]
             with annotate("engine.sample"):
                 logits, seqs = self._fork_new_parents(logits, seqs)
                 result = self.sampler(logits, seqs)
@@ -150,15 +171,17 @@ class LLMEngine:
                     seq = seqs[row]
                     draft = drafts.get(seq.seq_id, [])
                     rows = 1 + len(draft)
-                    new_tokens[seq.seq_id] = self._append_tokens(seq, result.token_ids[row:row + rows],
-                                                                 result.logprobs[row:row + rows], draft)
+                    new_tokens[seq.seq_id] = self._append_tokens(
+                        seq, result.token_ids[row : row + rows], result.logprobs[row : row + rows], draft
+                    )
                     touched[seq.request_id] = self.requests[seq.request_id]
                     row += rows
             outputs = self._postprocess(touched, new_tokens)
             self.scheduler.free_finished()
         t4 = time.perf_counter()
-        self._record_stats(sched, sum(map(len, new_tokens.values())), kv_used, kv_filled,
-                           (t1 - t0, t2 - t1, t3 - t2, t4 - t3))
+        self._record_stats(
+            sched, sum(map(len, new_tokens.values())), kv_used, kv_filled, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+        )
         pending, self._pending_outputs = self._pending_outputs, []
         return pending + ready + outputs
 
@@ -191,7 +214,7 @@ class LLMEngine:
         while accepted < num_draft and draft[accepted] == token_ids[accepted]:
             accepted += 1
         added = []
-        for token_id, token_logprobs in zip(token_ids[:accepted + 1], logprobs):
+        for token_id, token_logprobs in zip(token_ids[: accepted + 1], logprobs):
             seq.token_ids.append(token_id)
             if token_logprobs is not None:
                 seq.logprobs.append(token_logprobs)
@@ -235,8 +258,12 @@ class LLMEngine:
             return outputs
         # The detokenize thread fills the text while the next step schedules and runs the model; the outputs
         # come out of that next step.
-        jobs = [(seq, co, len(seq.token_ids), seq.is_finished) for r, out in zip(touched.values(), outputs)
-                for seq, co in zip(r.seqs, out.outputs) if seq.seq_id in new_tokens]
+        jobs = [
+            (seq, co, len(seq.token_ids), seq.is_finished)
+            for r, out in zip(touched.values(), outputs)
+            for seq, co in zip(r.seqs, out.outputs)
+            if seq.seq_id in new_tokens
+        ]
         self._detok_future = self._detok_pool.submit(self._detokenize_job, jobs, outputs)
         return []
 
@@ -264,55 +291,79 @@ class LLMEngine:
             completion.text = seq.text
         return outputs
 
-    def _request_output(self, request: Request, new_tokens: dict[int, list[int]],
-                        deltas: dict[int, str]) -> RequestOutput:
-        completions = [CompletionOutput(
-            index=seq.index,
-            token_ids=seq.output_token_ids,
-            new_token_ids=new_tokens.get(seq.seq_id, []),
-            text=seq.text,
-            text_delta=deltas.get(seq.seq_id, ""),
-            finished=seq.is_finished,
-            finish_reason=seq.finish_reason,
-            stop_reason=seq.stop_reason,
-            logprobs=None if seq.logprobs is None else list(seq.logprobs),
-            cumulative_logprob=None if seq.logprobs is None else seq.cumulative_logprob,
-        ) for seq in request.seqs]
+    def _request_output(
+        self, request: Request, new_tokens: dict[int, list[int]], deltas: dict[int, str]
+    ) -> RequestOutput:
+        completions = [
+            CompletionOutput(
+                index=seq.index,
+                token_ids=seq.output_token_ids,
+                new_token_ids=new_tokens.get(seq.seq_id, []),
+                text=seq.text,
+                text_delta=deltas.get(seq.seq_id, ""),
+                finished=seq.is_finished,
+                finish_reason=seq.finish_reason,
+                stop_reason=seq.stop_reason,
+                logprobs=None if seq.logprobs is None else list(seq.logprobs),
+                cumulative_logprob=None if seq.logprobs is None else seq.cumulative_logprob,
+            )
+            for seq in request.seqs
+        ]
         error = next((s.error for s in request.seqs if s.error), None)
-        return RequestOutput(request.request_id, request.prompt_token_ids, completions, request.is_finished,
-                             request.seqs[0].num_cached_tokens, error)
+        return RequestOutput(
+            request.request_id,
+            request.prompt_token_ids,
+            completions,
+            request.is_finished,
+            request.seqs[0].num_cached_tokens,
+            error,
+        )
 
-    def _record_stats(self, sched: SchedulerOutput, num_generated: int, kv_used: int, kv_filled: int,
-                      times_s: tuple[float, float, float, float]) -> None:
+    def _record_stats(
+        self,
+        sched: SchedulerOutput,
+        num_generated: int,
+        kv_used: int,
+        kv_filled: int,
+        times_s: tuple[float, float, float, float],
+    ) -> None:
         bm = self.block_manager
         schedule_s, forward_s, sample_s, detokenize_s = times_s
         decoding = [s for s in sched.scheduled if s.num_new_tokens - s.num_draft == 1]
         decode_tokens = sum(s.num_new_tokens for s in decoding)
-        self.stats.record(StepStats(
-            step=self.stats.num_steps,
-            num_running=len(self.scheduler.running),
-            num_waiting=len(self.scheduler.waiting),
-            num_scheduled_seqs=len(sched.scheduled),
-            num_decode_tokens=decode_tokens,
-            num_prefill_tokens=sched.num_batched_tokens - decode_tokens,
-            num_kv_blocks_used=kv_used,
-            num_kv_blocks_total=bm.num_total_blocks,
-            num_token_slots_filled=kv_filled,
-            num_token_slots_allocated=kv_used * bm.block_size,
-            num_preemptions=len(sched.preempted),
-            num_prefix_hit_blocks=sched.num_prefix_hit_blocks,
-            num_generated_tokens=num_generated,
-            num_decode_seqs=len(decoding),
-            num_draft_tokens=sum(s.num_draft for s in decoding),
-            num_accepted_tokens=self._step_accepted,
-            num_drafts=sum(1 for s in decoding if s.num_draft),
-            schedule_s=schedule_s, forward_s=forward_s, sample_s=sample_s, detokenize_s=detokenize_s,
-        ))
+        self.stats.record(
+            StepStats(
+                step=self.stats.num_steps,
+                num_running=len(self.scheduler.running),
+                num_waiting=len(self.scheduler.waiting),
+                num_scheduled_seqs=len(sched.scheduled),
+                num_decode_tokens=decode_tokens,
+                num_prefill_tokens=sched.num_batched_tokens - decode_tokens,
+                num_kv_blocks_used=kv_used,
+                num_kv_blocks_total=bm.num_total_blocks,
+                num_token_slots_filled=kv_filled,
+                num_token_slots_allocated=kv_used * bm.block_size,
+                num_preemptions=len(sched.preempted),
+                num_prefix_hit_blocks=sched.num_prefix_hit_blocks,
+                num_generated_tokens=num_generated,
+                num_decode_seqs=len(decoding),
+                num_draft_tokens=sum(s.num_draft for s in decoding),
+                num_accepted_tokens=self._step_accepted,
+                num_drafts=sum(1 for s in decoding if s.num_draft),
+                schedule_s=schedule_s,
+                forward_s=forward_s,
+                sample_s=sample_s,
+                detokenize_s=detokenize_s,
+            )
+        )
 
     # -- conveniences ---------------------------------------------------------------------------------------
 
-    def generate(self, prompts: str | list[int] | SequenceABC[str | list[int]],
-                 sampling_params: SamplingParams | SequenceABC[SamplingParams] | None = None) -> list[RequestOutput]:
+    def generate(
+        self,
+        prompts: str | list[int] | SequenceABC[str | list[int]],
+        sampling_params: SamplingParams | SequenceABC[SamplingParams] | None = None,
+    ) -> list[RequestOutput]:
         """Run prompts to completion; returns their final outputs in prompt order."""
         if isinstance(prompts, str) or (prompts and isinstance(prompts[0], int)):
             prompts = [prompts]
@@ -357,28 +408,39 @@ class LLMEngine:
             "detokenize": self.config.detokenize,
             "speculative": self.config.speculative,
             "nvtx": nvtx_enabled(),
-            **({"num_speculative_tokens": self.config.num_speculative_tokens,
-                "prompt_lookup_min": self.config.prompt_lookup_min,
-                "prompt_lookup_max": self.config.prompt_lookup_max} if self.config.speculative != "off" else {}),
+            **(
+                {
+                    "num_speculative_tokens": self.config.num_speculative_tokens,
+                    "prompt_lookup_min": self.config.prompt_lookup_min,
+                    "prompt_lookup_max": self.config.prompt_lookup_max,
+                }
+                if self.config.speculative != "off"
+                else {}
+            ),
         }
 
     def stats_summary(self) -> dict:
         bm = self.block_manager
         summary = self.stats.summary()
-        summary.update({
-            "num_prefix_queried_blocks": bm.num_prefix_queries,
-            "prefix_cache_hit_rate": bm.num_prefix_hits / bm.num_prefix_queries if bm.num_prefix_queries else 0.0,
-            # vLLM's definition (prefix_cache_hits / prefix_cache_queries): over all prompt tokens admitted
-            "prefix_cache_token_hit_rate": (bm.num_prefix_hits * bm.block_size / bm.num_prefix_query_tokens
-                                            if bm.num_prefix_query_tokens else None),
-            "num_cow_copies": bm.num_cow_copies,
-            "num_kv_blocks_total": bm.num_total_blocks,
-            "attention_backend": self.attention_backend,
-            "gemm": self.runner.gemm,
-            "kv_layout": self.config.kv_layout,
-            "block_size": self.config.block_size,
-            "kv_cache_bytes": self.runner.kv_cache_bytes,
-        })
+        summary.update(
+            {
+                "num_prefix_queried_blocks": bm.num_prefix_queries,
+                "prefix_cache_hit_rate": bm.num_prefix_hits / bm.num_prefix_queries if bm.num_prefix_queries else 0.0,
+                # vLLM's definition (prefix_cache_hits / prefix_cache_queries): over all prompt tokens admitted
+                "prefix_cache_token_hit_rate": (
+                    bm.num_prefix_hits * bm.block_size / bm.num_prefix_query_tokens
+                    if bm.num_prefix_query_tokens
+                    else None
+                ),
+                "num_cow_copies": bm.num_cow_copies,
+                "num_kv_blocks_total": bm.num_total_blocks,
+                "attention_backend": self.attention_backend,
+                "gemm": self.runner.gemm,
+                "kv_layout": self.config.kv_layout,
+                "block_size": self.config.block_size,
+                "kv_cache_bytes": self.runner.kv_cache_bytes,
+            }
+        )
         return summary
 
     def reset_stats(self) -> None:

@@ -27,12 +27,16 @@ def resolve_gemm(requested: str, device: torch.device, dtype: torch.dtype) -> st
             return "packed"
         return "onednn" if onednn_linear_available(device, dtype) else "torch"
     if requested == "onednn" and not onednn_linear_available(device, dtype):
-        raise ValueError(f"gemm='onednn' needs a CPU float32 model and a torch built with mkldnn "
-                         f"(device={device.type}, dtype={str(dtype).removeprefix('torch.')})")
+        raise ValueError(
+            f"gemm='onednn' needs a CPU float32 model and a torch built with mkldnn "
+            f"(device={device.type}, dtype={str(dtype).removeprefix('torch.')})"
+        )
     if requested == "packed":
         if not cpu_fp32:
-            raise ValueError(f"gemm='packed' needs a CPU float32 model "
-                             f"(device={device.type}, dtype={str(dtype).removeprefix('torch.')})")
+            raise ValueError(
+                f"gemm='packed' needs a CPU float32 model "
+                f"(device={device.type}, dtype={str(dtype).removeprefix('torch.')})"
+            )
         if (reason := _cpu_kernels_reason()) is not None:
             raise ValueError(f"gemm='packed' needs the CPU kernels: {reason}")
     return requested
@@ -60,30 +64,48 @@ def free_memory_bytes(device: torch.device) -> int:
     except OSError:
         pass
     import os
+
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 class ModelRunner:
-    def __init__(self, config: EngineConfig, model_config: ModelConfig, device: torch.device,
-                 dtype: torch.dtype, ops: AttentionOps):
+    def __init__(
+        self,
+        config: EngineConfig,
+        model_config: ModelConfig,
+        device: torch.device,
+        dtype: torch.dtype,
+        ops: AttentionOps,
+    ):
         self.config, self.model_config = config, model_config
         self.device, self.dtype, self.ops = device, dtype, ops
         self.block_size = config.block_size
         self.gemm = resolve_gemm(config.gemm, device, dtype)
-        self.model = LlamaForCausalLM(model_config, config.model_dir, device, dtype, config.max_model_len, self.gemm,
-                                      config.gguf_file)
+        self.model = LlamaForCausalLM(
+            model_config, config.model_dir, device, dtype, config.max_model_len, self.gemm, config.gguf_file
+        )
         budget = config.kv_cache_bytes
         if budget is None:
             fraction = config.kv_cache_memory_fraction or (0.8 if device.type == "cuda" else 0.05)
             budget = int(free_memory_bytes(device) * fraction)
         self.num_blocks = budget // kv_bytes_per_block(model_config, self.block_size, dtype)
         if self.num_blocks < 1:
-            raise ValueError(f"kv_cache_bytes={budget} holds no block of {self.block_size} tokens "
-                             f"({kv_bytes_per_block(model_config, self.block_size, dtype)} bytes each)")
+            raise ValueError(
+                f"kv_cache_bytes={budget} holds no block of {self.block_size} tokens "
+                f"({kv_bytes_per_block(model_config, self.block_size, dtype)} bytes each)"
+            )
         # (2, layers, num_blocks, block_size, num_kv_heads, head_dim). Zeroed, not empty: masked-out slots are
         # still multiplied by a zero weight, and 0 * NaN from stale memory would poison the output.
-        self.kv_cache = torch.zeros(2, model_config.num_layers, self.num_blocks, self.block_size,
-                                    model_config.num_kv_heads, model_config.head_dim, device=device, dtype=dtype)
+        self.kv_cache = torch.zeros(
+            2,
+            model_config.num_layers,
+            self.num_blocks,
+            self.block_size,
+            model_config.num_kv_heads,
+            model_config.head_dim,
+            device=device,
+            dtype=dtype,
+        )
         self.kv_caches = [(self.kv_cache[0, i], self.kv_cache[1, i]) for i in range(model_config.num_layers)]
         self.kv_cache_bytes = self.kv_cache.numel() * self.kv_cache.element_size()
 
@@ -123,7 +145,7 @@ class ModelRunner:
         row = len(decodes)
         for s in prefills:
             end = s.start + s.num_new_tokens
-            input_ids += s.seq.token_ids[s.start:end]
+            input_ids += s.seq.token_ids[s.start : end]
             positions += range(s.start, end)
             table = s.seq.block_table
             slots += [table[p // bs] * bs + p % bs for p in range(s.start, end)]
@@ -131,9 +153,14 @@ class ModelRunner:
                 tables += [table + [-1] * (max_blocks - len(table))] * s.num_new_tokens
                 context_lens += range(s.start + 1, end + 1)
             else:
-                spans.append(PrefillSpan(row, s.num_new_tokens, s.start,
-                                         torch.tensor(table, dtype=torch.long, device=self.device)
-                                         if s.start > 0 else None))
+                spans.append(
+                    PrefillSpan(
+                        row,
+                        s.num_new_tokens,
+                        s.start,
+                        torch.tensor(table, dtype=torch.long, device=self.device) if s.start > 0 else None,
+                    )
+                )
             row += s.num_new_tokens
             if s.needs_sample:  # the last token's logits, and with a draft those of every draft token too
                 logits_indices += range(row - 1 - s.num_draft, row)
@@ -146,6 +173,10 @@ class ModelRunner:
             context_lens=torch.tensor(context_lens, dtype=torch.int32, device=dev),
             prefills=spans,
         )
-        return (torch.tensor(input_ids, dtype=torch.long, device=dev),
-                torch.tensor(positions, dtype=torch.long, device=dev), meta,
-                torch.tensor(logits_indices, dtype=torch.long, device=dev), sampled)
+        return (
+            torch.tensor(input_ids, dtype=torch.long, device=dev),
+            torch.tensor(positions, dtype=torch.long, device=dev),
+            meta,
+            torch.tensor(logits_indices, dtype=torch.long, device=dev),
+            sampled,
+        )

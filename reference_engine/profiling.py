@@ -35,8 +35,9 @@ def enable_nvtx(enabled: bool = True) -> None:
         try:
             _nvtx = importlib.import_module("nvtx")
         except ImportError:
-            raise ImportError("NVTX ranges need the `nvtx` package: pip install nvtx "
-                              "(or benchctl's `profiling` extra)") from None
+            raise ImportError(
+                "NVTX ranges need the `nvtx` package: pip install nvtx (or benchctl's `profiling` extra)"
+            ) from None
 
 
 def nvtx_enabled() -> bool:

@@ -21,9 +21,15 @@ class SampleResult:
 
 
 class Sampler:
-    def __init__(self, device: torch.device, seed: int, eos_token_ids: tuple[int, ...] = (),
-                 mode: str = "batched", host_transfer: str = "coalesced",
-                 argmax: Callable[[torch.Tensor], torch.Tensor] | None = None):
+    def __init__(
+        self,
+        device: torch.device,
+        seed: int,
+        eos_token_ids: tuple[int, ...] = (),
+        mode: str = "batched",
+        host_transfer: str = "coalesced",
+        argmax: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
         """argmax: (rows, vocab) -> (rows,) int64 with torch.argmax's answers (a kernel's, e.g. the CPU ops')."""
         self.device = device
         self.argmax = argmax or (lambda scores: scores.argmax(dim=-1))
@@ -35,7 +41,7 @@ class Sampler:
         """logits: (num_rows, vocab) fp32, row i for seqs[i]; a sequence on consecutive rows samples its next
         tokens in order (speculative decoding checks a draft that way)."""
         if self.mode == "per_seq":
-            results = [self._sample(logits[i:i + 1], [seq]) for i, seq in enumerate(seqs)]
+            results = [self._sample(logits[i : i + 1], [seq]) for i, seq in enumerate(seqs)]
             return SampleResult([r.token_ids[0] for r in results], [r.logprobs[0] for r in results])
         return self._sample(logits, seqs)
 
@@ -50,7 +56,9 @@ class Sampler:
         for i, s in enumerate(seqs):
             ahead, prev = (ahead + 1 if s is prev else 0), s
             if s.num_output_tokens + ahead < s.params.min_tokens:
-                banned += [(i, t) for t in s.params.stop_token_ids + ([] if s.params.ignore_eos else self.eos_token_ids)]
+                banned += [
+                    (i, t) for t in s.params.stop_token_ids + ([] if s.params.ignore_eos else self.eos_token_ids)
+                ]
         if banned:
             logits = logits.clone()
             rows, cols = zip(*banned)
@@ -78,7 +86,7 @@ class Sampler:
             if p.logprobs is None:
                 logprobs.append(None)
                 continue
-            entry = {int(t): v for t, v in zip(row[2:2 + p.logprobs], row[2 + k:2 + k + p.logprobs])}
+            entry = {int(t): v for t, v in zip(row[2 : 2 + p.logprobs], row[2 + k : 2 + k + p.logprobs])}
             entry[int(row[0])] = row[1]
             logprobs.append(entry)
         return SampleResult(ids, logprobs)
@@ -107,7 +115,8 @@ class Sampler:
         unseeded = [j for j, i in enumerate(random_rows) if seqs[i].generator is None]
         if unseeded:
             noise[unseeded] = torch.empty(len(unseeded), probs.shape[1], device=dev).exponential_(
-                generator=self.generator)
+                generator=self.generator
+            )
         for j, i in enumerate(random_rows):
             if seqs[i].generator is not None:
                 noise[j].exponential_(generator=seqs[i].generator)

@@ -52,10 +52,17 @@ class Scheduler:
         self.chunked_prefill = config.enable_chunked_prefill
         self.forks_after_prefill = config.kv_layout == "paged"
         self.block_manager = block_manager
-        self.proposer = (NgramProposer(config.num_speculative_tokens, config.prompt_lookup_min,
-                                       config.prompt_lookup_max, config.max_model_len,
-                                       config.speculative_overhead_rows)
-                         if config.speculative == "ngram" else None)
+        self.proposer = (
+            NgramProposer(
+                config.num_speculative_tokens,
+                config.prompt_lookup_min,
+                config.prompt_lookup_max,
+                config.max_model_len,
+                config.speculative_overhead_rows,
+            )
+            if config.speculative == "ngram"
+            else None
+        )
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.num_preemptions = 0
@@ -90,8 +97,11 @@ class Scheduler:
                 self.running.pop(i)
                 if i == 0 and not self.running:
                     # Alone with every block free or evictable and still short: it can never fit.
-                    self._fail(seq, out, f"needs more than the {bm.num_total_blocks} KV blocks of the cache "
-                                         f"({seq.num_tokens} tokens)")
+                    self._fail(
+                        seq,
+                        out,
+                        f"needs more than the {bm.num_total_blocks} KV blocks of the cache ({seq.num_tokens} tokens)",
+                    )
                 else:
                     self._preempt(seq, out)
                 break
@@ -162,8 +172,10 @@ class Scheduler:
             return f"prompt has {seq.num_tokens} tokens, more than max_model_len={self.max_model_len}"
         needed = self.block_manager.blocks_needed(seq.num_tokens)
         if needed > self.block_manager.num_total_blocks:
-            return (f"prompt needs {needed} KV blocks but the cache has {self.block_manager.num_total_blocks} "
-                    f"({seq.num_tokens} tokens)")
+            return (
+                f"prompt needs {needed} KV blocks but the cache has {self.block_manager.num_total_blocks} "
+                f"({seq.num_tokens} tokens)"
+            )
         return None
 
     def _preempt(self, seq: Sequence, out: SchedulerOutput) -> None:

@@ -37,12 +37,12 @@ class NgramIndex:
         # matches itself.
         for end in range(max(self.indexed, 1), length):
             for n in range(self.min_n, min(self.max_n, end) + 1):
-                self.ends[tuple(token_ids[end - n:end])] = end
+                self.ends[tuple(token_ids[end - n : end])] = end
         self.indexed = max(self.indexed, length)
         for n in range(min(self.max_n, length - 1), self.min_n - 1, -1):
-            end = self.ends.get(tuple(token_ids[length - n:]))
+            end = self.ends.get(tuple(token_ids[length - n :]))
             if end is not None:
-                return token_ids[end:end + k]
+                return token_ids[end : end + k]
         return []
 
 
@@ -60,8 +60,9 @@ ACCEPTANCE_WEIGHT = 0.3  # of the newest draft's outcome in the running estimate
 RECOVERY = 0.05  # per step without a draft, the estimate moves this share of the way back to 1
 
 
-def plan_draft_lengths(acceptances: list[float], caps: list[int], certain_rows: int, room: int,
-                       overhead_rows: float) -> list[int]:
+def plan_draft_lengths(
+    acceptances: list[float], caps: list[int], certain_rows: int, room: int, overhead_rows: float
+) -> list[int]:
     """Draft tokens for each of a step's decoding sequences (above): `acceptances[i]` is sequence i's chance of
     keeping a draft token, `caps[i]` the most it may draft, `certain_rows` the step's rows without drafts (each a
     certain token), `room` the draft tokens the step's token budget leaves."""
@@ -88,8 +89,14 @@ class DraftState:
 
 
 class NgramProposer:
-    def __init__(self, num_speculative_tokens: int, prompt_lookup_min: int, prompt_lookup_max: int,
-                 max_model_len: int, overhead_rows: float):
+    def __init__(
+        self,
+        num_speculative_tokens: int,
+        prompt_lookup_min: int,
+        prompt_lookup_max: int,
+        max_model_len: int,
+        overhead_rows: float,
+    ):
         self.k = num_speculative_tokens
         self.min_n, self.max_n = prompt_lookup_min, prompt_lookup_max
         self.max_model_len = max_model_len
@@ -109,8 +116,13 @@ class NgramProposer:
         for seq, cap in zip(seqs, caps):
             if cap > 0 and seq.draft_state is None:
                 seq.draft_state = DraftState(NgramIndex(self.min_n, self.max_n))
-        return plan_draft_lengths([s.draft_state.acceptance if c > 0 else 0.0 for s, c in zip(seqs, caps)], caps,
-                                  certain_rows, room, self.overhead_rows)
+        return plan_draft_lengths(
+            [s.draft_state.acceptance if c > 0 else 0.0 for s, c in zip(seqs, caps)],
+            caps,
+            certain_rows,
+            room,
+            self.overhead_rows,
+        )
 
     def propose(self, seq: Sequence, k: int) -> list[int]:
         """Up to k draft tokens for a sequence about to decode one token: k from `plan` (so within its cap), cut to

@@ -97,10 +97,12 @@ class EngineStats:
             "spec_decode_num_drafts": self.num_drafts,
             "spec_decode_num_draft_tokens": self.num_draft_tokens,
             "spec_decode_num_accepted_tokens": self.num_accepted_tokens,
-            "spec_decode_acceptance_rate": (self.num_accepted_tokens / self.num_draft_tokens
-                                            if self.num_draft_tokens else None),
-            "spec_decode_mean_acceptance_length": (1 + self.num_accepted_tokens / self.num_drafts
-                                                   if self.num_drafts else None),
+            "spec_decode_acceptance_rate": (
+                self.num_accepted_tokens / self.num_draft_tokens if self.num_draft_tokens else None
+            ),
+            "spec_decode_mean_acceptance_length": (
+                1 + self.num_accepted_tokens / self.num_drafts if self.num_drafts else None
+            ),
             "schedule_s": self.schedule_s,
             "forward_s": self.forward_s,
             "sample_s": self.sample_s,

@@ -18,8 +18,21 @@ import ast
 import sys
 from pathlib import Path
 
-ENGINE_PACKAGES = frozenset({"torch", "transformers", "vllm", "llama_cpp", "exllamav2", "reference_engine",
-                             "triton", "accelerate", "sglang", "lmdeploy", "tensorrt_llm"})
+ENGINE_PACKAGES = frozenset(
+    {
+        "torch",
+        "transformers",
+        "vllm",
+        "llama_cpp",
+        "exllamav2",
+        "reference_engine",
+        "triton",
+        "accelerate",
+        "sglang",
+        "lmdeploy",
+        "tensorrt_llm",
+    }
+)
 MAX_LINES = 400
 
 
@@ -59,8 +72,11 @@ def imports_of(path: Path, name: str, is_package: bool) -> list[tuple[str, int]]
 
 
 def check(root: Path) -> list[str]:
-    files = {module_name(root, p): p for top in ("benchctl", "backends", "reference_engine")
-             for p in sorted((root / top).rglob("*.py"))}
+    files = {
+        module_name(root, p): p
+        for top in ("benchctl", "backends", "reference_engine")
+        for p in sorted((root / top).rglob("*.py"))
+    }
     problems = []
     graph: dict[str, set[str]] = {}  # benchctl module -> benchctl modules it imports
     outside: dict[str, list[tuple[str, str]]] = {}  # benchctl module -> (engine/adapter import, where)
@@ -82,8 +98,10 @@ def check(root: Path) -> list[str]:
                 edges.add(module)
     for name in sorted(harness_process(graph, files)):
         for target, where in outside.get(name, []):
-            problems.append(f"{where}: {name} runs in the harness process and imports {target} "
-                            f"(engines and adapters load only in child processes)")
+            problems.append(
+                f"{where}: {name} runs in the harness process and imports {target} "
+                f"(engines and adapters load only in child processes)"
+            )
     problems += [f"import cycle: {' -> '.join(cycle)}" for cycle in find_cycles(graph)]
     return problems
 

@@ -27,11 +27,18 @@ class ScriptedEngine:
         self.model_config = SimpleNamespace(vocab_size=VOCAB_SIZE)
         # text prompts: one token per character
         self.tokenizer = SimpleNamespace(encode=lambda text: SimpleNamespace(ids=[ord(c) % VOCAB_SIZE for c in text]))
-        self.block_manager = SimpleNamespace(num_used_blocks=0, num_total_blocks=64, num_prefix_query_tokens=0,
-                                             num_prefix_hits=0, block_size=16)
+        self.block_manager = SimpleNamespace(
+            num_used_blocks=0, num_total_blocks=64, num_prefix_query_tokens=0, num_prefix_hits=0, block_size=16
+        )
         self.scheduler = SimpleNamespace(running=[], waiting=[])
-        self.stats = SimpleNamespace(num_preemptions=0, num_generated_tokens=0, num_steps=0, num_drafts=0,
-                                     num_draft_tokens=0, num_accepted_tokens=0)
+        self.stats = SimpleNamespace(
+            num_preemptions=0,
+            num_generated_tokens=0,
+            num_steps=0,
+            num_drafts=0,
+            num_draft_tokens=0,
+            num_accepted_tokens=0,
+        )
 
     def add_request(self, request_id, prompt, params):
         if list(prompt) == REFUSED:
@@ -70,6 +77,7 @@ class ScriptedEngine:
 
 def _output(request_id, tokens, new, reason):
     text = "".join(f"<{t}>" for t in tokens)
-    completion = CompletionOutput(0, list(tokens), list(new), text, "".join(f"<{t}>" for t in new),
-                                  reason is not None, reason)
+    completion = CompletionOutput(
+        0, list(tokens), list(new), text, "".join(f"<{t}>" for t in new), reason is not None, reason
+    )
     return RequestOutput(request_id, [1], [completion], reason is not None)

@@ -20,16 +20,12 @@ def sweep(
         Path | None, typer.Argument(metavar="[SPEC.yaml]", help="Sweep spec (YAML); flags build one otherwise.")
     ] = None,
     backend: Annotated[list[str] | None, typer.Option(help="Backend(s) to sweep (repeatable).")] = None,
-    request_rate: Annotated[
-        list[float] | None, typer.Option(help="Request rate(s) (repeatable; inf allowed).")
-    ] = None,
+    request_rate: Annotated[list[float] | None, typer.Option(help="Request rate(s) (repeatable; inf allowed).")] = None,
     max_concurrency: Annotated[list[int] | None, typer.Option(help="Concurrency cap(s) (repeatable).")] = None,
     engine_arg_grid: Annotated[
         list[str] | None, typer.Option(help="KEY=V1,V2 swept engine option (repeatable).")
     ] = None,
-    engine_arg: Annotated[
-        list[str] | None, typer.Option(help="KEY=VALUE fixed for every cell (repeatable).")
-    ] = None,
+    engine_arg: Annotated[list[str] | None, typer.Option(help="KEY=VALUE fixed for every cell (repeatable).")] = None,
     repetitions: Annotated[int, typer.Option(help="Runs per cell.")] = 1,
     model: Annotated[str, typer.Option()] = DEFAULT_MODEL,
     mode: Annotated[str, typer.Option()] = "offline",

@@ -23,8 +23,9 @@ def _summary(data: RunData) -> dict:
     trace = data.path / "torch_trace.json"
     if "timeline" not in summary and "ncu_kernels" not in summary and trace.is_file():
         try:
-            summary.update(profile.trace_views([e for e in profile.load_trace(trace) if e.get("ph") == "X"
-                                                and "dur" in e]))
+            summary.update(
+                profile.trace_views([e for e in profile.load_trace(trace) if e.get("ph") == "X" and "dur" in e])
+            )
         except (OSError, ValueError, KeyError) as e:  # a damaged trace: the tables still show
             data.notes.append(f"{trace.name} could not be read for the profile's figures: {e}")
     return summary
@@ -34,31 +35,54 @@ def section(runs: list[RunData]) -> Section | None:
     profiled = [(i, d, _summary(d)) for i, d in enumerate(runs) if (d.path / "profile_summary.json").is_file()]
     if not profiled:
         return None
-    sec = Section("profile", "Profile", "From the run's profile (`benchctl run --profile torch|nsys|ncu`): where the "
-                  "worker's time went, how much of it the engine's named ranges explain, how often the host "
-                  "waited for the device, and (ncu) how close the attention kernel came to the memory's peak.")
+    sec = Section(
+        "profile",
+        "Profile",
+        "From the run's profile (`benchctl run --profile torch|nsys|ncu`): where the "
+        "worker's time went, how much of it the engine's named ranges explain, how often the host "
+        "waited for the device, and (ncu) how close the attention kernel came to the memory's peak.",
+    )
     headline = []
     fig = go.Figure()
     for i, data, summary in profiled:
-        headline.append({"run": data.label, "mode": (data.run.get("profile") or {}).get("mode"),
-                         "steps": summary.get("num_steps"), "range coverage": summary.get("range_coverage"),
-                         "idle between steps": summary.get("idle_between_steps_fraction"),
-                         "host syncs / step": summary.get("host_syncs_per_step")})
+        headline.append(
+            {
+                "run": data.label,
+                "mode": (data.run.get("profile") or {}).get("mode"),
+                "steps": summary.get("num_steps"),
+                "range coverage": summary.get("range_coverage"),
+                "idle between steps": summary.get("idle_between_steps_fraction"),
+                "host syncs / step": summary.get("host_syncs_per_step"),
+            }
+        )
         if summary.get("error"):
             sec.notes.append(f"{data.label}: {summary['error']}")
         ops = summary.get("top_operators") or []
         if ops:
             top = ops[:15]
-            fig.add_bar(name=data.label, y=[profile_figures.short_kernel(o["name"]) for o in top][::-1],
-                        x=[o["self_ms"] for o in top][::-1], orientation="h", marker_color=run_color(i))
-            sec.tables.append((f"{data.label}: top operators by self time",
-                               pd.DataFrame(top).rename(columns={"self_ms": "self ms", "self_share": "share"})))
+            fig.add_bar(
+                name=data.label,
+                y=[profile_figures.short_kernel(o["name"]) for o in top][::-1],
+                x=[o["self_ms"] for o in top][::-1],
+                orientation="h",
+                marker_color=run_color(i),
+            )
+            sec.tables.append(
+                (
+                    f"{data.label}: top operators by self time",
+                    pd.DataFrame(top).rename(columns={"self_ms": "self ms", "self_share": "share"}),
+                )
+            )
         for name in ("nvtx_sum", "cuda_gpu_kern_sum"):
             if summary.get(name):
                 sec.tables.append((f"{data.label}: nsys {name}", pd.DataFrame(summary[name]).head(20)))
         if summary.get("ncu_kernels"):
-            sec.tables.append((f"{data.label}: ncu, {summary.get('ncu_launches')} kernel launches profiled",
-                               profile_figures.ncu_table(summary["ncu_kernels"])))
+            sec.tables.append(
+                (
+                    f"{data.label}: ncu, {summary.get('ncu_launches')} kernel launches profiled",
+                    profile_figures.ncu_table(summary["ncu_kernels"]),
+                )
+            )
     sec.tables.insert(0, ("profile headline", pd.DataFrame(headline)))
     if fig.data:
         fig.update_layout(title="Top operators by self time (ms)", barmode="group", height=520)

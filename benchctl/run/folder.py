@@ -33,16 +33,34 @@ class RunFolder:
         self._telemetry: telemetry.Recorder | None = None  # power and energy while the requests run
 
     @classmethod
-    def start(cls, config: RunConfig, backend: Backend, model: ResolvedModel, workload: Workload,
-              serving: dict[str, Any] | None = None) -> RunFolder:
+    def start(
+        cls,
+        config: RunConfig,
+        backend: Backend,
+        model: ResolvedModel,
+        workload: Workload,
+        serving: dict[str, Any] | None = None,
+    ) -> RunFolder:
         path = store.new_run_dir(Path(config.output_dir), backend.name)
-        run_config = {"backend": backend.name, "model": model.to_json(), "mode": config.mode,
-                      "batch_size": config.batch_size, "engine_args": config.engine_args,
-                      "slos_ms": config.slos_ms, "workload_options": _jsonable(asdict(config.workload))}
+        run_config = {
+            "backend": backend.name,
+            "model": model.to_json(),
+            "mode": config.mode,
+            "batch_size": config.batch_size,
+            "engine_args": config.engine_args,
+            "slos_ms": config.slos_ms,
+            "workload_options": _jsonable(asdict(config.workload)),
+        }
         if serving is not None:
             run_config["serving"] = serving
-        run = RunManifest(run_id=path.name, created_at=_now(), label=config.label, config=run_config,
-                          workload=workload.spec(), environment=envinfo.environment())
+        run = RunManifest(
+            run_id=path.name,
+            created_at=_now(),
+            label=config.label,
+            config=run_config,
+            workload=workload.spec(),
+            environment=envinfo.environment(),
+        )
         folder = cls(path, run)
         folder._write()
         return folder
@@ -67,8 +85,16 @@ class RunFolder:
         self._t_requests = time.monotonic()
         self._telemetry = telemetry.start(self.path, (self.manifest.engine or {}).get("device"))
 
-    def finalize(self, rows: list[dict], status: str, error: str | None, *, engine_stats: dict | None = None,
-                 serving_stats: dict | None = None, profile: dict | None = None) -> None:
+    def finalize(
+        self,
+        rows: list[dict],
+        status: str,
+        error: str | None,
+        *,
+        engine_stats: dict | None = None,
+        serving_stats: dict | None = None,
+        profile: dict | None = None,
+    ) -> None:
         """The run's outcome: the final run.json first, then requests.parquet (requests.jsonl's records in columns):
         whatever happens while the parquet is written, run.json already says how the run ended."""
         run = self.manifest

@@ -32,8 +32,17 @@ from benchctl.workload.sharegpt import MAX_TOTAL_TOKENS, MIN_TOKENS, file_source
 from benchctl.workload.tokenizer import Tokenizer
 
 # ShareGPT's speaker names (and those of its variants) -> chat roles
-ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
-         "bard": "assistant", "bing": "assistant", "model": "assistant", "system": "system"}
+ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bard": "assistant",
+    "bing": "assistant",
+    "model": "assistant",
+    "system": "system",
+}
 MIN_TURNS = 2  # a conversation workload is about later turns: single-turn conversations are left out
 HISTORIES = ("recorded", "generated")
 
@@ -59,10 +68,16 @@ def chat_turns(conversation: list[dict]) -> tuple[list[dict], list[tuple[str, st
     return system, pairs
 
 
-def sample_conversations(path: Path, tokenizer: Tokenizer, num_conversations: int, seed: int,
-                         max_turns: int | None = None, think_time_s: float = 0.0,
-                         fixed_output_len: int | None = None,
-                         history: str = "recorded") -> tuple[list[RequestSpec], dict]:
+def sample_conversations(
+    path: Path,
+    tokenizer: Tokenizer,
+    num_conversations: int,
+    seed: int,
+    max_turns: int | None = None,
+    think_time_s: float = 0.0,
+    fixed_output_len: int | None = None,
+    history: str = "recorded",
+) -> tuple[list[RequestSpec], dict]:
     """`num_conversations` conversations of >= 2 turns, shuffled with the seed; one RequestSpec per turn.
 
     A conversation is cut before the first turn that fails the ShareGPT filters (an answer shorter than
@@ -94,9 +109,19 @@ def sample_conversations(path: Path, tokenizer: Tokenizer, num_conversations: in
     cut = {"answer_too_short": 0, "too_long": 0, "max_turns": 0}
     for source_id, system, pairs in candidates:
         conv_id = f"conv-{len(turns_taken):04d}"
-        turns = _conversation_requests(conv_id, source_id, system, pairs, template,
-                                       tokenizer, max_turns, think_time_s, fixed_output_len, cut,
-                                       generated=history == "generated")
+        turns = _conversation_requests(
+            conv_id,
+            source_id,
+            system,
+            pairs,
+            template,
+            tokenizer,
+            max_turns,
+            think_time_s,
+            fixed_output_len,
+            cut,
+            generated=history == "generated",
+        )
         if len(turns) < MIN_TURNS:
             continue
         requests += turns
@@ -105,21 +130,39 @@ def sample_conversations(path: Path, tokenizer: Tokenizer, num_conversations: in
         if len(turns_taken) == num_conversations:
             break
     if len(turns_taken) < num_conversations:
-        raise WorkloadError(f"{path}: only {len(turns_taken)} conversations have {MIN_TURNS}+ turns that pass the "
-                            f"ShareGPT filters, {num_conversations} requested (lower --num-prompts)")
-    source = {**file_source(dataset), "fixed_output_len": fixed_output_len,
-              "conversations": len(turns_taken), "turns_per_conversation": length_stats(turns_taken),
-              "max_turns": max_turns, "think_time_s": think_time_s, "history": history,
-              "chat_template": "model", "filters": {"min_tokens": MIN_TOKENS, "max_total_tokens": MAX_TOTAL_TOKENS,
-                                                    "min_turns": MIN_TURNS},
-              "turns_cut": cut, "source_ids": source_ids}
+        raise WorkloadError(
+            f"{path}: only {len(turns_taken)} conversations have {MIN_TURNS}+ turns that pass the "
+            f"ShareGPT filters, {num_conversations} requested (lower --num-prompts)"
+        )
+    source = {
+        **file_source(dataset),
+        "fixed_output_len": fixed_output_len,
+        "conversations": len(turns_taken),
+        "turns_per_conversation": length_stats(turns_taken),
+        "max_turns": max_turns,
+        "think_time_s": think_time_s,
+        "history": history,
+        "chat_template": "model",
+        "filters": {"min_tokens": MIN_TOKENS, "max_total_tokens": MAX_TOTAL_TOKENS, "min_turns": MIN_TURNS},
+        "turns_cut": cut,
+        "source_ids": source_ids,
+    }
     return requests, source
 
 
-def _conversation_requests(conv_id: str, source_id: str, system: list[dict], pairs: list[tuple[str, str]],
-                           template: ChatTemplate, tokenizer: Tokenizer, max_turns: int | None,
-                           think_time_s: float, fixed_output_len: int | None, cut: dict,
-                           generated: bool = False) -> list[RequestSpec]:
+def _conversation_requests(
+    conv_id: str,
+    source_id: str,
+    system: list[dict],
+    pairs: list[tuple[str, str]],
+    template: ChatTemplate,
+    tokenizer: Tokenizer,
+    max_turns: int | None,
+    think_time_s: float,
+    fixed_output_len: int | None,
+    cut: dict,
+    generated: bool = False,
+) -> list[RequestSpec]:
     turns: list[RequestSpec] = []
     history = list(system)
     answered = ""  # the previous turn's prompt + its recorded answer, as rendered text
@@ -143,14 +186,27 @@ def _conversation_requests(conv_id: str, source_id: str, system: list[dict], pai
         suffix_text = suffix_ids = None
         if generated and turns:
             if not prompt.startswith(answered):
-                raise WorkloadError(f"conversation {source_id}: the chat template does not render a conversation as "
-                                    f"the start of its continuation; use --history recorded")
-            suffix_text = prompt[len(answered):]
+                raise WorkloadError(
+                    f"conversation {source_id}: the chat template does not render a conversation as "
+                    f"the start of its continuation; use --history recorded"
+                )
+            suffix_text = prompt[len(answered) :]
             suffix_ids = tokenizer.encode(suffix_text)
-        turns.append(RequestSpec(f"{conv_id}-t{k:02d}", prompt_ids, prompt, output_len,
-                                 conversation_id=conv_id, turn=k, after=turns[-1].request_id if turns else None,
-                                 think_time_s=think_time_s if turns else 0.0, messages=messages,
-                                 suffix_text=suffix_text, suffix_ids=suffix_ids))
+        turns.append(
+            RequestSpec(
+                f"{conv_id}-t{k:02d}",
+                prompt_ids,
+                prompt,
+                output_len,
+                conversation_id=conv_id,
+                turn=k,
+                after=turns[-1].request_id if turns else None,
+                think_time_s=think_time_s if turns else 0.0,
+                messages=messages,
+                suffix_text=suffix_text,
+                suffix_ids=suffix_ids,
+            )
+        )
         history = [*messages, {"role": "assistant", "content": answer}]
         answered = prompt + answer
     return turns

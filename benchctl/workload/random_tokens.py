@@ -21,8 +21,9 @@ def length_range(mean_len: int, range_ratio: float) -> tuple[int, int]:
     return low, high
 
 
-def vllm_length_ranges(input_len: int, output_len: int, range_ratio: float,
-                       special_tokens: int = 0) -> tuple[tuple[int, int], tuple[int, int]]:
+def vllm_length_ranges(
+    input_len: int, output_len: int, range_ratio: float, special_tokens: int = 0
+) -> tuple[tuple[int, int], tuple[int, int]]:
     """vLLM 0.32's get_sampling_params: floor(mean*(1-ratio)) .. ceil(mean*(1+ratio)) for input and output, the
     input's mean less the special tokens the tokenizer adds, the output's bounds at least 1."""
     real_input_len = max(0, input_len - special_tokens)
@@ -36,14 +37,27 @@ def random_sampler(tokenizer: Tokenizer, input_len: int, output_len: int, range_
     ranges are benchctl's; the token ids always differ (docs/workloads.md, "random")."""
     ours = length_range(input_len, range_ratio), length_range(output_len, range_ratio)
     same = ours == vllm_length_ranges(input_len, output_len, range_ratio, tokenizer.num_special_tokens)
-    return {"name": "benchctl-random", "lengths_identical_to_vllm_bench": same,
-            "statement": ("input and output lengths identical to vllm bench --dataset-name random with the same "
-                          "seed and lengths; token ids differ" if same else
-                          "lengths from other ranges than vllm bench's (vLLM rounds outwards); token ids differ")}
+    return {
+        "name": "benchctl-random",
+        "lengths_identical_to_vllm_bench": same,
+        "statement": (
+            "input and output lengths identical to vllm bench --dataset-name random with the same "
+            "seed and lengths; token ids differ"
+            if same
+            else "lengths from other ranges than vllm bench's (vLLM rounds outwards); token ids differ"
+        ),
+    }
 
 
-def sample_random(tokenizer: Tokenizer, num_prompts: int, input_len: int, output_len: int,
-                  range_ratio: float, seed: int, prefix_len: int = 0) -> tuple[list[RequestSpec], dict]:
+def sample_random(
+    tokenizer: Tokenizer,
+    num_prompts: int,
+    input_len: int,
+    output_len: int,
+    range_ratio: float,
+    seed: int,
+    prefix_len: int = 0,
+) -> tuple[list[RequestSpec], dict]:
     if num_prompts < 1:
         raise WorkloadError(f"--num-prompts must be >= 1, got {num_prompts}")
     if input_len < 1 or output_len < 1:
@@ -64,7 +78,12 @@ def sample_random(tokenizer: Tokenizer, num_prompts: int, input_len: int, output
     for i in range(num_prompts):
         ids = prefix + rng.choice(allowed, size=int(input_lens[i])).tolist()
         requests.append(RequestSpec(f"req-{i:05d}", ids, tokenizer.decode(ids), int(output_lens[i])))
-    source = {"input_len": input_len, "output_len": output_len, "range_ratio": range_ratio,
-              "input_len_range": [in_low + prefix_len, in_high + prefix_len],
-              "output_len_range": [out_low, out_high], "prefix_len": prefix_len}
+    source = {
+        "input_len": input_len,
+        "output_len": output_len,
+        "range_ratio": range_ratio,
+        "input_len_range": [in_low + prefix_len, in_high + prefix_len],
+        "output_len_range": [out_low, out_high],
+        "prefix_len": prefix_len,
+    }
     return requests, source

@@ -21,8 +21,10 @@ from benchctl.workload.base import WorkloadError
 CHUNK_BYTES = 1 << 22  # read 4 MiB at a time: the text in memory is the entries plus one chunk, not the whole file
 _SPACE = re.compile(r"[ \t\n\r]*")
 # What a JSON text can end with when it is cut inside a literal or a number (the decoder stops before it)
-_CUT_TOKEN = re.compile(r"-|-?(?:I|In|Inf|Infi|Infin|Infini|Infinit)|N|Na|t|tr|tru|f|fa|fal|fals|n|nu|nul"
-                        r"|\.|[eE][-+]?")
+_CUT_TOKEN = re.compile(
+    r"-|-?(?:I|In|Inf|Infi|Infin|Infini|Infinit)|N|Na|t|tr|tru|f|fa|fal|fals|n|nu|nul"
+    r"|\.|[eE][-+]?"
+)
 # ... or inside a \uXXXX escape or surrogate pair (the decoder points at the escape's "u")
 _CUT_ESCAPE = re.compile(r"\\?u[0-9a-fA-F]{0,4}(?:\\(?:u[0-9a-fA-F]{0,4})?)?")
 
@@ -39,9 +41,15 @@ class DatasetFile:
     cut: dict | None = None  # a truncated file: where the broken entry began and what broke it
 
     def provenance(self) -> dict:
-        return {"path": str(self.path), "size_bytes": self.size_bytes, "bytes_used": self.bytes_used,
-                "sha256": self.sha256, "entries_read": len(self.entries), "truncated": self.cut is not None,
-                "cut": self.cut}
+        return {
+            "path": str(self.path),
+            "size_bytes": self.size_bytes,
+            "bytes_used": self.bytes_used,
+            "sha256": self.sha256,
+            "entries_read": len(self.entries),
+            "truncated": self.cut is not None,
+            "cut": self.cut,
+        }
 
 
 def read_sharegpt(path: Path) -> DatasetFile:
@@ -117,7 +125,7 @@ class _ArrayReader:
             return True
         if len(self.text) - e.pos > len("\\ud83d\\ude0"):
             return False
-        tail = self.text[e.pos:]
+        tail = self.text[e.pos :]
         return not tail.strip() or _CUT_TOKEN.fullmatch(tail) is not None or _CUT_ESCAPE.fullmatch(tail) is not None
 
     def _skip_space(self, pos: int) -> int:
@@ -158,12 +166,16 @@ class _ArrayReader:
     def _truncated(self, entries: list[dict], reason: str) -> tuple[int, dict]:
         if not entries:
             raise WorkloadError(f"{self.path}: the JSON array is cut off before its first complete entry ({reason})")
-        return self._byte_at(self.mark), {"entry": len(entries), "began_at_byte": self._byte_at(self.start),
-                                          "reason": reason}
+        return self._byte_at(self.mark), {
+            "entry": len(entries),
+            "began_at_byte": self._byte_at(self.start),
+            "reason": reason,
+        }
 
     def _garbage(self, pos: int, msg: str) -> None:
-        raise WorkloadError(f"{self.path}: not valid JSON at byte {self._byte_at(pos)} ({msg}), "
-                            f"before the end of the file")
+        raise WorkloadError(
+            f"{self.path}: not valid JSON at byte {self._byte_at(pos)} ({msg}), before the end of the file"
+        )
 
     def _not_an_array(self) -> None:
         while not self.eof:

@@ -15,8 +15,9 @@ from benchctl.workload.base import WorkloadError
 SCHEDULE_KINDS = ("poisson", "gamma", "constant")
 
 
-def arrival_times(num_requests: int, request_rate: float = math.inf, burstiness: float = 1.0,
-                  kind: str = "poisson", seed: int = 0) -> np.ndarray:
+def arrival_times(
+    num_requests: int, request_rate: float = math.inf, burstiness: float = 1.0, kind: str = "poisson", seed: int = 0
+) -> np.ndarray:
     """Arrival offsets in seconds, shape (num_requests,), non-decreasing, first at 0.
 
     - rate inf: everything at t=0 (offline / "infinite" load);
@@ -46,9 +47,10 @@ def arrival_times(num_requests: int, request_rate: float = math.inf, burstiness:
     return np.concatenate([[0.0], np.cumsum(gaps)])
 
 
-def schedule_description(request_rate: float, burstiness: float, kind: str,
-                         max_concurrency: int | None) -> dict:
-    return {"kind": "all-at-once" if math.isinf(request_rate) else kind,
-            "request_rate": None if math.isinf(request_rate) else request_rate,
-            "burstiness": burstiness if kind == "gamma" else (1.0 if kind == "poisson" else None),
-            "max_concurrency": max_concurrency}
+def schedule_description(request_rate: float, burstiness: float, kind: str, max_concurrency: int | None) -> dict:
+    return {
+        "kind": "all-at-once" if math.isinf(request_rate) else kind,
+        "request_rate": None if math.isinf(request_rate) else request_rate,
+        "burstiness": burstiness if kind == "gamma" else (1.0 if kind == "poisson" else None),
+        "max_concurrency": max_concurrency,
+    }

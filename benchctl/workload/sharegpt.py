@@ -35,9 +35,14 @@ def file_source(dataset: DatasetFile) -> dict:
     return {"path": str(dataset.path), "sha256_16": dataset.sha256[:16], "file": dataset.provenance()}
 
 
-def sample_sharegpt(path: Path, tokenizer: Tokenizer, num_prompts: int, seed: int,
-                    fixed_output_len: int | None = None,
-                    oversample: bool = False) -> tuple[list[RequestSpec], dict]:
+def sample_sharegpt(
+    path: Path,
+    tokenizer: Tokenizer,
+    num_prompts: int,
+    seed: int,
+    fixed_output_len: int | None = None,
+    oversample: bool = False,
+) -> tuple[list[RequestSpec], dict]:
     """(requests, source): (prompt, completion) pairs picked the way `vllm bench` picks them.
 
     `fixed_output_len` replaces the completion's length (and is exempt from the minimum, as in vLLM). Lengths
@@ -72,17 +77,26 @@ def sample_sharegpt(path: Path, tokenizer: Tokenizer, num_prompts: int, seed: in
     passed = len(requests)
     if passed < num_prompts and (not oversample or not requests):
         hint = "; vllm bench would repeat random picks to fill the count, as --oversample does" if requests else ""
-        raise WorkloadError(f"{path}: only {passed} conversations pass the ShareGPT filters, {num_prompts} "
-                            f"requested (lower --num-prompts{hint})")
+        raise WorkloadError(
+            f"{path}: only {passed} conversations pass the ShareGPT filters, {num_prompts} "
+            f"requested (lower --num-prompts{hint})"
+        )
     if passed < num_prompts:  # vLLM's maybe_oversample_requests: reseed, then one random.choice per missing request
         rng, picked = random.Random(seed), requests[:passed]
         for i in range(passed, num_prompts):
             pick = rng.choice(picked)
             requests.append(RequestSpec(f"req-{i:05d}", list(pick.prompt_token_ids), pick.prompt, pick.output_len))
-    source = {**file_source(dataset), "fixed_output_len": fixed_output_len,
-              "filters": {"min_tokens": MIN_TOKENS, "max_prompt_tokens": MAX_PROMPT_TOKENS,
-                          "max_total_tokens": MAX_TOTAL_TOKENS},
-              "dropped_while_sampling": dropped, "oversampled": num_prompts - passed}
+    source = {
+        **file_source(dataset),
+        "fixed_output_len": fixed_output_len,
+        "filters": {
+            "min_tokens": MIN_TOKENS,
+            "max_prompt_tokens": MAX_PROMPT_TOKENS,
+            "max_total_tokens": MAX_TOTAL_TOKENS,
+        },
+        "dropped_while_sampling": dropped,
+        "oversampled": num_prompts - passed,
+    }
     return requests, source
 
 
@@ -91,8 +105,12 @@ def vllm_sampler(seed: int, num_prompts: int, fixed_output_len: int | None, trun
     command = f"vllm bench serve --dataset-name sharegpt --dataset-path FILE --seed {seed} --num-prompts {num_prompts}"
     if fixed_output_len is not None:
         command += f" --sharegpt-output-len {fixed_output_len}"
-    sampler = {"name": SAMPLER, "rule": SAMPLER_RULE, "identical_to": command,
-               "statement": f"sample identical to vllm bench (seed {seed}, {num_prompts} requests)"}
+    sampler = {
+        "name": SAMPLER,
+        "rule": SAMPLER_RULE,
+        "identical_to": command,
+        "statement": f"sample identical to vllm bench (seed {seed}, {num_prompts} requests)",
+    }
     if truncated:  # vLLM's json.load refuses a cut file: FILE must hold the complete entries as one array
         sampler["file_for_vllm"] = "the complete entries written as a JSON array (docs/workloads.md)"
     return sampler

@@ -23,9 +23,15 @@ import torch
 
 from reference_engine.config import ModelConfig
 
-_LAYER_NAMES = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-                "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-                "ffn_down": "mlp.down_proj"}
+_LAYER_NAMES = {
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
 _TOP_NAMES = {"token_embd.weight": "model.embed_tokens.weight", "output.weight": "lm_head.weight"}
 # where benchctl's conversion records the GGUF it dequantized (benchctl/models.py)
 CONVERSION_RECORD = "benchctl-conversion.json"
@@ -86,7 +92,7 @@ class _Cursor:
     def string(self) -> str:
         n = self.scalar("Q")
         self.pos += n
-        return self.data[self.pos - n:self.pos].decode("utf-8", "replace")
+        return self.data[self.pos - n : self.pos].decode("utf-8", "replace")
 
     def value(self, kind: int):
         if kind == _STRING:

@@ -21,8 +21,9 @@ from reference_engine.config import ModelConfig
 RANDOM_WEIGHTS_MARKER = "benchctl_dummy.json"  # a folder with this file has no weights: make them (random_weights)
 
 
-def rope_cos_sin(head_dim: int, theta: float, max_positions: int, device: torch.device,
-                 scaling: dict | None = None) -> torch.Tensor:
+def rope_cos_sin(
+    head_dim: int, theta: float, max_positions: int, device: torch.device, scaling: dict | None = None
+) -> torch.Tensor:
     """(max_positions, 2, head_dim) fp32: cos and sin, laid out for rotate-half RoPE as in transformers; `scaling`:
     a config's "llama3" rope_scaling (Llama 3.1+)."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim))
@@ -52,11 +53,19 @@ def checkpoint_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
         shapes["lm_head.weight"] = (cfg.vocab_size, h)
     for i in range(cfg.num_layers):
         p = f"model.layers.{i}."
-        shapes.update({p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,),
-                       p + "self_attn.q_proj.weight": (q, h), p + "self_attn.k_proj.weight": (kv, h),
-                       p + "self_attn.v_proj.weight": (kv, h), p + "self_attn.o_proj.weight": (h, q),
-                       p + "mlp.gate_proj.weight": (inter, h), p + "mlp.up_proj.weight": (inter, h),
-                       p + "mlp.down_proj.weight": (h, inter)})
+        shapes.update(
+            {
+                p + "input_layernorm.weight": (h,),
+                p + "post_attention_layernorm.weight": (h,),
+                p + "self_attn.q_proj.weight": (q, h),
+                p + "self_attn.k_proj.weight": (kv, h),
+                p + "self_attn.v_proj.weight": (kv, h),
+                p + "self_attn.o_proj.weight": (h, q),
+                p + "mlp.gate_proj.weight": (inter, h),
+                p + "mlp.up_proj.weight": (inter, h),
+                p + "mlp.down_proj.weight": (h, inter),
+            }
+        )
     return shapes
 
 
@@ -70,8 +79,9 @@ def random_weights(cfg: ModelConfig, seed: int, device: torch.device, dtype: tor
             weights[name] = torch.ones(shape, device=device, dtype=dtype)
             continue
         gen = torch.Generator(device).manual_seed(seed * 1_000_003 + index)
-        weights[name] = torch.empty(shape, device=device, dtype=dtype).normal_(0.0, cfg.initializer_range,
-                                                                               generator=gen)
+        weights[name] = torch.empty(shape, device=device, dtype=dtype).normal_(
+            0.0, cfg.initializer_range, generator=gen
+        )
     return weights
 
 
@@ -111,8 +121,7 @@ class Projection:
                 expanded = cpu_ops.expand_block_panels(packed, fmt)
                 if torch.equal(expanded.view(torch.int32), self.panels.view(torch.int32)):
                     self.blocks, self.block_format = packed, fmt
-                    self._block_packed, self._block_max_rows = (cpu_ops.block_packed_linear,
-                                                                cpu_ops.BLOCK_MAX_ROWS)
+                    self._block_packed, self._block_max_rows = (cpu_ops.block_packed_linear, cpu_ops.BLOCK_MAX_ROWS)
         elif gemm == "onednn":
             self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous())
         else:
@@ -138,8 +147,12 @@ def fused_blocks(blocks: dict[str, tuple[str, torch.Tensor]], names: list[str]) 
 
 def onednn_linear_available(device: torch.device, dtype: torch.dtype) -> bool:
     """oneDNN's prepacked linear runs here: a CPU float32 model and a torch built with mkldnn."""
-    return (device.type == "cpu" and dtype == torch.float32 and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+    return (
+        device.type == "cpu"
+        and dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    )
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -150,8 +163,13 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class LlamaLayer:
-    def __init__(self, cfg: ModelConfig, weights: dict[str, torch.Tensor], gemm: str = "torch",
-                 blocks: dict[str, tuple[str, torch.Tensor]] | None = None):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        weights: dict[str, torch.Tensor],
+        gemm: str = "torch",
+        blocks: dict[str, tuple[str, torch.Tensor]] | None = None,
+    ):
         """blocks: GGUF blocks by weight name, prefix stripped like `weights` (see Projection)."""
         self.cfg = cfg
         blocks = blocks or {}
@@ -159,19 +177,31 @@ class LlamaLayer:
         self.input_norm = weights["input_layernorm.weight"]  # (hidden,)
         # hidden -> num_heads*head_dim + 2*num_kv_heads*head_dim
         self.qkv_proj = Projection(torch.cat([weights[n] for n in qkv]), gemm, fused_blocks(blocks, qkv))
-        self.o_proj = Projection(weights["self_attn.o_proj.weight"], gemm,  # num_heads*head_dim -> hidden
-                                 blocks.get("self_attn.o_proj.weight"))
+        self.o_proj = Projection(
+            weights["self_attn.o_proj.weight"],
+            gemm,  # num_heads*head_dim -> hidden
+            blocks.get("self_attn.o_proj.weight"),
+        )
         self.post_attention_norm = weights["post_attention_layernorm.weight"]  # (hidden,)
         # hidden -> 2*intermediate
         self.gate_up_proj = Projection(torch.cat([weights[n] for n in gate_up]), gemm, fused_blocks(blocks, gate_up))
-        self.down_proj = Projection(weights["mlp.down_proj.weight"], gemm,  # intermediate -> hidden
-                                    blocks.get("mlp.down_proj.weight"))
+        self.down_proj = Projection(
+            weights["mlp.down_proj.weight"],
+            gemm,  # intermediate -> hidden
+            blocks.get("mlp.down_proj.weight"),
+        )
 
     def projections(self) -> list[Projection]:
         return [self.qkv_proj, self.o_proj, self.gate_up_proj, self.down_proj]
 
-    def forward(self, h: torch.Tensor, cos_sin: torch.Tensor, kv_cache: tuple[torch.Tensor, torch.Tensor],
-                meta: AttentionMetadata, ops: AttentionOps) -> torch.Tensor:
+    def forward(
+        self,
+        h: torch.Tensor,
+        cos_sin: torch.Tensor,
+        kv_cache: tuple[torch.Tensor, torch.Tensor],
+        meta: AttentionMetadata,
+        ops: AttentionOps,
+    ) -> torch.Tensor:
         """h: (num_tokens, hidden); cos_sin: (num_tokens, 2, 1, head_dim). Returns (num_tokens, hidden)."""
         cfg = self.cfg
         n, nh, nkv, hd = h.shape[0], cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
@@ -180,26 +210,37 @@ class LlamaLayer:
         # q and k heads are contiguous, so RoPE rotates both in one go.
         if ops.rotary is not None and qkv.dtype == torch.float32:  # fused, in place; K/V stay slices of qkv
             ops.rotary(qkv, cos_sin[:, :, 0], nh + nkv)
-            q, k, v = qkv[:, :nh], qkv[:, nh:nh + nkv], qkv[:, nh + nkv:]
+            q, k, v = qkv[:, :nh], qkv[:, nh : nh + nkv], qkv[:, nh + nkv :]
         else:
-            qk = apply_rope(qkv[:, :nh + nkv], cos_sin[:, 0], cos_sin[:, 1])  # (n, nh + nkv, hd)
-            q, k, v = qk[:, :nh], qk[:, nh:].contiguous(), qkv[:, nh + nkv:].contiguous()
-        o = attention(q, k, v, kv_cache[0], kv_cache[1], meta, hd ** -0.5, ops)
+            qk = apply_rope(qkv[:, : nh + nkv], cos_sin[:, 0], cos_sin[:, 1])  # (n, nh + nkv, hd)
+            q, k, v = qk[:, :nh], qk[:, nh:].contiguous(), qkv[:, nh + nkv :].contiguous()
+        o = attention(q, k, v, kv_cache[0], kv_cache[1], meta, hd**-0.5, ops)
         h = h + self.o_proj(o.reshape(n, nh * hd))
         x = ops.rms_norm(h, self.post_attention_norm, cfg.rms_norm_eps)
         return h + self.down_proj(ops.silu_and_mul(self.gate_up_proj(x)))
 
 
 class LlamaForCausalLM:
-    def __init__(self, cfg: ModelConfig, model_dir: str | Path, device: torch.device, dtype: torch.dtype,
-                 max_positions: int, gemm: str = "torch", gguf_file: str = "auto"):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        model_dir: str | Path,
+        device: torch.device,
+        dtype: torch.dtype,
+        max_positions: int,
+        gemm: str = "torch",
+        gguf_file: str = "auto",
+    ):
         """gemm: "torch", "onednn" or "packed" (see Projection). gguf_file (with "packed" on a float32 model): the
         GGUF the weights were dequantized from, whose blocks decode steps stream instead (gguf_blocks.find_gguf:
         "auto", "none" or a path). `self.gguf_blocks` says what came of it."""
         self.cfg = cfg
         seed = random_weights_seed(model_dir)
-        weights = load_safetensors(Path(model_dir), device, dtype) if seed is None else \
-            random_weights(cfg, seed, device, dtype)
+        weights = (
+            load_safetensors(Path(model_dir), device, dtype)
+            if seed is None
+            else random_weights(cfg, seed, device, dtype)
+        )
         self.random_weights_seed = seed
         if seed is None:
             blocks, self.gguf_blocks = gguf_blocks_for(model_dir, cfg, gemm, dtype, gguf_file)
@@ -215,26 +256,42 @@ class LlamaForCausalLM:
         self.layers = []
         for i in range(cfg.num_layers):
             prefix = f"model.layers.{i}."
-            self.layers.append(LlamaLayer(cfg, {k[len(prefix):]: weights.pop(k) for k in list(weights)
-                                                if k.startswith(prefix)}, gemm,
-                                          {k[len(prefix):]: v for k, v in blocks.items() if k.startswith(prefix)}))
+            self.layers.append(
+                LlamaLayer(
+                    cfg,
+                    {k[len(prefix) :]: weights.pop(k) for k in list(weights) if k.startswith(prefix)},
+                    gemm,
+                    {k[len(prefix) :]: v for k, v in blocks.items() if k.startswith(prefix)},
+                )
+            )
         # (pos, 2, head_dim) fp32
         self.cos_sin = rope_cos_sin(cfg.head_dim, cfg.rope_theta, max_positions, device, cfg.rope_scaling)
         if self.gguf_blocks.get("file"):
             projections = [p for layer in self.layers for p in layer.projections()] + [self.lm_head_proj]
             used = [p for p in projections if p.blocks is not None]
-            self.gguf_blocks.update(projections=len(used), of=len(projections),
-                                    formats=sorted({p.block_format for p in used}),
-                                    bytes=sum(p.blocks.numel() for p in used))
+            self.gguf_blocks.update(
+                projections=len(used),
+                of=len(projections),
+                formats=sorted({p.block_format for p in used}),
+                bytes=sum(p.blocks.numel() for p in used),
+            )
             if gguf_file != "auto" and len(used) < len(projections):
-                raise ValueError(f"gguf_file={gguf_file!r}: the blocks of {len(projections) - len(used)} of "
-                                 f"{len(projections)} projections are missing, in a format the kernel does not "
-                                 f"read, or do not reproduce {model_dir}'s float32 weights")
+                raise ValueError(
+                    f"gguf_file={gguf_file!r}: the blocks of {len(projections) - len(used)} of "
+                    f"{len(projections)} projections are missing, in a format the kernel does not "
+                    f"read, or do not reproduce {model_dir}'s float32 weights"
+                )
 
     @torch.inference_mode()
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, logits_indices: torch.Tensor,
-                kv_caches: list[tuple[torch.Tensor, torch.Tensor]], meta: AttentionMetadata,
-                ops: AttentionOps) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        logits_indices: torch.Tensor,
+        kv_caches: list[tuple[torch.Tensor, torch.Tensor]],
+        meta: AttentionMetadata,
+        ops: AttentionOps,
+    ) -> torch.Tensor:
         """input_ids, positions: (num_tokens,) int64; logits_indices: (num_logits,) rows that need logits.
         Returns (num_logits, vocab) fp32."""
         h = F.embedding(input_ids, self.embed_tokens)  # (num_tokens, hidden)
@@ -247,8 +304,9 @@ class LlamaForCausalLM:
         return F.linear(h, self.lm_head).float()
 
 
-def gguf_blocks_for(model_dir: str | Path, cfg: ModelConfig, gemm: str, dtype: torch.dtype,
-                    option: str) -> tuple[dict[str, tuple[str, torch.Tensor]], dict]:
+def gguf_blocks_for(
+    model_dir: str | Path, cfg: ModelConfig, gemm: str, dtype: torch.dtype, option: str
+) -> tuple[dict[str, tuple[str, torch.Tensor]], dict]:
     """The GGUF blocks the projections may stream (gguf_blocks.find_gguf: option "auto", "none" or a path) and what
     came of the search ({"file": path} or {"file": None, "reason": why not}). An explicit path that cannot be used
     is a ValueError."""

@@ -16,8 +16,14 @@ no_cuda = pytest.mark.skipif(cuda_present(), reason="this host has CUDA: exllama
 
 
 def benchctl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(check=False, args=[sys.executable, "-m", "benchctl", *args], capture_output=True, text=True,
-                          timeout=300, env=os.environ.copy())
+    return subprocess.run(
+        check=False,
+        args=[sys.executable, "-m", "benchctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ.copy(),
+    )
 
 
 @no_cuda
@@ -30,18 +36,27 @@ def test_backends_lists_it_unavailable_with_the_reason():
 
 @no_cuda
 def test_run_exits_2_with_one_line():
-    result = benchctl("run", "--backend", "exllamav2", "--dataset", "random", "--num-prompts", "2",
-                      "--output-dir", os.devnull)
+    result = benchctl(
+        "run", "--backend", "exllamav2", "--dataset", "random", "--num-prompts", "2", "--output-dir", os.devnull
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines == [("benchctl: error: backend 'exllamav2' is unavailable here: needs an NVIDIA GPU with CUDA; "
-                      "none found on this machine")], result.stderr
+    assert lines == [
+        (
+            "benchctl: error: backend 'exllamav2' is unavailable here: needs an NVIDIA GPU with CUDA; "
+            "none found on this machine"
+        )
+    ], result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 
 def _request(rid: str, prompt_len: int, output_len: int) -> dict:
-    return {"request_id": rid, "prompt_token_ids": list(range(10, 10 + prompt_len)), "output_len": output_len,
-            "arrival_s": 0.0}
+    return {
+        "request_id": rid,
+        "prompt_token_ids": list(range(10, 10 + prompt_len)),
+        "output_len": output_len,
+        "arrival_s": 0.0,
+    }
 
 
 def test_job_has_exact_length_and_no_stop_conditions():
@@ -63,11 +78,24 @@ def test_results_become_records_with_chunked_token_times():
     collector = ResultCollector([a, b])
     collector.started("a", 0.0)
     collector.started("b", 0.01)
-    assert collector.feed([{"stage": "started", "identifier": "a"},
-                           {"stage": "prefill", "identifier": "b", "curr_progress": 3, "max_progress": 6}], 0.1) == []
+    assert (
+        collector.feed(
+            [
+                {"stage": "started", "identifier": "a"},
+                {"stage": "prefill", "identifier": "b", "curr_progress": 3, "max_progress": 6},
+            ],
+            0.1,
+        )
+        == []
+    )
     assert collector.feed([_stream("a", 1), _stream("b", 1)], 0.2) == []
-    done = collector.feed([_stream("a", 2, eos=True, eos_reason="max_new_tokens", new_tokens=3, time_prefill=0.15),
-                           _stream("b", 1, eos=True, eos_reason="max_new_tokens", new_tokens=2)], 0.3)
+    done = collector.feed(
+        [
+            _stream("a", 2, eos=True, eos_reason="max_new_tokens", new_tokens=3, time_prefill=0.15),
+            _stream("b", 1, eos=True, eos_reason="max_new_tokens", new_tokens=2),
+        ],
+        0.3,
+    )
     records = {r["request_id"]: r for r in done}
     assert records["a"]["output_tokens"] == 3 and records["a"]["expected_output_tokens"] == 3
     assert records["a"]["token_times_s"] == [0.2, 0.3] and records["a"]["chunk_tokens"] == [1, 2]

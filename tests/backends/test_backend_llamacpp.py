@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from engine_envs import engine_python
 
 from benchctl.backend import get_backend
-from engine_envs import engine_python
 
 pytestmark = pytest.mark.slow
 
-WORKLOAD = ["--dataset", "random", "--num-prompts", "6", "--random-input-len", "32", "--random-output-len", "12",
-            "--random-range-ratio", "0.5", "--seed", "3"]
+WORKLOAD = [
+    "--dataset",
+    "random",
+    "--num-prompts",
+    "6",
+    "--random-input-len",
+    "32",
+    "--random-output-len",
+    "12",
+    "--random-range-ratio",
+    "0.5",
+    "--seed",
+    "3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +37,25 @@ def python() -> str:
 
 
 def run(tmp_path: Path, *args: str) -> dict:
-    result = subprocess.run(check=False, args=[sys.executable, "-m", "benchctl", "run", "--backend", "llamacpp", *WORKLOAD,
-                             "--output-dir", str(tmp_path), "--json", *args],
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        check=False,
+        args=[
+            sys.executable,
+            "-m",
+            "benchctl",
+            "run",
+            "--backend",
+            "llamacpp",
+            *WORKLOAD,
+            "--output-dir",
+            str(tmp_path),
+            "--json",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr
     run_json = json.loads(result.stdout)
     run_dir = tmp_path / run_json["run_id"]
@@ -76,7 +103,9 @@ def test_batched_run_records(batched):
     assert stats["steps"] < stats["decode_tokens_fed"]
     assert stats["prompt_tokens_fed"] == sum(r["prompt_tokens"] for r in batched["rows"])
     # continuous refill: with 6 requests and 4 slots, two requests start after others finish
-    late = [r for r in batched["rows"] if r["extra"]["slot_start_s"] > min(x["finish_s"] for x in batched["rows"]) - 1e-9]
+    late = [
+        r for r in batched["rows"] if r["extra"]["slot_start_s"] > min(x["finish_s"] for x in batched["rows"]) - 1e-9
+    ]
     assert len(late) == 2
 
 
@@ -93,8 +122,15 @@ def test_sequential_greedy_matches_llama_cpp_python_high_level(sequential, pytho
     run_json = sequential["run"]
     gguf = run_json["config"]["model"]["gguf_path"]
     prompts = _prompts(run_json)
-    cases = [{"request_id": r["request_id"], "prompt": prompts[r["request_id"]], "n": r["output_tokens"],
-              "ours": r["extra"]["output_token_ids"]} for r in sequential["rows"]]
+    cases = [
+        {
+            "request_id": r["request_id"],
+            "prompt": prompts[r["request_id"]],
+            "n": r["output_tokens"],
+            "ours": r["extra"]["output_token_ids"],
+        }
+        for r in sequential["rows"]
+    ]
     script = """
 import itertools, json, sys
 import llama_cpp.llama_cpp as C
@@ -114,8 +150,14 @@ print(json.dumps(out))
 """
     threads = str(run_json["engine"]["threads"])
     extra_bufts = "1" if run_json["engine"]["extra_bufts"] else "0"
-    result = subprocess.run(check=False, args=[python, "-c", script, gguf, threads, extra_bufts], input=json.dumps(cases),
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        check=False,
+        args=[python, "-c", script, gguf, threads, extra_bufts],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     reference = json.loads(result.stdout)
     for c in cases:
@@ -128,8 +170,9 @@ def _prompts(run_json: dict) -> dict[str, list[int]]:
 
     opts = run_json["config"]["workload_options"]
     # run.json stores an infinite rate as null (JSON has no inf): leave such fields at their defaults
-    options = WorkloadOptions(**{k: v for k, v in opts.items()
-                                 if k in WorkloadOptions.__dataclass_fields__ and v is not None})
+    options = WorkloadOptions(
+        **{k: v for k, v in opts.items() if k in WorkloadOptions.__dataclass_fields__ and v is not None}
+    )
     workload = build_workload(options, load_tokenizer(run_json["config"]["model"]["hf_dir"]))
     assert workload.spec()["num_requests"] == run_json["workload"]["num_requests"]
     return {r.request_id: list(r.prompt_token_ids) for r in workload.requests}
@@ -139,8 +182,27 @@ def test_model_without_gguf_is_refused(python, tmp_path):
     from benchctl.models import resolve_model
 
     hf_dir = str(resolve_model("smollm2-135m").hf_dir)  # the converted folder: safetensors, no GGUF
-    result = subprocess.run(check=False, args=[sys.executable, "-m", "benchctl", "run", "--backend", "llamacpp", "--model", hf_dir,
-                             "--num-prompts", "1", "--dataset", "random", "--output-dir", str(tmp_path)],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        check=False,
+        args=[
+            sys.executable,
+            "-m",
+            "benchctl",
+            "run",
+            "--backend",
+            "llamacpp",
+            "--model",
+            hf_dir,
+            "--num-prompts",
+            "1",
+            "--dataset",
+            "random",
+            "--output-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 1
     assert "llamacpp reads GGUF files: this model has none" in result.stderr

@@ -10,14 +10,26 @@ import uuid
 from pathlib import Path
 
 import pytest
+from engine_envs import engine_python
 
 from benchctl import engines
-from engine_envs import engine_python
 
 pytestmark = pytest.mark.slow
 
-WORKLOAD = ["--dataset", "random", "--num-prompts", "4", "--random-input-len", "32", "--random-output-len", "8",
-            "--random-range-ratio", "0.5", "--seed", "1"]
+WORKLOAD = [
+    "--dataset",
+    "random",
+    "--num-prompts",
+    "4",
+    "--random-input-len",
+    "32",
+    "--random-output-len",
+    "8",
+    "--random-range-ratio",
+    "0.5",
+    "--seed",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +41,25 @@ def benchctl_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProces
     """Run the CLI with a marker in its environment, so processes it leaves behind can be found."""
     marker = f"BENCHCTL_TEST_RUN={uuid.uuid4().hex}"
     env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
-    result = subprocess.run(check=False, args=[sys.executable, "-m", "benchctl", "run", "--backend", "vllm", *WORKLOAD,
-                             "--output-dir", str(tmp_path), *args], capture_output=True, text=True, timeout=1200,
-                            env=env)
+    result = subprocess.run(
+        check=False,
+        args=[
+            sys.executable,
+            "-m",
+            "benchctl",
+            "run",
+            "--backend",
+            "vllm",
+            *WORKLOAD,
+            "--output-dir",
+            str(tmp_path),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=env,
+    )
     return result, marker
 
 
@@ -49,8 +77,9 @@ def leftover_processes(marker: str) -> list[int]:
 @pytest.fixture(scope="module")
 def result(python, tmp_path_factory) -> dict:
     out_dir = tmp_path_factory.mktemp("vllm")
-    completed, marker = benchctl_run(out_dir, "--json", "--engine-arg", "max_num_seqs=2",
-                                     "--engine-arg", "block_size=64")
+    completed, marker = benchctl_run(
+        out_dir, "--json", "--engine-arg", "max_num_seqs=2", "--engine-arg", "block_size=64"
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     run_json = json.loads(completed.stdout)
     rows = [json.loads(line) for line in (out_dir / run_json["run_id"] / "requests.jsonl").read_text().splitlines()]

@@ -17,9 +17,27 @@ pytestmark = pytest.mark.slow
 
 def benchctl_run(tmp_path: Path, *args: str) -> tuple[dict, list[dict]]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    p = subprocess.run([sys.executable, "-m", "benchctl", "run", "--backend", "hf", "--dataset", "random",
-                        *args, "--output-dir", str(tmp_path / "out"), "--json"],
-                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchctl",
+            "run",
+            "--backend",
+            "hf",
+            "--dataset",
+            "random",
+            *args,
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=900,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     run = json.loads(p.stdout)
     (run_dir,) = (tmp_path / "out").iterdir()
@@ -43,8 +61,19 @@ def check_token_times(rows: list[dict]) -> None:
 
 
 def test_hf_static_batching_end_to_end(tmp_path):
-    run, rows = benchctl_run(tmp_path, "--num-prompts", "4", "--random-input-len", "24", "--random-output-len", "6",
-                             "--random-range-ratio", "0.5", "--batch-size", "2")
+    run, rows = benchctl_run(
+        tmp_path,
+        "--num-prompts",
+        "4",
+        "--random-input-len",
+        "24",
+        "--random-output-len",
+        "6",
+        "--random-range-ratio",
+        "0.5",
+        "--batch-size",
+        "2",
+    )
     assert run["status"] == "completed"
     assert run["engine"]["mode"] == "static" and run["engine"]["batch_size"] == 2
     assert run["engine"]["dtype"] == "float32" and run["engine"]["engine"] == "hf-transformers"
@@ -58,12 +87,11 @@ def test_hf_static_batching_end_to_end(tmp_path):
         assert [r["extra"]["batch_index"] for r in batch] == [index, index]
         assert batch[0]["start_s"] == batch[1]["start_s"]  # submitted together
         short, long = sorted(batch, key=lambda r: r["output_tokens"])
-        assert long["token_times_s"][:short["output_tokens"]] == short["token_times_s"]  # one decode step clock
+        assert long["token_times_s"][: short["output_tokens"]] == short["token_times_s"]  # one decode step clock
     assert batches[1][0]["start_s"] >= max(r["finish_s"] for r in batches[0])  # batches run one after another
 
     # padding waste by hand: each batch computes (batch size) x (longest prompt + longest output) slots
-    computed = sum(len(b) * (max(r["prompt_tokens"] for r in b) + max(r["output_tokens"] for r in b))
-                   for b in batches)
+    computed = sum(len(b) * (max(r["prompt_tokens"] for r in b) + max(r["output_tokens"] for r in b)) for b in batches)
     useful = sum(r["prompt_tokens"] + r["output_tokens"] for r in rows)
     stats = run["engine_stats"]
     assert stats["num_batches"] == 2
@@ -78,8 +106,19 @@ def test_hf_static_batching_end_to_end(tmp_path):
 
 
 def test_hf_continuous_batching_honours_exact_lengths(tmp_path):
-    run, rows = benchctl_run(tmp_path, "--num-prompts", "3", "--random-input-len", "16", "--random-output-len", "5",
-                             "--random-range-ratio", "0.5", "--engine-arg", "mode=continuous")
+    run, rows = benchctl_run(
+        tmp_path,
+        "--num-prompts",
+        "3",
+        "--random-input-len",
+        "16",
+        "--random-output-len",
+        "5",
+        "--random-range-ratio",
+        "0.5",
+        "--engine-arg",
+        "mode=continuous",
+    )
     assert run["status"] == "completed" and run["engine"]["mode"] == "continuous"
     assert len({r["expected_output_tokens"] for r in rows}) > 1  # lengths differ per request
     check_token_times(rows)

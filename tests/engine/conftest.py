@@ -27,7 +27,13 @@ def hf_greedy(model_dir, prompt_ids) -> list[list[int]]:
     input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])
     with torch.inference_mode():
-        out = model.generate(input_ids=input_ids, attention_mask=mask, do_sample=False, max_new_tokens=NUM_TOKENS,
-                             min_new_tokens=NUM_TOKENS, pad_token_id=pad)
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=mask,
+            do_sample=False,
+            max_new_tokens=NUM_TOKENS,
+            min_new_tokens=NUM_TOKENS,
+            pad_token_id=pad,
+        )
     del model
     return [row[width:].tolist() for row in out]

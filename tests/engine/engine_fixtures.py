@@ -10,7 +10,7 @@ NUM_TOKENS = 48
 # Varied on purpose: prose, code, numbers, non-ASCII, chat markup, one word, repetition, a list.
 PROMPTS = [
     "The capital of France is",
-    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+    'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',
     "1, 2, 3, 5, 8, 13,",
     "Le chat est assis sur le tapis. Das Wetter ist schön. 東京は",
     "<|im_start|>user\nWhat is the boiling point of water?<|im_end|>\n<|im_start|>assistant\n",

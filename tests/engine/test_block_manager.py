@@ -137,9 +137,10 @@ def test_contiguous_reserves_max_model_len_up_front():
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["admit", "decode", "fork", "free"]), st.integers(0, 10**6)),
-                max_size=60),
-       st.booleans())
+@given(
+    st.lists(st.tuples(st.sampled_from(["admit", "decode", "fork", "free"]), st.integers(0, 10**6)), max_size=60),
+    st.booleans(),
+)
 def test_random_operations_keep_exact_accounting(ops, prefix_caching):
     bm = BlockManager(num_blocks=12, block_size=4, enable_prefix_caching=prefix_caching)
     live: list[Sequence] = []
@@ -178,7 +179,7 @@ def test_random_operations_keep_exact_accounting(ops, prefix_caching):
             for i, block_id in enumerate(seq.block_table):
                 block = bm.blocks[block_id]
                 if block.hash is not None:
-                    assert list(block.token_ids) == seq.token_ids[i * 4:(i + 1) * 4]
+                    assert list(block.token_ids) == seq.token_ids[i * 4 : (i + 1) * 4]
     for seq in live:
         bm.free(seq)
     assert bm.num_used_blocks == 0 and bm.num_filled_slots == 0

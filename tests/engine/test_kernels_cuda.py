@@ -187,7 +187,15 @@ def test_torch_binding_compiles_against_torch_headers(tmp_path: Path) -> None:
     stub.parent.mkdir(parents=True)
     stub.write_text("#pragma once\n")
     system_includes = [str(tmp_path), *include_paths(), str(_cuda_include_dir()), sysconfig.get_paths()["include"]]
-    cmd = [CXX, f"-std={CXX_STD}", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-DTORCH_EXTENSION_NAME=benchctl_ops"]
+    cmd = [
+        CXX,
+        f"-std={CXX_STD}",
+        "-fsyntax-only",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-DTORCH_EXTENSION_NAME=benchctl_ops",
+    ]
     cmd += [arg for inc in system_includes for arg in ("-isystem", inc)]
     cmd += [f"-I{launch.CSRC_DIR}", str(launch.CSRC_DIR / "torch_bindings.cpp")]
     proc = subprocess.run(cmd, capture_output=True, text=True)

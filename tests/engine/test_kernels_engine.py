@@ -54,8 +54,16 @@ def _main(model_dir: str) -> None:
     params = SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS, ignore_eos=True)
     result: dict[str, object] = {"backends": []}
     for backend in ("torch", "cpu", "triton"):
-        engine = LLMEngine(model_dir, attention_backend=backend, device="cpu", dtype="float32", block_size=16,
-                           max_model_len=128, kv_cache_bytes=64 * 1024 * 1024, enable_prefix_caching=False)
+        engine = LLMEngine(
+            model_dir,
+            attention_backend=backend,
+            device="cpu",
+            dtype="float32",
+            block_size=16,
+            max_model_len=128,
+            kv_cache_bytes=64 * 1024 * 1024,
+            enable_prefix_caching=False,
+        )
         result["backends"].append(engine.attention_backend)
         result[backend] = [out.token_ids for out in engine.generate(prompts, params)]
     print(json.dumps(result), flush=True)

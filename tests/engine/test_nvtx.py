@@ -38,9 +38,11 @@ def recorder(monkeypatch):
 
 
 def test_off_by_default_nvtx_is_not_imported():
-    code = ("import sys; from reference_engine import profiling as p\n"
-            "with p.annotate('engine.step'): pass\n"
-            "print(p.nvtx_enabled(), p.nvtx_requested(), 'nvtx' in sys.modules)")
+    code = (
+        "import sys; from reference_engine import profiling as p\n"
+        "with p.annotate('engine.step'): pass\n"
+        "print(p.nvtx_enabled(), p.nvtx_requested(), 'nvtx' in sys.modules)"
+    )
     env = {k: v for k, v in os.environ.items() if k != profiling.NVTX_ENV}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.stdout.split() == ["False", "False", "False"], out.stderr

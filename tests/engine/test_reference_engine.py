@@ -7,7 +7,7 @@ import random
 import threading
 
 import pytest
-from engine_fixtures import NUM_TOKENS, PROMPTS, greedy
+from engine_fixtures import NUM_TOKENS, greedy
 
 from reference_engine import LLMEngine, SamplingParams, StreamingEngine
 
@@ -69,7 +69,9 @@ def test_greedy_matches_hf_all_in_one_batch(engine, prompt_ids, hf_greedy):
     assert_all_blocks_free(engine)
 
 
-@pytest.mark.parametrize("options", [{"gemm": "torch"}, {"gemm": "onednn"}, {"gemm": "packed"}, {"attention_backend": "torch"}])
+@pytest.mark.parametrize(
+    "options", [{"gemm": "torch"}, {"gemm": "onednn"}, {"gemm": "packed"}, {"attention_backend": "torch"}]
+)
 def test_fast_paths_keep_greedy_tokens_identical_to_hf(model_dir, prompt_ids, hf_greedy, options):
     # each fast path (oneDNN's prepacked GEMM, the C++ attention; "auto" picks both on CPU) and the plain ones
     other = LLMEngine(model_dir, kv_cache_bytes=64 * BLOCK_BYTES, max_model_len=MAX_LEN, **options)
@@ -113,7 +115,7 @@ def test_abort_half_mid_run_leaves_no_used_blocks(engine, prompt_ids, hf_greedy)
         if i % 2 == 0:
             assert out.finish_reason == "abort"
             assert len(out.token_ids) < NUM_TOKENS
-            assert out.token_ids == hf_greedy[i][:len(out.token_ids)]
+            assert out.token_ids == hf_greedy[i][: len(out.token_ids)]
         else:
             assert out.finish_reason == "length" and out.token_ids == hf_greedy[i]
     assert_all_blocks_free(engine)
@@ -219,7 +221,7 @@ def test_streaming_engine_threads_and_asyncio(engine, prompt_ids, hf_greedy):
     def consume(stream):
         deltas, last = [], None
         for out in stream:
-            assert out.new_token_ids == out.token_ids[len(out.token_ids) - len(out.new_token_ids):]
+            assert out.new_token_ids == out.token_ids[len(out.token_ids) - len(out.new_token_ids) :]
             deltas.append(out.outputs[0].text_delta)
             last = out
         results[stream.request_id] = (last.token_ids, "".join(deltas), last.text, last.finish_reason)
@@ -249,14 +251,18 @@ def test_streaming_engine_threads_and_asyncio(engine, prompt_ids, hf_greedy):
     assert_all_blocks_free(engine)
 
 
-@pytest.mark.parametrize("options", [
-    {"sampler": "per_seq", "host_transfer": "per_seq", "detokenize": "thread"},
-    {"detokenize": "off", "attention_backend": "torch"},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"sampler": "per_seq", "host_transfer": "per_seq", "detokenize": "thread"},
+        {"detokenize": "off", "attention_backend": "torch"},
+    ],
+)
 def test_ablation_options_change_nothing_but_speed(engine, model_dir, prompt_ids, options):
     other = LLMEngine(model_dir, kv_cache_bytes=64 * BLOCK_BYTES, max_model_len=MAX_LEN, **options)
-    params = [SamplingParams(temperature=0.8, top_p=0.9, top_k=50, seed=i, max_tokens=12, logprobs=2)
-              for i in range(4)] + [greedy(12)]
+    params = [
+        SamplingParams(temperature=0.8, top_p=0.9, top_k=50, seed=i, max_tokens=12, logprobs=2) for i in range(4)
+    ] + [greedy(12)]
     prompts = prompt_ids[:5]
     expected = engine.generate(prompts, params)
     got = other.generate(prompts, params)
@@ -280,18 +286,19 @@ def test_sampling_features_on_the_model(engine, prompt_ids, hf_greedy):
     k = next(k for k in range(3, NUM_TOKENS) if hf_greedy[0][k] not in hf_greedy[0][:k])
     stop_token = hf_greedy[0][k]
     [out] = engine.generate([prompt_ids[0]], SamplingParams(temperature=0, max_tokens=48, stop_token_ids=[stop_token]))
-    assert out.token_ids == hf_greedy[0][:k + 1] and out.finish_reason == "stop"
+    assert out.token_ids == hf_greedy[0][: k + 1] and out.finish_reason == "stop"
     assert out.outputs[0].stop_reason == stop_token
     full = engine.tokenizer.decode(hf_greedy[0])
     needle = full[10:14]
     [out] = engine.generate([prompt_ids[0]], SamplingParams(temperature=0, max_tokens=48, stop=[needle]))
     assert out.finish_reason == "stop" and out.outputs[0].stop_reason == needle
-    assert out.text == full[:full.index(needle)]
+    assert out.text == full[: full.index(needle)]
     # Per-request seeds do not depend on what else is in the batch.
     seeded = SamplingParams(temperature=1.0, seed=123, max_tokens=10)
     [alone] = engine.generate([prompt_ids[2]], seeded)
-    batch = engine.generate(prompt_ids[:4], [SamplingParams(temperature=1.0, max_tokens=10)] * 2 + [seeded] +
-                            [greedy(10)])
+    batch = engine.generate(
+        prompt_ids[:4], [SamplingParams(temperature=1.0, max_tokens=10)] * 2 + [seeded] + [greedy(10)]
+    )
     assert batch[2].token_ids == alone.token_ids
     assert batch[3].token_ids == hf_greedy[3][:10]
     assert_all_blocks_free(engine)

@@ -32,12 +32,15 @@ def test_greedy_is_argmax_per_row():
     assert out.logprobs == [None] * 5
 
 
-@pytest.mark.parametrize("params, allowed", [
-    (SamplingParams(temperature=1.0, top_k=2), {0, 1}),
-    (SamplingParams(temperature=1.0, top_p=0.55), {0, 1}),  # 0.4 alone is short of 0.55; 0.4+0.3 reaches it
-    (SamplingParams(temperature=1.0, top_p=0.3), {0}),  # the most likely token always stays
-    (SamplingParams(temperature=1.0, top_k=1), {0}),
-])
+@pytest.mark.parametrize(
+    "params, allowed",
+    [
+        (SamplingParams(temperature=1.0, top_k=2), {0, 1}),
+        (SamplingParams(temperature=1.0, top_p=0.55), {0, 1}),  # 0.4 alone is short of 0.55; 0.4+0.3 reaches it
+        (SamplingParams(temperature=1.0, top_p=0.3), {0}),  # the most likely token always stays
+        (SamplingParams(temperature=1.0, top_k=1), {0}),
+    ],
+)
 def test_top_k_and_top_p_restrict_the_support(params, allowed):
     probs = [0.4, 0.3, 0.2, 0.1]
     sampler = Sampler(torch.device("cpu"), 0)
@@ -50,13 +53,18 @@ def test_sampling_follows_the_distribution_and_temperature_sharpens_it():
     probs = [0.5, 0.25, 0.125, 0.125]
     n = 4000
     sampler = Sampler(torch.device("cpu"), 1)
-    counts = torch.bincount(torch.tensor(sampler(logits_from_probs(probs).repeat(n, 1),
-                                                 [seq(SamplingParams(temperature=1.0)) for _ in range(n)]).token_ids),
-                            minlength=4)
+    counts = torch.bincount(
+        torch.tensor(
+            sampler(
+                logits_from_probs(probs).repeat(n, 1), [seq(SamplingParams(temperature=1.0)) for _ in range(n)]
+            ).token_ids
+        ),
+        minlength=4,
+    )
     for p, c in zip(probs, counts.tolist()):
         assert abs(c / n - p) < 4 * math.sqrt(p * (1 - p) / n)
     cold = sampler(logits_from_probs(probs).repeat(n, 1), [seq(SamplingParams(temperature=0.25)) for _ in range(n)])
-    expected0 = 0.5 ** 4 / (0.5 ** 4 + 0.25 ** 4 + 2 * 0.125 ** 4)  # p^(1/T), renormalized
+    expected0 = 0.5**4 / (0.5**4 + 0.25**4 + 2 * 0.125**4)  # p^(1/T), renormalized
     assert abs(cold.token_ids.count(0) / n - expected0) < 0.02
 
 
@@ -81,8 +89,11 @@ def test_min_tokens_masks_eos_and_stop_tokens_until_reached():
 
 def test_logprobs_are_of_the_raw_distribution():
     logits = torch.randn(3, VOCAB, generator=torch.Generator().manual_seed(4))
-    params = [SamplingParams(temperature=0, logprobs=2), SamplingParams(temperature=0),
-              SamplingParams(temperature=0.5, seed=1, logprobs=0)]
+    params = [
+        SamplingParams(temperature=0, logprobs=2),
+        SamplingParams(temperature=0),
+        SamplingParams(temperature=0.5, seed=1, logprobs=0),
+    ]
     out = Sampler(torch.device("cpu"), 0)(logits, [seq(p) for p in params])
     logp = torch.log_softmax(logits, -1)
     top2 = logp[0].topk(2).indices.tolist()
@@ -95,9 +106,13 @@ def test_logprobs_are_of_the_raw_distribution():
 @pytest.mark.parametrize("mode, transfer", [("per_seq", "coalesced"), ("batched", "per_seq"), ("per_seq", "per_seq")])
 def test_ablation_modes_give_the_same_tokens(mode, transfer):
     logits = torch.randn(5, VOCAB, generator=torch.Generator().manual_seed(5))
-    params = [SamplingParams(temperature=0), SamplingParams(temperature=0.7, seed=3, top_k=4, logprobs=1),
-              SamplingParams(temperature=1.2, seed=4, top_p=0.8), SamplingParams(temperature=0, logprobs=3),
-              SamplingParams(temperature=1.0, seed=5)]
+    params = [
+        SamplingParams(temperature=0),
+        SamplingParams(temperature=0.7, seed=3, top_k=4, logprobs=1),
+        SamplingParams(temperature=1.2, seed=4, top_p=0.8),
+        SamplingParams(temperature=0, logprobs=3),
+        SamplingParams(temperature=1.0, seed=5),
+    ]
     reference = Sampler(torch.device("cpu"), 0)(logits, [seq(p) for p in params])
     other = Sampler(torch.device("cpu"), 0, mode=mode, host_transfer=transfer)(logits, [seq(p) for p in params])
     assert other.token_ids == reference.token_ids
@@ -106,9 +121,13 @@ def test_ablation_modes_give_the_same_tokens(mode, transfer):
 
 def test_a_kernel_argmax_answers_both_greedy_and_random_rows():
     logits = torch.randn(5, VOCAB, generator=torch.Generator().manual_seed(6))
-    params = [SamplingParams(temperature=0), SamplingParams(temperature=0.8, seed=7),
-              SamplingParams(temperature=0, logprobs=2), SamplingParams(temperature=1.0, seed=8, top_k=3),
-              SamplingParams(temperature=0)]
+    params = [
+        SamplingParams(temperature=0),
+        SamplingParams(temperature=0.8, seed=7),
+        SamplingParams(temperature=0, logprobs=2),
+        SamplingParams(temperature=1.0, seed=8, top_k=3),
+        SamplingParams(temperature=0),
+    ]
     calls = []
 
     def argmax(scores):

@@ -30,8 +30,11 @@ class FakeEngine:
         self.bm = BlockManager(num_blocks, block_size, self.config.enable_prefix_caching, 0.0, reserve)
         self.scheduler = Scheduler(self.config, self.bm)
         self.cache = torch.full((num_blocks * block_size,), -1, dtype=torch.long)  # token id per slot
-        self.runner = types.SimpleNamespace(block_size=block_size, device=torch.device("cpu"),
-                                            ops=types.SimpleNamespace(prefill_with_decode_kernel=query_rows))
+        self.runner = types.SimpleNamespace(
+            block_size=block_size,
+            device=torch.device("cpu"),
+            ops=types.SimpleNamespace(prefill_with_decode_kernel=query_rows),
+        )
         self.requests: dict[str, list[Sequence]] = {}
         self.arrival: dict[str, int] = {}
         self.finished: dict[str, list[Sequence]] = {}
@@ -73,7 +76,7 @@ class FakeEngine:
             return out
         for src, dst in out.blocks_to_copy:
             bs = bm.block_size
-            self.cache[dst * bs:(dst + 1) * bs] = self.cache[src * bs:(src + 1) * bs].clone()
+            self.cache[dst * bs : (dst + 1) * bs] = self.cache[src * bs : (src + 1) * bs].clone()
         input_ids, positions, meta, logits_indices, sampled = ModelRunner.prepare(self.runner, out)
         self.cache[meta.slot_mapping] = input_ids  # reshape_and_cache
         decodes = [s for s in out.scheduled if s.num_new_tokens == 1]
@@ -91,7 +94,7 @@ class FakeEngine:
             table = meta.block_tables[row]
             slots = (table[table >= 0, None] * bm.block_size + torch.arange(bm.block_size)).flatten()
             assert int(meta.context_lens[row]) == pos + 1 == int(positions[row]) + 1
-            assert self.cache[slots[:pos + 1]].tolist() == sched.seq.token_ids[:pos + 1]
+            assert self.cache[slots[: pos + 1]].tolist() == sched.seq.token_ids[: pos + 1]
         # Prefill chunks after a cached prefix or an earlier chunk read that context from the cache too.
         for span, sched in zip(meta.prefills, prefills):
             assert (span.num_computed_tokens, span.num_tokens) == (sched.start, sched.num_new_tokens)
@@ -137,7 +140,7 @@ def expected_tokens(prompt: list[int], max_tokens: int, index: int = 0) -> list[
     tokens = list(prompt)
     for _ in range(max_tokens):
         tokens.append((sum(tokens) * 31 + index) % 97)
-    return tokens[len(prompt):]
+    return tokens[len(prompt) :]
 
 
 @pytest.mark.parametrize("query_rows", [False, True])
@@ -200,21 +203,29 @@ def test_contiguous_layout_limits_the_batch_to_whole_reservations():
     assert eng.scheduler.num_preemptions == 0 and len(eng.finished) == 6
 
 
-OPS = st.lists(st.one_of(
-    st.tuples(st.just("add"), st.integers(1, 30), st.integers(1, 12), st.integers(1, 3), st.integers(0, 5)),
-    st.tuples(st.just("step"), st.integers(1, 4)),
-    st.tuples(st.just("abort"), st.integers(0, 50)),
-), max_size=30)
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.integers(1, 30), st.integers(1, 12), st.integers(1, 3), st.integers(0, 5)),
+        st.tuples(st.just("step"), st.integers(1, 4)),
+        st.tuples(st.just("abort"), st.integers(0, 50)),
+    ),
+    max_size=30,
+)
 
 
 @settings(max_examples=50, deadline=None)
-@given(OPS, st.sampled_from([
-    dict(num_blocks=10, max_num_batched_tokens=16, enable_prefix_caching=True),
-    dict(num_blocks=10, max_num_batched_tokens=16, enable_prefix_caching=False),
-    dict(num_blocks=24, max_num_batched_tokens=7, enable_prefix_caching=True, max_num_seqs=3),
-    dict(num_blocks=24, max_num_batched_tokens=64, kv_layout="contiguous", max_model_len=24),
-    dict(num_blocks=10, max_num_batched_tokens=16, enable_prefix_caching=True, query_rows=True),
-]))
+@given(
+    OPS,
+    st.sampled_from(
+        [
+            dict(num_blocks=10, max_num_batched_tokens=16, enable_prefix_caching=True),
+            dict(num_blocks=10, max_num_batched_tokens=16, enable_prefix_caching=False),
+            dict(num_blocks=24, max_num_batched_tokens=7, enable_prefix_caching=True, max_num_seqs=3),
+            dict(num_blocks=24, max_num_batched_tokens=64, kv_layout="contiguous", max_model_len=24),
+            dict(num_blocks=10, max_num_batched_tokens=16, enable_prefix_caching=True, query_rows=True),
+        ]
+    ),
+)
 def test_random_add_step_abort_keeps_invariants(ops, options):
     eng = FakeEngine(block_size=4, **{"max_model_len": 64, **options})
     n_added = 0
@@ -238,7 +249,7 @@ def test_random_add_step_abort_keeps_invariants(ops, options):
     for seqs in eng.finished.values():
         for seq in seqs:
             if seq.finish_reason == "length":
-                prompt = seq.token_ids[:seq.num_prompt_tokens]
+                prompt = seq.token_ids[: seq.num_prompt_tokens]
                 assert seq.output_token_ids == expected_tokens(prompt, seq.num_output_tokens, seq.index)
 
 

@@ -23,14 +23,19 @@ def brute_force_draft(tokens: list[int], k: int, min_n: int, max_n: int) -> list
     for n in range(min(max_n, len(tokens) - 1), min_n - 1, -1):
         suffix = tokens[-n:]
         for end in range(len(tokens) - 1, n - 1, -1):
-            if tokens[end - n:end] == suffix:
-                return tokens[end:end + k]
+            if tokens[end - n : end] == suffix:
+                return tokens[end : end + k]
     return []
 
 
 @settings(max_examples=200, deadline=None)
-@given(tokens=st.lists(st.integers(0, 4), min_size=1, max_size=40), grow=st.lists(st.integers(1, 4), max_size=8),
-       k=st.integers(1, 5), min_n=st.integers(1, 3), span=st.integers(0, 2))
+@given(
+    tokens=st.lists(st.integers(0, 4), min_size=1, max_size=40),
+    grow=st.lists(st.integers(1, 4), max_size=8),
+    k=st.integers(1, 5),
+    min_n=st.integers(1, 3),
+    span=st.integers(0, 2),
+)
 def test_ngram_index_matches_the_definition_as_the_sequence_grows(tokens, grow, k, min_n, span):
     index = NgramIndex(min_n, min_n + span)
     start = len(tokens) - sum(grow) if sum(grow) < len(tokens) else 1
@@ -61,8 +66,9 @@ def draft(p: NgramProposer, s: Sequence, budget: int, certain_rows: int = 1) -> 
 
 
 def test_proposer_drafts_only_for_greedy_decoding_sequences_and_within_their_limits():
-    p = NgramProposer(num_speculative_tokens=4, prompt_lookup_min=1, prompt_lookup_max=2, max_model_len=64,
-                      overhead_rows=24.0)
+    p = NgramProposer(
+        num_speculative_tokens=4, prompt_lookup_min=1, prompt_lookup_max=2, max_model_len=64, overhead_rows=24.0
+    )
     tokens = [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2]
     assert draft(p, seq(tokens, 8, max_tokens=16), budget=10) == [3, 4, 5, 1]
     assert draft(p, seq(tokens, 8, max_tokens=16), budget=2) == [3, 4]  # the step's token budget
@@ -80,22 +86,30 @@ def test_proposer_drafts_only_for_greedy_decoding_sequences_and_within_their_lim
 
 
 def tokens_per_cost(acceptances, lengths, certain_rows, overhead_rows):
-    kept = sum(a ** j for a, k in zip(acceptances, lengths) for j in range(1, k + 1))
+    kept = sum(a**j for a, k in zip(acceptances, lengths) for j in range(1, k + 1))
     return (certain_rows + kept) / (overhead_rows + certain_rows + sum(lengths))
 
 
 @settings(max_examples=300, deadline=None)
-@given(acceptances=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4), caps=st.lists(st.integers(0, 3), min_size=4,
-       max_size=4), certain_extra=st.integers(0, 40), room=st.integers(0, 8), overhead=st.floats(0.0, 64.0))
+@given(
+    acceptances=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4),
+    caps=st.lists(st.integers(0, 3), min_size=4, max_size=4),
+    certain_extra=st.integers(0, 40),
+    room=st.integers(0, 8),
+    overhead=st.floats(0.0, 64.0),
+)
 def test_planned_draft_lengths_give_the_most_tokens_per_cost(acceptances, caps, certain_extra, room, overhead):
     """Against every combination of lengths within the caps and the room: none yields more expected tokens per unit
     of step cost than the plan."""
-    caps = caps[:len(acceptances)]
+    caps = caps[: len(acceptances)]
     certain = len(acceptances) + certain_extra
     plan = plan_draft_lengths(acceptances, caps, certain, room, overhead)
     assert all(0 <= k <= c for k, c in zip(plan, caps)) and sum(plan) <= room
-    best = max(tokens_per_cost(acceptances, ks, certain, overhead)
-               for ks in itertools.product(*(range(c + 1) for c in caps)) if sum(ks) <= room)
+    best = max(
+        tokens_per_cost(acceptances, ks, certain, overhead)
+        for ks in itertools.product(*(range(c + 1) for c in caps))
+        if sum(ks) <= room
+    )
     assert tokens_per_cost(acceptances, plan, certain, overhead) >= best - 1e-9
 
 
@@ -150,8 +164,9 @@ def test_sampler_bans_stop_tokens_per_draft_row_under_min_tokens():
 
 
 def test_each_sequences_estimate_follows_its_drafts():
-    p = NgramProposer(num_speculative_tokens=3, prompt_lookup_min=1, prompt_lookup_max=2, max_model_len=4096,
-                      overhead_rows=24.0)
+    p = NgramProposer(
+        num_speculative_tokens=3, prompt_lookup_min=1, prompt_lookup_max=2, max_model_len=4096, overhead_rows=24.0
+    )
     s = seq([1, 2, 3] * 40, 60, max_tokens=1000)
     other = seq([1, 2, 3] * 40, 60, max_tokens=1000)
     busy = 64  # the rows of a step with 62 other decoding sequences
@@ -177,11 +192,14 @@ def test_each_sequences_estimate_follows_its_drafts():
     assert step(s, other)[1] == 2  # 0.9 and 0.81 pay in a busy step, 0.729 does not
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"speculative": "eagle"}, "speculative='eagle': expected one of off, ngram"),
-    ({"num_speculative_tokens": 0}, "num_speculative_tokens must be >= 1"),
-    ({"prompt_lookup_min": 3, "prompt_lookup_max": 2}, "prompt_lookup_min=3 is above prompt_lookup_max=2"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"speculative": "eagle"}, "speculative='eagle': expected one of off, ngram"),
+        ({"num_speculative_tokens": 0}, "num_speculative_tokens must be >= 1"),
+        ({"prompt_lookup_min": 3, "prompt_lookup_max": 2}, "prompt_lookup_min=3 is above prompt_lookup_max=2"),
+    ],
+)
 def test_config_refuses_bad_speculative_options(bad, message):
     with pytest.raises(ValueError, match=message):
         EngineConfig("m", **bad)
@@ -288,9 +306,15 @@ def run_checked(eng, prompts, params) -> list:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("options", [{}, {"attention_backend": "torch", "block_size": 4},
-                                     {"num_speculative_tokens": 6, "max_num_batched_tokens": 40},
-                                     {"enable_prefix_caching": False, "prompt_lookup_min": 2}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"attention_backend": "torch", "block_size": 4},
+        {"num_speculative_tokens": 6, "max_num_batched_tokens": 40},
+        {"enable_prefix_caching": False, "prompt_lookup_min": 2},
+    ],
+)
 def test_speculative_greedy_tokens_identical_to_hf_in_fewer_steps(model_dir, prompt_ids, hf_greedy, options):
     eng = spec_engine(model_dir, **options)
     outs = run_checked(eng, prompt_ids, [greedy()] * len(prompt_ids))
@@ -329,7 +353,7 @@ def test_speculative_keeps_logprobs_stops_limits_and_sampled_rows(model_dir, pro
     got = run_checked(eng, prompts, params)
     assert [o.token_ids for o in got] == [o.token_ids for o in expected]
     assert [len(o.token_ids) for o in got[:5]] == [1, 2, 3, 5, 17]
-    assert got[5].token_ids == hf_greedy[6][:stop_at + 1] and got[5].finish_reason == "stop"
+    assert got[5].token_ids == hf_greedy[6][: stop_at + 1] and got[5].finish_reason == "stop"
     for g, e in zip(got[:5], expected[:5]):
         for lg, le in zip(g.outputs[0].logprobs, e.outputs[0].logprobs):
             assert lg.keys() == le.keys()
@@ -345,8 +369,14 @@ def test_speculative_keeps_logprobs_stops_limits_and_sampled_rows(model_dir, pro
 def test_speculative_under_preemption(model_dir, prompt_ids, hf_greedy):
     from reference_engine import LLMEngine
 
-    eng = LLMEngine(model_dir, kv_cache_bytes=12 * BLOCK_BYTES, max_model_len=256, max_num_batched_tokens=32,
-                    speculative="ngram", num_speculative_tokens=5)
+    eng = LLMEngine(
+        model_dir,
+        kv_cache_bytes=12 * BLOCK_BYTES,
+        max_model_len=256,
+        max_num_batched_tokens=32,
+        speculative="ngram",
+        num_speculative_tokens=5,
+    )
     outs = run_checked(eng, prompt_ids, [greedy()] * len(prompt_ids))
     assert [o.token_ids for o in outs] == hf_greedy
     summary = eng.stats_summary()

@@ -46,16 +46,22 @@ BAD_INPUT = [
     (["run", "--backend", "hf", "--model", "no-such-model", *RANDOM], "unknown model 'no-such-model'"),
     (["run", "--backend", "hf", "--model", "{tmp}/bad.json", *RANDOM], "not a GGUF file or a HF model folder"),
     (["run", "--backend", "reference", *RANDOM, "--request-rate=-1"], "--request-rate must be > 0 (or inf), got -1.0"),
-    (["run", "--backend", "reference", *RANDOM, "--request-rate", "2", "--burstiness", "0"],
-     "--burstiness must be > 0"),
+    (
+        ["run", "--backend", "reference", *RANDOM, "--request-rate", "2", "--burstiness", "0"],
+        "--burstiness must be > 0",
+    ),
     (["run", "--backend", "reference", *RANDOM, "--max-concurrency", "0"], "--max-concurrency must be >= 1"),
-    (["run", "--backend", "hf", *RANDOM, "--request-rate", "5"],
-     "backend 'hf' runs a whole batch at once: it cannot honour --request-rate or --max-concurrency"),
+    (
+        ["run", "--backend", "hf", *RANDOM, "--request-rate", "5"],
+        "backend 'hf' runs a whole batch at once: it cannot honour --request-rate or --max-concurrency",
+    ),
     (["run", "--backend", "hf", *RANDOM, "--max-concurrency", "2"], "cannot honour --request-rate"),
     (["run", "--backend", "hf", *RANDOM, "--engine-arg", "mode"], "--engine-arg expects KEY=VALUE, got 'mode'"),
     (["run", "--backend", "hf", *RANDOM, "--engine-arg", "=static"], "--engine-arg expects KEY=VALUE"),
-    (["run", "--backend", "hf", *RANDOM, "--engine-arg", "flux=1"],
-     "backend 'hf' does not accept engine arg(s) flux; accepted: attn_implementation"),
+    (
+        ["run", "--backend", "hf", *RANDOM, "--engine-arg", "flux=1"],
+        "backend 'hf' does not accept engine arg(s) flux; accepted: attn_implementation",
+    ),
     (["run", "--backend", "hf", *RANDOM, "--goodput", "ttft"], "expected ttft|tpot|e2el:MILLISECONDS, got 'ttft'"),
     (["run", "--backend", "hf", *RANDOM, "--goodput", "itl:50"], "expected ttft|tpot|e2el:MILLISECONDS"),
     (["run", "--backend", "hf", *RANDOM, "--goodput", "ttft:-5"], "expected ttft|tpot|e2el:MILLISECONDS"),
@@ -64,10 +70,40 @@ BAD_INPUT = [
     (["run", "--backend", "hf", *RANDOM, "--mode", "batch"], "--mode must be offline or serving"),
     (["run", "--backend", "hf", "--dataset", "random", "--num-prompts", "0"], "--num-prompts must be >= 1"),
     (["run", "--backend", "hf", *RANDOM, "--random-range-ratio", "1.5"], "--random-range-ratio must be in [0, 1)"),
-    (["run", "--backend", "hf", "--dataset", "random", "--num-prompts", "1", "--random-input-len", "9000",
-      "--random-output-len", "8"], "request req-00000: prompt (9000) + output (8) tokens exceed the model's context"),
-    (["run", "--backend", "hf", "--dataset", "random", "--num-prompts", "1", "--random-input-len", "120",
-      "--random-output-len", "8", "--engine-arg", "max_model_len=100"], "tokens exceed the model's context of 100"),
+    (
+        [
+            "run",
+            "--backend",
+            "hf",
+            "--dataset",
+            "random",
+            "--num-prompts",
+            "1",
+            "--random-input-len",
+            "9000",
+            "--random-output-len",
+            "8",
+        ],
+        "request req-00000: prompt (9000) + output (8) tokens exceed the model's context",
+    ),
+    (
+        [
+            "run",
+            "--backend",
+            "hf",
+            "--dataset",
+            "random",
+            "--num-prompts",
+            "1",
+            "--random-input-len",
+            "120",
+            "--random-output-len",
+            "8",
+            "--engine-arg",
+            "max_model_len=100",
+        ],
+        "tokens exceed the model's context of 100",
+    ),
     (["run", "--num-prompts", "many"], "Invalid value for '--num-prompts'"),
     (["run", "--no-such-flag"], "No such option: --no-such-flag"),
     (["show", "nosuch", "--output-dir", "{tmp}"], "no run 'nosuch'"),
@@ -78,8 +114,9 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize("argv, message", BAD_INPUT, ids=[" ".join(a[:1] + a[3:5]) + f"-{i}"
-                                                          for i, (a, _) in enumerate(BAD_INPUT)])
+@pytest.mark.parametrize(
+    "argv, message", BAD_INPUT, ids=[" ".join(a[:1] + a[3:5]) + f"-{i}" for i, (a, _) in enumerate(BAD_INPUT)]
+)
 def test_bad_input_is_one_error_and_exit_2(capsys, files, argv, message):
     argv = [a.replace("{tmp}", str(files)) for a in argv]
     code, out, err = run_cli(capsys, argv)
@@ -97,8 +134,22 @@ def test_non_integer_max_model_len_is_a_user_error(capsys, files):
 
 def test_nan_goodput_is_rejected(capsys, files):
     # the long prompt makes the run stop at the context check if --goodput gets through
-    code, _, err = run_cli(capsys, ["run", "--backend", "hf", "--dataset", "random", "--num-prompts", "1",
-                                    "--random-input-len", "9000", "--goodput", "ttft:nan"])
+    code, _, err = run_cli(
+        capsys,
+        [
+            "run",
+            "--backend",
+            "hf",
+            "--dataset",
+            "random",
+            "--num-prompts",
+            "1",
+            "--random-input-len",
+            "9000",
+            "--goodput",
+            "ttft:nan",
+        ],
+    )
     assert code == 2 and "--goodput" in err
 
 
@@ -110,8 +161,14 @@ def test_show_of_a_missing_absolute_path_is_a_user_error(capsys, tmp_path):
 def _subprocess_cli(args, cwd):
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # as in a CI log or a pipe
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "benchctl", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "benchctl", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_subprocess_unknown_backend_exit_code_and_single_line(tmp_path):
@@ -131,11 +188,26 @@ def test_subprocess_missing_dataset_has_no_traceback(tmp_path):
 
 
 def test_long_error_stays_on_one_line_in_a_pipe(tmp_path):
-    p = _subprocess_cli(["run", "--backend", "hf", "--dataset", "random", "--num-prompts", "1",
-                         "--random-input-len", "9000", "--random-output-len", "8"], tmp_path)
+    p = _subprocess_cli(
+        [
+            "run",
+            "--backend",
+            "hf",
+            "--dataset",
+            "random",
+            "--num-prompts",
+            "1",
+            "--random-input-len",
+            "9000",
+            "--random-output-len",
+            "8",
+        ],
+        tmp_path,
+    )
     assert p.returncode == 2
-    assert p.stderr == ("benchctl: error: request req-00000: prompt (9000) + output (8) tokens exceed the model's "
-                        "context of 8192\n")
+    assert p.stderr == (
+        "benchctl: error: request req-00000: prompt (9000) + output (8) tokens exceed the model's context of 8192\n"
+    )
 
 
 # --- commands that succeed ---------------------------------------------------------------------------
@@ -143,12 +215,26 @@ def test_long_error_stays_on_one_line_in_a_pipe(tmp_path):
 
 def test_datasets_json_counts_tokens_with_the_models_tokenizer(capsys, tmp_path, text_of):
     path = tmp_path / "three.json"
-    path.write_text(json.dumps([
-        {"conversations": [{"from": "human", "value": text_of(4, "cat")}, {"from": "gpt", "value": text_of(10, "dog")}]},
-        {"conversations": [{"from": "human", "value": text_of(6, "cat")}, {"from": "gpt", "value": text_of(20, "dog")},
-                           {"from": "human", "value": "more"}]},
-        {"conversations": [{"from": "human", "value": "alone"}]},
-    ]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "conversations": [
+                        {"from": "human", "value": text_of(4, "cat")},
+                        {"from": "gpt", "value": text_of(10, "dog")},
+                    ]
+                },
+                {
+                    "conversations": [
+                        {"from": "human", "value": text_of(6, "cat")},
+                        {"from": "gpt", "value": text_of(20, "dog")},
+                        {"from": "human", "value": "more"},
+                    ]
+                },
+                {"conversations": [{"from": "human", "value": "alone"}]},
+            ]
+        )
+    )
     code, out, _ = run_cli(capsys, ["datasets", path, "--json"])
     assert code == 0
     stats = json.loads(out)
@@ -175,8 +261,9 @@ def test_backends_json_lists_hf_and_reference(capsys):
 def test_backends_reports_why_a_backend_is_unavailable(capsys, monkeypatch):
     ghost = Backend(name="ghost", description="", worker="x:Y", requirements=("no_such_module_xyz",), extra="ghost")
     gpu = Backend(name="gpu", description="", worker="x:Y", capabilities=Capabilities(needs_cuda=True))
-    monkeypatch.setattr("benchctl.cli.info.list_backends",
-                        lambda: {"ghost": ghost, "gpu": gpu, "broken": "cannot load x:Y: boom"})
+    monkeypatch.setattr(
+        "benchctl.cli.info.list_backends", lambda: {"ghost": ghost, "gpu": gpu, "broken": "cannot load x:Y: boom"}
+    )
     monkeypatch.setattr("benchctl.envinfo.cuda_present", lambda: False)
     code, out, _ = run_cli(capsys, ["backends", "--json"])
     rows = {r["name"]: r for r in json.loads(out)}
@@ -185,44 +272,83 @@ def test_backends_reports_why_a_backend_is_unavailable(capsys, monkeypatch):
     assert rows["ghost"]["reason"] == "missing Python packages: no_such_module_xyz (pip install 'benchctl[ghost]')"
     assert rows["gpu"]["available"] is False
     assert rows["gpu"]["reason"] == "needs an NVIDIA GPU with CUDA; none found on this machine"
-    assert rows["broken"] == {"name": "broken", "available": False, "reason": "cannot load x:Y: boom",
-                              "description": "", "capabilities": [], "extra": None, "engine_args": {}}
+    assert rows["broken"] == {
+        "name": "broken",
+        "available": False,
+        "reason": "cannot load x:Y: boom",
+        "description": "",
+        "capabilities": [],
+        "extra": None,
+        "engine_args": {},
+    }
 
 
 def write_run(folder: Path, run_id: str, summary: dict, backend: str = "hf") -> Path:
     path = folder / run_id
     path.mkdir(parents=True)
-    run = {"schema_version": 1, "run_id": run_id, "status": "completed", "config": {"backend": backend},
-           "workload": {"num_requests": 4, "dataset": "random", "seed": 0}, "environment": {"hardware": {}},
-           "summary": summary}
+    run = {
+        "schema_version": 1,
+        "run_id": run_id,
+        "status": "completed",
+        "config": {"backend": backend},
+        "workload": {"num_requests": 4, "dataset": "random", "seed": 0},
+        "environment": {"hardware": {}},
+        "summary": summary,
+    }
     (path / "run.json").write_text(json.dumps(run))
     return path
 
 
-BASE = {"completed": 4, "failed": 0, "duration_s": 2.0, "request_throughput": 2.0, "input_tok_s": 100.0,
-        "output_tok_s": 40.0, "total_tok_s": 140.0,
-        "ttft_s": {"count": 4, "mean": 0.5, "median": 0.5, "p99": 0.8},
-        "e2el_s": {"count": 4, "mean": 1.0, "median": 1.0, "p99": 1.5}}
-FAST = {**BASE, "request_throughput": 3.0, "input_tok_s": 150.0, "output_tok_s": 60.0, "total_tok_s": 210.0,
-        "ttft_s": {"count": 4, "mean": 0.25, "median": 0.25, "p99": 0.2},
-        "e2el_s": {"count": 4, "mean": 0.8, "median": 0.8, "p99": 1.2},
-        "tpot_s": {"count": 4, "mean": 0.05, "median": 0.05, "p99": 0.07}}
+BASE = {
+    "completed": 4,
+    "failed": 0,
+    "duration_s": 2.0,
+    "request_throughput": 2.0,
+    "input_tok_s": 100.0,
+    "output_tok_s": 40.0,
+    "total_tok_s": 140.0,
+    "ttft_s": {"count": 4, "mean": 0.5, "median": 0.5, "p99": 0.8},
+    "e2el_s": {"count": 4, "mean": 1.0, "median": 1.0, "p99": 1.5},
+}
+FAST = {
+    **BASE,
+    "request_throughput": 3.0,
+    "input_tok_s": 150.0,
+    "output_tok_s": 60.0,
+    "total_tok_s": 210.0,
+    "ttft_s": {"count": 4, "mean": 0.25, "median": 0.25, "p99": 0.2},
+    "e2el_s": {"count": 4, "mean": 0.8, "median": 0.8, "p99": 1.2},
+    "tpot_s": {"count": 4, "mean": 0.05, "median": 0.05, "p99": 0.07},
+}
 
 
 def test_compare_json_ratios_by_hand(capsys, tmp_path):
     write_run(tmp_path, "20250101-000000-hf-aaaaaa", BASE)
     write_run(tmp_path, "20250101-000001-reference-bbbbbb", FAST, backend="reference")
-    code, out, _ = run_cli(capsys, ["compare", "20250101-000000", str(tmp_path / "20250101-000001-reference-bbbbbb"),
-                                    "--output-dir", tmp_path, "--json"])
+    code, out, _ = run_cli(
+        capsys,
+        [
+            "compare",
+            "20250101-000000",
+            str(tmp_path / "20250101-000001-reference-bbbbbb"),
+            "--output-dir",
+            tmp_path,
+            "--json",
+        ],
+    )
     assert code == 0
     data = json.loads(out)
     assert data["runs"] == ["20250101-000000-hf-aaaaaa", "20250101-000001-reference-bbbbbb"]
     rows = {r["metric"]: r for r in data["rows"]}
     expected = {  # metric: (baseline, other, other / baseline)
-        "request_throughput": (2.0, 3.0, 1.5), "input_tok_s": (100.0, 150.0, 1.5),
-        "output_tok_s": (40.0, 60.0, 1.5), "total_tok_s": (140.0, 210.0, 1.5),
-        "ttft_mean_ms": (500.0, 250.0, 0.5), "ttft_p99_ms": (800.0, 200.0, 0.25),
-        "e2el_mean_ms": (1000.0, 800.0, 0.8), "e2el_p99_ms": (1500.0, 1200.0, 0.8),
+        "request_throughput": (2.0, 3.0, 1.5),
+        "input_tok_s": (100.0, 150.0, 1.5),
+        "output_tok_s": (40.0, 60.0, 1.5),
+        "total_tok_s": (140.0, 210.0, 1.5),
+        "ttft_mean_ms": (500.0, 250.0, 0.5),
+        "ttft_p99_ms": (800.0, 200.0, 0.25),
+        "e2el_mean_ms": (1000.0, 800.0, 0.8),
+        "e2el_p99_ms": (1500.0, 1200.0, 0.8),
     }
     for metric, (base, other, ratio) in expected.items():
         assert rows[metric]["values"] == pytest.approx([base, other]), metric
@@ -249,11 +375,15 @@ def test_compare_and_show_report_speculative_acceptance(capsys, tmp_path):
     path = write_run(tmp_path, "20250101-000001-reference-bbbbbb", FAST, backend="reference")
     run = json.loads((path / "run.json").read_text())
     # the engine's counters: 153 of 170 draft tokens kept over 72 drafted sequence-steps
-    run["engine_stats"] = {"spec_decode_num_drafts": 72, "spec_decode_num_draft_tokens": 170,
-                           "spec_decode_num_accepted_tokens": 153}
+    run["engine_stats"] = {
+        "spec_decode_num_drafts": 72,
+        "spec_decode_num_draft_tokens": 170,
+        "spec_decode_num_accepted_tokens": 153,
+    }
     (path / "run.json").write_text(json.dumps(run))
-    code, out, _ = run_cli(capsys, ["compare", "20250101-000000", "20250101-000001", "--output-dir", tmp_path,
-                                    "--json"])
+    code, out, _ = run_cli(
+        capsys, ["compare", "20250101-000000", "20250101-000001", "--output-dir", tmp_path, "--json"]
+    )
     rows = {r["metric"]: r for r in json.loads(out)["rows"]}
     assert code == 0 and rows["spec_decode_acceptance_rate"]["values"] == [None, 0.9]
     assert rows["spec_decode_mean_acceptance_length"]["values"] == [None, 3.125]
@@ -269,8 +399,12 @@ def test_compare_and_show_report_speculative_acceptance(capsys, tmp_path):
 @pytest.fixture
 def fake_backend(monkeypatch):
     def use(worker: str):
-        backend = Backend(name="fake", description="", worker=f"tests.harness.fakes.workers:{worker}",
-                          capabilities=Capabilities(arrivals=True, per_token_times=True))
+        backend = Backend(
+            name="fake",
+            description="",
+            worker=f"tests.harness.fakes.workers:{worker}",
+            capabilities=Capabilities(arrivals=True, per_token_times=True),
+        )
         monkeypatch.setattr("benchctl.run.prepare.get_backend", lambda name: backend)
 
     return use
@@ -297,8 +431,13 @@ def test_run_measure_ceiling_keeps_the_measurements_in_run_json(capsys, tmp_path
 
     def fake_measure():  # what the child process does: measure, then append to the history
         calls.append(1)
-        entry = {"hwinfo_version": hwinfo.HWINFO_VERSION, "hardware": {"cpu": cpu}, "gemm_fp32_flop_s": 1e11 * len(calls),
-                 "read_bandwidth_gb_s": 10.0, "measured_at": _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime())}
+        entry = {
+            "hwinfo_version": hwinfo.HWINFO_VERSION,
+            "hardware": {"cpu": cpu},
+            "gemm_fp32_flop_s": 1e11 * len(calls),
+            "read_bandwidth_gb_s": 10.0,
+            "measured_at": _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime()),
+        }
         (tmp_path / "cache").mkdir(exist_ok=True)
         with open(hwinfo.history_path(), "a") as f:
             f.write(json.dumps({**entry, "measured_at": entry["measured_at"][:-1] + f".{len(calls)}Z"}) + "\n")
@@ -328,15 +467,18 @@ def test_run_failure_exits_1_and_reports_where_the_records_are(capsys, tmp_path,
     assert len((run_dir / "requests.jsonl").read_text().splitlines()) == 2
 
 
-@pytest.mark.parametrize("args, message", [
-    (["num_speculative_tokens=0"], "reference: num_speculative_tokens must be >= 1, got 0"),
-    (["prompt_lookup_min=4"], "reference: prompt_lookup_min=4 is above prompt_lookup_max=3"),
-    (["max_num_seqs=many"], "reference: max_num_seqs must be an integer, got 'many'"),
-    (["block_size=1.5"], "reference: block_size must be an integer, got '1.5'"),
-    (["enable_prefix_caching=maybe"], "reference: enable_prefix_caching must be true or false, got 'maybe'"),
-    (["enable_chunked_prefill=false"], "reference: without chunked prefill, max_num_batched_tokens must be >="),
-    (["gguf_file=/no/such/model.gguf"], "reference: gguf_file='/no/such/model.gguf': no such file"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["num_speculative_tokens=0"], "reference: num_speculative_tokens must be >= 1, got 0"),
+        (["prompt_lookup_min=4"], "reference: prompt_lookup_min=4 is above prompt_lookup_max=3"),
+        (["max_num_seqs=many"], "reference: max_num_seqs must be an integer, got 'many'"),
+        (["block_size=1.5"], "reference: block_size must be an integer, got '1.5'"),
+        (["enable_prefix_caching=maybe"], "reference: enable_prefix_caching must be true or false, got 'maybe'"),
+        (["enable_chunked_prefill=false"], "reference: without chunked prefill, max_num_batched_tokens must be >="),
+        (["gguf_file=/no/such/model.gguf"], "reference: gguf_file='/no/such/model.gguf': no such file"),
+    ],
+)
 def test_reference_engine_arg_values_the_engine_refuses_are_user_errors(capsys, files, args, message):
     argv = ["run", "--backend", "reference", *RANDOM]
     for arg in args:
@@ -356,8 +498,14 @@ def test_reference_engine_arg_outside_its_choices_is_a_user_error(capsys, files,
     assert not (files / "results").exists()
 
 
-@pytest.mark.parametrize("url, sent", [("http://example.invalid:8000/v1", False), ("https://example.invalid/v1", True),
-                                       ("http://127.0.0.1:8000/v1", True)])
+@pytest.mark.parametrize(
+    "url, sent",
+    [
+        ("http://example.invalid:8000/v1", False),
+        ("https://example.invalid/v1", True),
+        ("http://127.0.0.1:8000/v1", True),
+    ],
+)
 def test_openai_api_key_from_the_environment_is_not_sent_in_clear_to_another_host(monkeypatch, capsys, url, sent):
     class Captured(Exception):
         pass

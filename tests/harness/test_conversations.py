@@ -34,22 +34,39 @@ def turns(*pairs: tuple[str, str], system: str | None = None) -> list[dict]:
 @pytest.fixture(scope="module")
 def conversations_file(tmp_path_factory, text_of):
     entries = [
-        {"id": "three", "conversations": turns((text_of(10, "apple"), text_of(20, "tree")),
-                                               (text_of(12, "red"), text_of(8, "fig")),
-                                               (text_of(6, "sun"), text_of(30, "book")))},
-        {"id": "system", "conversations": turns((text_of(5, "cat"), text_of(9, "dog")),
-                                                (text_of(7, "bird"), text_of(11, "fish")), system="Be brief.")},
+        {
+            "id": "three",
+            "conversations": turns(
+                (text_of(10, "apple"), text_of(20, "tree")),
+                (text_of(12, "red"), text_of(8, "fig")),
+                (text_of(6, "sun"), text_of(30, "book")),
+            ),
+        },
+        {
+            "id": "system",
+            "conversations": turns(
+                (text_of(5, "cat"), text_of(9, "dog")), (text_of(7, "bird"), text_of(11, "fish")), system="Be brief."
+            ),
+        },
         {"id": "one-turn", "conversations": turns((text_of(5, "cat"), text_of(9, "dog")))},
         # the third message breaks the alternation: two turns are kept
-        {"id": "broken", "conversations": turns((text_of(5, "cat"), text_of(9, "dog")),
-                                                (text_of(5, "milk"), text_of(6, "hen")))
-         + [{"from": "human", "value": "again"}, {"from": "human", "value": "and again"}]},
+        {
+            "id": "broken",
+            "conversations": turns((text_of(5, "cat"), text_of(9, "dog")), (text_of(5, "milk"), text_of(6, "hen")))
+            + [{"from": "human", "value": "again"}, {"from": "human", "value": "and again"}],
+        },
         # turn 1's answer is too short (< 4 tokens): cut to one turn, so never a candidate
-        {"id": "short-answer", "conversations": turns((text_of(5, "cat"), text_of(9, "dog")),
-                                                      (text_of(5, "milk"), text_of(3, "hen")))},
+        {
+            "id": "short-answer",
+            "conversations": turns((text_of(5, "cat"), text_of(9, "dog")), (text_of(5, "milk"), text_of(3, "hen"))),
+        },
         # turn 1 is too long (prompt + answer > 2048): cut to one turn
-        {"id": "too-long", "conversations": turns((text_of(5, "cat"), text_of(9, "dog")),
-                                                  (text_of(1000, "hello"), text_of(1040, "tree")))},
+        {
+            "id": "too-long",
+            "conversations": turns(
+                (text_of(5, "cat"), text_of(9, "dog")), (text_of(1000, "hello"), text_of(1040, "tree"))
+            ),
+        },
     ]
     path = tmp_path_factory.mktemp("conversations") / "conversations.json"
     path.write_text(json.dumps(entries))
@@ -81,9 +98,9 @@ def test_each_turn_is_the_rendered_history_and_extends_the_previous_prompt(conve
         for prev, r in zip(conv_turns, conv_turns[1:]):
             assert r.after == prev.request_id
             # the history grows by the recorded answer and the next user message; tokens extend the previous prompt
-            assert r.messages[:len(prev.messages)] == prev.messages
+            assert r.messages[: len(prev.messages)] == prev.messages
             assert r.messages[len(prev.messages)]["role"] == "assistant"
-            assert r.prompt_token_ids[:prev.prompt_len] == prev.prompt_token_ids
+            assert r.prompt_token_ids[: prev.prompt_len] == prev.prompt_token_ids
         for r in conv_turns:
             assert r.prompt == template.render(r.messages) and r.prompt_token_ids == tok.encode(r.prompt)
             assert r.messages[-1]["role"] == "user"
@@ -106,8 +123,7 @@ def test_a_conversation_is_cut_before_the_first_turn_that_fails_the_filters(tok,
 
 
 def _recorded_answer(path, source, request) -> str:
-    entry = next(e for e in json.loads(path.read_text())
-                 if e["id"] == source["source_ids"][request.conversation_id])
+    entry = next(e for e in json.loads(path.read_text()) if e["id"] == source["source_ids"][request.conversation_id])
     return chat_turns(entry["conversations"])[1][request.turn][1]
 
 
@@ -123,8 +139,11 @@ def test_max_turns_think_time_seed_and_errors(conversations_file, tok):
     assert all(r.output_len == 7 for r in fixed)
     with pytest.raises(WorkloadError, match="only 3 conversations have 2\\+ turns"):
         sample_conversations(conversations_file, tok, 4, seed=0)
-    for kwargs, message in (({"max_turns": 1}, "--max-turns must be >= 2"), ({"think_time_s": -1}, "--think-time"),
-                            ({"num_conversations": 0}, "must be >= 1")):
+    for kwargs, message in (
+        ({"max_turns": 1}, "--max-turns must be >= 2"),
+        ({"think_time_s": -1}, "--think-time"),
+        ({"num_conversations": 0}, "must be >= 1"),
+    ):
         args = {"num_conversations": 2, **kwargs}
         with pytest.raises(WorkloadError, match=message):
             sample_conversations(conversations_file, tok, args.pop("num_conversations"), seed=0, **args)
@@ -179,8 +198,9 @@ def test_load_client_sends_the_generated_answer_back_with_history_generated(endp
 
 
 def test_the_schedule_times_conversation_starts_only(conversations_file, tok):
-    options = WorkloadOptions(dataset=str(conversations_file), num_prompts=3, kind="conversations",
-                              request_rate=2.0, arrival="constant")
+    options = WorkloadOptions(
+        dataset=str(conversations_file), num_prompts=3, kind="conversations", request_rate=2.0, arrival="constant"
+    )
     workload = build_workload(options, tok)
     heads = [r for r in workload.requests if r.turn == 0]
     assert [r.arrival_s for r in heads] == [0.0, 0.5, 1.0]
@@ -198,8 +218,14 @@ def _conv_requests(n_conv: int, n_turns: int, think_s: float = 0.0, start_gap_s:
     out = []
     for c in range(n_conv):
         for t in range(n_turns):
-            out.append({"request_id": f"c{c}-t{t}", "arrival_s": c * start_gap_s if t == 0 else 0.0,
-                        "after": f"c{c}-t{t - 1}" if t else None, "think_time_s": think_s if t else 0.0})
+            out.append(
+                {
+                    "request_id": f"c{c}-t{t}",
+                    "arrival_s": c * start_gap_s if t == 0 else 0.0,
+                    "after": f"c{c}-t{t - 1}" if t else None,
+                    "think_time_s": think_s if t else 0.0,
+                }
+            )
     return out
 
 
@@ -235,18 +261,43 @@ def test_admission_caps_conversation_turns_and_detects_lost_predecessors():
         stuck.due(1.0)
 
 
-def _record(cid: str, turn: int, arrival: float, ttft: float, finish: float, prompt: int, cached: int | None,
-            error: str | None = None) -> dict:
+def _record(
+    cid: str,
+    turn: int,
+    arrival: float,
+    ttft: float,
+    finish: float,
+    prompt: int,
+    cached: int | None,
+    error: str | None = None,
+) -> dict:
     extra = {"num_cached_tokens": cached} if cached is not None else {}
-    return finish_record({"request_id": f"{cid}-{turn}", "conversation_id": cid, "turn": turn, "prompt_tokens": prompt,
-                          "expected_output_tokens": 2, "output_tokens": 2, "arrival_s": arrival, "start_s": arrival,
-                          "first_token_s": arrival + ttft, "finish_s": finish, "error": error, "extra": extra})
+    return finish_record(
+        {
+            "request_id": f"{cid}-{turn}",
+            "conversation_id": cid,
+            "turn": turn,
+            "prompt_tokens": prompt,
+            "expected_output_tokens": 2,
+            "output_tokens": 2,
+            "arrival_s": arrival,
+            "start_s": arrival,
+            "first_token_s": arrival + ttft,
+            "finish_s": finish,
+            "error": error,
+            "extra": extra,
+        }
+    )
 
 
 def test_conversation_summary_by_hand():
-    rows = [_record("a", 0, 0.0, 0.4, 1.0, 100, 0), _record("a", 1, 1.0, 0.1, 2.0, 300, 200),
-            _record("a", 2, 2.0, 0.2, 3.5, 500, 400), _record("b", 0, 0.5, 0.6, 1.5, 200, 0),
-            _record("b", 1, 1.5, 0.3, 2.5, 400, None, error="HTTP 500")]
+    rows = [
+        _record("a", 0, 0.0, 0.4, 1.0, 100, 0),
+        _record("a", 1, 1.0, 0.1, 2.0, 300, 200),
+        _record("a", 2, 2.0, 0.2, 3.5, 500, 400),
+        _record("b", 0, 0.5, 0.6, 1.5, 200, 0),
+        _record("b", 1, 1.5, 0.3, 2.5, 400, None, error="HTTP 500"),
+    ]
     conv = metrics.summarize(rows)["conversations"]
     assert conv["num_conversations"] == 2 and conv["completed_conversations"] == 1
     assert conv["ttft_first_turn_s"]["count"] == 2 and math.isclose(conv["ttft_first_turn_s"]["mean"], 0.5)
@@ -262,33 +313,41 @@ def test_conversation_summary_by_hand():
 
 
 def test_prefix_cache_hit_rate_is_the_counters_growth_over_the_run():
-    series = {'vllm:prefix_cache_queries_total{engine="0"}': {"first": 100.0, "max": 1100.0, "last": 1100.0},
-              'vllm:prefix_cache_hits_total{engine="0"}': {"first": 50.0, "max": 650.0, "last": 650.0},
-              'vllm:num_requests_running{engine="0"}': {"first": 0.0, "max": 4.0, "last": 0.0}}
+    series = {
+        'vllm:prefix_cache_queries_total{engine="0"}': {"first": 100.0, "max": 1100.0, "last": 1100.0},
+        'vllm:prefix_cache_hits_total{engine="0"}': {"first": 50.0, "max": 650.0, "last": 650.0},
+        'vllm:num_requests_running{engine="0"}': {"first": 0.0, "max": 4.0, "last": 0.0},
+    }
     rate = prefix_cache_hit_rate(series)
-    assert rate == {"source": "vllm:prefix_cache_queries", "hit_tokens": 600.0, "query_tokens": 1000.0,
-                    "hit_rate": 0.6}
+    assert rate == {"source": "vllm:prefix_cache_queries", "hit_tokens": 600.0, "query_tokens": 1000.0, "hit_rate": 0.6}
     assert prefix_cache_hit_rate({"vllm:num_requests_running": {"first": 0, "max": 1, "last": 0}}) is None
 
 
 def test_server_spec_decode_from_the_servers_counters():
-    text = "\n".join([
-        "# TYPE vllm:spec_decode_num_drafts_total counter",
-        'vllm:spec_decode_num_drafts_total{engine="0"} 40',
-        'vllm:spec_decode_num_draft_tokens_total{engine="0"} 120',
-        'vllm:spec_decode_num_accepted_tokens_total{engine="0"} 90',
-        'vllm:spec_decode_num_accepted_tokens_per_pos_total{engine="0",position="0"} 35'])
+    text = "\n".join(
+        [
+            "# TYPE vllm:spec_decode_num_drafts_total counter",
+            'vllm:spec_decode_num_drafts_total{engine="0"} 40',
+            'vllm:spec_decode_num_draft_tokens_total{engine="0"} 120',
+            'vllm:spec_decode_num_accepted_tokens_total{engine="0"} 90',
+            'vllm:spec_decode_num_accepted_tokens_per_pos_total{engine="0",position="0"} 35',
+        ]
+    )
     kept = parse_exposition(text)
-    assert set(kept) == {f'vllm:spec_decode_num_{n}_total{{engine="0"}}' for n in ("drafts", "draft_tokens",
-                                                                                  "accepted_tokens")}
+    assert set(kept) == {
+        f'vllm:spec_decode_num_{n}_total{{engine="0"}}' for n in ("drafts", "draft_tokens", "accepted_tokens")
+    }
     series = {key: {"first": value / 4, "max": value, "last": value} for key, value in kept.items()}
     got = server_spec_decode(series)  # growth: 30 drafts, 90 draft tokens, 67.5 accepted
     assert got["source"] == "vllm:spec_decode_num_draft_tokens"
     assert got["acceptance_rate"] == pytest.approx(67.5 / 90) and got["mean_acceptance_length"] == pytest.approx(
-        1 + 67.5 / 30)
-    ref = {"reference_engine:spec_decode_num_drafts_total": {"first": 0, "max": 0, "last": 0},
-           "reference_engine:spec_decode_num_draft_tokens_total": {"first": 0, "max": 0, "last": 0},
-           "reference_engine:spec_decode_num_accepted_tokens_total": {"first": 0, "max": 0, "last": 0}}
+        1 + 67.5 / 30
+    )
+    ref = {
+        "reference_engine:spec_decode_num_drafts_total": {"first": 0, "max": 0, "last": 0},
+        "reference_engine:spec_decode_num_draft_tokens_total": {"first": 0, "max": 0, "last": 0},
+        "reference_engine:spec_decode_num_accepted_tokens_total": {"first": 0, "max": 0, "last": 0},
+    }
     assert server_spec_decode(ref) is None  # speculative decoding off: nothing drafted, no rate
 
 
@@ -300,9 +359,19 @@ def _client_specs(n_conv: int, n_turns: int, think_s: float, output_len: int = 4
         messages: list[dict] = []
         for t in range(n_turns):
             messages = [*messages, {"role": "user", "content": f"question {t}"}]
-            specs.append(RequestSpec(f"c{c}-t{t}", [1] * (t + 1), f"prompt {c}/{t}", output_len,
-                                     conversation_id=f"c{c}", turn=t, after=f"c{c}-t{t - 1}" if t else None,
-                                     think_time_s=think_s if t else 0.0, messages=list(messages)))
+            specs.append(
+                RequestSpec(
+                    f"c{c}-t{t}",
+                    [1] * (t + 1),
+                    f"prompt {c}/{t}",
+                    output_len,
+                    conversation_id=f"c{c}",
+                    turn=t,
+                    after=f"c{c}-t{t - 1}" if t else None,
+                    think_time_s=think_s if t else 0.0,
+                    messages=list(messages),
+                )
+            )
             messages = [*messages, {"role": "assistant", "content": f"answer {t}"}]
     return specs
 
@@ -310,8 +379,9 @@ def _client_specs(n_conv: int, n_turns: int, think_s: float, output_len: int = 4
 def test_load_client_sends_each_turn_after_the_answer_and_the_think_time():
     think = 0.15
     with FakeServerProcess("--ttft-ms", "20", "--itl-ms", "10") as server:
-        records, t0, client = run_client(server.base_url, _client_specs(3, 3, think), endpoint="chat",
-                                         max_concurrency=2)
+        records, t0, client = run_client(
+            server.base_url, _client_specs(3, 3, think), endpoint="chat", max_concurrency=2
+        )
         truth = server.timings()
     by_id = {r["request_id"]: r for r in records}
     assert len(records) == 9 and all(r["error"] is None for r in records)
@@ -327,7 +397,7 @@ def test_load_client_sends_each_turn_after_the_answer_and_the_think_time():
             assert truth[r["request_id"]]["messages"] == ["user", "assistant"] * t + ["user"]
             assert truth[r["request_id"]]["contents"][-2] == f"answer {t - 1}"  # recorded history by default
     events = sorted([(r["start_s"], 1) for r in records] + [(r["finish_s"], -1) for r in records])
-    assert max(sum(step for _, step in events[:i + 1]) for i in range(len(events))) <= 2  # the cap holds
+    assert max(sum(step for _, step in events[: i + 1]) for i in range(len(events))) <= 2  # the cap holds
 
 
 def test_a_stopped_client_records_the_unsent_turns_as_failed():
@@ -362,16 +432,19 @@ def test_shards_keep_a_conversation_in_one_process():
 
         sharded = ShardedClient(ClientOptions(base_url=server.base_url, model_name="fake-model"), specs, 2)
         try:
-            assert [{r.conversation_id for r in share} for share in sharded.shares] == [{"c0", "c2", "c4"},
-                                                                                        {"c1", "c3"}]
+            assert [{r.conversation_id for r in share} for share in sharded.shares] == [
+                {"c0", "c2", "c4"},
+                {"c1", "c3"},
+            ]
             got: list[dict] = []
             sharded.run(time.monotonic() + 0.05, got.append)
         finally:
             sharded.close()
     by_id = {r["request_id"]: r for r in got}
     assert len(got) == 15 and all(r["error"] is None for r in got)
-    assert all(by_id[f"c{c}-t{t}"]["start_s"] >= by_id[f"c{c}-t{t - 1}"]["finish_s"] - 1e-3
-               for c in range(5) for t in (1, 2))
+    assert all(
+        by_id[f"c{c}-t{t}"]["start_s"] >= by_id[f"c{c}-t{t - 1}"]["finish_s"] - 1e-3 for c in range(5) for t in (1, 2)
+    )
 
 
 def test_offline_only_backends_refuse_conversations(capsys, tmp_path):
@@ -384,14 +457,21 @@ def test_offline_only_backends_refuse_conversations(capsys, tmp_path):
 
 
 # the bundled sample, not the default (the real ShareGPT): short conversations keep these engine runs short
-_WORKLOAD = WorkloadOptions(dataset="sharegpt-sample", num_prompts=3, kind="conversations", max_turns=3,
-                            sharegpt_output_len=8)
+_WORKLOAD = WorkloadOptions(
+    dataset="sharegpt-sample", num_prompts=3, kind="conversations", max_turns=3, sharegpt_output_len=8
+)
 
 
 def _conversation_run(tmp_path, mode: str, prefix_caching: bool, history: str = "recorded", **kw) -> dict:
     workload = WorkloadOptions(**{**asdict(_WORKLOAD), "history": history})
-    cfg = RunConfig(backend="reference", mode=mode, workload=workload, output_dir=tmp_path,
-                    engine_args={"enable_prefix_caching": str(prefix_caching).lower(), "max_num_seqs": "8"}, **kw)
+    cfg = RunConfig(
+        backend="reference",
+        mode=mode,
+        workload=workload,
+        output_dir=tmp_path,
+        engine_args={"enable_prefix_caching": str(prefix_caching).lower(), "max_num_seqs": "8"},
+        **kw,
+    )
     run_dir = run_benchmark(cfg)
     return {"run": json.loads((run_dir / "run.json").read_text()), "rows": read_records(run_dir / "requests.jsonl")}
 
@@ -419,11 +499,15 @@ def test_reference_engine_offline_replays_conversations_and_reuses_their_prefixe
     generated = _conversation_run(tmp_path, "offline", True, history="generated")
     conv_gen = generated["run"]["summary"]["conversations"]
     # turn k's prompt = turn k-1's prompt + its 8 generated tokens + the rendered tail (spliced in tokens)
-    specs = {r.request_id: r for r in build_workload(WorkloadOptions(**{**asdict(_WORKLOAD), "history": "generated"}),
-                                                    tok).requests}
+    specs = {
+        r.request_id: r
+        for r in build_workload(WorkloadOptions(**{**asdict(_WORKLOAD), "history": "generated"}), tok).requests
+    }
     prompt = {r["request_id"]: r["prompt_tokens"] for r in generated["rows"]}
-    assert all(prompt[rid] == (prompt[s.after] + 8 + len(s.suffix_ids) if s.after else s.prompt_len)
-               for rid, s in specs.items())
+    assert all(
+        prompt[rid] == (prompt[s.after] + 8 + len(s.suffix_ids) if s.after else s.prompt_len)
+        for rid, s in specs.items()
+    )
     assert conv_gen["cached_prompt_fraction_later_turns"] > conv_on["cached_prompt_fraction_later_turns"]
 
 

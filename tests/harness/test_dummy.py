@@ -12,8 +12,14 @@ from benchctl.models import ModelError, resolve_model
 from benchctl.workload import load_tokenizer
 
 # The parameter counts the models' own cards and papers give
-PUBLISHED = {"llama-2-7b": 6_738_415_616, "llama-2-13b": 13_015_864_320, "llama-3-8b": 8_030_261_248,
-             "llama-3.2-1b": 1_235_814_400, "mistral-7b": 7_241_732_096, "qwen2.5-7b": 7_615_616_512}
+PUBLISHED = {
+    "llama-2-7b": 6_738_415_616,
+    "llama-2-13b": 13_015_864_320,
+    "llama-3-8b": 8_030_261_248,
+    "llama-3.2-1b": 1_235_814_400,
+    "mistral-7b": 7_241_732_096,
+    "qwen2.5-7b": 7_615_616_512,
+}
 
 
 @pytest.fixture
@@ -37,16 +43,28 @@ def test_smollm2_config_counts_the_real_checkpoint(model_dir):
     _, config, _, _ = dummy.load_spec("dummy:smollm2-135m")
     assert dummy.parameter_count(config) == hwinfo.parameter_count(model_dir)
     real = json.loads((model_dir / "config.json").read_text())
-    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                "num_key_value_heads", "vocab_size", "tie_word_embeddings"):
+    for key in (
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "vocab_size",
+        "tie_word_embeddings",
+    ):
         assert config[key] == real[key], key
 
 
 def test_resolve_writes_a_folder_once_with_marker_and_tokenizer(cache):
     model = resolve_model("dummy:smollm2-135m")
     assert model.about["weights"] == "random (dummy)" and model.hf_dir.parent == cache / "models"
-    assert {p.name for p in model.hf_dir.iterdir()} == {"config.json", "tokenizer.json", "tokenizer_config.json",
-                                                         "generation_config.json", dummy.MARKER}
+    assert {p.name for p in model.hf_dir.iterdir()} == {
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+        dummy.MARKER,
+    }
     assert not list(model.hf_dir.glob("*.safetensors"))
     marker = dummy.read_marker(model.hf_dir)
     assert marker["seed"] == 0 and marker["num_parameters"] == 134_515_008
@@ -82,8 +100,17 @@ def test_user_errors_are_one_line(tmp_path, cache):
         resolve_model(f"dummy:{tmp_path / 'config.json'}")
     own = tmp_path / "tiny"
     own.mkdir()
-    (own / "config.json").write_text(json.dumps({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                                                  "num_attention_heads": 4, "vocab_size": 1000}))
+    (own / "config.json").write_text(
+        json.dumps(
+            {
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "vocab_size": 1000,
+            }
+        )
+    )
     model = resolve_model(f"dummy:{own / 'config.json'}")
     assert model.about["num_parameters"] == 2 * (64 * 64 * 4 + 3 * 64 * 128 + 128) + 2 * 1000 * 64 + 64
     assert model.about["config_source"] == str((own / "config.json").resolve())
@@ -93,8 +120,9 @@ def test_a_model_that_does_not_fit_is_refused_with_what_it_needs(cache, monkeypa
     model = resolve_model("dummy:llama-2-7b")
     with pytest.raises(dummy.DummyError) as err:
         dummy.check_fits(model, "float32", "cpu", int(23.4e9))
-    assert str(err.value) == ("dummy:llama-2-7b needs 27.0 GB of weights in float32, this machine has 23.4 GB "
-                              "(6.74B parameters)")
+    assert str(err.value) == (
+        "dummy:llama-2-7b needs 27.0 GB of weights in float32, this machine has 23.4 GB (6.74B parameters)"
+    )
     dummy.check_fits(model, "bfloat16", "cpu", int(23.4e9))  # 13.5 GB fits
     with pytest.raises(dummy.DummyError, match="needs 13.5 GB of weights in bfloat16, this GPU has 12.9 GB"):
         dummy.check_fits(model, "bfloat16", "cuda", 12_288 * 2**20)
@@ -107,8 +135,10 @@ def test_a_model_that_does_not_fit_is_refused_with_what_it_needs(cache, monkeypa
         dummy.preflight(resolve_model("dummy:llama-3.2-1b"), "llamacpp", {})
     with pytest.raises(dummy.DummyError, match="not model_type 'mistral'"):
         dummy.preflight(resolve_model("dummy:mistral-7b"), "llamacpp", {})
-    assert dummy.default_dtype({}, cuda=True) == "bfloat16" and dummy.default_dtype({"dtype": "float16"}, False) \
-        == "float16"
+    assert (
+        dummy.default_dtype({}, cuda=True) == "bfloat16"
+        and dummy.default_dtype({"dtype": "float16"}, False) == "float16"
+    )
     assert dummy.gpu_memory_bytes([{"name": "NVIDIA H200", "memory": "143771 MiB"}]) == 143771 * 2**20
 
 
@@ -122,8 +152,10 @@ def test_run_refuses_a_7b_model_in_float32_before_anything_starts(cache, tmp_pat
     monkeypatch.setattr("benchctl.envinfo.cuda_present", lambda: False)
     code = main(["run", "--model", "dummy:llama-2-7b", "--output-dir", str(tmp_path / "runs"), "--no-measure-ceiling"])
     assert code == 2
-    assert "benchctl: error: dummy:llama-2-7b needs 27.0 GB of weights in float32, this machine has 23.4 GB" \
+    assert (
+        "benchctl: error: dummy:llama-2-7b needs 27.0 GB of weights in float32, this machine has 23.4 GB"
         in capsys.readouterr().err
+    )
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
@@ -132,10 +164,17 @@ def test_console_says_output_checks_are_meaningless(cache):
 
     from benchctl.console import summary_table
 
-    run = {"run_id": "r", "status": "completed", "summary": {},
-           "config": {"model": resolve_model("dummy:smollm2-135m").to_json()},
-           "engine_stats": {"spec_decode_num_drafts": 4, "spec_decode_num_draft_tokens": 12,
-                            "spec_decode_num_accepted_tokens": 6}}
+    run = {
+        "run_id": "r",
+        "status": "completed",
+        "summary": {},
+        "config": {"model": resolve_model("dummy:smollm2-135m").to_json()},
+        "engine_stats": {
+            "spec_decode_num_drafts": 4,
+            "spec_decode_num_draft_tokens": 12,
+            "spec_decode_num_accepted_tokens": 6,
+        },
+    }
     console = Console(width=200, record=True)
     console.print(summary_table(run))
     text = console.export_text()
@@ -146,10 +185,24 @@ def test_console_says_output_checks_are_meaningless(cache):
 def tiny_config(tmp_path, vocab=1000):
     folder = tmp_path / "tiny-llama"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({
-        "model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
-        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": vocab,
-        "max_position_embeddings": 256, "rope_theta": 10000.0, "rms_norm_eps": 1e-5, "tie_word_embeddings": False}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "llama",
+                "architectures": ["LlamaForCausalLM"],
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "vocab_size": vocab,
+                "max_position_embeddings": 256,
+                "rope_theta": 10000.0,
+                "rms_norm_eps": 1e-5,
+                "tie_word_embeddings": False,
+            }
+        )
+    )
     return folder / "config.json"
 
 
@@ -182,11 +235,34 @@ def test_llama_cpp_runs_a_dummy_model(tmp_path, cache):
 
     engine_python("llamacpp")
     out = tmp_path / "runs"
-    done = subprocess.run([sys.executable, "-m", "benchctl", "run", "--backend", "llamacpp", "--model",
-                           f"dummy:{tiny_config(tmp_path, vocab=49152)}", "--dataset", "random", "--num-prompts", "2",
-                           "--random-input-len", "8", "--random-output-len", "4", "--output-dir", str(out),
-                           "--no-measure-ceiling", "--json"], capture_output=True, text=True, timeout=900,
-                          env={**__import__("os").environ, "BENCHCTL_CACHE_DIR": str(cache)})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchctl",
+            "run",
+            "--backend",
+            "llamacpp",
+            "--model",
+            f"dummy:{tiny_config(tmp_path, vocab=49152)}",
+            "--dataset",
+            "random",
+            "--num-prompts",
+            "2",
+            "--random-input-len",
+            "8",
+            "--random-output-len",
+            "4",
+            "--output-dir",
+            str(out),
+            "--no-measure-ceiling",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**__import__("os").environ, "BENCHCTL_CACHE_DIR": str(cache)},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     run = json.loads(done.stdout)
     assert run["config"]["model"]["weights"] == "random (dummy)"

@@ -26,8 +26,9 @@ def load_script(monkeypatch):
 @pytest.fixture(scope="module")
 def dry_plan(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu-check")
-    done = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", str(out)], capture_output=True, text=True,
-                          timeout=900)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dry-run", str(out)], capture_output=True, text=True, timeout=900
+    )
     return done, json.loads((out / "plan.json").read_text())
 
 
@@ -39,7 +40,8 @@ def test_dry_run_passes_and_checks_everything(dry_plan):
     assert checks["budget"]["total_timeout_s"] <= 480 == plan["budget_s"]
     assert checks["gpu_tests"]["collected"] >= 30  # paged attention and fused ops, CUDA and Triton, three dtypes
     assert {"reference_engine.kernels.cuda_ops", "backends.hf", "benchctl.worker.hwprobe"} <= set(
-        checks["imports"]["modules"])
+        checks["imports"]["modules"]
+    )
     assert set(checks["commands"]["checked"]) >= {"reference-paged", "hf", "profile-torch", "profile-ncu"}
 
 
@@ -48,8 +50,13 @@ def test_the_plan_is_the_one_the_issue_asks_for(dry_plan):
     steps = {s["name"]: s for s in plan["steps"]}
     assert list(steps)[:3] == ["environment", "hwinfo", "kernels"] and list(steps)[-2:] == ["compare", "report"]
     assert "-m" in steps["kernels"]["argv"] and "gpu" in steps["kernels"]["argv"]
-    for name in ("reference-paged", "hf", "reference-contiguous", "reference-sampler-per-seq",
-                 "reference-transfer-per-seq"):
+    for name in (
+        "reference-paged",
+        "hf",
+        "reference-contiguous",
+        "reference-sampler-per-seq",
+        "reference-transfer-per-seq",
+    ):
         argv = steps[name]["argv"]
         assert argv[argv.index("--model") + 1] == "dummy:llama-2-7b" and steps[name]["benchmark"]
         assert argv[argv.index("--num-prompts") + 1] == "512" and "dtype=bfloat16" in argv
@@ -79,8 +86,7 @@ def test_a_broken_command_fails_the_dry_run(tmp_path, monkeypatch):
     problems = json.loads((tmp_path / "out" / "plan.json").read_text())["checks"]["commands"]["problems"]
     assert any(p.startswith("typo:") and "--num-prompt" in p for p in problems)
     assert any(p.startswith("bad-arg:") and "kv_layout" in p for p in problems)
-    assert any(p.startswith("short:") and "max_model_len 300 < the longest request (512 tokens)" in p
-               for p in problems)
+    assert any(p.startswith("short:") and "max_model_len 300 < the longest request (512 tokens)" in p for p in problems)
 
 
 def test_rehearsal_scale_keeps_the_steps(tmp_path, monkeypatch):

@@ -145,13 +145,19 @@ def test_a_run_killed_before_it_ended_is_failed_through_its_folder(tmp_path):
 
     path = tmp_path / "20250101-000000-fake-aaaaaa"
     path.mkdir()
-    running = RunManifest(run_id=path.name, created_at="2025-01-01T00:00:00Z", config={"slos_ms": {}},
-                          environment={"hardware": {"cpu": "Test CPU"}})
+    running = RunManifest(
+        run_id=path.name,
+        created_at="2025-01-01T00:00:00Z",
+        config={"slos_ms": {}},
+        environment={"hardware": {"cpu": "Test CPU"}},
+    )
     RunFolder(path, running)._write()
-    requests = [{"request_id": f"r{i}", "prompt_token_ids": [1, 2, 3], "output_len": 4, "arrival_s": 0.0}
-                for i in range(2)]
-    (path / "requests.jsonl").write_text("".join(json.dumps(finish_record(fake_record(r, i))) + "\n"
-                                                 for i, r in enumerate(requests)))
+    requests = [
+        {"request_id": f"r{i}", "prompt_token_ids": [1, 2, 3], "output_len": 4, "arrival_s": 0.0} for i in range(2)
+    ]
+    (path / "requests.jsonl").write_text(
+        "".join(json.dumps(finish_record(fake_record(r, i))) + "\n" for i, r in enumerate(requests))
+    )
     assert RunFolder.open(path).fail_unfinished("cell still running after cell_timeout_s=5; killed")
     run = store.load_run(path)
     assert run["status"] == "failed" and run["error"] == "cell still running after cell_timeout_s=5; killed"

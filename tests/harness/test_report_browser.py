@@ -18,15 +18,29 @@ import pytest
 from report_fixtures import make_hwinfo, make_model, make_run
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-MISSING = [what for what, ok in (("/usr/bin/chromium", CHROMIUM.exists()),
-                                 ("playwright (pip install playwright)", importlib.util.find_spec("playwright")))
-           if not ok]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+MISSING = [
+    what
+    for what, ok in (
+        ("/usr/bin/chromium", CHROMIUM.exists()),
+        ("playwright (pip install playwright)", importlib.util.find_spec("playwright")),
+    )
+    if not ok
+]
 
 pytestmark = pytest.mark.skipif(
     bool(MISSING) and not os.environ.get("CI"),
-    reason=f"needs {', '.join(MISSING)} (apt-get install -y chromium; pip install playwright)")
+    reason=f"needs {', '.join(MISSING)} (apt-get install -y chromium; pip install playwright)",
+)
 
 # Per plotly graph: its div id, the .main-svg layers drawn, and the number of points in each trace.
 FIGURES_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(el => ({
@@ -44,8 +58,12 @@ def render_in_browser(html: Path, screenshot: Path, user_data_dir: Path, expecte
     errors, fetched = [], []
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(user_data_dir), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000})
+            str(user_data_dir),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
         try:
             page = context.new_page()
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -55,7 +73,8 @@ def render_in_browser(html: Path, screenshot: Path, user_data_dir: Path, expecte
             try:
                 page.wait_for_function(
                     f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {expected}",
-                    timeout=120_000)
+                    timeout=120_000,
+                )
             except PlaywrightTimeout:
                 pytest.fail(f"figures did not render; page errors: {errors}")
             figures = page.evaluate(FIGURES_JS)
@@ -68,8 +87,7 @@ def render_in_browser(html: Path, screenshot: Path, user_data_dir: Path, expecte
     if artifacts:
         Path(artifacts).mkdir(parents=True, exist_ok=True)
         shutil.copy(screenshot, Path(artifacts) / screenshot.name)
-    return {"figures": {f["id"]: f for f in figures}, "total_svgs": total_svgs, "errors": errors,
-            "fetched": fetched}
+    return {"figures": {f["id"]: f for f in figures}, "total_svgs": total_svgs, "errors": errors, "fetched": fetched}
 
 
 def write_report(runs: list[Path], out: Path, output_dir: Path) -> list[str]:
@@ -97,16 +115,28 @@ def test_report_renders_every_figure_in_chromium(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCHCTL_CACHE_DIR", str(tmp_path / "cache"))
     make_hwinfo(tmp_path / "cache")
     model = make_model(tmp_path / "model")
-    runs = [make_run(tmp_path / "runs", "run-ref-2", rate=2.0, model_dir=model, n=10),
-            make_run(tmp_path / "runs", "run-ref-4", rate=4.0, model_dir=model, n=10, slos_ms={"ttft": 300}),
-            make_run(tmp_path / "runs", "run-hf", backend="hf", model_dir=model, n=10, steps=False)]
+    runs = [
+        make_run(tmp_path / "runs", "run-ref-2", rate=2.0, model_dir=model, n=10),
+        make_run(tmp_path / "runs", "run-ref-4", rate=4.0, model_dir=model, n=10, slos_ms={"ttft": 300}),
+        make_run(tmp_path / "runs", "run-hf", backend="hf", model_dir=model, n=10, steps=False),
+    ]
     html = tmp_path / "report.html"
     expected = write_report(runs, html, tmp_path / "runs")
-    assert expected == ["fig-throughput", "fig-latency-cdf", "fig-timeline", "fig-concurrency",
-                        "fig-engine-timeseries", "fig-step-breakdown", "fig-step-times", "fig-roofline", "fig-sweep-1"]
+    assert expected == [
+        "fig-throughput",
+        "fig-latency-cdf",
+        "fig-timeline",
+        "fig-concurrency",
+        "fig-engine-timeseries",
+        "fig-step-breakdown",
+        "fig-step-times",
+        "fig-roofline",
+        "fig-sweep-1",
+    ]
 
-    result = render_in_browser(html, tmp_path / "report-fixture-screenshot.png", tmp_path / "chromium-profile",
-                               len(expected))
+    result = render_in_browser(
+        html, tmp_path / "report-fixture-screenshot.png", tmp_path / "chromium-profile", len(expected)
+    )
 
     check_rendered(result, expected)
     figures = result["figures"]
@@ -122,6 +152,7 @@ def test_report_on_real_runs_in_chromium(tmp_path):
     runs = [Path(p) for p in os.environ["BENCHCTL_REPORT_RUNS"].split()]
     html = tmp_path / "report.html"
     expected = write_report(runs, html, Path("results"))
-    result = render_in_browser(html, tmp_path / "report-real-runs-screenshot.png", tmp_path / "chromium-profile",
-                               len(expected))
+    result = render_in_browser(
+        html, tmp_path / "report-real-runs-screenshot.png", tmp_path / "chromium-profile", len(expected)
+    )
     check_rendered(result, expected)

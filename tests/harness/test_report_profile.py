@@ -18,11 +18,13 @@ from benchctl.report.render import figure_ids, render_html  # noqa: E402
 
 NCU_CSV = Path(__file__).parent / "data" / "ncu" / "ncu.csv"
 ANN = "user_annotation"
-EVENTS = [{"ph": "X", "cat": ANN, "name": "engine.step", "ts": 0, "dur": 40, "pid": 1, "tid": 1},
-          {"ph": "X", "cat": ANN, "name": "engine.forward", "ts": 5, "dur": 30, "pid": 1, "tid": 1},
-          {"ph": "X", "cat": ANN, "name": "engine.step", "ts": 50, "dur": 20, "pid": 1, "tid": 1},
-          {"ph": "X", "cat": ANN, "name": "engine.sample", "ts": 52, "dur": 10, "pid": 1, "tid": 1},
-          {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 6, "dur": 20, "pid": 1, "tid": 1}]
+EVENTS = [
+    {"ph": "X", "cat": ANN, "name": "engine.step", "ts": 0, "dur": 40, "pid": 1, "tid": 1},
+    {"ph": "X", "cat": ANN, "name": "engine.forward", "ts": 5, "dur": 30, "pid": 1, "tid": 1},
+    {"ph": "X", "cat": ANN, "name": "engine.step", "ts": 50, "dur": 20, "pid": 1, "tid": 1},
+    {"ph": "X", "cat": ANN, "name": "engine.sample", "ts": 52, "dur": 10, "pid": 1, "tid": 1},
+    {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 6, "dur": 20, "pid": 1, "tid": 1},
+]
 
 
 @pytest.fixture
@@ -37,8 +39,11 @@ def _profiled(root: Path, name: str, model: Path, summary: dict) -> Path:
 
 
 def test_step_split_and_timeline_figures_carry_the_trace(tmp_path, model):
-    summary = {"num_steps": 2, "top_operators": [{"name": "aten::mm", "self_ms": 0.02, "calls": 1, "self_share": 1}],
-               **profile.trace_views(EVENTS)}
+    summary = {
+        "num_steps": 2,
+        "top_operators": [{"name": "aten::mm", "self_ms": 0.02, "calls": 1, "self_share": 1}],
+        **profile.trace_views(EVENTS),
+    }
     run = load(_profiled(tmp_path / "runs", "torch", model, summary))
     assert figure_ids([run], None)[-3:] == ["fig-profile-top-ops", "fig-profile-step-split", "fig-profile-timeline-0"]
     sec = profiles.section([run])
@@ -70,11 +75,13 @@ def test_ncu_kernel_table_and_bandwidth_bars(tmp_path, model):
     figures = dict(sec.figures)
     (bars,) = figures["fig-profile-ncu-bandwidth"].data
     # slowest kernel at the top: plotly draws the last y first
-    assert list(bars.y) == ["paged_attention_reduce_kernel<__nv_bfloat16, 128, 512>",
-                            "paged_attention_kernel<__nv_bfloat16, 128, 16, 512>"]
+    assert list(bars.y) == [
+        "paged_attention_reduce_kernel<__nv_bfloat16, 128, 512>",
+        "paged_attention_kernel<__nv_bfloat16, 128, 16, 512>",
+    ]
     assert list(bars.x) == [pytest.approx(1430.0), pytest.approx(3615.0)]
     assert list(bars.text) == ["30% of peak", "75% of peak"]
-    (caption, table), = [(c, t) for c, t in sec.tables if c.startswith(run.label + ": ncu")]
+    ((caption, table),) = [(c, t) for c, t in sec.tables if c.startswith(run.label + ": ncu")]
     assert "3 kernel launches" in caption and list(table["launches"]) == [2, 1]
     html = render_html([run], None)
     assert "fig-profile-ncu-bandwidth" in html and "DRAM GB/s" in html

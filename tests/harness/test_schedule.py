@@ -31,8 +31,9 @@ def test_poisson_1000_requests_mean_rate_within_3_percent(seed, rate):
 
 def test_poisson_pooled_over_seeds_is_unbiased_with_the_expected_spread():
     rate = 4.0
-    deviations = np.array([np.diff(arrival_times(1000, rate, kind="poisson", seed=s)).mean() * rate - 1
-                           for s in range(20)])
+    deviations = np.array(
+        [np.diff(arrival_times(1000, rate, kind="poisson", seed=s)).mean() * rate - 1 for s in range(20)]
+    )
     assert abs(deviations.mean()) < 0.015  # 20 x 999 gaps: standard error 0.7%
     assert 0.02 < deviations.std() < 0.045  # 1/sqrt(999) = 0.032
     gaps = np.diff(arrival_times(20_000, rate, kind="poisson", seed=0))
@@ -77,15 +78,18 @@ def test_seeded_schedules_repeat_and_differ_by_seed():
     assert not np.array_equal(arrival_times(100, 3.0, seed=5), arrival_times(100, 3.0, seed=6))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"request_rate": 0.0}, "--request-rate must be > 0"),
-    ({"request_rate": -2.0}, "--request-rate must be > 0"),
-    ({"request_rate": math.nan}, "--request-rate must be > 0"),
-    ({"request_rate": 1.0, "burstiness": 0.0}, "--burstiness must be > 0"),
-    ({"request_rate": 1.0, "burstiness": -1.0}, "--burstiness must be > 0"),
-    ({"request_rate": 1.0, "kind": "uniform"}, "unknown arrival schedule 'uniform'"),
-    ({"num_requests": -1}, "number of requests must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"request_rate": 0.0}, "--request-rate must be > 0"),
+        ({"request_rate": -2.0}, "--request-rate must be > 0"),
+        ({"request_rate": math.nan}, "--request-rate must be > 0"),
+        ({"request_rate": 1.0, "burstiness": 0.0}, "--burstiness must be > 0"),
+        ({"request_rate": 1.0, "burstiness": -1.0}, "--burstiness must be > 0"),
+        ({"request_rate": 1.0, "kind": "uniform"}, "unknown arrival schedule 'uniform'"),
+        ({"num_requests": -1}, "number of requests must be >= 0"),
+    ],
+)
 def test_schedule_errors(kwargs, message):
     args = {"num_requests": 10, **kwargs}
     with pytest.raises(WorkloadError, match=message):
@@ -94,9 +98,17 @@ def test_schedule_errors(kwargs, message):
 
 def test_schedule_description():
     assert schedule_description(math.inf, 1.0, "poisson", None) == {
-        "kind": "all-at-once", "request_rate": None, "burstiness": 1.0, "max_concurrency": None}
+        "kind": "all-at-once",
+        "request_rate": None,
+        "burstiness": 1.0,
+        "max_concurrency": None,
+    }
     assert schedule_description(2.0, 0.5, "gamma", 4) == {
-        "kind": "gamma", "request_rate": 2.0, "burstiness": 0.5, "max_concurrency": 4}
+        "kind": "gamma",
+        "request_rate": 2.0,
+        "burstiness": 0.5,
+        "max_concurrency": 4,
+    }
     assert schedule_description(2.0, 3.0, "constant", None)["burstiness"] is None
 
 
@@ -106,8 +118,13 @@ def test_build_workload_applies_the_schedule(tok):
     # --burstiness != 1 turns the default Poisson process into gamma (vLLM's convention)
     np.testing.assert_array_equal([r.arrival_s for r in w.requests], arrival_times(50, 5.0, 0.5, "gamma", 3))
     spec = w.spec()["schedule"]
-    assert spec == {"kind": "gamma", "request_rate": 5.0, "burstiness": 0.5, "max_concurrency": 3,
-                    "last_arrival_s": round(w.requests[-1].arrival_s, 6)}
+    assert spec == {
+        "kind": "gamma",
+        "request_rate": 5.0,
+        "burstiness": 0.5,
+        "max_concurrency": 3,
+        "last_arrival_s": round(w.requests[-1].arrival_s, 6),
+    }
     c = build_workload(WorkloadOptions(**base, request_rate=10.0, arrival="constant"), tok)
     assert [r.arrival_s for r in c.requests] == pytest.approx([i / 10 for i in range(50)], abs=1e-9)
     with pytest.raises(WorkloadError, match="--max-concurrency must be >= 1"):

@@ -13,9 +13,11 @@ import pytest
 from benchctl import telemetry
 from benchctl.metrics import energy_metrics, integrate_power_j
 
-RECORDS = [{"request_id": "a", "output_tokens": 10, "prompt_tokens": 5, "finish_s": 1.0},
-           {"request_id": "b", "output_tokens": 20, "prompt_tokens": 15, "finish_s": 2.0},
-           {"request_id": "c", "output_tokens": 0, "prompt_tokens": 7, "error": "timeout"}]
+RECORDS = [
+    {"request_id": "a", "output_tokens": 10, "prompt_tokens": 5, "finish_s": 1.0},
+    {"request_id": "b", "output_tokens": 20, "prompt_tokens": 15, "finish_s": 2.0},
+    {"request_id": "c", "output_tokens": 0, "prompt_tokens": 7, "error": "timeout"},
+]
 
 
 def test_joules_per_output_and_total_token_by_hand():
@@ -76,8 +78,10 @@ def test_recorder_on_cpu_writes_the_series_and_the_run_energy(tmp_path):
 def test_no_powercap_says_why(tmp_path):
     rec = telemetry.Recorder(tmp_path, device="cpu", powercap=tmp_path / "absent")
     energy = telemetry.finish(rec, RECORDS)
-    assert energy == {"source": None, "unavailable": f"RAPL: no {tmp_path / 'absent'} (no RAPL interface on this "
-                                                     f"machine)"}
+    assert energy == {
+        "source": None,
+        "unavailable": f"RAPL: no {tmp_path / 'absent'} (no RAPL interface on this machine)",
+    }
     assert not (tmp_path / "telemetry.jsonl").exists()
     assert "not sampled" in telemetry.finish(None, RECORDS)["unavailable"]
 
@@ -134,9 +138,17 @@ def test_nvml_energy_from_the_counter_or_integrated_power(tmp_path, monkeypatch,
     energy = telemetry.finish(rec, RECORDS)
     rows = [json.loads(line) for line in (tmp_path / "telemetry.jsonl").read_text().splitlines()]
     assert energy["source"] == "nvml" and energy["device"] == "NVIDIA H200" and fake.shut
-    assert rows[0] == {"t_s": rows[0]["t_s"], "source": "nvml", "power_w": 250.0, **({"energy_j": 0.0} if counter
-                       else {}), "sm_clock_mhz": 1980, "mem_clock_mhz": 2619, "memory_used_bytes": 80 * 2**30,
-                       "gpu_util_pct": 97, "mem_util_pct": 60}
+    assert rows[0] == {
+        "t_s": rows[0]["t_s"],
+        "source": "nvml",
+        "power_w": 250.0,
+        **({"energy_j": 0.0} if counter else {}),
+        "sm_clock_mhz": 1980,
+        "mem_clock_mhz": 2619,
+        "memory_used_bytes": 80 * 2**30,
+        "gpu_util_pct": 97,
+        "mem_util_pct": 60,
+    }
     if counter:
         assert energy["energy_from"] == "counter" and energy["energy_j"] == pytest.approx(25.0 * (len(rows) - 1))
     else:
@@ -150,7 +162,9 @@ def test_console_and_report_show_the_energy(tmp_path):
     energy = {"source": "rapl", **energy_metrics(120.0, RECORDS)}
     assert energy_row(energy) == ("energy (rapl)", "120.0 J · 4 J / output token · 2.4 J / token (input + output)")
     assert energy_row({"source": None, "unavailable": "RAPL: no /sys/class/powercap"}) == (
-        "energy", "unavailable (RAPL: no /sys/class/powercap)")
+        "energy",
+        "unavailable (RAPL: no /sys/class/powercap)",
+    )
 
 
 def test_report_energy_section_plots_the_series(tmp_path):
@@ -164,15 +178,26 @@ def test_report_energy_section_plots_the_series(tmp_path):
     run = json.loads((run_dir / "run.json").read_text())
     run["energy"] = {"source": "nvml", "window_s": 2.0, "mean_power_w": 300.0, **energy_metrics(600.0, RECORDS)}
     (run_dir / "run.json").write_text(json.dumps(run))
-    rows = [{"t_s": t, "source": "nvml", "power_w": p, "sm_clock_mhz": 1980, "memory_used_bytes": 2 * 2**30,
-             "gpu_util_pct": 90} for t, p in ((0.0, 100.0), (1.0, 400.0), (2.0, 400.0))]
+    rows = [
+        {
+            "t_s": t,
+            "source": "nvml",
+            "power_w": p,
+            "sm_clock_mhz": 1980,
+            "memory_used_bytes": 2 * 2**30,
+            "gpu_util_pct": 90,
+        }
+        for t, p in ((0.0, 100.0), (1.0, 400.0), (2.0, 400.0))
+    ]
     (run_dir / "telemetry.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     plain = make_run(tmp_path / "runs", "cpu", model_dir=tmp_path / "model")
     sec = energy_section.section([load(run_dir), load(plain)])
-    (_, table), = sec.tables
-    assert list(table["J / output token"])[0] == pytest.approx(20.0) and list(table["source"]) == ["nvml",
-                                                                                                  "unavailable"]
-    (_, fig), = sec.figures
+    ((_, table),) = sec.tables
+    assert list(table["J / output token"])[0] == pytest.approx(20.0) and list(table["source"]) == [
+        "nvml",
+        "unavailable",
+    ]
+    ((_, fig),) = sec.figures
     power = [t for t in fig.data if t.yaxis == "y"]
     assert list(power[0].y) == [100.0, 400.0, 400.0]
     assert [t for t in fig.data if t.yaxis == "y3"][0].y[0] == pytest.approx(2.0)  # GiB

@@ -33,20 +33,22 @@ def sharegpt_file(tmp_path_factory, text_of):
     Token counts in the comments are what the real tokenizer says (text_of asserts them).
     """
     entries = [
-        conv("ok-min", text_of(4, "apple"), text_of(4, "tree")),           # prompt 4, output 4: both minimums
+        conv("ok-min", text_of(4, "apple"), text_of(4, "tree")),  # prompt 4, output 4: both minimums
         conv("ok-max-prompt", text_of(1024, "hello"), text_of(10, "tree")),  # prompt exactly 1024
-        conv("ok-max-total", text_of(1000, "cat"), text_of(1048, "dog")),    # 1000 + 1048 = 2048 exactly
-        conv("ok-roles", text_of(5, "sun"), text_of(6, "fig"), text_of(7, "book"),
-             first_role="gpt"),                                             # roles are not checked; turn 2 ignored
-        conv("single", text_of(50, "red")),                              # one turn: never a candidate
+        conv("ok-max-total", text_of(1000, "cat"), text_of(1048, "dog")),  # 1000 + 1048 = 2048 exactly
+        conv(
+            "ok-roles", text_of(5, "sun"), text_of(6, "fig"), text_of(7, "book"), first_role="gpt"
+        ),  # roles are not checked; turn 2 ignored
+        conv("single", text_of(50, "red")),  # one turn: never a candidate
         {"id": "empty", "conversations": []},
-        conv("short-prompt", text_of(3, "tiny"), text_of(20, "tree")),      # prompt 3 < 4
-        conv("short-output", text_of(6, "green"), text_of(3, "tree")),      # output 3 < 4
-        conv("long-prompt", text_of(1025, "hello"), text_of(10, "tree")),   # prompt 1025 > 1024
-        conv("long-total", text_of(1000, "bird"), text_of(1049, "dog")),    # 1000 + 1049 = 2049 > 2048
+        conv("short-prompt", text_of(3, "tiny"), text_of(20, "tree")),  # prompt 3 < 4
+        conv("short-output", text_of(6, "green"), text_of(3, "tree")),  # output 3 < 4
+        conv("long-prompt", text_of(1025, "hello"), text_of(10, "tree")),  # prompt 1025 > 1024
+        conv("long-total", text_of(1000, "bird"), text_of(1049, "dog")),  # 1000 + 1049 = 2049 > 2048
     ]
-    entries += [conv(f"ok-{i:02d}", f"question {i}: " + text_of(5 + i, "cat"), text_of(5 + 2 * i, "dog"))
-                for i in range(16)]
+    entries += [
+        conv(f"ok-{i:02d}", f"question {i}: " + text_of(5 + i, "cat"), text_of(5 + 2 * i, "dog")) for i in range(16)
+    ]
     path = tmp_path_factory.mktemp("sharegpt") / "hand.json"
     path.write_text(json.dumps(entries), encoding="utf-8")
     by_id = {e["id"]: e for e in entries}
@@ -95,7 +97,7 @@ def test_sharegpt_order_is_the_seeded_vllm_shuffle_and_drop_counts_match(sharegp
     candidates = [e["id"] for e in json.loads(path.read_text()) if len(e["conversations"]) >= 2]
     random.Random(seed).shuffle(candidates)
     assert _ids(requests, by_id) == [c for c in candidates if c in valid]
-    walked = candidates[:max(candidates.index(c) for c in valid) + 1]
+    walked = candidates[: max(candidates.index(c) for c in valid) + 1]
     assert source["dropped_while_sampling"] == {
         "too_short": sum(c in ("short-prompt", "short-output") for c in walked),
         "prompt_too_long": int("long-prompt" in walked),
@@ -108,8 +110,9 @@ def test_sharegpt_seed_determinism(sharegpt_file, tok):
     a, _ = sample_sharegpt(path, tok, num_prompts=8, seed=0)
     b, _ = sample_sharegpt(path, tok, num_prompts=8, seed=0)
     c, _ = sample_sharegpt(path, tok, num_prompts=8, seed=1)
-    assert [(r.prompt, r.prompt_token_ids, r.output_len) for r in a] == \
-           [(r.prompt, r.prompt_token_ids, r.output_len) for r in b]
+    assert [(r.prompt, r.prompt_token_ids, r.output_len) for r in a] == [
+        (r.prompt, r.prompt_token_ids, r.output_len) for r in b
+    ]
     assert _ids(a, by_id) != _ids(c, by_id)
 
 
@@ -144,7 +147,8 @@ def bos_tok(tmp_path_factory, model_dir):
         "type": "TemplateProcessing",
         "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
         "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
-        "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [0], "tokens": ["<|endoftext|>"]}}}
+        "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [0], "tokens": ["<|endoftext|>"]}},
+    }
     (folder / "tokenizer.json").write_text(json.dumps(spec))
     return Tokenizer(folder)
 
@@ -187,28 +191,36 @@ def test_sharegpt_fixed_output_len_counts_toward_the_total_limit(sharegpt_file, 
         sample_sharegpt(path, tok, num_prompts=len(expected) + 1, seed=0, fixed_output_len=1100)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"num_prompts": 0}, "--num-prompts must be >= 1"),
-    ({"num_prompts": 1, "fixed_output_len": 0}, "--sharegpt-output-len must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_prompts": 0}, "--num-prompts must be >= 1"),
+        ({"num_prompts": 1, "fixed_output_len": 0}, "--sharegpt-output-len must be >= 1"),
+    ],
+)
 def test_sharegpt_bad_options(sharegpt_file, tok, kwargs, message):
     path, _, _ = sharegpt_file
     with pytest.raises(WorkloadError, match=message):
         sample_sharegpt(path, tok, seed=0, **kwargs)
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "not valid JSON"),
-    ('{"conversations": []}', "expected a JSON array of conversations, got dict"),
-    ('"a string"', "expected a JSON array of conversations, got str"),
-    ('[{"id": "a"}]', "entry 0 has no 'conversations' list"),
-    ('[{"id": "a", "conversations": []}, "just text"]', "entry 1 has no 'conversations' list"),
-    ('[{"id": "a", "conversations": "hello"}]', "entry 0 has no 'conversations' list"),
-    ('[{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt"}]}]',
-     "entry 0 turn 1 has no string 'value'"),
-    ('[{"conversations": [{"from": "human", "value": 42}]}]', "entry 0 turn 0 has no string 'value'"),
-    ('[{"conversations": ["hi", "there"]}]', "entry 0 turn 0 has no string 'value'"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"conversations": []}', "expected a JSON array of conversations, got dict"),
+        ('"a string"', "expected a JSON array of conversations, got str"),
+        ('[{"id": "a"}]', "entry 0 has no 'conversations' list"),
+        ('[{"id": "a", "conversations": []}, "just text"]', "entry 1 has no 'conversations' list"),
+        ('[{"id": "a", "conversations": "hello"}]', "entry 0 has no 'conversations' list"),
+        (
+            '[{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt"}]}]',
+            "entry 0 turn 1 has no string 'value'",
+        ),
+        ('[{"conversations": [{"from": "human", "value": 42}]}]', "entry 0 turn 0 has no string 'value'"),
+        ('[{"conversations": ["hi", "there"]}]', "entry 0 turn 0 has no string 'value'"),
+    ],
+)
 def test_malformed_sharegpt_files_name_the_problem(write_json, content, message):
     path = write_json("bad.json", content, raw=True)
     with pytest.raises(WorkloadError) as e:
@@ -334,21 +346,28 @@ def test_random_prefix_is_shared(tok):
     assert source["prefix_len"] == 8 and source["input_len_range"] == [28, 28]
 
 
-@pytest.mark.parametrize("args, message", [
-    ((0, 10, 10, 0.0), "--num-prompts must be >= 1"),
-    ((1, 0, 10, 0.0), "must be >= 1"),
-    ((1, 10, 0, 0.0), "must be >= 1"),
-    ((1, 10, 10, 1.0), r"--random-range-ratio must be in \[0, 1\)"),
-    ((1, 10, 10, -0.1), r"--random-range-ratio must be in \[0, 1\)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((0, 10, 10, 0.0), "--num-prompts must be >= 1"),
+        ((1, 0, 10, 0.0), "must be >= 1"),
+        ((1, 10, 0, 0.0), "must be >= 1"),
+        ((1, 10, 10, 1.0), r"--random-range-ratio must be in \[0, 1\)"),
+        ((1, 10, 10, -0.1), r"--random-range-ratio must be in \[0, 1\)"),
+    ],
+)
 def test_random_bad_options(tok, args, message):
     with pytest.raises(WorkloadError, match=message):
         sample_random(tok, *args, seed=0)
 
 
 def test_random_workload_spec_has_token_stats(tok):
-    w = build_workload(WorkloadOptions(dataset="random", num_prompts=12, seed=4, random_input_len=40,
-                                       random_output_len=10, random_range_ratio=0.5), tok)
+    w = build_workload(
+        WorkloadOptions(
+            dataset="random", num_prompts=12, seed=4, random_input_len=40, random_output_len=10, random_range_ratio=0.5
+        ),
+        tok,
+    )
     spec = w.spec()
     inputs = [r.prompt_len for r in w.requests]
     outputs = [r.output_len for r in w.requests]
@@ -357,12 +376,26 @@ def test_random_workload_spec_has_token_stats(tok):
     assert spec["input_tokens"]["p50"] == float(np.median(inputs))
     assert spec["output_tokens"]["p99"] == float(np.percentile(outputs, 99))
     assert spec["input_tokens"]["sum"] == sum(inputs) and spec["output_tokens"]["sum"] == sum(outputs)
-    assert spec["schedule"] == {"kind": "all-at-once", "request_rate": None, "burstiness": 1.0,
-                                "max_concurrency": None, "last_arrival_s": 0.0}
+    assert spec["schedule"] == {
+        "kind": "all-at-once",
+        "request_rate": None,
+        "burstiness": 1.0,
+        "max_concurrency": None,
+        "last_arrival_s": 0.0,
+    }
 
 
 def test_length_stats_by_hand():
     s = length_stats([1, 2, 3, 4])
-    assert s == {"count": 4, "mean": 2.5, "std": 1.12, "min": 1, "p50": 2.5, "p90": pytest.approx(3.7),
-                 "p99": pytest.approx(3.97), "max": 4, "sum": 10}
+    assert s == {
+        "count": 4,
+        "mean": 2.5,
+        "std": 1.12,
+        "min": 1,
+        "p50": 2.5,
+        "p90": pytest.approx(3.7),
+        "p99": pytest.approx(3.97),
+        "max": 4,
+        "sum": 10,
+    }
     assert length_stats([]) == {"count": 0}
