@@ -284,7 +284,8 @@ def _same_workload(a: dict, b: dict) -> None:
 
 def progress_line(result: dict[str, Any]) -> str:
     parts = [
-        f"{v['metric']} B/A {v['ratio']:.3f} [{v['low']:.3f}, {v['high']:.3f}] {v['verdict']}"
+        f"{v['metric']} B/A {v['ratio']:.3f} [{v['low']:.3f}, {v['high']:.3f}] "
+        f"(resolution ±{v['resolution_pct']:.1f}%) {v['verdict']}"
         for v in result["verdicts"]
         if "ratio" in v
     ]
