@@ -204,8 +204,7 @@ def paged_decode_attention(
 
 
 # The step's prefill tokens go through paged_decode_attention as well, each a query over its own context: at
-# SmolLM2-135M's shapes SDPA's causal CPU kernel takes 1.65 ms for a 150-token prompt's layer, this 0.57 ms
-# (651 tokens: 28.7 vs 7.8 ms).
+# SmolLM2-135M's shapes it is 3-4x faster than SDPA's causal CPU kernel (docs/performance.md).
 prefill_with_decode_kernel = True
 
 
@@ -263,11 +262,9 @@ def pack_panels(weight: torch.Tensor) -> torch.Tensor:
 
 
 def packed_linear(x: torch.Tensor, packed: torch.Tensor, n: int) -> torch.Tensor:
-    """x @ weight.T for x (M, K) float32, the weight given as pack_panels(weight) and its row count n, any M.
-    SmolLM2-135M's projections, one model pass against oneDNN's prepacked linear (interleaved, median of 9, hwinfo's
-    square GEMM at 237 GFLOP/s): 160 rows 219 vs 194 GFLOP/s, 320: 225 vs 211, 512: 215 vs 216; in a busier minute
-    (square GEMM 191): 256 rows 177 vs 153, 512: 172 vs 150. Every output is one k-ordered chain of FMAs, so a
-    row's result does not depend on the other rows of the call."""
+    """x @ weight.T for x (M, K) float32, the weight given as pack_panels(weight) and its row count n, any M
+    (measured against torch and oneDNN: docs/performance.md). Every output is one k-ordered chain of multiply-adds,
+    so a row's result does not depend on the other rows of the call."""
     return _run("packed_linear", x, packed, n)
 
 
@@ -312,14 +309,9 @@ def expand_block_panels(packed: torch.Tensor, fmt: str) -> torch.Tensor:
     return (_extension or build()).expand_block_panels(packed, BLOCK_FORMATS[fmt][0])
 
 
-# Up to ~16 rows a projection is bound by reading its weights, and the blocks are a fifth of the bytes; from ~20 rows
-# the FMAs dominate and expanding the blocks is extra work. SmolLM2-135M's projections + LM head, one model pass,
-# packed_linear vs block_packed_linear (interleaved, median of 9, 2 threads, /work/notes/s8/qbench.py): 1 row 31.1 vs
-# 14.3 ms, 4: 32.0 vs 18.5, 8: 33.8 vs 25.4, 16: 42.5 vs 40.5, 20: 47.2 vs 47.7, 32: 82.3 vs 86.3, 64: 132.1 vs 146.8.
-# The crossover moves with the memory: a 2-core AMD EPYC (Zen 4) VM reads ~33 GB/s against the Xeon's ~20, and there
-# (two interleaved runs, median of 9) 1 row 18.6 vs 7.2, 4: 12.1-17.8 vs 12.4-12.8, 8: 14.0-19.6 vs 15.9-16.7, 12:
-# 21.4-25.7 vs 22.4-25.4, 16: 22.4-24.0 vs 27.0-27.2. Steps of 13-16 rows are a small share of a run, so one
-# threshold serves both.
+# Up to ~16 rows a projection is bound by reading its weights, and the blocks are a fifth of the bytes; past that
+# the FMAs dominate and expanding the blocks is extra work. The crossover moves with the memory (12-20 rows on the
+# CPUs measured, docs/performance.md); steps of 13-16 rows are a small share of a run, so one threshold serves all.
 BLOCK_MAX_ROWS = 16
 
 __all__ = ["BLOCK_FORMATS", "BLOCK_MAX_ROWS", "ISAS", "ISA_ENV", "argmax", "block_packed_linear", "build",

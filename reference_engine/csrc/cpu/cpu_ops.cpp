@@ -76,10 +76,9 @@ inline float exp_shifted_sum(float* sc, int64_t len, float m) {
   return sum;
 }
 
-// The attention's tasks (unit u, KV-head range) in the order threads take them: the costliest first.
-// at::parallel_for cuts a range into equal counts, and sequences of a decode batch differ in length (W: 32 to
-// 512 tokens), so one thread finished early and waited at the barrier (perf, 64 sequences: the main thread spent
-// ~12% of a decode step in libgomp). Here each thread takes the next task when it finishes one, costliest first.
+// The attention's tasks (unit u, KV-head range) in the order threads take them: the costliest first, each thread
+// taking the next when it finishes one. at::parallel_for's equal counts left threads waiting at the barrier, the
+// sequences of a decode batch differing in length (W: 32 to 512 tokens).
 std::vector<int64_t> costliest_first(const std::vector<int64_t>& cost, int64_t tasks_per_unit) {
   std::vector<int64_t> order(cost.size() * tasks_per_unit);
   std::iota(order.begin(), order.end(), 0);
