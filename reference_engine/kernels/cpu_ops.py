@@ -44,8 +44,11 @@ ISA_FLAGS = {
     "scalar": ("-march=native", "-mno-avx"),
 }
 # /proc/cpuinfo flags a path's instructions need to run
-ISA_CPU_FLAGS = {"avx512": ("avx512f", "avx512bw", "avx512dq", "avx512vl"), "avx2": ("avx2", "fma", "f16c"),
-                 "scalar": ()}
+ISA_CPU_FLAGS = {
+    "avx512": ("avx512f", "avx512bw", "avx512dq", "avx512vl"),
+    "avx2": ("avx2", "fma", "f16c"),
+    "scalar": (),
+}
 # -fopenmp: at::parallel_for's threads and the simd loops. GCC contracts a*b + c into FMAs where the code allows it:
 # the attention gains from it, and elementwise results may differ from torch's by an ulp.
 CFLAGS = ("-O3", "-fopenmp")
@@ -80,15 +83,16 @@ def runnable_isas() -> list[str]:
 def resolve_isa(requested: str | None = None) -> str:
     """The ISA path for `requested` (None: select()'s, else REFERENCE_ENGINE_CPU_ISA, else "auto"). ValueError in one
     line for a name that is no path, or a path this CPU cannot run: an explicit choice is never silently replaced."""
-    requested = requested or _selected or os.environ.get(ISA_ENV) or "auto"
+    explicit = requested or _selected
+    requested = explicit or os.environ.get(ISA_ENV) or "auto"
     if requested == "auto":
         return runnable_isas()[0]
+    what = f"ISA path {requested!r}" if explicit else f"{ISA_ENV}={requested!r}"  # where the bad name came from
     if requested not in ISAS:
-        raise ValueError(f"{ISA_ENV}={requested!r}: choose one of auto, {', '.join(ISAS)}")
+        raise ValueError(f"{what}: choose one of auto, {', '.join(ISAS)}")
     missing = sorted(set(ISA_CPU_FLAGS[requested]) - cpu_flags())
     if missing:
-        raise ValueError(f"{ISA_ENV}={requested}: this CPU lacks {', '.join(missing)} (it runs "
-                         f"{', '.join(runnable_isas())})")
+        raise ValueError(f"{what}: this CPU lacks {', '.join(missing)} (it runs {', '.join(runnable_isas())})")
     return requested
 
 
@@ -125,8 +129,13 @@ def build(verbose: bool = False, isa: str | None = None) -> ModuleType:
             from torch.utils.cpp_extension import load
 
             try:
-                _builds[path] = load(name=build_name(path), sources=[str(SOURCE)], extra_cflags=compile_flags(path),
-                                     extra_ldflags=["-fopenmp"], verbose=verbose)
+                _builds[path] = load(
+                    name=build_name(path),
+                    sources=[str(SOURCE)],
+                    extra_cflags=compile_flags(path),
+                    extra_ldflags=["-fopenmp"],
+                    verbose=verbose,
+                )
             except Exception as exc:
                 lines = str(exc).strip().splitlines() or [type(exc).__name__]
                 _build_error = f"the CPU extension failed to build: {lines[-1]}"
@@ -160,8 +169,11 @@ def info() -> dict | None:
     or REFERENCE_ENGINE_CPU_ISA; "auto" when nothing) and the paths this CPU runs. None where none were built."""
     if _extension is None:
         return None
-    return {"isa": _extension.isa(), "requested": _selected or os.environ.get(ISA_ENV) or "auto",
-            "runnable": runnable_isas()}
+    return {
+        "isa": _extension.isa(),
+        "requested": _selected or os.environ.get(ISA_ENV) or "auto",
+        "runnable": runnable_isas(),
+    }
 
 
 def compile_only(isa: str) -> None:
@@ -171,9 +183,19 @@ def compile_only(isa: str) -> None:
 
     includes = [f"-I{p}" for p in [*include_paths(), sysconfig.get_paths()["include"]]]
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [os.environ.get("CXX", "c++"), "-std=c++20", "-fPIC", *compile_flags(isa), *includes,
-               "-DTORCH_EXTENSION_NAME=cpu_ops_compile_check", "-DTORCH_API_INCLUDE_EXTENSION_H", "-c", str(SOURCE),
-               "-o", os.path.join(tmp, "cpu_ops.o")]
+        cmd = [
+            os.environ.get("CXX", "c++"),
+            "-std=c++20",
+            "-fPIC",
+            *compile_flags(isa),
+            *includes,
+            "-DTORCH_EXTENSION_NAME=cpu_ops_compile_check",
+            "-DTORCH_API_INCLUDE_EXTENSION_H",
+            "-c",
+            str(SOURCE),
+            "-o",
+            os.path.join(tmp, "cpu_ops.o"),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         errors = [ln for ln in done.stderr.splitlines() if "error" in ln] or done.stderr.splitlines() or ["?"]
@@ -256,7 +278,7 @@ def pack_panels(weight: torch.Tensor) -> torch.Tensor:
     padded = torch.nn.functional.pad(weight.float(), (0, 0, 0, panels * PANEL - n))
     out = torch.empty(panels * k * PANEL + 16, dtype=torch.float32)
     offset = (-out.data_ptr() // 4) % 16  # floats to the next 64-byte boundary
-    packed = out[offset:offset + panels * k * PANEL].view(panels, k, PANEL)
+    packed = out[offset : offset + panels * k * PANEL].view(panels, k, PANEL)
     packed.copy_(padded.view(panels, PANEL, k).transpose(1, 2))
     return packed
 
@@ -292,7 +314,7 @@ def pack_block_panels(blocks: torch.Tensor, fmt: str) -> torch.Tensor:
     records = torch.cat(parts, dim=-1)
     out = torch.empty(records.numel() + 64, dtype=torch.uint8)
     offset = (-out.data_ptr()) % 64
-    packed = out[offset:offset + records.numel()].view(records.shape)
+    packed = out[offset : offset + records.numel()].view(records.shape)
     packed.copy_(records)
     return packed
 
@@ -314,7 +336,28 @@ def expand_block_panels(packed: torch.Tensor, fmt: str) -> torch.Tensor:
 # CPUs measured, docs/performance.md); steps of 13-16 rows are a small share of a run, so one threshold serves all.
 BLOCK_MAX_ROWS = 16
 
-__all__ = ["BLOCK_FORMATS", "BLOCK_MAX_ROWS", "ISAS", "ISA_ENV", "argmax", "block_packed_linear", "build",
-           "built_isa", "compile_only", "expand_block_panels", "info", "isa", "pack_block_panels", "pack_panels",
-           "packed_linear", "paged_decode_attention", "reshape_and_cache", "resolve_isa", "rms_norm", "rotary",
-           "runnable_isas", "select", "silu_and_mul"]
+__all__ = [
+    "BLOCK_FORMATS",
+    "BLOCK_MAX_ROWS",
+    "ISAS",
+    "ISA_ENV",
+    "argmax",
+    "block_packed_linear",
+    "build",
+    "built_isa",
+    "compile_only",
+    "expand_block_panels",
+    "info",
+    "isa",
+    "pack_block_panels",
+    "pack_panels",
+    "packed_linear",
+    "paged_decode_attention",
+    "reshape_and_cache",
+    "resolve_isa",
+    "rms_norm",
+    "rotary",
+    "runnable_isas",
+    "select",
+    "silu_and_mul",
+]

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import shutil
 
+import cpu_isa_paths
 import gguf  # a dependency of the reference extra (the conversion needs it)
 import numpy as np
 import pytest
 import torch
-
-from cpu_isa_paths import isa_path  # noqa: F401 (a fixture)
 from engine_envs import require_cpu_kernels
 from engine_fixtures import greedy
+
 from reference_engine.model import gguf_blocks
 
 require_cpu_kernels()
+isa_path = cpu_isa_paths.isa_path  # the module fixture: every test once per ISA path this CPU runs
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +36,9 @@ def random_blocks(fmt: str, n: int, k: int, seed: int) -> np.ndarray:
     scales = rng.standard_normal((n, nb, 2)).astype(np.float16)
     scales[..., 0] *= np.float16(0.01)
     flat = scales.reshape(-1)
-    flat[:: 7] = np.float16(3e-6)  # subnormal in float16
-    flat[1:: 11] = 0
-    flat[2:: 13] = np.float16(-2.5e4)
+    flat[::7] = np.float16(3e-6)  # subnormal in float16
+    flat[1::11] = 0
+    flat[2::13] = np.float16(-2.5e4)
     if fmt == "Q4_1":
         qs = rng.integers(0, 256, (n, nb, 16), dtype=np.uint8)
         return np.concatenate([scales.view(np.uint8).reshape(n, nb, 4), qs], axis=-1).reshape(n, -1)
@@ -113,8 +114,7 @@ def test_tensor_index_agrees_with_ggufs_reader(tmp_path):
     writer.add_array("tokenizer.ggml.tokens", ["a", "bb", "ccc"])
     writer.add_array("some.floats", [1.5, 2.5])
     writer.add_float64("some.double", 0.25)
-    writer.add_tensor("blk.0.attn_v.weight", random_blocks("Q8_0", 4, 64, 1),
-                      raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    writer.add_tensor("blk.0.attn_v.weight", random_blocks("Q8_0", 4, 64, 1), raw_dtype=gguf.GGMLQuantizationType.Q8_0)
     writer.add_tensor("blk.0.attn_norm.weight", np.ones(7, dtype=np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -125,8 +125,11 @@ def test_tensor_index_agrees_with_ggufs_reader(tmp_path):
         reader = gguf.GGUFReader(str(path))
         assert len(index) == len(reader.tensors)
         for tensor in reader.tensors:
-            assert index[tensor.name] == (int(tensor.tensor_type), tuple(int(d) for d in tensor.shape),
-                                          tensor.data_offset)
+            assert index[tensor.name] == (
+                int(tensor.tensor_type),
+                tuple(int(d) for d in tensor.shape),
+                tensor.data_offset,
+            )
 
 
 def test_a_file_that_is_not_gguf_is_a_value_error(tmp_path):
@@ -155,8 +158,9 @@ def test_the_bundled_model_streams_its_blocks_and_keeps_hfs_tokens(model_dir, pr
     engine.close()
 
 
-def test_gguf_file_none_and_auto_without_a_source_fall_back_to_float32_panels(model_dir, tmp_path, prompt_ids,
-                                                                            hf_greedy):
+def test_gguf_file_none_and_auto_without_a_source_fall_back_to_float32_panels(
+    model_dir, tmp_path, prompt_ids, hf_greedy
+):
     from reference_engine import LLMEngine
 
     engine = LLMEngine(model_dir, kv_cache_bytes=64 << 20, max_model_len=512, gguf_file="none")
@@ -176,8 +180,9 @@ def test_an_explicit_gguf_file_must_reproduce_the_weights(model_dir, tmp_path):
         LLMEngine(model_dir, gguf_file=str(tmp_path / "missing.gguf"))
     other = tmp_path / "other.gguf"  # a GGUF whose blocks are not this model's
     writer = gguf.GGUFWriter(str(other), "llama")
-    writer.add_tensor("blk.0.attn_output.weight", random_blocks("Q4_1", 576, 576, 2),
-                      raw_dtype=gguf.GGMLQuantizationType.Q4_1)
+    writer.add_tensor(
+        "blk.0.attn_output.weight", random_blocks("Q4_1", 576, 576, 2), raw_dtype=gguf.GGMLQuantizationType.Q4_1
+    )
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -8,16 +8,18 @@ source). Skipped only where no C++ compiler exists (in CI a missing compiler fai
 
 from __future__ import annotations
 
+import cpu_isa_paths
 import pytest
 import torch
-
-from cpu_isa_paths import NOT_RUNNABLE, RUNNABLE, isa_path  # noqa: F401 (isa_path: a fixture)
+from cpu_isa_paths import NOT_RUNNABLE, RUNNABLE
 from engine_envs import require_cpu_kernels
+
 from reference_engine import kernels
 from reference_engine.kernels import reference
 from reference_engine.kernels.testing import TOLERANCES, random_paged_decode_case
 
 require_cpu_kernels()
+isa_path = cpu_isa_paths.isa_path  # the module fixture: every test once per ISA path this CPU runs
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +42,15 @@ ATTENTION_CASES = {
 @pytest.mark.parametrize("case_id", ATTENTION_CASES)
 def test_paged_attention_matches_the_reference(cpu_ops, case_id):
     p = ATTENTION_CASES[case_id]
-    case = random_paged_decode_case(p["lens"], num_kv_heads=p["kv"], queries_per_kv=p["ratio"], head_dim=p["dim"],
-                                    block_size=p["block"], dtype=p["dtype"], seed=len(p["lens"]) + p["dim"])
+    case = random_paged_decode_case(
+        p["lens"],
+        num_kv_heads=p["kv"],
+        queries_per_kv=p["ratio"],
+        head_dim=p["dim"],
+        block_size=p["block"],
+        dtype=p["dtype"],
+        seed=len(p["lens"]) + p["dim"],
+    )
     args = (case.query, case.k_cache, case.v_cache, case.block_tables, case.context_lens, case.scale)
     out = cpu_ops.paged_decode_attention(*args)
     expected = reference.paged_decode_attention(*args)
@@ -62,23 +71,33 @@ def test_rows_sharing_a_block_table_are_answered_as_one_row_each(cpu_ops, dim, k
     free = torch.randperm(num_blocks, generator=g).tolist()
     a, b, c, d = free[:20], free[20:23], free[23:24], free[29:159]
     shares_a = a[:2] + free[24:29]  # another sequence whose first two blocks are a's (prefix caching)
-    rows = ([(a, n) for n in range(250, 254)]  # a decode token and 3 drafts
-            + [(b, n) for n in range(1, 41)]  # a 40-token prefill chunk: more rows than one group takes
-            + [(c, 7)] + [(shares_a, n) for n in (30, 33, 31)]  # not a's rows: other blocks past the second
-            + [(a, 17), (a, 5)]  # shorter rows after longer ones, same table
-            # contexts past one 1024-token part, merged from parts; in a group, rows that end in different parts
-            + [(d, n) for n in (1023, 1024, 1025, 1110, 2080)])
+    rows = (
+        [(a, n) for n in range(250, 254)]  # a decode token and 3 drafts
+        + [(b, n) for n in range(1, 41)]  # a 40-token prefill chunk: more rows than one group takes
+        + [(c, 7)]
+        + [(shares_a, n) for n in (30, 33, 31)]  # not a's rows: other blocks past the second
+        + [(a, 17), (a, 5)]  # shorter rows after longer ones, same table
+        # contexts past one 1024-token part, merged from parts; in a group, rows that end in different parts
+        + [(d, n) for n in (1023, 1024, 1025, 1110, 2080)]
+    )
     width = max(len(t) for t, _ in rows)
     tables = torch.tensor([t + [-1] * (width - len(t)) for t, _ in rows], dtype=torch.int32)
     lens = torch.tensor([n for _, n in rows], dtype=torch.int32)
     query = torch.randn(len(rows), kv * ratio, dim, generator=g)
-    scale = dim ** -0.5
+    scale = dim**-0.5
     together = cpu_ops.paged_decode_attention(query, k_cache, v_cache, tables, lens, scale)
-    one_by_one = torch.cat([cpu_ops.paged_decode_attention(query[i:i + 1], k_cache, v_cache, tables[i:i + 1],
-                                                           lens[i:i + 1], scale) for i in range(len(rows))])
+    one_by_one = torch.cat(
+        [
+            cpu_ops.paged_decode_attention(
+                query[i : i + 1], k_cache, v_cache, tables[i : i + 1], lens[i : i + 1], scale
+            )
+            for i in range(len(rows))
+        ]
+    )
     assert torch.equal(together, one_by_one)
-    torch.testing.assert_close(together, reference.paged_decode_attention(query, k_cache, v_cache, tables, lens,
-                                                                          scale), atol=2e-5, rtol=2e-5)
+    torch.testing.assert_close(
+        together, reference.paged_decode_attention(query, k_cache, v_cache, tables, lens, scale), atol=2e-5, rtol=2e-5
+    )
 
 
 def test_paged_attention_takes_a_strided_query(cpu_ops):
@@ -88,18 +107,21 @@ def test_paged_attention_takes_a_strided_query(cpu_ops):
     query = qkv[:, :3]
     assert not query.is_contiguous()
     args = (query, case.k_cache, case.v_cache, case.block_tables, case.context_lens, case.scale)
-    torch.testing.assert_close(cpu_ops.paged_decode_attention(*args), reference.paged_decode_attention(*args),
-                               atol=2e-5, rtol=2e-5)
+    torch.testing.assert_close(
+        cpu_ops.paged_decode_attention(*args), reference.paged_decode_attention(*args), atol=2e-5, rtol=2e-5
+    )
 
 
 def test_paged_attention_rejects_bad_inputs_with_a_message(cpu_ops):
     case = random_paged_decode_case([5], num_kv_heads=1, queries_per_kv=3, head_dim=64, block_size=16)
     with pytest.raises(RuntimeError, match="int32"):
-        cpu_ops.paged_decode_attention(case.query, case.k_cache, case.v_cache, case.block_tables.long(),
-                                       case.context_lens, case.scale)
+        cpu_ops.paged_decode_attention(
+            case.query, case.k_cache, case.v_cache, case.block_tables.long(), case.context_lens, case.scale
+        )
     with pytest.raises(RuntimeError, match="head_dim"):
-        cpu_ops.paged_decode_attention(case.query[..., :32], case.k_cache, case.v_cache, case.block_tables,
-                                       case.context_lens, case.scale)
+        cpu_ops.paged_decode_attention(
+            case.query[..., :32], case.k_cache, case.v_cache, case.block_tables, case.context_lens, case.scale
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -172,8 +194,10 @@ def test_the_environment_picks_the_path_and_a_path_the_cpu_lacks_is_an_error(mon
         cpu_ops.resolve_isa()
     monkeypatch.setenv(cpu_ops.ISA_ENV, "avx512")
     monkeypatch.setattr(cpu_ops, "cpu_flags", lambda: {"avx", "avx2", "fma", "f16c"})  # an AVX2-only CPU
-    with pytest.raises(ValueError, match="avx512: this CPU lacks avx512bw, avx512dq, avx512f, avx512vl"):
+    with pytest.raises(ValueError, match="ISA='avx512': this CPU lacks avx512bw, avx512dq, avx512f, avx512vl"):
         cpu_ops.resolve_isa()
+    with pytest.raises(ValueError, match="^ISA path 'avx512': this CPU lacks avx512bw"):  # asked for by name
+        cpu_ops.resolve_isa("avx512")
     monkeypatch.setenv(cpu_ops.ISA_ENV, "auto")
     assert cpu_ops.resolve_isa() == "avx2"
 
@@ -202,7 +226,7 @@ def test_packed_linear_matches_a_float64_matmul(cpu_ops, rows, k, n):
     got = ext.packed_linear(x, packed, n)
     exact = (x.double() @ w.double().T).float()
     # fp32 dot products of length k, summed in another order than any library's: within a few ulp of the sum
-    torch.testing.assert_close(got, exact, rtol=1e-5, atol=1e-5 * k ** 0.5)
+    torch.testing.assert_close(got, exact, rtol=1e-5, atol=1e-5 * k**0.5)
     torch.testing.assert_close(ext.packed_linear(x.T.contiguous().T, packed, n), got)  # strided x: made contiguous
 
 
@@ -238,7 +262,7 @@ def test_argmax_gives_torch_argmax_answers(cpu_ops, vocab):
     gen = torch.Generator().manual_seed(vocab)
     logits = torch.randn(9, vocab, generator=gen)
     logits[1] = 0.25  # a row of ties: the first index
-    logits[2, vocab // 2:] = logits[2].max() + 1  # ties at the maximum past the first lane block
+    logits[2, vocab // 2 :] = logits[2].max() + 1  # ties at the maximum past the first lane block
     logits[3] = float("-inf")
     if vocab > 3:
         logits[4, 3] = float("nan")  # a NaN is the maximum, wherever the largest number is
