@@ -17,13 +17,14 @@ a causal mask over the contiguous keys.
 from __future__ import annotations
 
 import json
+import subprocess
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from benchctl.worker.child import ChildFailed, run_child
+from benchctl.worker.child import ChildFailed, child_env, run_child
 
 
 def bench_attention(
@@ -129,4 +130,120 @@ def bench_attention_command(
                 f"{r['vs_contiguous']:.2f}x",
                 f"{r['max_abs_err']:.1e}",
             )
+    Console(width=160).print(table)
+
+
+def bench_gemm(shapes: str, rows: str, isa: str, torch_isa: str, min_time_s: float, threads: int, warm: bool) -> dict:
+    """The JSON of `python -m reference_engine.kernels.bench_gemm` (the CPU kernels' GEMMs against torch, per ISA
+    path), run with the reference backend's interpreter: the harness never imports torch or the engine.
+    ValueError for what the module refused (its exit code 2: a bad shape, a path this CPU cannot run)."""
+    from benchctl.backend import get_backend
+
+    argv = [
+        get_backend("reference").python(),
+        "-P",
+        "-m",
+        "reference_engine.kernels.bench_gemm",
+        "--json",
+        "--shapes",
+        shapes,
+        "--rows",
+        rows,
+        "--isa",
+        isa,
+        "--torch-isa",
+        torch_isa,
+        "--min-time",
+        str(min_time_s),
+        "--threads",
+        str(threads),
+        *(["--warm"] if warm else []),
+    ]
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=child_env())
+    except OSError as e:
+        raise ChildFailed(f"cannot start {argv[0]}: {e}") from None
+    last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    if proc.returncode == 2:
+        raise ValueError(last.removeprefix("bench_gemm: error: "))
+    if proc.returncode != 0:
+        raise ChildFailed(f"reference_engine.kernels.bench_gemm exited with code {proc.returncode}: {last}")
+    return json.loads(proc.stdout)
+
+
+def bench_gemm_command(
+    shapes: Annotated[
+        str,
+        typer.Option(
+            "--shapes",
+            help="Weights: SmolLM2-135M's projections (qkv, o, gate_up, down, lm_head), 'model' for all, or KxN.",
+        ),
+    ] = "qkv,o,gate_up,down",
+    rows: Annotated[
+        str, typer.Option("--rows", help="Rows of x (decode steps: 1, 16, 64; a prefill: 512).")
+    ] = "1,16,64,512",
+    isa: Annotated[
+        str,
+        typer.Option(
+            "--isa",
+            help="CPU kernels' ISA paths (avx512, avx2, scalar), comma-separated, or 'runnable': all this CPU runs.",
+        ),
+    ] = "runnable",
+    torch_isa: Annotated[
+        str,
+        typer.Option(
+            "--torch-isa", help="native, or avx2: torch's MKL and oneDNN capped at AVX2 (what an AVX2-only CPU gets)."
+        ),
+    ] = "native",
+    min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of calls per impl and shape.")] = 0.3,
+    threads: Annotated[int, typer.Option("--threads", min=0, help="torch threads (0 = torch's default).")] = 0,
+    warm: Annotated[
+        bool,
+        typer.Option(
+            "--warm",
+            help="One copy of the weights, in cache where it fits (default: "
+            "256 MiB of copies, read from memory as in a model pass).",
+        ),
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Time the CPU kernels' GEMMs (packed float32 panels, GGUF Q4_1 blocks) against torch, per ISA path (CPU)."""
+    try:
+        result = bench_gemm(shapes, rows, isa, torch_isa, min_time, threads, warm)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    except ChildFailed as e:
+        typer.echo(f"benchctl: error: bench-gemm: {e}", err=True)
+        raise typer.Exit(1) from None
+    from benchctl import hwinfo
+
+    cached = hwinfo.load_cached() or {}  # the ceilings hwinfo measured last (`benchctl hwinfo --refresh`)
+    result["hwinfo"] = {key: cached.get(key) for key in ("gemm_fp32_flop_s", "read_bandwidth_gb_s", "measured_at")}
+    if json_out:
+        print(json.dumps(result, indent=2))
+        return
+    ceiling = result["hwinfo"]
+    caption = (
+        f"hwinfo ({ceiling['measured_at']}): fp32 GEMM {ceiling['gemm_fp32_flop_s'] / 1e9:.1f} GFLOP/s, read "
+        f"{ceiling['read_bandwidth_gb_s']:.1f} GB/s"
+        if ceiling["gemm_fp32_flop_s"]
+        else "no hwinfo measurement cached (benchctl hwinfo)"
+    )
+    weights = "one copy of the weights" if warm else "weights read from memory"
+    table = Table(title=f"projection GEMMs, fp32, {result['threads']} threads, {weights}", caption=caption)
+    for col in ("shape", "rows", "impl", "median ms", "min ms", "GFLOP/s", "GB/s", "vs torch", "max abs err"):
+        table.add_column(col, justify="left" if col in ("shape", "impl") else "right")
+    for r in result["results"]:
+        err = f"{r['max_abs_err']:.1e}" + ("" if r.get("same_as_packed", True) else " (not packed's bits)")
+        table.add_row(
+            r["shape"],
+            str(r["rows"]),
+            r["impl"],
+            f"{r['median_s'] * 1e3:.3f}",
+            f"{r['min_s'] * 1e3:.3f}",
+            f"{r['gflop_s']:.1f}",
+            f"{r['gb_s']:.1f}",
+            f"{r['vs_torch']:.2f}x",
+            err,
+        )
     Console(width=160).print(table)

@@ -2,7 +2,7 @@
 
 run (run.py) · show, compare (results.py) · backends, datasets (info.py) · regress (gate.py) · ab (ab.py) · sweep
 (sweep.py) · serve, bench-client (serving.py) · engines install|list (engines.py) · import, tools install|list
-(imports.py) · report, hwinfo, bench-attention.
+(imports.py) · report, hwinfo, bench-attention, bench-gemm.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from benchctl import hwinfo
 from benchctl.cli import ab, gate, imports, info, results, run, serving, sweep
 from benchctl.cli.engines import engines_app
 from benchctl.cli.output import CLICK_ERROR, USER_ERRORS, err, error_line
-from benchctl.kernelbench import bench_attention_command
+from benchctl.kernelbench import bench_attention_command, bench_gemm_command
 from benchctl.report import report_command
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.add_typer(engines_app, name="engines")
 app.command("report")(report_command)
 app.command("hwinfo")(hwinfo.hwinfo_command)
 app.command("bench-attention")(bench_attention_command)
+app.command("bench-gemm")(bench_gemm_command)
 
 
 def main(argv: list[str] | None = None) -> int:
