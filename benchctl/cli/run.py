@@ -150,6 +150,9 @@ def run(
     client_processes: Annotated[
         int, typer.Option(help="serving: load client processes (for rates one event loop cannot send).")
     ] = 1,
+    force: Annotated[
+        bool, typer.Option(help="serving: run more --client-processes than this machine has CPUs.")
+    ] = False,
     load_generators: Annotated[
         str | None,
         typer.Option(
@@ -257,6 +260,7 @@ def run(
         warmup_requests=warmup_requests,
         request_timeout_s=request_timeout,
         client_processes=client_processes,
+        force=force,
         stall_timeout_s=stall_timeout,
         load_generators=load_generators,
         generator_nodes=generator_nodes,

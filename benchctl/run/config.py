@@ -42,6 +42,7 @@ class RunConfig:
     warmup_requests: int = 0
     request_timeout_s: float = 600.0
     client_processes: int = 1  # load client processes (benchctl.serving.shards when > 1)
+    force: bool = False  # --force: more client processes than this machine has CPUs
     load_generators: str | None = None  # ray[:ADDRESS]: the client on a Ray cluster (benchctl.distributed)
     generator_nodes: int = 1  # with load_generators: one load generator per node, on this many nodes
     profile: str = "none"  # none | torch | nsys (benchctl.profile)

@@ -102,6 +102,13 @@ def check_serving(backend: Backend, config: RunConfig) -> None:
         raise BackendError(f"--warmup-requests must be >= 0, got {config.warmup_requests}")
     if config.client_processes < 1:
         raise BackendError(f"--client-processes must be >= 1, got {config.client_processes}")
+    cores = os.cpu_count() or 1
+    if config.client_processes > cores and not config.force and not config.load_generators:
+        raise BackendError(
+            f"--client-processes {config.client_processes} is more than this machine's {cores} CPUs: the client "
+            f"processes would take turns on the cores and late timestamps would be counted as server latency; "
+            f"give --force to run it anyway"
+        )
     from benchctl.distributed import check_generators  # Ray is imported only with --load-generators
 
     check_generators(config.load_generators, config.generator_nodes, config.client_processes)

@@ -520,3 +520,15 @@ def test_openai_api_key_from_the_environment_is_not_sent_in_clear_to_another_hos
     assert got.value.args[0] == ("sk-secret" if sent else None)
     warning = capsys.readouterr().err
     assert ("is not sent to " + url in " ".join(warning.split())) is not sent and "sk-secret" not in warning
+
+
+def test_more_client_processes_than_cpus_needs_force(capsys):
+    import os
+
+    args = ["run", "--mode", "serving", "--backend", "openai", "--base-url", "http://127.0.0.1:1/v1"]
+    too_many = str((os.cpu_count() or 1) + 1)
+    assert main([*args, "--client-processes", too_many]) == 2
+    refused = capsys.readouterr().err
+    assert refused.count("\n") == 1 and "more than this machine's" in refused and "--force" in refused
+    assert main([*args, "--client-processes", too_many, "--force"]) == 2  # past the check: the server is not there
+    assert "more than this machine's" not in capsys.readouterr().err
