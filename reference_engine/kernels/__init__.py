@@ -74,8 +74,12 @@ def _cpu_reason(device_type: str) -> str | None:
 
 def available_backends(device_type: str) -> dict[str, str | None]:
     """Each backend name -> None if usable on device_type, else the reason it is not (for `benchctl backends`)."""
-    return {"torch": None, "cpu": _cpu_reason(device_type), "triton": _triton_reason(device_type),
-            "cuda": _cuda_reason(device_type)}
+    return {
+        "torch": None,
+        "cpu": _cpu_reason(device_type),
+        "triton": _triton_reason(device_type),
+        "cuda": _cuda_reason(device_type),
+    }
 
 
 def load_ops(name: str) -> ModuleType:

@@ -133,8 +133,11 @@ def _paged_attention_reduce_kernel(
     m = tl.load(max_logits_ptr + row * num_partitions_max + parts, mask=part_mask, other=float("-inf"))
     global_max = tl.max(m, axis=0)
     # Rescale each partition's exp-sum from its own max to the global one; absent partitions weigh 0.
-    weights = tl.where(part_mask, tl.load(exp_sums_ptr + row * num_partitions_max + parts, mask=part_mask, other=0.0)
-                       * tl.exp(m - global_max), 0.0)  # (P,)
+    weights = tl.where(
+        part_mask,
+        tl.load(exp_sums_ptr + row * num_partitions_max + parts, mask=part_mask, other=0.0) * tl.exp(m - global_max),
+        0.0,
+    )  # (P,)
     partial = tl.load(
         partial_out_ptr + (row * num_partitions_max + parts[:, None]) * HEAD_DIM + dims[None, :],
         mask=part_mask[:, None] & (dims[None, :] < HEAD_DIM),

@@ -1,9 +1,9 @@
 """TGI, lmdeploy and SGLang presets: launch commands, availability here, and their servers' shapes.
 
 None of the three can run on this machine, so the launch path is exercised with
-tests/harness/fakes_serving/preset_server.py standing in for each server (health answers, served model names, Prometheus names, SSE chunk shapes written from
-each project's source), under the preset's own health and metrics routes.
-"""
+tests/harness/fakes_serving/preset_server.py standing in for each server (health answers, served model names,
+Prometheus names, SSE chunk shapes written from each project's source), under the preset's own health and
+metrics routes."""
 
 from __future__ import annotations
 
