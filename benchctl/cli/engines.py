@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -77,10 +78,20 @@ def install(
     for d in links:
         if not d.is_dir():
             err.print(f"[dim]· --find-links {d} does not exist; not used[/dim]")
-    for name in engine:
+    install_each(
+        engine,
+        lambda name, progress: engines.install(name, progress, force=force, find_links=links),
+        lambda env: _versions_text(env.versions),
+    )
+
+
+def install_each(names: list[str], install: Callable, describe: Callable) -> None:
+    """Install one environment after another with a spinner each (engines and tools alike): the first failure
+    is one error line with its log, exit 1; each success one line saying where and which versions."""
+    for name in names:
         with RichInstallProgress(name) as progress:
             try:
-                env, reused = engines.install(name, progress, force=force, find_links=links)
+                env, reused = install(name, progress)
             except engines.InstallFailed as e:
                 progress.step("[red]failed[/red]")
                 err.print(
@@ -90,7 +101,7 @@ def install(
                 )
                 raise typer.Exit(1) from None
         state = "already installed" if reused else f"installed in {env.manifest.get('install_s', 0):.0f} s"
-        err.print(f"{name}: {state}: {env.path} ({_versions_text(env.versions)})", highlight=False)
+        err.print(f"{name}: {state}: {env.path} ({describe(env)})", highlight=False)
 
 
 @engines_app.command("list")

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from benchctl import engines, importers, store, tools
-from benchctl.cli.engines import RichInstallProgress
+from benchctl.cli.engines import install_each
 from benchctl.cli.output import err, error_line, out
 
 tools_app = typer.Typer(no_args_is_help=True, help="Install and list other benchmark tools (guidellm, aiperf).")
@@ -85,20 +85,11 @@ def install(
             tools.plan(name)
         except engines.EngineError as e:
             raise typer.BadParameter(str(e), param_hint="TOOL") from None
-    for name in tool:
-        with RichInstallProgress(name) as progress:
-            try:
-                env, reused = tools.install(name, progress, force=force)
-            except engines.InstallFailed as e:
-                progress.step("[red]failed[/red]")
-                err.print(
-                    f"benchctl: error: installing {name} failed: {e}\nfull log: {e.log_path}",
-                    markup=False,
-                    highlight=False,
-                )
-                raise typer.Exit(1) from None
-        state = "already installed" if reused else f"installed in {env.manifest.get('install_s', 0):.0f} s"
-        err.print(f"{name}: {state}: {env.path} ({name} {tools.version(env)})", highlight=False)
+    install_each(
+        tool,
+        lambda name, progress: tools.install(name, progress, force=force),
+        lambda env: f"{env.engine} {tools.version(env)}",
+    )
 
 
 @tools_app.command("list")
