@@ -24,6 +24,10 @@ PUBLISHED = {
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
+    """A fresh cache for dummy model folders; the engine environments stay where scripts/test installed them."""
+    from benchctl import engines
+
+    monkeypatch.setenv(engines.ENGINES_DIR_ENV, str(engines.engines_dir()))
     monkeypatch.setenv("BENCHCTL_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
 
