@@ -788,33 +788,88 @@ int64_t block_record_bytes(int64_t format) { return format == kQ4_1 ? 640 : 1088
 #if CPU_OPS_SIMD
 constexpr int64_t kPrefetchRecords = 8;  // records ahead: the hardware prefetcher alone left the stream at ~9 GB/s
 
+// The weights of outputs [c, c + kLanes) of a record's row k (0..31), given those outputs' d and m (Q4_1).
+template <int64_t kFormat>
+inline vec::F record_weights(const uint8_t* __restrict rec, int64_t k, int64_t c, vec::F d, vec::F m) {
+  if constexpr (kFormat == kQ4_1) {  // byte j of a row: output j in its low nibble, output j + 16 in its high one
+    const vec::I b = vec::load_u8(rec + 128 + k * 16 + c % 16);
+    const vec::F q = vec::to_float(c < 16 ? vec::andi(b, vec::set1i(0x0F)) : vec::shift_right(b, 4));
+    return vec::add_rounded(vec::mul_rounded(d, q), m);
+  } else {
+    return vec::mul_rounded(vec::to_float(vec::load_i8(reinterpret_cast<const int8_t*>(rec + 64) + k * 32 + c)), d);
+  }
+}
+
+// The d (and m) vectors of outputs [c, c + kV * kLanes) of a record, and the prefetch of a later record.
+template <int64_t kFormat, int64_t kV>
+inline void record_scales(const uint8_t* __restrict rec, int64_t c, vec::F* d, vec::F* m) {
+  constexpr int64_t bytes = kFormat == kQ4_1 ? 640 : 1088;
+  for (int64_t line = 0; line < bytes; line += 64) vec::prefetch_l1(rec + kPrefetchRecords * bytes + line);
+  for (int64_t i = 0; i < kV; ++i) {
+    d[i] = vec::load_half(rec + 2 * (c + vec::kLanes * i));
+    m[i] = kFormat == kQ4_1 ? vec::load_half(rec + 64 + 2 * (c + vec::kLanes * i)) : vec::zero();
+  }
+}
+
 // One panel (K/32 records) -> out[k][32] float32.
-void expand_panel(const uint8_t* __restrict rec, int64_t K, int64_t format, float* __restrict out) {
+template <int64_t kFormat>
+void expand_panel(const uint8_t* __restrict rec, int64_t K, float* __restrict out) {
   constexpr int64_t L = vec::kLanes, kV = kPanel / L;  // vectors across a panel row
-  const int64_t bytes = block_record_bytes(format);
+  constexpr int64_t bytes = kFormat == kQ4_1 ? 640 : 1088;
   for (int64_t kb = 0; kb < K / kBlockK; ++kb, rec += bytes) {
-    for (int64_t line = 0; line < bytes; line += 64) vec::prefetch_l1(rec + kPrefetchRecords * bytes + line);
-    vec::F d[kV];
-    for (int64_t i = 0; i < kV; ++i) d[i] = vec::load_half(rec + 2 * L * i);
+    vec::F d[kV], m[kV];
+    record_scales<kFormat, kV>(rec, 0, d, m);
     float* o = out + kb * kBlockK * kPanel;
-    if (format == kQ4_1) {
-      vec::F m[kV];
-      for (int64_t i = 0; i < kV; ++i) m[i] = vec::load_half(rec + 64 + 2 * L * i);
-      const uint8_t* q = rec + 128;
-      const vec::I low4 = vec::set1i(0x0F);
-      for (int64_t k = 0; k < kBlockK; ++k) {
-        for (int64_t i = 0; i < kV; ++i) {  // outputs i*L.. : bytes (i*L) % 16.., low nibbles below 16, high above
-          const vec::I b = vec::load_u8(q + k * 16 + (i * L) % 16);
-          const vec::F qf = vec::to_float(i * L < 16 ? vec::andi(b, low4) : vec::shift_right(b, 4));
-          vec::store(o + k * kPanel + i * L, vec::add_rounded(vec::mul_rounded(d[i], qf), m[i]));
-        }
+    for (int64_t k = 0; k < kBlockK; ++k)
+      for (int64_t i = 0; i < kV; ++i)
+        vec::store(o + k * kPanel + i * L, record_weights<kFormat>(rec, k, i * L, d[i], m[i]));
+  }
+}
+
+void expand_panel(const uint8_t* rec, int64_t K, int64_t format, float* out) {
+  return format == kQ4_1 ? expand_panel<kQ4_1>(rec, K, out) : expand_panel<kQ8_0>(rec, K, out);
+}
+
+// panel_tile with the weights taken from the panel's records (outputs [c, c + kV * kLanes), all K) instead of a
+// float32 panel: each record row is expanded into registers and multiplied at once, never stored. The same weights
+// and the same k-ordered FMAs, so the same bits; for one row block (more would each expand the records again).
+template <int64_t kFormat, int64_t kM, int64_t kV>
+void block_tile(const float* __restrict x, int64_t K, const uint8_t* __restrict rec, int64_t c, float* __restrict y,
+                int64_t N, int64_t cols) {
+  constexpr int64_t L = vec::kLanes;
+  constexpr int64_t bytes = kFormat == kQ4_1 ? 640 : 1088;
+  vec::F acc[kM][kV];
+  for (int64_t r = 0; r < kM; ++r)
+    for (int64_t i = 0; i < kV; ++i) acc[r][i] = vec::zero();
+  for (int64_t k0 = 0; k0 < K; k0 += kBlockK, rec += bytes) {
+    vec::F d[kV], m[kV];
+    record_scales<kFormat, kV>(rec, c, d, m);
+    for (int64_t k = 0; k < kBlockK; ++k) {
+      vec::F w[kV];
+      for (int64_t i = 0; i < kV; ++i) w[i] = record_weights<kFormat>(rec, k, c + i * L, d[i], m[i]);
+      for (int64_t r = 0; r < kM; ++r) {
+        const vec::F xb = vec::set1(x[r * K + k0 + k]);
+        for (int64_t i = 0; i < kV; ++i) acc[r][i] = vec::fmadd(w[i], xb, acc[r][i]);
       }
-    } else {
-      const int8_t* q = reinterpret_cast<const int8_t*>(rec + 64);
-      for (int64_t k = 0; k < kBlockK; ++k)
-        for (int64_t i = 0; i < kV; ++i)
-          vec::store(o + k * kPanel + i * L, vec::mul_rounded(vec::to_float(vec::load_i8(q + k * 32 + i * L)), d[i]));
     }
+  }
+  for (int64_t r = 0; r < kM; ++r)
+    for (int64_t i = 0; i < kV; ++i) vec::store_first(y + r * N + i * L, acc[r][i], cols - i * L);
+}
+
+// `rows` (1..kPanelRows) rows of x over one panel's records, tiled as panel_rows tiles them.
+template <int64_t kFormat, int64_t kM = 1>
+void block_rows(int64_t rows, const float* x, int64_t K, const uint8_t* rec, float* y, int64_t N, int64_t cols) {
+  if constexpr (kM < kPanelRows) {
+    if (rows != kM) return block_rows<kFormat, kM + 1>(rows, x, K, rec, y, N, cols);
+  }
+  constexpr int64_t kWhole = kPanel / vec::kLanes;
+  if constexpr (kM <= kWideRows || kTileVectors == kWhole) {
+    block_tile<kFormat, kM, kWhole>(x, K, rec, 0, y, N, cols);
+  } else {
+    constexpr int64_t kWidth = kTileVectors * vec::kLanes;
+    for (int64_t c = 0; c < kPanel && c < cols; c += kWidth)
+      block_tile<kFormat, kM, kTileVectors>(x, K, rec, c, y + c, N, cols - c);
   }
 }
 #else
@@ -880,6 +935,19 @@ torch::Tensor block_packed_linear(torch::Tensor x, torch::Tensor packed, int64_t
   const uint8_t* wp = packed.data_ptr<uint8_t>();
   float* yp = y.data_ptr<float>();
   const int64_t blocks = (M + kPanelRows - 1) / kPanelRows, record = packed.size(2);
+#if CPU_OPS_SIMD
+  if (blocks == 1) {  // one row block: the tiles read the records themselves
+    at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t cols = std::min(kPanel, N - p * kPanel);
+        const uint8_t* rec = wp + p * K / kBlockK * record;
+        if (format == kQ4_1) block_rows<kQ4_1>(M, xp, K, rec, yp + p * kPanel, N, cols);
+        else block_rows<kQ8_0>(M, xp, K, rec, yp + p * kPanel, N, cols);
+      }
+    });
+    return y;
+  }
+#endif
   at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
     float* panel = panel_buffer(kExpandK);
     for (int64_t p = begin; p < end; ++p) {
